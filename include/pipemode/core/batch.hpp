@@ -1,0 +1,272 @@
+// pipemode: the record batch the training loop reads.
+#pragma once
+
+#include <pipemode/config.hpp>
+#include <pipemode/core/error.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace pipemode {
+
+class batch_builder;
+
+/// The element type of a tensor, as in SageMaker's `aialgs.data.Value`.
+enum class tensor_type : std::uint8_t {
+    float32,  ///< `Float32Tensor`, read as `float`
+    float64,  ///< `Float64Tensor`, read as `double`
+    int32,    ///< `Int32Tensor`, read as `std::int32_t`
+    bytes,    ///< `Bytes`, read as `std::byte`
+};
+
+/// The name of a tensor type as pipemode prints it ("float32", "float64", "int32", "bytes").
+constexpr std::string_view to_string(tensor_type t) noexcept
+{
+    switch (t) {
+    case tensor_type::float32: return "float32";
+    case tensor_type::float64: return "float64";
+    case tensor_type::int32: return "int32";
+    case tensor_type::bytes: return "bytes";
+    }
+    return "?";
+}
+
+/// The C++ element type that stores values of tensor type `T`.
+template <class T>
+inline constexpr bool is_element_type_v = std::is_same_v<T, float> || std::is_same_v<T, double>
+    || std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::byte>;
+
+/// The tensor type whose values are stored as `T`.
+template <class T>
+    requires is_element_type_v<T>
+inline constexpr tensor_type tensor_type_of_v = std::is_same_v<T, float> ? tensor_type::float32
+    : std::is_same_v<T, double>                                        ? tensor_type::float64
+    : std::is_same_v<T, std::int32_t>                                  ? tensor_type::int32
+                                                                       : tensor_type::bytes;
+
+/// One feature (or label) of every record in a batch, stored as a column.
+///
+/// Layouts:
+/// - **dense**: `values<T>()` holds `rows() * row_size()` elements, row-major; `shape()` is the
+///   per-record shape (the record's own `shape` field, or `{row_size()}` when it had none).
+/// - **sparse** (CSR): `row_offsets()` has `rows() + 1` entries; row `i` owns
+///   `values<T>()[row_offsets()[i] .. row_offsets()[i+1])` and the same range of `keys()`
+///   (column indices within the row). `shape()` is `{number of columns}`.
+/// - **bytes**: each record holds zero or more byte strings ("items"). `row_offsets()` indexes
+///   items (`rows() + 1` entries) and `item_offsets()` indexes `values<std::byte>()`
+///   (`items + 1` entries). `item(row, j)` does the arithmetic.
+///
+/// A column is immutable once its batch has been built; it is safe to read from any number of
+/// threads at once.
+class column {
+public:
+    /// The feature's name (the key of the `features` or `label` map).
+    const std::string& name() const noexcept { return name_; }
+
+    /// The element type.
+    tensor_type type() const noexcept { return type_; }
+
+    /// Whether the column is sparse (CSR).
+    bool is_sparse() const noexcept { return sparse_; }
+
+    /// The per-record shape; see the class comment.
+    std::span<const std::uint64_t> shape() const noexcept { return shape_; }
+
+    /// Number of records (rows) in the column, padding included.
+    std::size_t rows() const noexcept { return rows_; }
+
+    /// Elements per record of a dense column (the product of `shape()`); 0 for other layouts.
+    std::size_t row_size() const noexcept { return row_size_; }
+
+    /// All values. Throws `std::logic_error` when `T` is not this column's element type.
+    template <class T>
+        requires is_element_type_v<T>
+    std::span<const T> values() const
+    {
+        if (tensor_type_of_v<T> != type_)
+            throw std::logic_error("pipemode: column '" + name_ + "' holds "
+                                   + std::string(to_string(type_)) + ", not "
+                                   + std::string(to_string(tensor_type_of_v<T>)));
+        return std::get<std::vector<T>>(values_);
+    }
+
+    /// The values of row `i`: a dense row, a sparse row's non-zeros, or a bytes row's items
+    /// concatenated.
+    template <class T>
+        requires is_element_type_v<T>
+    std::span<const T> row(std::size_t i) const
+    {
+        auto all = values<T>();
+        if (type_ == tensor_type::bytes) {
+            auto first = item_offsets_[row_offsets_[i]];
+            auto last = item_offsets_[row_offsets_[i + 1]];
+            return all.subspan(first, last - first);
+        }
+        if (sparse_)
+            return all.subspan(row_offsets_[i], row_offsets_[i + 1] - row_offsets_[i]);
+        return all.subspan(i * row_size_, row_size_);
+    }
+
+    /// Column indices of all sparse values (empty for dense and bytes columns).
+    std::span<const std::uint64_t> keys() const noexcept { return keys_; }
+
+    /// Column indices of row `i`'s non-zeros (sparse columns only).
+    std::span<const std::uint64_t> row_keys(std::size_t i) const
+    {
+        return std::span<const std::uint64_t>(keys_).subspan(row_offsets_[i],
+                                                             row_offsets_[i + 1] - row_offsets_[i]);
+    }
+
+    /// Row boundaries of a sparse or bytes column (`rows() + 1` entries; empty when dense).
+    std::span<const std::uint64_t> row_offsets() const noexcept { return row_offsets_; }
+
+    /// Item boundaries of a bytes column (`items + 1` entries).
+    std::span<const std::uint64_t> item_offsets() const noexcept { return item_offsets_; }
+
+    /// Number of byte strings in row `i` of a bytes column.
+    std::size_t item_count(std::size_t i) const { return row_offsets_[i + 1] - row_offsets_[i]; }
+
+    /// Byte string `j` of row `i` of a bytes column.
+    std::span<const std::byte> item(std::size_t i, std::size_t j) const
+    {
+        auto n = row_offsets_[i] + j;
+        return values<std::byte>().subspan(item_offsets_[n], item_offsets_[n + 1] - item_offsets_[n]);
+    }
+
+    /// Bytes of memory the column's storage holds.
+    std::size_t byte_size() const noexcept
+    {
+        std::size_t n = std::visit([](const auto& v) { return v.capacity() * sizeof(v[0]); }, values_);
+        return n + (keys_.capacity() + row_offsets_.capacity() + item_offsets_.capacity() + shape_.capacity())
+            * sizeof(std::uint64_t) + name_.capacity() + sizeof(*this);
+    }
+
+private:
+    friend class batch_builder;
+
+    std::string name_;
+    tensor_type type_ = tensor_type::float32;
+    bool sparse_ = false;
+    std::vector<std::uint64_t> shape_;
+    std::size_t rows_ = 0;
+    std::size_t row_size_ = 0;
+    std::variant<std::vector<float>, std::vector<double>, std::vector<std::int32_t>, std::vector<std::byte>>
+        values_;
+    std::vector<std::uint64_t> keys_;
+    std::vector<std::uint64_t> row_offsets_;
+    std::vector<std::uint64_t> item_offsets_;
+};
+
+/// Where one record of a batch came from.
+struct record_origin {
+    std::uint32_t source = 0;  ///< index into `batch::sources()`
+    std::uint64_t offset = 0;  ///< byte offset of the record in its source
+    std::uint64_t index = 0;   ///< index of the record within its source, from 0
+};
+
+/// A batch of decoded records: the unit the training loop iterates.
+///
+/// Features and labels are columns (see `column`), in the order of the first record's map
+/// entries as they appeared on the wire. The last `padding()` rows, if any, are padding added
+/// under `last_batch::pad`: zeros in dense columns, empty rows in sparse and bytes columns,
+/// and no origin (`origins()` has `size() - padding()` entries).
+///
+/// A batch is a value: move it, keep it, or let the reader recycle it. Reading a batch from
+/// several threads at once is safe.
+class batch {
+public:
+    /// Number of rows, padding included.
+    std::size_t size() const noexcept { return rows_; }
+
+    /// Whether the batch has no rows.
+    bool empty() const noexcept { return rows_ == 0; }
+
+    /// Number of trailing padding rows (0 unless the last batch was padded).
+    std::size_t padding() const noexcept { return padding_; }
+
+    /// The epoch the batch belongs to, from 0.
+    std::uint64_t epoch() const noexcept { return epoch_; }
+
+    /// Feature columns.
+    std::span<const column> features() const noexcept { return features_; }
+
+    /// Label columns (empty when the records had no label).
+    std::span<const column> labels() const noexcept { return labels_; }
+
+    /// The feature column called `name`, or nullptr.
+    const column* find_feature(std::string_view name) const noexcept { return find(features_, name); }
+
+    /// The label column called `name`, or nullptr.
+    const column* find_label(std::string_view name) const noexcept { return find(labels_, name); }
+
+    /// The feature column called `name`; throws `std::out_of_range` listing the names there are.
+    const column& feature(std::string_view name) const { return get(features_, name, "feature"); }
+
+    /// The label column called `name`; throws `std::out_of_range` listing the names there are.
+    const column& label(std::string_view name) const { return get(labels_, name, "label"); }
+
+    /// Where each (non-padding) record came from.
+    std::span<const record_origin> origins() const noexcept { return origins_; }
+
+    /// Names of the sources the batch's records came from, indexed by `record_origin::source`.
+    std::span<const std::string> sources() const noexcept { return sources_; }
+
+    /// Source, byte offset and record index of row `i` (for error messages).
+    data_location location(std::size_t i) const
+    {
+        const auto& o = origins_.at(i);
+        return {sources_.at(o.source), o.offset, o.index};
+    }
+
+    /// Bytes of memory the batch holds (what the reader's memory budget counts).
+    std::size_t byte_size() const noexcept
+    {
+        std::size_t n = sizeof(*this) + origins_.capacity() * sizeof(record_origin);
+        for (const auto& c : features_)
+            n += c.byte_size();
+        for (const auto& c : labels_)
+            n += c.byte_size();
+        for (const auto& s : sources_)
+            n += s.capacity() + sizeof(s);
+        return n;
+    }
+
+private:
+    friend class batch_builder;
+
+    static const column* find(const std::vector<column>& cs, std::string_view name) noexcept
+    {
+        for (const auto& c : cs)
+            if (c.name() == name)
+                return &c;
+        return nullptr;
+    }
+
+    static const column& get(const std::vector<column>& cs, std::string_view name, const char* what)
+    {
+        if (const auto* c = find(cs, name))
+            return *c;
+        std::string names;
+        for (const auto& c : cs)
+            names += (names.empty() ? "" : ", ") + c.name();
+        throw std::out_of_range("pipemode: no " + std::string(what) + " named '" + std::string(name)
+                                + "' (the records have: " + (names.empty() ? "none" : names) + ")");
+    }
+
+    std::size_t rows_ = 0;
+    std::size_t padding_ = 0;
+    std::uint64_t epoch_ = 0;
+    std::vector<column> features_;
+    std::vector<column> labels_;
+    std::vector<record_origin> origins_;
+    std::vector<std::string> sources_;
+};
+
+} // namespace pipemode

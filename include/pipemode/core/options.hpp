@@ -1,0 +1,70 @@
+// pipemode: policies and the reader's tuning options.
+#pragma once
+
+#include <pipemode/config.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+namespace pipemode {
+
+/// What to do with the last batch of an epoch when it has fewer than `batch_size` records.
+enum class last_batch {
+    keep_short,  ///< deliver it as it is
+    drop,        ///< do not deliver it
+    pad,         ///< pad it to `batch_size` rows and say how many are padding (`batch::padding()`)
+};
+
+/// What to do with a record that cannot be decoded.
+enum class bad_record_policy {
+    fail,           ///< stop: the training loop gets a `data_error`
+    skip,           ///< skip it and count it in the stats
+    skip_and_warn,  ///< skip it, count it, and report it to the warning handler
+};
+
+/// The kind of data a reader decodes.
+enum class data_format {
+    recordio_protobuf,  ///< RecordIO-framed `aialgs.data.Record` (SageMaker's application/x-recordio-protobuf)
+    recordio,           ///< RecordIO-framed opaque payloads, delivered as a `bytes` feature
+};
+
+inline constexpr std::size_t kib = 1024;
+inline constexpr std::size_t mib = 1024 * kib;
+inline constexpr std::size_t gib = 1024 * mib;
+
+/// Options of a `reader`. Use designated initializers:
+/// `reader_options{.batch_size = 512, .bad_records = bad_record_policy::skip}`.
+struct reader_options {
+    /// Records per batch.
+    std::size_t batch_size = 1000;
+
+    /// How the short last batch of an epoch is delivered.
+    pipemode::last_batch last_batch = last_batch::keep_short;
+
+    /// What happens to records that cannot be decoded.
+    bad_record_policy bad_records = bad_record_policy::fail;
+
+    /// How the bytes are decoded.
+    data_format format = data_format::recordio_protobuf;
+
+    /// Decoded batches that may wait for the training loop (the ring's capacity).
+    std::size_t prefetch_batches = 4;
+
+    /// Upper bound on the memory the reader holds: source buffers plus decoded batches that
+    /// wait for the consumer. The reader never issues a read it cannot fit in the budget.
+    std::size_t memory_budget = 256 * mib;
+
+    /// The largest record accepted; a larger declared length is an error (never an allocation).
+    std::size_t max_record_size = 64 * mib;
+
+    /// Size of one read from a local file or FIFO.
+    std::size_t read_size = 4 * mib;
+
+    /// Called, on the reader's thread, with a one-line message for every record skipped under
+    /// `bad_record_policy::skip_and_warn`. Defaults to printing on stderr.
+    std::function<void(std::string_view)> on_warning;
+};
+
+} // namespace pipemode
