@@ -4,10 +4,14 @@
 #include <pipemode/config.hpp>
 #include <pipemode/core/record_view.hpp>
 
+#include <boost/asio/awaitable.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
+#include <tuple>
 
 namespace pipemode {
 
@@ -38,6 +42,32 @@ concept record_decoder = requires(D& d, const D& cd, std::span<const std::byte> 
     { cd.offset() } -> std::same_as<std::uint64_t>;
     { cd.records_started() } -> std::same_as<std::uint64_t>;
     d.resync();
+};
+
+/// What a byte source's `async_next()` completes with: an error and a chunk of bytes.
+using chunk_result = std::tuple<error_code, std::span<const std::byte>>;
+
+/// An asynchronous, in-order source of one object's bytes (a file, a FIFO, a byte range of an
+/// S3 object, memory).
+///
+/// Semantics:
+/// - `co_await s.async_next()` yields the next chunk of bytes. The chunk is owned by the
+///   source and stays valid until the next call to `async_next()` or the source's
+///   destruction; sources hand out their own buffers so that bytes received from the network
+///   reach the decoder without another copy.
+/// - End of data is `asio::error::eof` with an empty chunk. A non-eof error ends the source.
+///   An empty chunk with no error is allowed and means nothing (callers simply call again).
+/// - `name()` names the source in error messages (a path, `s3://bucket/key`, a URL,
+///   `memory:NAME`); it never contains credentials.
+/// - `start_offset()` is the offset, within the whole object, of the first byte the source
+///   delivers (non-zero when it reads a byte range), so decoders report absolute offsets.
+/// - Sources run on one executor and are not thread-safe; destroying a source cancels what it
+///   has in flight.
+template <class S>
+concept byte_source = requires(S& s, const S& cs) {
+    { s.async_next() } -> std::same_as<asio::awaitable<chunk_result>>;
+    { cs.name() } -> std::convertible_to<std::string_view>;
+    { cs.start_offset() } -> std::same_as<std::uint64_t>;
 };
 
 } // namespace pipemode
