@@ -36,6 +36,9 @@ enum class errc {
     timed_out,             ///< a wait (FIFO to appear, first byte) ran out of time
     object_changed,        ///< an object changed while it was being read
     empty_data_set,        ///< there is nothing to read
+    not_a_fifo,            ///< a path that should be a FIFO (named pipe) is something else
+    not_a_regular_file,    ///< a path that should be a regular file is something else
+    range_past_end,        ///< a byte range reaches past the end of the file
 };
 
 /// The error category of `pipemode::errc`.
@@ -62,6 +65,9 @@ public:
         case errc::timed_out: return "timed out";
         case errc::object_changed: return "object changed while it was being read";
         case errc::empty_data_set: return "the data set is empty";
+        case errc::not_a_fifo: return "not a FIFO (named pipe)";
+        case errc::not_a_regular_file: return "not a regular file";
+        case errc::range_past_end: return "byte range reaches past the end of the file";
         }
         return "unknown pipemode error";
     }
