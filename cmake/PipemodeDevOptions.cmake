@@ -1,0 +1,62 @@
+# Compiler flags for pipemode's own developer targets (tests, examples, benchmarks): warnings
+# and the sanitizer chosen by PIPEMODE_SANITIZER. Applied per directory with
+# pipemode_use_dev_options(), so they never reach the exported pipemode:: targets and a
+# consumer's build is never sanitized or -Werror'd by us.
+include_guard(GLOBAL)
+
+# Standard C++20, not gnu++20: our code must build with any conforming compiler. (The exported
+# targets only require cxx_std_20 and leave extensions to the consumer.)
+if(NOT DEFINED CMAKE_CXX_EXTENSIONS)
+    set(CMAKE_CXX_EXTENSIONS OFF)
+endif()
+
+set(_pipemode_sanitizers none asan tsan fuzz)
+if(NOT PIPEMODE_SANITIZER IN_LIST _pipemode_sanitizers)
+    message(FATAL_ERROR
+        "PIPEMODE_SANITIZER is '${PIPEMODE_SANITIZER}'; set it to one of: ${_pipemode_sanitizers}.")
+endif()
+
+# Boost, Catch2 and libprotobuf live under /usr/include, a system directory, so their
+# warnings stay silent and cannot fail a -Werror build.
+set(PIPEMODE_WARNING_OPTIONS -Wall -Wextra -Wpedantic)
+if(PIPEMODE_WERROR)
+    list(APPEND PIPEMODE_WARNING_OPTIONS -Werror)
+endif()
+
+set(PIPEMODE_SANITIZER_COMPILE_OPTIONS)
+set(PIPEMODE_SANITIZER_LINK_OPTIONS)
+set(PIPEMODE_SANITIZER_ENVIRONMENT)
+
+set(_pipemode_asan_environment
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+    "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+
+if(PIPEMODE_SANITIZER STREQUAL "asan")
+    set(PIPEMODE_SANITIZER_COMPILE_OPTIONS
+        -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    set(PIPEMODE_SANITIZER_LINK_OPTIONS -fsanitize=address,undefined)
+    set(PIPEMODE_SANITIZER_ENVIRONMENT ${_pipemode_asan_environment})
+elseif(PIPEMODE_SANITIZER STREQUAL "tsan")
+    set(PIPEMODE_SANITIZER_COMPILE_OPTIONS -fsanitize=thread)
+    set(PIPEMODE_SANITIZER_LINK_OPTIONS -fsanitize=thread)
+    set(PIPEMODE_SANITIZER_ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+elseif(PIPEMODE_SANITIZER STREQUAL "fuzz")
+    # libFuzzer ships with clang only (Debian: clang and libclang-rt-14-dev). Everything is
+    # instrumented for coverage; only the *.fuzz.cpp targets link libFuzzer's main.
+    if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+        message(FATAL_ERROR
+            "PIPEMODE_SANITIZER=fuzz needs clang (libFuzzer): install the Debian packages clang and "
+            "libclang-rt-14-dev and configure with -DCMAKE_CXX_COMPILER=clang++ (or use the fuzz preset).")
+    endif()
+    set(PIPEMODE_SANITIZER_COMPILE_OPTIONS
+        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    set(PIPEMODE_SANITIZER_LINK_OPTIONS -fsanitize=address,undefined)
+    set(PIPEMODE_SANITIZER_ENVIRONMENT ${_pipemode_asan_environment})
+endif()
+
+# Applies the warnings and the sanitizer to every target created from here on in the calling
+# directory and its subdirectories.
+function(pipemode_use_dev_options)
+    add_compile_options(${PIPEMODE_WARNING_OPTIONS} ${PIPEMODE_SANITIZER_COMPILE_OPTIONS})
+    add_link_options(${PIPEMODE_SANITIZER_LINK_OPTIONS})
+endfunction()
