@@ -7,19 +7,7 @@
 #include <string>
 #include <system_error>
 
-namespace {
-
 using pipemode::errc;
-
-// Every enumerator, first to last: a new one must be added here (and get a message).
-constexpr errc all_codes[] = {
-    errc::bad_magic,         errc::record_too_large, errc::truncated_record, errc::bad_continuation,
-    errc::crc_mismatch,      errc::malformed_protobuf, errc::unsupported_value, errc::schema_mismatch,
-    errc::bad_csv_field,     errc::ragged_csv_row,   errc::corrupt_gzip,     errc::timed_out,
-    errc::object_changed,    errc::empty_data_set,
-};
-
-} // namespace
 
 TEST_CASE("errc converts implicitly to an error_code in the pipemode category")
 {
@@ -35,17 +23,23 @@ TEST_CASE("errc converts implicitly to an error_code in the pipemode category")
 
 TEST_CASE("every errc has its own message and no code is zero")
 {
+    // The enumerators run from 1 without gaps; walking values until the category answers
+    // "unknown" covers codes added after this test was written. (A new enumerator without a
+    // message trips -Wswitch in the category's switch, an error in the dev build.)
+    const auto& cat = pipemode::error_category();
     std::set<std::string> messages;
-    for (auto e : all_codes) {
-        pipemode::error_code ec = make_error_code(e);
-        INFO("errc value " << static_cast<int>(e));
-        CHECK(ec.value() != 0);  // 0 would read as success
-        CHECK(ec.message() != "unknown pipemode error");
-        CHECK_FALSE(ec.message().empty());
-        messages.insert(ec.message());
+    int ev = 1;
+    for (; ev < 1000 && cat.message(ev) != "unknown pipemode error"; ++ev) {
+        INFO("errc value " << ev);
+        CHECK_FALSE(cat.message(ev).empty());
+        messages.insert(cat.message(ev));
     }
-    CHECK(messages.size() == std::size(all_codes));
-    CHECK(pipemode::error_category().message(9999) == "unknown pipemode error");
+    CHECK(cat.message(0) == "unknown pipemode error");  // 0 must read as success, never as a pipemode error
+    // At least the codes that existed when this test was written, through range_past_end.
+    CHECK(ev - 1 >= static_cast<int>(errc::range_past_end));
+    CHECK(make_error_code(errc::empty_data_set).message() == "the data set is empty");
+    CHECK(messages.size() == static_cast<std::size_t>(ev - 1));
+    CHECK(cat.message(9999) == "unknown pipemode error");
 }
 
 TEST_CASE("a pipemode error_code keeps its category name and message as a std::error_code")

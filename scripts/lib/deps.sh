@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# pipemode's Debian 12 dependencies, and an installer that installs only what is missing.
+# Sourced by scripts/test.sh and scripts/demo.sh; call pipemode_install_deps.
+
+# What building, testing and the demo need today.
+PIPEMODE_DEPS_BUILD=(
+    build-essential cmake ninja-build pkg-config
+    libboost1.81-dev        # replaces the preinstalled libboost1.74-dev (apt removes it): expected
+    libcurl4-openssl-dev libprotobuf-dev protobuf-compiler zlib1g-dev
+    catch2
+    nginx-light             # loopback HTTP range server for the network tests
+)
+
+# Needed by work that is landing next: plots and numeric checks (numpy for /usr/bin/python3,
+# gnuplot), libFuzzer (clang, libclang-rt-14-dev) and the distributed-training example (MPI).
+PIPEMODE_DEPS_UPCOMING=(
+    python3-numpy gnuplot
+    clang libclang-rt-14-dev
+    openmpi-bin libopenmpi-dev
+)
+
+# Prints, one per line, the packages among "$@" that are not installed.
+pipemode_missing_packages() {
+    local pkg status
+    for pkg in "$@"; do
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+        if [[ $status != "install ok installed" ]]; then
+            echo "$pkg"
+        fi
+    done
+}
+
+# Installs the missing packages with apt-get (one update, one install), or does nothing when
+# all are present. Exits 1 when packages are missing and we are not root.
+pipemode_install_deps() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "pipemode: dpkg-query not found; these scripts expect Debian 12. Install the equivalents of:" >&2
+        echo "  ${PIPEMODE_DEPS_BUILD[*]} ${PIPEMODE_DEPS_UPCOMING[*]}" >&2
+        exit 1
+    fi
+    local missing=()
+    mapfile -t missing < <(pipemode_missing_packages "${PIPEMODE_DEPS_BUILD[@]}" "${PIPEMODE_DEPS_UPCOMING[@]}")
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "pipemode: missing Debian packages: ${missing[*]}" >&2
+        echo "pipemode: run this script as root, or first: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "pipemode: installing missing Debian packages: ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
