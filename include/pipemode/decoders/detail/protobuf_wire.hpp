@@ -1,0 +1,153 @@
+// pipemode: protobuf wire-format primitives shared by the Record parser and writer.
+//
+// The readers follow libprotobuf's limits exactly, because the parser must accept and refuse
+// the same inputs as libprotobuf does (its tests use libprotobuf as the oracle):
+// - a tag is at most 5 bytes and taken modulo 2^32;
+// - a length is at most 5 bytes and below 2^31;
+// - any other varint is at most 10 bytes and taken modulo 2^64.
+#pragma once
+
+#include <pipemode/config.hpp>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace pipemode::detail::wire {
+
+static_assert(std::endian::native == std::endian::little,
+              "pipemode copies protobuf's little-endian fixed-width numbers as they are");
+
+/// Wire types.
+inline constexpr std::uint32_t varint = 0;
+inline constexpr std::uint32_t fixed64 = 1;
+inline constexpr std::uint32_t length_delimited = 2;
+inline constexpr std::uint32_t start_group = 3;
+inline constexpr std::uint32_t end_group = 4;
+inline constexpr std::uint32_t fixed32 = 5;
+
+/// The tag of field `number` with wire type `type`.
+constexpr std::uint32_t tag(std::uint32_t number, std::uint32_t type) noexcept
+{
+    return number << 3 | type;
+}
+
+inline std::uint8_t byte_at(const std::byte* p) noexcept
+{
+    return static_cast<std::uint8_t>(*p);
+}
+
+/// Reads a tag at `p`; false when it is longer than 5 bytes or runs past `end`.
+[[gnu::noinline]] inline bool read_tag_slow(const std::byte*& p, const std::byte* end, std::uint32_t& out) noexcept
+{
+    std::uint32_t v = 0;
+    for (int i = 0; i < 5; ++i) {
+        if (p + i == end)
+            return false;
+        auto b = byte_at(p + i);
+        v |= static_cast<std::uint32_t>(b & 0x7f) << (7 * i);  // bits past 32 fall off
+        if (b < 0x80) {
+            p += i + 1;
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Reads a tag at `p` (precondition: `p != end`).
+inline bool read_tag(const std::byte*& p, const std::byte* end, std::uint32_t& out) noexcept
+{
+    auto b = byte_at(p);
+    if (b < 0x80) [[likely]] {
+        out = b;
+        ++p;
+        return true;
+    }
+    return read_tag_slow(p, end, out);
+}
+
+/// Reads a varint of at most 10 bytes; false when it is longer or runs past `end`.
+[[gnu::noinline]] inline bool read_varint_slow(const std::byte*& p, const std::byte* end, std::uint64_t& out) noexcept
+{
+    std::uint64_t v = 0;
+    for (int i = 0; i < 10; ++i) {
+        if (p + i == end)
+            return false;
+        auto b = byte_at(p + i);
+        v |= static_cast<std::uint64_t>(b & 0x7f) << (7 * i);  // bits past 64 fall off
+        if (b < 0x80) {
+            p += i + 1;
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Reads a varint of at most 10 bytes at `p`.
+inline bool read_varint(const std::byte*& p, const std::byte* end, std::uint64_t& out) noexcept
+{
+    if (p != end && byte_at(p) < 0x80) [[likely]] {
+        out = byte_at(p);
+        ++p;
+        return true;
+    }
+    return read_varint_slow(p, end, out);
+}
+
+/// Reads a length of at most 5 bytes and below 2^31, and checks that that many bytes follow.
+[[gnu::noinline]] inline bool read_length_slow(const std::byte*& p, const std::byte* end, std::size_t& out) noexcept
+{
+    std::uint64_t v = 0;
+    const std::byte* q = p;
+    for (int i = 0;; ++i) {
+        if (q == end)
+            return false;
+        auto b = byte_at(q++);
+        if (i == 4 && b >= 8)
+            return false;
+        v |= static_cast<std::uint64_t>(b & 0x7f) << (7 * i);
+        if (b < 0x80)
+            break;
+    }
+    if (v > static_cast<std::size_t>(end - q))
+        return false;
+    p = q;
+    out = static_cast<std::size_t>(v);
+    return true;
+}
+
+/// Reads a length at `p` and checks that that many bytes follow it.
+inline bool read_length(const std::byte*& p, const std::byte* end, std::size_t& out) noexcept
+{
+    if (p != end && byte_at(p) < 0x80 && static_cast<std::size_t>(byte_at(p)) < static_cast<std::size_t>(end - p)) [[likely]] {
+        out = byte_at(p);
+        ++p;
+        return true;
+    }
+    return read_length_slow(p, end, out);
+}
+
+/// Bytes a varint encoding of `v` takes (1 to 10).
+constexpr std::size_t varint_size(std::uint64_t v) noexcept
+{
+    // One byte per 7 significant bits, at least one; (bits * 9 + 64) / 64 is ceil(bits / 7)
+    // for 1..64 bits without a division.
+    int bits = 64 - std::countl_zero(v | 1);
+    return static_cast<std::size_t>((bits * 9 + 64) / 64);
+}
+
+/// Writes `v` as a varint at `p` and returns the end.
+inline std::byte* put_varint(std::byte* p, std::uint64_t v) noexcept
+{
+    while (v >= 0x80) {
+        *p++ = static_cast<std::byte>(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = static_cast<std::byte>(v);
+    return p;
+}
+
+} // namespace pipemode::detail::wire
