@@ -1,0 +1,209 @@
+// pipemode-cat's JSON output: records and raw RecordIO payloads, one JSON object per line.
+//
+// Kept apart from the tool's main() so that tests/tools/json_records.test.cpp can check the
+// exact text. The format is described in docs/tools.md.
+#pragma once
+
+#include <pipemode/core/batch.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace pipemode::tools {
+
+/// Appends `s` as a JSON string: quotes, with `"`, `\` and control characters escaped (as
+/// `\"`, `\\`, `\n`, `\t`, ... or `\u00XX`). Other bytes are copied as they are, so a name that
+/// is valid UTF-8 stays valid UTF-8.
+inline void append_json_string(std::string& out, std::string_view s)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 0xf];
+            }
+            else {
+                out += ch;
+            }
+        }
+    }
+    out += '"';
+}
+
+/// Appends a number as std::to_chars writes it: integers in decimal, floating-point values as
+/// the shortest text that reads back to the same value (e.g. `0.1`, `1e+20`, `-0`). NaN and
+/// the infinities, which JSON numbers cannot express, are written as the strings `"NaN"`,
+/// `"Infinity"` and `"-Infinity"`.
+template <class T>
+    requires std::is_arithmetic_v<T>
+void append_json_number(std::string& out, T v)
+{
+    if constexpr (std::is_floating_point_v<T>) {
+        if (std::isnan(v)) {
+            out += "\"NaN\"";
+            return;
+        }
+        if (std::isinf(v)) {
+            out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+            return;
+        }
+    }
+    char buf[32];  // the longest double is 24 characters
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+}
+
+/// Appends `bytes` as lowercase hex digits, two per byte, without quotes.
+inline void append_hex(std::string& out, std::span<const std::byte> bytes)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    const std::size_t start = out.size();
+    out.resize(start + 2 * bytes.size());
+    char* p = out.data() + start;
+    for (auto b : bytes) {
+        const auto c = static_cast<unsigned char>(b);
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 0xf];
+    }
+}
+
+/// Appends a JSON array of numbers: `[1, 2.5, "NaN"]`.
+template <class T>
+void append_json_array(std::string& out, std::span<const T> values)
+{
+    out += '[';
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i != 0)
+            out += ", ";
+        append_json_number(out, values[i]);
+    }
+    out += ']';
+}
+
+/// Whether pipemode-cat prints the shape of column `c`'s tensors: always for sparse columns
+/// (the column count); for dense ones only when the shape says more than the number of values,
+/// i.e. when it is not `{row_size()}`. A batch does not record whether a dense record carried a
+/// one-dimensional shape `[n]` or none (the reader treats both alike), so neither is printed.
+/// Bytes tensors have no shape.
+inline bool shows_shape(const column& c) noexcept
+{
+    if (c.type() == tensor_type::bytes)
+        return false;
+    if (c.is_sparse())
+        return true;
+    const auto shape = c.shape();
+    return !(shape.size() == 1 && shape[0] == c.row_size());
+}
+
+namespace detail {
+
+template <class T>
+void append_numeric_tensor(std::string& out, const column& c, std::size_t row)
+{
+    out += ", \"values\": ";
+    append_json_array(out, c.row<T>(row));
+    out += ", \"keys\": ";
+    if (c.is_sparse())
+        append_json_array(out, c.row_keys(row));
+    else
+        out += "[]";
+}
+
+} // namespace detail
+
+/// Appends row `row` of column `c` as
+/// `{"tensor": TYPE, "values": [...], "keys": [...], "shape": [...]}`, TYPE being "float32",
+/// "float64", "int32" or "bytes". A bytes tensor's values are its items as strings of lowercase
+/// hex; its keys and shape are `[]`. See `shows_shape` for when the shape is printed.
+inline void append_tensor_json(std::string& out, const column& c, std::size_t row)
+{
+    out += "{\"tensor\": \"";
+    out += to_string(c.type());
+    out += '"';
+    switch (c.type()) {
+    case tensor_type::float32: detail::append_numeric_tensor<float>(out, c, row); break;
+    case tensor_type::float64: detail::append_numeric_tensor<double>(out, c, row); break;
+    case tensor_type::int32: detail::append_numeric_tensor<std::int32_t>(out, c, row); break;
+    case tensor_type::bytes: {
+        out += ", \"values\": [";
+        const auto n = c.item_count(row);
+        for (std::size_t j = 0; j < n; ++j) {
+            if (j != 0)
+                out += ", ";
+            out += '"';
+            append_hex(out, c.item(row, j));
+            out += '"';
+        }
+        out += "], \"keys\": []";
+        break;
+    }
+    }
+    out += ", \"shape\": ";
+    if (shows_shape(c))
+        append_json_array(out, c.shape());
+    else
+        out += "[]";
+    out += '}';
+}
+
+/// Appends `{NAME: TENSOR, ...}` for row `row` of `columns`, in column order; `{}` when there
+/// are none.
+inline void append_tensor_map_json(std::string& out, std::span<const column> columns, std::size_t row)
+{
+    out += '{';
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+        if (i != 0)
+            out += ", ";
+        append_json_string(out, columns[i].name());
+        out += ": ";
+        append_tensor_json(out, columns[i], row);
+    }
+    out += '}';
+}
+
+/// Appends record `row` of `b` as one line of JSON, without the newline:
+/// `{"features": {NAME: TENSOR, ...}, "label": {NAME: TENSOR, ...}}`.
+///
+/// @code
+/// std::string line;
+/// append_record_json(line, batch, 0);
+/// // {"features": {"values": {"tensor": "float32", "values": [1, 2], "keys": [], "shape": []}}, "label": {}}
+/// @endcode
+inline void append_record_json(std::string& out, const batch& b, std::size_t row)
+{
+    out += "{\"features\": ";
+    append_tensor_map_json(out, b.features(), row);
+    out += ", \"label\": ";
+    append_tensor_map_json(out, b.labels(), row);
+    out += '}';
+}
+
+/// Appends a raw RecordIO payload as `{"length": N, "hex": "..."}`, without the newline.
+inline void append_raw_json(std::string& out, std::span<const std::byte> payload)
+{
+    out += "{\"length\": ";
+    append_json_number(out, payload.size());
+    out += ", \"hex\": \"";
+    append_hex(out, payload);
+    out += "\"}";
+}
+
+} // namespace pipemode::tools

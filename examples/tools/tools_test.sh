@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# End-to-end test of pipemode-gen and pipemode-cat, run by CTest ("tools: end to end").
+#
+# Usage: tools_test.sh PIPEMODE_GEN PIPEMODE_CAT WORK_DIR SOURCE_DIR
+#
+# pipemode-gen states the digest of what it wrote from the numbers it encoded; pipemode-cat
+# computes it from what the reader decoded. Agreement over several kinds of data (multi-file
+# dense, sparse, int32 clusters, float64 without labels, odd batch and read sizes, a FIFO)
+# shows every record arrived once and intact. Also checked: exact --raw and --json output,
+# a truncated file's exit status and message, --limit, and usage errors.
+set -euo pipefail
+trap 'echo "FAIL: tools_test.sh stopped at line $LINENO" >&2' ERR
+
+gen=$1
+cat=$2
+work=$3
+source_dir=$4
+
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+
+# Failures are appended to a file, so that checks run in subshells ($(...)) count too.
+: >failures.log
+fail() {
+    echo "FAIL: $*" >&2
+    echo "$*" >>"$work/failures.log"
+}
+pass() { echo "ok: $*"; }
+
+# The value of summary field $1 in the text $2 ("digest: count=..." gives "count=...").
+field() { sed -n "s/^ *$1: //p" <<<"$2"; }
+
+# Runs a command that must succeed and prints its stdout; a failure is reported and gives "".
+run() {
+    local out status
+    if out=$("$@" 2>stderr.txt); then status=0; else status=$?; fi
+    if ((status != 0)); then
+        fail "'$*' exited with $status ($(cat stderr.txt))"
+        return 0
+    fi
+    printf '%s\n' "$out"
+}
+
+# Generates a data set with the given pipemode-gen options into directory $1, reads it back
+# with pipemode-cat (extra cat options in CAT_ARGS) and compares the digests.
+check_round_trip() {
+    local name=$1 dir=$2
+    shift 2
+    local g c
+    g=$(run "$gen" --out "$dir" "$@")
+    c=$(run "$cat" ${CAT_ARGS:-} "$dir"/part-*.rec)
+    local gd cd
+    gd=$(field digest "$g")
+    cd=$(field digest "$c")
+    if [[ -z $gd || $gd != "$cd" ]]; then
+        fail "$name: pipemode-gen digest '$gd' != pipemode-cat digest '$cd'"
+    elif [[ $(field records "$c") != "$(field rows "$g")" ]]; then
+        fail "$name: pipemode-cat read $(field records "$c") records, pipemode-gen wrote $(field rows "$g")"
+    elif [[ $(field bytes "$c") != "$(field bytes "$g")" ]]; then
+        fail "$name: pipemode-cat read $(field bytes "$c") bytes, pipemode-gen wrote $(field bytes "$g")"
+    else
+        pass "$name: $gd"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Digests: what pipemode-gen says it wrote is what pipemode-cat reads.
+
+check_round_trip "dense float32, 3 files" dense --rows 2503 --files 3 --dim 17 --seed 3
+check_round_trip "sparse float32, 2 files" sparse --rows 1500 --files 2 --dim 300 --format sparse --density 0.05 --seed 4
+check_round_trip "int32 clusters" clusters --rows 1000 --files 2 --dim 9 --dtype int32 --clusters 4 --seed 5
+check_round_trip "sparse float64, no label" sparse64 --rows 700 --files 3 --dim 40 --format sparse --density 0.5 --dtype float64 --no-label
+check_round_trip "more files than rows" tiny --rows 3 --files 5 --dim 2
+CAT_ARGS="--batch-size 1 --read-size 1000" \
+    check_round_trip "batches of 1, reads of 1000 bytes" oddsizes --rows 300 --files 2 --dim 100 --seed 6
+CAT_ARGS="--batch-size 7 --read-size 64" \
+    check_round_trip "sparse with reads of 64 bytes" sparse_small_reads --rows 400 --dim 1000 --format sparse --density 0.01
+
+# The check can fail: a file left out, or another seed, gives another digest.
+all=$(field digest "$(run "$cat" dense/part-*.rec)")
+two=$(field digest "$(run "$cat" dense/part-00000.rec dense/part-00002.rec)")
+reseeded=$(field digest "$(run "$gen" --out reseeded --rows 2503 --files 3 --dim 17 --seed 99)")
+if [[ $all == "$two" || $all == "$reseeded" || -z $all ]]; then
+    fail "digests do not tell data sets apart: '$all' '$two' '$reseeded'"
+else
+    pass "a missing file and another seed change the digest"
+fi
+
+# The same seed gives the same bytes.
+run "$gen" --out again --rows 2503 --files 3 --dim 17 --seed 3 >/dev/null
+if cmp -s dense/part-00001.rec again/part-00001.rec; then
+    pass "same seed, same files"
+else
+    fail "the same seed gave different files"
+fi
+
+# --size-mib: dense float32 rows have one size, so the files hold 1 MiB plus less than a row.
+sized=$(run "$gen" --out sized --size-mib 1 --dim 50 --files 2)
+sized_bytes=$(field bytes "$sized")
+if ((sized_bytes >= 1048576 && sized_bytes < 1048576 + 300)); then
+    pass "--size-mib 1 wrote $sized_bytes bytes"
+else
+    fail "--size-mib 1 wrote '$sized_bytes' bytes"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Exact output
+
+# A fixed seed's records, as JSON: pins the generator (same numbers with any standard library)
+# and the JSON path end to end.
+run "$gen" --out pinned --rows 3 --dim 4 --seed 42 >/dev/null
+run "$cat" --json pinned/part-00000.rec >pinned.json
+cat >pinned.expected <<'EOF'
+{"features": {"values": {"tensor": "float32", "values": [0.51031107, 0.2780628, 0.5042904, -0.72745466], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [1], "keys": [], "shape": []}}}
+{"features": {"values": {"tensor": "float32", "values": [0.8065379, -0.81186336, 0.14914061, -0.2542246], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [0], "keys": [], "shape": []}}}
+{"features": {"values": {"tensor": "float32", "values": [-0.4522518, -0.21945824, -0.97523445, 0.047411177], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [0], "keys": [], "shape": []}}}
+EOF
+if diff pinned.expected pinned.json >/dev/null; then
+    pass "--json of seed 42"
+else
+    fail "--json of seed 42 differs: $(diff pinned.expected pinned.json)"
+fi
+
+# Raw RecordIO written byte by byte: "hello" (padded to 8 bytes), an empty payload, and a
+# 4-byte payload that needs no padding.
+printf '\x0a\x23\xd7\xce\x05\x00\x00\x00hello\x00\x00\x00' >known.rec
+printf '\x0a\x23\xd7\xce\x00\x00\x00\x00' >>known.rec
+printf '\x0a\x23\xd7\xce\x04\x00\x00\x00\x00\x01\xfe\xff' >>known.rec
+run "$cat" --raw known.rec >known.json
+printf '%s\n' '{"length": 5, "hex": "68656c6c6f"}' '{"length": 0, "hex": ""}' '{"length": 4, "hex": "0001feff"}' >known.expected
+if diff known.expected known.json >/dev/null; then
+    pass "--raw of a hand-made file"
+else
+    fail "--raw output differs: $(diff known.expected known.json)"
+fi
+
+# --raw reads any RecordIO: as many payloads as pipemode-gen wrote records.
+raw_lines=$(run "$cat" --raw dense/part-00001.rec | wc -l)
+if [[ $raw_lines == 834 ]]; then pass "--raw of a generated file"; else fail "--raw gave $raw_lines lines, not 834"; fi
+
+# ---------------------------------------------------------------------------------------------
+# Errors and --limit
+
+# A file cut inside a record: exit status 1 and a message naming path, byte, record.
+head -c 200 dense/part-00000.rec >truncated.rec
+# (Failing commands run as if-conditions, which neither stop the script nor trip the ERR trap.)
+if "$cat" truncated.rec >truncated.out 2>truncated.err; then status=0; else status=$?; fi
+message=$(cat truncated.err)
+if [[ $status == 1 && $message == *truncated.rec* && $message == *byte* && $message == *record* && $message == pipemode-cat:* ]]; then
+    pass "a truncated file: exit 1, '$message'"
+else
+    fail "a truncated file: exit $status, message '$message'"
+fi
+
+# ... which --bad-records skip turns into a counted skip.
+skipped=$(run "$cat" --bad-records skip truncated.rec)
+if [[ $(field "bad records" "$skipped") == 1 ]]; then pass "--bad-records skip"; else fail "--bad-records skip: $skipped"; fi
+
+limited=$(run "$cat" --limit 7 dense/part-*.rec)
+limited_json=$(run "$cat" --json --limit 7 --batch-size 3 dense/part-*.rec | wc -l)
+run "$cat" --json dense/part-*.rec >dense.json
+first7=$(head -n 7 dense.json | cksum)
+limited7=$(run "$cat" --json --limit 7 dense/part-*.rec | cksum)
+if [[ $(field records "$limited") == 7 && $(field digest "$limited") == count=7\ * && $limited_json == 7 && $first7 == "$limited7" ]]; then
+    pass "--limit 7"
+else
+    fail "--limit 7: records '$(field records "$limited")', $limited_json JSON lines, first 7 equal: $([[ $first7 == "$limited7" ]] && echo yes || echo no)"
+fi
+zero=$(run "$cat" --limit 0 dense/part-*.rec)
+if [[ $(field records "$zero") == 0 ]]; then pass "--limit 0"; else fail "--limit 0: $zero"; fi
+
+expect_status() {
+    local want=$1
+    shift
+    local got
+    if "$@" >/dev/null 2>&1; then got=0; else got=$?; fi
+    if [[ $got == "$want" ]]; then pass "exit $want: ${*##*/}"; else fail "'$*' exited with $got, not $want"; fi
+}
+expect_status 2 "$cat"
+expect_status 2 "$cat" --no-such-option dense/part-00000.rec
+expect_status 2 "$cat" --batch-size 0 dense/part-00000.rec
+expect_status 2 "$cat" --json --raw dense/part-00000.rec
+expect_status 2 "$cat" --bad-records maybe dense/part-00000.rec
+expect_status 2 "$cat" s3://bucket/key
+expect_status 1 "$cat" no/such/file.rec
+expect_status 0 "$cat" --help
+expect_status 2 "$gen" --rows 5
+expect_status 2 "$gen" --out x --rows 5 --size-mib 1
+expect_status 2 "$gen" --out x --format ragged
+expect_status 0 "$gen" --help
+
+# ---------------------------------------------------------------------------------------------
+# A FIFO, written by another process while pipemode-cat reads it.
+
+if [[ -f $source_dir/include/pipemode/sources/fifo_source.hpp ]]; then
+    mkfifo pipe
+    cat dense/part-00001.rec >pipe &
+    writer=$!
+    from_fifo=$(run "$cat" dense/part-00000.rec pipe dense/part-00002.rec)
+    wait "$writer" || fail "the FIFO writer failed"
+    if [[ $(field digest "$from_fifo") == "$all" ]]; then
+        pass "a FIFO among files: $all"
+    else
+        fail "through a FIFO: '$(field digest "$from_fifo")', from files: '$all'"
+    fi
+else
+    echo "skipped: FIFO test (include/pipemode/sources/fifo_source.hpp does not exist yet)"
+fi
+
+failures=$(wc -l <"$work/failures.log")
+if ((failures > 0)); then
+    echo "$failures check(s) failed" >&2
+    exit 1
+fi
+echo "all tool checks passed"
