@@ -113,7 +113,7 @@ public:
         failed_ = {};
         added_source_ = false;
         auto& sources = batch_.sources_;
-        if (sources.empty() || sources[last_source_] != source) [[unlikely]]
+        if (sources.empty() || !same(sources[last_source_], source)) [[unlikely]]
             intern(source);
         origin_ = {static_cast<std::uint32_t>(last_source_), rec.offset, rec.index};
     }
@@ -126,7 +126,7 @@ public:
     {
         if (cursor_ < slots_.size()) {
             const auto& s = slots_[cursor_];
-            if (s.section == section && col(s).name_ == name)
+            if (s.section == section && same(col(s).name_, name))
                 return cursor_++;
         }
         auto& names = names_[static_cast<int>(section)];
@@ -237,37 +237,16 @@ public:
     bool end_tensor(error_code& ec)
     {
         assert(tensor_.open);
-        tensor_.open = false;
-        const auto& t = *tensor_.target;
+        // The common case decided without touching the column: a dense tensor without a shape,
+        // of the schema's size, in a rank-1 column.
         const auto& ts = *tensor_.target_slot;
-        std::size_t n = ts.values - tensor_.values_start;
-        std::size_t k = ts.keys - tensor_.keys_start;
-
-        layout got = classify(tensor_.type, n, k);
-        if (got == layout::sparse) [[unlikely]] {
-            if (!check_sparse(t, n, k))
-                return fail(ec, errc::unsupported_value);
+        if (ts.keys == tensor_.keys_start && shape_.empty() && tensor_.issue == tensor_issue::none
+            && ts.kind == layout::dense && ts.rank1 && ts.values - tensor_.values_start == ts.row_size) [[likely]] {
+            tensor_.open = false;
+            ++present_;
+            return true;
         }
-        else if (got == layout::dense && !shape_.empty()) [[unlikely]] {
-            if (!check_dense_shape(n))
-                return fail(ec, errc::unsupported_value);
-        }
-
-        if (tensor_.issue != tensor_issue::none) [[unlikely]]
-            return fail(ec, errc::schema_mismatch, describe_issue(got, n));
-
-        auto& s = slots_[tensor_.column];
-        auto& c = col(s);
-        if (s.kind == layout::undefined) {
-            define(c, s, got, n);
-        }
-        else if (!matches(c, s, got, n)) [[unlikely]] {
-            return fail(ec, errc::schema_mismatch,
-                        std::string(to_string(s.section)) + " '" + c.name_ + "': expected "
-                            + describe(c.type_, s.kind, c.shape_) + ", got " + describe_got(got, n));
-        }
-        ++present_;
-        return true;
+        return end_tensor_slow(ec);
     }
 
     /// Commits the current record as a row. Fails with `errc::schema_mismatch` when a column of
@@ -276,35 +255,15 @@ public:
     bool end_record(error_code& ec)
     {
         assert(record_open_);
-        if (tensor_.open) [[unlikely]] {
-            tensor_.open = false;
-            if (!failed_)
-                fail(ec, errc::schema_mismatch, "a tensor was begun but not ended");
-        }
-        if (failed_) [[unlikely]] {
-            ec = failed_;
-            abort_record();
-            return false;
-        }
-        if (present_ != slots_.size()) [[unlikely]] {
-            for (const auto& s : slots_) {
-                if (s.stamp != serial_) {
-                    fail(ec, errc::schema_mismatch,
-                         std::string(to_string(s.section)) + " '" + col(s).name_ + "' is missing"
-                             + (locked_ ? " (the first record had it)" : " (it has no value)"));
-                    break;
-                }
-            }
-            abort_record();
-            return false;
-        }
-        for (auto& s : slots_) {
+        if (tensor_.open || failed_ || present_ != slots_.size()) [[unlikely]]
+            return end_record_failed(ec);
+        for (auto i : varying_) {
+            auto& s = slots_[i];
             auto& c = col(s);
             if (s.kind == layout::sparse)
                 c.row_offsets_.push_back(s.keys);
-            else if (s.kind == layout::bytes)
+            else
                 c.row_offsets_.push_back(c.item_offsets_.size() - 1);
-            ++c.rows_;
         }
         batch_.origins_.push_back(origin_);
         ++batch_.rows_;
@@ -331,6 +290,7 @@ public:
         }
         if (!locked_) {
             slots_.clear();
+            varying_.clear();
             batch_.features_.clear();
             batch_.labels_.clear();
             names_[0].clear();
@@ -341,7 +301,7 @@ public:
             auto& c = col(s);
             switch (s.kind) {
             case layout::dense:
-                s.values = c.rows_ * c.row_size_;
+                s.values = batch_.rows_ * c.row_size_;
                 s.keys = 0;  // a sparse tensor of the same type may have been written here
                 break;
             case layout::sparse: s.values = s.keys = c.row_offsets_.back(); break;
@@ -378,7 +338,6 @@ public:
                 std::uint64_t end = s.kind == layout::sparse ? s.keys : c.item_offsets_.size() - 1;
                 c.row_offsets_.insert(c.row_offsets_.end(), k, end);
             }
-            c.rows_ += k;
         }
         batch_.rows_ += k;
         batch_.padding_ += k;
@@ -396,7 +355,8 @@ public:
         next.labels_.reserve(batch_.labels_.size());
         for (auto& s : slots_) {
             auto& c = col(s);
-            std::size_t rows = c.rows_;
+            std::size_t rows = batch_.rows_;
+            c.rows_ = rows;  // kept here, not per row: every column has the batch's rows
             // Trim the logical ends (shrinking never reallocates), and size the next batch from
             // this one scaled to a full batch, with slack where row sizes vary.
             std::visit([&](auto& v) { v.resize(s.values); }, c.values_);
@@ -417,9 +377,9 @@ public:
             fresh.shape_ = c.shape_;
             fresh.row_size_ = c.row_size_;
             set_type(fresh, c.type_);
-            std::visit([&](auto& v) { v.resize(s.hint_values); }, fresh.values_);
+            std::visit([&](auto& v) { v.reserve(s.hint_values); }, fresh.values_);
             if (s.kind == layout::sparse)
-                fresh.keys_.resize(s.hint_keys);
+                fresh.keys_.reserve(s.hint_keys);
             if (s.kind != layout::dense) {
                 fresh.row_offsets_.reserve(batch_size_ + 1);
                 fresh.row_offsets_.push_back(0);
@@ -442,6 +402,65 @@ public:
     std::string_view error_detail() const noexcept { return detail_; }
 
 private:
+    [[gnu::noinline]] bool end_tensor_slow(error_code& ec)
+    {
+        tensor_.open = false;
+        const auto& t = *tensor_.target;
+        const auto& ts = *tensor_.target_slot;
+        std::size_t n = ts.values - tensor_.values_start;
+        std::size_t k = ts.keys - tensor_.keys_start;
+
+        layout got = classify(tensor_.type, n, k);
+        if (got == layout::sparse) [[unlikely]] {
+            if (!check_sparse(t, n, k))
+                return fail(ec, errc::unsupported_value);
+        }
+        else if (got == layout::dense && !shape_.empty()) [[unlikely]] {
+            if (!check_dense_shape(n))
+                return fail(ec, errc::unsupported_value);
+        }
+
+        if (tensor_.issue != tensor_issue::none) [[unlikely]]
+            return fail(ec, errc::schema_mismatch, describe_issue(got, n));
+
+        auto& s = slots_[tensor_.column];
+        auto& c = col(s);
+        if (s.kind == layout::undefined) {
+            define(c, s, got, n);
+        }
+        else if (!matches(c, s, got, n)) [[unlikely]] {
+            return fail(ec, errc::schema_mismatch,
+                        std::string(to_string(s.section)) + " '" + c.name_ + "': expected "
+                            + describe(c.type_, s.kind, c.shape_) + ", got " + describe_got(got, n));
+        }
+        ++present_;
+        return true;
+    }
+
+    [[gnu::cold, gnu::noinline]] bool end_record_failed(error_code& ec)
+    {
+        if (tensor_.open) {
+            tensor_.open = false;
+            if (!failed_)
+                fail(ec, errc::schema_mismatch, "a tensor was begun but not ended");
+        }
+        if (failed_) {
+            ec = failed_;
+            abort_record();
+            return false;
+        }
+        for (const auto& s : slots_) {
+            if (s.stamp != serial_) {
+                fail(ec, errc::schema_mismatch,
+                     std::string(to_string(s.section)) + " '" + col(s).name_ + "' is missing"
+                         + (locked_ ? " (the first record had it)" : " (it has no value)"));
+                break;
+            }
+        }
+        abort_record();
+        return false;
+    }
+
     enum class layout : std::uint8_t { undefined, dense, sparse, bytes };
     enum class tensor_issue : std::uint8_t { none, wrong_type, duplicate, unknown };
 
@@ -450,7 +469,9 @@ private:
     struct slot {
         record_section section = record_section::features;
         layout kind = layout::undefined;
+        bool rank1 = false;          // dense with a one-element shape
         std::uint32_t position = 0;  // index in batch::features_ or batch::labels_
+        std::size_t row_size = 0;    // dense: values per row
         std::size_t values = 0;      // elements of column::values_ in use
         std::size_t keys = 0;        // elements of column::keys_ in use
         std::uint64_t stamp = 0;     // serial of the last record that wrote the column
@@ -475,6 +496,34 @@ private:
         std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
     };
     using name_map = std::unordered_map<std::string, std::size_t, name_hash, std::equal_to<>>;
+
+    // a == b, without a call to memcmp for the short strings that names usually are: two
+    // overlapping word loads cover any length from 4 to 16 without reading out of bounds.
+    static bool same(const std::string& a, std::string_view b) noexcept
+    {
+        auto n = a.size();
+        if (n != b.size())
+            return false;
+        const char* x = a.data();
+        const char* y = b.data();
+        auto load = [](const char* p, auto word) {
+            std::memcpy(&word, p, sizeof word);
+            return word;
+        };
+        if (n >= 8) {
+            if (n > 16)
+                return std::memcmp(x, y, n) == 0;
+            return load(x, std::uint64_t{}) == load(y, std::uint64_t{})
+                && load(x + n - 8, std::uint64_t{}) == load(y + n - 8, std::uint64_t{});
+        }
+        if (n >= 4)
+            return load(x, std::uint32_t{}) == load(y, std::uint32_t{})
+                && load(x + n - 4, std::uint32_t{}) == load(y + n - 4, std::uint32_t{});
+        for (std::size_t i = 0; i < n; ++i)
+            if (x[i] != y[i])
+                return false;
+        return true;
+    }
 
     column& col(const slot& s) noexcept
     {
@@ -525,10 +574,17 @@ private:
         return p;
     }
 
+    // Makes v.size() at least `need`. Within the capacity reserved for the batch it grows by
+    // steps of 16 KiB, so the zeroing std::vector insists on happens just before the values
+    // overwrite it, while those bytes are in cache; past the capacity it reallocates.
     template <class T>
     [[gnu::cold, gnu::noinline]] static void enlarge(std::vector<T>& v, std::size_t need)
     {
-        v.resize(std::max({need, v.size() * 2, std::size_t{64}}));
+        constexpr std::size_t step = 16 * 1024 / sizeof(T);
+        if (need <= v.capacity())
+            v.resize(std::min(v.capacity(), std::max(need, v.size() + step)));
+        else
+            v.resize(std::max({need, v.size() * 2, std::size_t{64}}));
     }
 
     template <class T>
@@ -619,6 +675,10 @@ private:
     void define(column& c, slot& s, layout got, std::size_t n)
     {
         s.kind = got;
+        s.row_size = got == layout::dense ? n : 0;
+        s.rank1 = got == layout::dense && shape_.size() <= 1;
+        if (got != layout::dense)
+            varying_.push_back(static_cast<std::size_t>(&s - slots_.data()));
         c.sparse_ = got == layout::sparse;
         c.shape_.clear();
         if (got == layout::dense) {
@@ -643,7 +703,7 @@ private:
         for (auto& s : slots_) {
             auto& c = col(s);
             if (s.kind == layout::dense)
-                std::visit([&](auto& v) { v.resize(std::max(v.size(), batch_size_ * c.row_size_)); }, c.values_);
+                std::visit([&](auto& v) { v.reserve(batch_size_ * c.row_size_); }, c.values_);
             else
                 c.row_offsets_.reserve(batch_size_ + 1);
         }
@@ -754,6 +814,7 @@ private:
     std::size_t batch_size_;
     batch batch_;
     std::vector<slot> slots_;  // every column of the schema, in first-record order
+    std::vector<std::size_t> varying_;  // the sparse and bytes ones, whose rows need offsets
     name_map names_[2];        // column index by name, per section
     bool locked_ = false;
 

@@ -84,6 +84,8 @@ private:
     static constexpr int value_depth = 98;
     static constexpr int tensor_depth = 97;
 
+    bool parse_simple(const std::byte* p, const std::byte* end, batch_builder& out);
+    bool parse_general(const record_view& rec, std::string_view source, batch_builder& out, error_code& ec);
     bool scan_record(const std::byte* p, const std::byte* end);
     bool scan_entry(const std::byte* p, const std::byte* end, record_section section);
     bool scan_value(const std::byte* p, const std::byte* end, entry& e);

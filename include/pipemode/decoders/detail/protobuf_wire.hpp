@@ -57,7 +57,7 @@ inline std::uint8_t byte_at(const std::byte* p) noexcept
 }
 
 /// Reads a tag at `p` (precondition: `p != end`).
-inline bool read_tag(const std::byte*& p, const std::byte* end, std::uint32_t& out) noexcept
+[[gnu::always_inline]] inline bool read_tag(const std::byte*& p, const std::byte* end, std::uint32_t& out) noexcept
 {
     auto b = byte_at(p);
     if (b < 0x80) [[likely]] {
@@ -120,12 +120,29 @@ inline bool read_varint(const std::byte*& p, const std::byte* end, std::uint64_t
 }
 
 /// Reads a length at `p` and checks that that many bytes follow it.
-inline bool read_length(const std::byte*& p, const std::byte* end, std::size_t& out) noexcept
+[[gnu::always_inline]] inline bool read_length(const std::byte*& p, const std::byte* end, std::size_t& out) noexcept
 {
-    if (p != end && byte_at(p) < 0x80 && static_cast<std::size_t>(byte_at(p)) < static_cast<std::size_t>(end - p)) [[likely]] {
-        out = byte_at(p);
-        ++p;
-        return true;
+    // Lengths of up to 16383 (one or two bytes) inline: a dense row of a few dozen numbers
+    // already needs two.
+    auto left = static_cast<std::size_t>(end - p);
+    if (left >= 2) [[likely]] {
+        std::size_t b0 = byte_at(p);
+        if (b0 < 0x80) {
+            if (b0 > left - 1)
+                return false;
+            out = b0;
+            p += 1;
+            return true;
+        }
+        std::size_t b1 = byte_at(p + 1);
+        if (b1 < 0x80) {
+            std::size_t v = (b0 & 0x7f) | b1 << 7;
+            if (v > left - 2)
+                return false;
+            out = v;
+            p += 2;
+            return true;
+        }
     }
     return read_length_slow(p, end, out);
 }

@@ -37,11 +37,88 @@ inline constexpr std::uint32_t value = std::is_same_v<T, float> ? tag(1, wire::f
 inline bool protobuf_record_parser::parse(const record_view& rec, std::string_view source, batch_builder& out,
                                           error_code& ec)
 {
+    base_ = rec.payload.data();
+    const std::byte* p = rec.payload.data();
+    out.begin_record(source, rec);
+    if (parse_simple(p, p + rec.payload.size(), out)) [[likely]] {
+        bool full = out.end_record(ec);
+        if (ec) [[unlikely]]
+            detail_ = out.error_detail();
+        return full;
+    }
+    // Anything unusual, including every error, is done again the general way, which alone
+    // decides what is an error and which error it is.
+    out.abort_record();
+    return parse_general(rec, source, out, ec);
+}
+
+// The one-pass fast path for records as SageMaker's writers and libprotobuf lay them out: map
+// entries holding a key then a value, each Value exactly one tensor, no unknown fields, every
+// key once. Returns false, with the record to be rolled back, as soon as anything differs.
+inline bool protobuf_record_parser::parse_simple(const std::byte* p, const std::byte* end, batch_builder& out)
+{
+    namespace f = detail::record_fields;
+    namespace w = detail::wire;
+    while (p != end) {
+        auto tag = w::byte_at(p++);
+        if (tag != f::features && tag != f::label)
+            return false;
+        std::size_t n;
+        if (!w::read_length(p, end, n))
+            return false;
+        const std::byte* q = p;
+        const std::byte* entry_end = p + n;
+        p = entry_end;
+        if (q == entry_end || w::byte_at(q++) != f::entry_key)
+            return false;
+        if (!w::read_length(q, entry_end, n))
+            return false;
+        std::string_view key(reinterpret_cast<const char*>(q), n);
+        q += n;
+        if (q == entry_end || w::byte_at(q++) != f::entry_value)
+            return false;
+        if (!w::read_length(q, entry_end, n) || n != static_cast<std::size_t>(entry_end - q) || n == 0)
+            return false;
+        tensor_type kind;
+        switch (w::byte_at(q++)) {
+        case f::float32_tensor: kind = tensor_type::float32; break;
+        case f::float64_tensor: kind = tensor_type::float64; break;
+        case f::int32_tensor: kind = tensor_type::int32; break;
+        case f::bytes_value: kind = tensor_type::bytes; break;
+        default: return false;
+        }
+        if (!w::read_length(q, entry_end, n) || n != static_cast<std::size_t>(entry_end - q))
+            return false;
+        auto column = out.find_column(tag == f::features ? record_section::features : record_section::label, key);
+        if (column == batch_builder::npos)
+            return false;
+        out.begin_tensor(column, kind);
+        // The usual float32 tensor is one packed run of values: copy it without the general
+        // field loop.
+        const std::byte* v = q;
+        std::size_t m;
+        if (kind == tensor_type::float32 && n != 0 && w::byte_at(v++) == f::packed_values && w::read_length(v, entry_end, m)
+            && v + m == entry_end && m % sizeof(float) == 0) [[likely]] {
+            if (m != 0)
+                std::memcpy(out.extend_values<float>(m / sizeof(float)), v, m);
+        }
+        else if (!decode<true>(kind, {q, n}, &out)) {
+            return false;
+        }
+        error_code ec;
+        if (!out.end_tensor(ec))
+            return false;
+    }
+    return true;
+}
+
+inline bool protobuf_record_parser::parse_general(const record_view& rec, std::string_view source,
+                                                  batch_builder& out, error_code& ec)
+{
     out.begin_record(source, rec);
     entries_.clear();
     segments_.clear();
     const std::byte* p = rec.payload.data();
-    base_ = p;
 
     // Pass 1: walk the record down to its tensor messages. Protobuf map semantics need the
     // whole record before any entry can be used (a later entry with the same key replaces an
