@@ -57,14 +57,17 @@ struct reader_options {
     std::size_t memory_budget = 256 * mib;
 
     /// The largest record accepted; a larger declared length is an error (never an allocation).
-    std::size_t max_record_size = 64 * mib;
+    /// It is reserved out of `memory_budget` (a record that straddles reads is reassembled in
+    /// a buffer of up to this size). SageMaker's records are kilobytes; 16 MiB leaves room for
+    /// images and long documents without eating a small budget.
+    std::size_t max_record_size = 16 * mib;
 
     /// Size of one read from a local file or FIFO.
     std::size_t read_size = 4 * mib;
 
     /// Called, on the reader's thread, with a one-line message for every record skipped under
     /// `bad_record_policy::skip_and_warn`. Defaults to printing on stderr.
-    std::function<void(std::string_view)> on_warning;
+    std::function<void(std::string_view)> on_warning = nullptr;
 };
 
 } // namespace pipemode

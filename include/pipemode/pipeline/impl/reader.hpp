@@ -1,0 +1,431 @@
+// pipemode: definitions of reader.hpp. Included at the bottom of reader.hpp only.
+#pragma once
+
+#include <pipemode/core/batch_builder.hpp>
+#include <pipemode/core/error.hpp>
+#include <pipemode/decoders/protobuf_record.hpp>
+#include <pipemode/decoders/raw_record.hpp>
+#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/pipeline/detail/async_waker.hpp>
+#include <pipemode/sinks/spsc_ring.hpp>
+#include <pipemode/sources/fifo_source.hpp>
+#include <pipemode/sources/file_source.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+namespace pipemode {
+namespace detail {
+
+/// A batch in the ring, with the bytes the memory budget charged for it.
+struct queued_batch {
+    pipemode::batch batch;
+    std::size_t bytes = 0;
+};
+
+/// Everything a reader shares between the training loop's thread and its network thread.
+///
+/// Ownership: `reader` owns the core; the pipeline coroutine gets a plain pointer to it, which
+/// is safe because the reader joins the network thread before the core is destroyed.
+struct reader_core {
+    reader_core(std::unique_ptr<source_provider> p, reader_options o, std::size_t batch_budget_bytes)
+        : options(std::move(o))
+        , provider(std::move(p))
+        , batch_budget(batch_budget_bytes)
+    {
+        auto [prod, cons] = make_spsc_ring<queued_batch>(options.prefetch_batches);
+        producer.emplace(std::move(prod));
+        consumer.emplace(std::move(cons));
+    }
+
+    const reader_options options;
+    std::unique_ptr<source_provider> provider;
+    const std::size_t batch_budget;  ///< bytes of decoded batches allowed at once
+    stats_counters stats;
+
+    // Bytes of decoded batches handed to the ring and not yet released by the consumer.
+    // Written by both threads (add on push, subtract on release); read by the producer.
+    std::atomic<std::size_t> outstanding_bytes{0};
+
+    // Network-thread side.
+    std::optional<ring_producer<queued_batch>> producer;
+
+    // Consumer side.
+    std::optional<ring_consumer<queued_batch>> consumer;
+    batch current;
+    std::size_t current_bytes = 0;  ///< budget held by `current` (or by the batch last returned by next())
+    bool done = false;
+
+    // Declared last so they are destroyed first: the io_context's destructor destroys a
+    // suspended pipeline coroutine, whose frame refers to the members above.
+    std::future<void> finished;
+    std::thread thread;
+    asio::thread_pool blocking_pool{1};
+    asio::io_context io{1};
+    async_waker waker{io.get_executor()};
+    asio::cancellation_signal cancel;
+};
+
+/// True when a batch of `bytes` may be handed over now: the ring has a slot and the memory
+/// budget has room (a lone batch always may, or an oversized batch would stall for ever).
+inline bool has_room(reader_core& core, std::size_t bytes) noexcept
+{
+    const auto held = core.outstanding_bytes.load(std::memory_order_acquire);
+    return !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
+}
+
+/// Hands a finished batch to the ring, waiting (without blocking the thread) for a slot and
+/// for budget. Returns false when the consumer has gone away.
+inline asio::awaitable<bool> deliver(reader_core* core, batch b)
+{
+    const std::size_t bytes = b.byte_size();
+    const auto records = static_cast<std::uint64_t>(b.size() - b.padding());
+    std::optional<std::chrono::steady_clock::time_point> stall_start;
+    for (;;) {
+        if (core->producer->consumer_gone())
+            co_return false;
+        if (has_room(*core, bytes))
+            break;
+        core->waker.arm();
+        if (core->producer->consumer_gone() || has_room(*core, bytes)) {
+            core->waker.disarm();
+            continue;
+        }
+        if (!stall_start)
+            stall_start = std::chrono::steady_clock::now();
+        co_await core->waker.async_wait();
+    }
+    if (stall_start)
+        stats_counters::add(core->stats.producer_stall_ns,
+                            std::int64_t((std::chrono::steady_clock::now() - *stall_start).count()));
+
+    const auto held = core->outstanding_bytes.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
+    if (held > core->stats.peak_batch_bytes.load(std::memory_order_relaxed))
+        core->stats.peak_batch_bytes.store(held, std::memory_order_relaxed);
+    // has_room() saw a free slot and only this thread fills slots, so the push fails only if
+    // the consumer went away in between.
+    if (!core->producer->try_push(queued_batch{std::move(b), bytes}))
+        co_return false;
+    stats_counters::add(core->stats.records, records);
+    stats_counters::add(core->stats.batches, std::uint64_t{1});
+    co_return true;
+}
+
+/// Applies the bad-record policy to an error at `where`: throws under `fail`, otherwise
+/// counts (and maybe reports) the skip.
+inline void on_bad_record(reader_core* core, const error_code& ec, data_location where, std::string_view detail)
+{
+    if (core->options.bad_records == bad_record_policy::fail)
+        throw data_error(ec, std::move(where), detail);
+    stats_counters::add(core->stats.bad_records, std::uint64_t{1});
+    if (core->options.bad_records == bad_record_policy::skip_and_warn) {
+        std::string msg = "pipemode: skipped a bad record: " + where.to_string() + ": " + ec.message();
+        if (!detail.empty())
+            msg.append(" (").append(detail).append(")");
+        if (core->options.on_warning)
+            core->options.on_warning(msg);
+        else
+            std::cerr << msg << '\n';
+    }
+}
+
+/// Decodes one source to its end into `builder`, delivering every batch that fills up.
+/// Returns false when the consumer has gone away.
+template <class Parser>
+asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, recordio_decoder* decoder,
+                                    Parser* parser, batch_builder* builder)
+{
+    decoder->reset(source->start_offset());
+    const std::string name(source->name());
+    std::uint64_t position = source->start_offset();  // offset of the next byte to arrive
+    for (;;) {
+        auto [ec, chunk] = co_await source->async_next();
+        if (ec == asio::error::eof) {
+            error_code fec;
+            decoder->finish(fec);
+            if (fec)
+                on_bad_record(core, fec, {name, decoder->offset(), decoder->records_started()},
+                              "the source ended inside a record");
+            stats_counters::add(core->stats.sources, std::uint64_t{1});
+            co_return true;
+        }
+        if (ec)
+            throw data_error(ec, {name, position, decoder->records_started()}, "reading the source failed");
+        position += chunk.size();
+        stats_counters::add(core->stats.bytes, std::uint64_t(chunk.size()));
+
+        // Take every record the chunk completes; the decoder stops after each one.
+        while (!chunk.empty() || decoder->has_record()) {
+            error_code dec_ec;
+            chunk = chunk.subspan(decoder->put(chunk, dec_ec));
+            if (dec_ec) {
+                on_bad_record(core, dec_ec, {name, decoder->offset(), decoder->records_started()}, {});
+                decoder->resync();
+                continue;
+            }
+            if (!decoder->has_record())
+                break;  // need more bytes
+            const record_view rec = decoder->record();
+            error_code parse_ec;
+            const bool full = parser->parse(rec, name, *builder, parse_ec);
+            decoder->pop();
+            if (parse_ec) {
+                on_bad_record(core, parse_ec, {name, rec.offset, rec.index}, parser->error_detail());
+                continue;
+            }
+            if (full && !co_await deliver(core, builder->take()))
+                co_return false;
+        }
+    }
+}
+
+/// The pipeline: every source of the data set, in order, through the decoder into batches.
+template <class Parser>
+asio::awaitable<void> run_pipeline(reader_core* core, Parser parser)
+{
+    const auto ex = co_await asio::this_coro::executor;
+    const source_context ctx{ex, core->blocking_pool.get_executor()};
+    recordio_decoder decoder(recordio_options{.max_record_size = core->options.max_record_size});
+    batch_builder builder(core->options.batch_size);
+
+    std::uint64_t sources = 0;
+    while (auto source = co_await core->provider->async_next_source(ctx)) {
+        ++sources;
+        if (!co_await decode_source(core, &*source, &decoder, &parser, &builder))
+            co_return;
+    }
+    // A data set with no sources at all is almost always a wrong path or prefix; an empty
+    // epoch would hide that. (Empty sources among others are fine.)
+    if (sources == 0)
+        throw data_error(errc::empty_data_set, {core->provider->describe(), 0, 0}, "no sources to read");
+
+    if (!builder.empty()) {
+        switch (core->options.last_batch) {
+        case last_batch::drop: break;
+        case last_batch::pad:
+            builder.pad();
+            [[fallthrough]];
+        case last_batch::keep_short:
+            if (!co_await deliver(core, builder.take()))
+                co_return;
+        }
+    }
+    core->producer->close();
+}
+
+inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
+{
+    switch (core->options.format) {
+    case data_format::recordio_protobuf: co_await run_pipeline(core, protobuf_record_parser{}); break;
+    case data_format::recordio: co_await run_pipeline(core, raw_record_parser{}); break;
+    }
+}
+
+/// Source buffers the reader must keep out of the batch budget.
+inline std::size_t source_buffer_bytes(const reader_options& o) noexcept { return 2 * o.read_size; }
+
+inline std::size_t checked_batch_budget(const reader_options& o)
+{
+    auto fail = [](const std::string& s) { throw std::invalid_argument("pipemode::reader: " + s); };
+    if (o.batch_size == 0)
+        fail("batch_size is 0; set it to the number of records the training loop wants per step.");
+    if (o.prefetch_batches == 0)
+        fail("prefetch_batches is 0; at least one batch must be able to wait in the ring.");
+    if (o.read_size == 0)
+        fail("read_size is 0; reads of a few MiB are right for files and pipes.");
+    if (o.max_record_size == 0 || o.max_record_size > (std::size_t{1} << 31))
+        fail("max_record_size must be between 1 byte and 2 GiB.");
+    const auto reserved = source_buffer_bytes(o) + o.max_record_size;
+    if (o.memory_budget <= reserved)
+        fail("memory_budget (" + std::to_string(o.memory_budget / mib) + " MiB) leaves nothing for decoded batches after "
+             + "the source buffers (2 x read_size = " + std::to_string(source_buffer_bytes(o) / mib)
+             + " MiB) and the largest record (max_record_size = " + std::to_string(o.max_record_size / mib)
+             + " MiB); raise memory_budget or lower read_size or max_record_size.");
+    return o.memory_budget - reserved;
+}
+
+} // namespace detail
+
+inline reader::reader(std::unique_ptr<source_provider> provider, reader_options options)
+{
+    if (!provider)
+        throw std::invalid_argument("pipemode::reader: no source provider given.");
+    const auto budget = detail::checked_batch_budget(options);
+    core_ = std::make_unique<detail::reader_core>(std::move(provider), std::move(options), budget);
+    auto* core = core_.get();
+
+    // The consumer wakes the producer whenever it frees a ring slot or budget.
+    asio::co_spawn(core->io, detail::run_pipeline_for_format(core),
+                   asio::bind_cancellation_slot(core->cancel.slot(), [core](std::exception_ptr e) {
+                       if (e)
+                           core->producer->fail(e);
+                   }));
+    std::promise<void> finished;
+    core->finished = finished.get_future();
+    core->thread = std::thread([core, finished = std::move(finished)]() mutable {
+        try {
+            core->io.run();
+        } catch (...) {
+            // Handlers do not throw (the pipeline's completion handler turns exceptions into
+            // ring errors); anything else would be a pipemode bug. Make sure the consumer sees it.
+            core->producer->fail(std::current_exception());
+        }
+        finished.set_value();
+    });
+}
+
+inline reader::reader(std::vector<std::string> paths, reader_options options)
+    : reader(local_files(std::move(paths), options.read_size), std::move(options))
+{
+}
+
+inline reader::reader(reader&&) noexcept = default;
+inline reader& reader::operator=(reader&&) noexcept = default;
+
+inline reader::~reader()
+{
+    if (!core_)
+        return;
+    auto* core = core_.get();
+    // Tell the producer to stop and wake it if it waits for room, then cancel whatever the
+    // pipeline awaits (a read, a timer) on its own thread.
+    core->consumer->cancel();
+    core->waker.notify();
+    asio::post(core->io, [core] { core->cancel.emit(asio::cancellation_type::terminal); });
+    // Every operation pipemode awaits honours cancellation, so the thread ends promptly; the
+    // bound only guards against a source that does not, which must not hang the caller.
+    if (core->finished.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+        core->io.stop();
+    core->thread.join();
+    core->blocking_pool.join();
+}
+
+inline void reader::release_current() noexcept
+{
+    auto& core = *core_;
+    core.current = batch{};
+    if (core.current_bytes != 0) {
+        core.outstanding_bytes.fetch_sub(core.current_bytes, std::memory_order_acq_rel);
+        core.current_bytes = 0;
+        core.waker.notify();
+    }
+}
+
+inline bool reader::advance()
+{
+    auto& core = *core_;
+    if (core.done)
+        return false;
+    // Release the batch the consumer is done with before waiting for the next one, so that a
+    // budget of one batch cannot deadlock.
+    release_current();
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<detail::queued_batch> item;
+    try {
+        item = core.consumer->pop();
+    } catch (...) {
+        core.done = true;
+        throw;
+    }
+    detail::stats_counters::add(core.stats.consumer_stall_ns,
+                                std::int64_t((std::chrono::steady_clock::now() - start).count()));
+    if (!item) {
+        core.done = true;
+        return false;
+    }
+    core.waker.notify();  // a ring slot is free
+    core.current = std::move(item->batch);
+    core.current_bytes = item->bytes;
+    return true;
+}
+
+inline std::optional<batch> reader::next()
+{
+    if (!advance())
+        return std::nullopt;
+    // The caller now owns the batch; its budget is released on the next call.
+    return std::move(core_->current);
+}
+
+inline bool reader::try_next(batch& out)
+{
+    auto& core = *core_;
+    if (core.done)
+        return false;
+    detail::queued_batch item;
+    pop_status status{};
+    try {
+        status = core.consumer->try_pop(item);
+    } catch (...) {
+        core.done = true;
+        throw;
+    }
+    if (status == pop_status::closed)
+        core.done = true;
+    if (status != pop_status::item)
+        return false;
+    release_current();
+    core.waker.notify();  // a ring slot is free
+    core.current_bytes = item.bytes;
+    out = std::move(item.batch);
+    return true;
+}
+
+inline bool reader::done() const noexcept { return core_->done; }
+
+inline reader_stats reader::stats() const noexcept { return core_->stats.snapshot(); }
+
+inline const reader_options& reader::options() const noexcept { return core_->options; }
+
+inline reader::iterator reader::begin()
+{
+    iterator it(this);
+    if (advance())
+        it.current_ = &core_->current;
+    return it;
+}
+
+inline reader::iterator& reader::iterator::operator++()
+{
+    if (!reader_->advance())
+        current_ = nullptr;
+    return *this;
+}
+
+inline std::unique_ptr<source_provider> local_files(std::vector<std::string> paths, std::size_t read_size)
+{
+    std::vector<source_maker> makers;
+    makers.reserve(paths.size());
+    for (auto& path : paths) {
+        makers.push_back([path = std::move(path), read_size](const source_context& ctx) {
+            // Decided when the reader gets to the path, not at construction: a FIFO may be
+            // created by its writer only just before it is read.
+            struct ::stat st {};
+            if (::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode))
+                return any_byte_source(fifo_source(ctx.executor, path, fifo_source_options{.read_size = read_size}));
+            return any_byte_source(file_source(
+                ctx.executor, path,
+                file_source_options{.read_size = read_size, .blocking_executor = ctx.blocking_executor}));
+        });
+    }
+    const auto n = makers.size();
+    return source_list(std::move(makers), std::to_string(n) + (n == 1 ? " local path" : " local paths"));
+}
+
+} // namespace pipemode

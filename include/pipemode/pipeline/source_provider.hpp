@@ -1,0 +1,90 @@
+// pipemode: where a reader gets its byte sources from.
+#pragma once
+
+#include <pipemode/config.hpp>
+#include <pipemode/sources/any_source.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pipemode {
+
+/// The executors a source provider may use when it opens sources.
+struct source_context {
+    /// The reader's network thread. Sources run here.
+    asio::any_io_executor executor;
+    /// A small pool for work that blocks (local file reads). Never the network thread.
+    asio::any_io_executor blocking_executor;
+};
+
+/// Hands a reader the byte sources of its data set, one after the other, in order.
+///
+/// The reader calls `async_next_source()` on its network thread and reads each source to its
+/// end before asking for the next. A provider may open sources ahead of time (an object store
+/// provider fetches the next objects while the current one is decoded); a local provider
+/// simply opens the next path. Implementations live as long as their reader and are used from
+/// the reader's network thread only.
+class source_provider {
+public:
+    virtual ~source_provider() = default;
+
+    /// The next source, or an empty optional when the data set has been read.
+    /// Errors (a missing file, a refused request) are thrown as exceptions naming the source.
+    virtual asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) = 0;
+
+    /// A short description of the data set for messages (e.g. "3 local files").
+    virtual std::string describe() const = 0;
+};
+
+/// Opens one byte source, on the reader's network thread.
+using source_maker = std::function<any_byte_source(const source_context&)>;
+
+namespace detail {
+
+class source_list_provider final : public source_provider {
+public:
+    source_list_provider(std::vector<source_maker> makers, std::string description)
+        : makers_(std::move(makers)), description_(std::move(description))
+    {
+    }
+
+    asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) override
+    {
+        if (next_ == makers_.size())
+            co_return std::nullopt;
+        co_return makers_[next_++](ctx);
+    }
+
+    std::string describe() const override { return description_; }
+
+private:
+    std::vector<source_maker> makers_;
+    std::string description_;
+    std::size_t next_ = 0;
+};
+
+} // namespace detail
+
+/// A provider that opens the sources of a fixed list, in order, each when the reader gets to
+/// it (so at most one is open at a time).
+///
+/// Example (two in-memory objects, as tests and small programs use them):
+/// \code
+/// auto provider = pipemode::source_list({
+///     [&](const pipemode::source_context&) { return pipemode::any_byte_source(pipemode::memory_source(a, "a")); },
+///     [&](const pipemode::source_context&) { return pipemode::any_byte_source(pipemode::memory_source(b, "b")); },
+/// }, "two buffers");
+/// \endcode
+inline std::unique_ptr<source_provider> source_list(std::vector<source_maker> makers,
+                                                    std::string description = "a list of sources")
+{
+    return std::make_unique<detail::source_list_provider>(std::move(makers), std::move(description));
+}
+
+} // namespace pipemode

@@ -1,0 +1,516 @@
+// End-to-end tests of pipemode::reader: files and memory through RecordIO + protobuf into
+// batches, with every option that changes what the training loop sees.
+
+#include <pipemode/decoders/protobuf_writer.hpp>
+#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/pipeline/reader.hpp>
+#include <pipemode/sources/memory_source.hpp>
+
+#include "failing_source.hpp"
+#include "source_helpers.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace pipemode;
+using test::temp_dir;
+
+namespace {
+
+constexpr std::size_t dim = 5;
+
+/// The value of feature element `j` of row `row` of file `file`: distinct everywhere, so a
+/// lost, repeated or misplaced record changes the checksum and the order checks.
+float value_of(std::size_t file, std::size_t row, std::size_t j)
+{
+    return static_cast<float>(file * 100000 + row * 10 + j);
+}
+
+/// A RecordIO-protobuf file of `rows` dense float32 rows with a float32 label.
+std::vector<std::byte> make_file(std::size_t file, std::size_t rows)
+{
+    std::vector<std::byte> out, payload;
+    for (std::size_t r = 0; r < rows; ++r) {
+        float v[dim];
+        for (std::size_t j = 0; j < dim; ++j)
+            v[j] = value_of(file, r, j);
+        const float label = static_cast<float>(r % 3);
+        const tensor_entry features[] = {tensor_entry::dense(std::span<const float>(v))};
+        const tensor_entry labels[] = {tensor_entry::dense(std::span<const float>(&label, 1))};
+        payload.clear();
+        encode_record(payload, features, labels);
+        append_recordio(out, payload);
+    }
+    return out;
+}
+
+/// One decoded row, as the tests compare them.
+struct row_id {
+    std::string source;
+    std::uint64_t index;
+    float first;
+    bool operator==(const row_id&) const = default;
+};
+
+/// Everything a reader delivered.
+struct collected {
+    std::vector<row_id> rows;
+    std::vector<std::size_t> batch_sizes;
+    std::vector<std::size_t> paddings;
+    double sum = 0;
+};
+
+collected drain(reader& r)
+{
+    collected c;
+    for (auto& b : r) {
+        c.batch_sizes.push_back(b.size());
+        c.paddings.push_back(b.padding());
+        const auto& x = b.feature("values");
+        REQUIRE(x.type() == tensor_type::float32);
+        REQUIRE(!x.is_sparse());
+        REQUIRE(x.row_size() == dim);
+        const auto& y = b.label("values");
+        REQUIRE(y.row_size() == 1);
+        const auto values = x.values<float>();
+        for (float v : values)
+            c.sum += v;
+        REQUIRE(b.origins().size() == b.size() - b.padding());
+        for (std::size_t i = 0; i < b.origins().size(); ++i) {
+            const auto where = b.location(i);
+            c.rows.push_back({where.source, where.record_index, values[i * dim]});
+            // The label is a function of the row index within its file.
+            REQUIRE(y.values<float>()[i] == static_cast<float>(where.record_index % 3));
+        }
+    }
+    return c;
+}
+
+/// The files of a small data set: their paths, and what a correct read yields.
+struct data_set {
+    temp_dir dir;
+    std::vector<std::string> paths;
+    std::vector<row_id> rows;
+    double sum = 0;
+
+    explicit data_set(const std::vector<std::size_t>& rows_per_file)
+    {
+        for (std::size_t f = 0; f < rows_per_file.size(); ++f) {
+            paths.push_back(dir / ("part-" + std::to_string(f) + ".rec"));
+            test::write_file(paths.back(), make_file(f, rows_per_file[f]));
+            for (std::size_t r = 0; r < rows_per_file[f]; ++r) {
+                rows.push_back({paths.back(), r, value_of(f, r, 0)});
+                for (std::size_t j = 0; j < dim; ++j)
+                    sum += value_of(f, r, j);
+            }
+        }
+    }
+};
+
+} // namespace
+
+TEST_CASE("reader: a multi-file data set arrives whole, in order, with origins")
+{
+    // An empty file and files whose sizes do not divide the batch size.
+    data_set ds({50, 0, 123, 1, 77});
+    reader r(ds.paths, {.batch_size = 16, .read_size = 4096});
+    const auto c = drain(r);
+    CHECK(c.rows == ds.rows);
+    CHECK(c.sum == ds.sum);
+    const auto n = ds.rows.size();
+    REQUIRE(c.batch_sizes.size() == (n + 15) / 16);
+    for (std::size_t i = 0; i + 1 < c.batch_sizes.size(); ++i)
+        CHECK(c.batch_sizes[i] == 16);
+    CHECK(c.batch_sizes.back() == n % 16);
+
+    const auto s = r.stats();
+    CHECK(s.records == n);
+    CHECK(s.batches == c.batch_sizes.size());
+    CHECK(s.sources == ds.paths.size());
+    std::uint64_t bytes = 0;
+    for (const auto& p : ds.paths)
+        bytes += std::filesystem::file_size(p);
+    CHECK(s.bytes == bytes);
+    CHECK(s.bad_records == 0);
+    CHECK(r.done());
+    CHECK_FALSE(r.next());  // stays at the end
+}
+
+TEST_CASE("reader: last batch policies")
+{
+    data_set ds({10, 13});  // 23 records, batch size 5: 4 full batches and 3 left over
+    SECTION("keep_short")
+    {
+        reader r(ds.paths, {.batch_size = 5, .last_batch = last_batch::keep_short});
+        const auto c = drain(r);
+        CHECK(c.batch_sizes == std::vector<std::size_t>{5, 5, 5, 5, 3});
+        CHECK(c.rows == ds.rows);
+    }
+    SECTION("drop")
+    {
+        reader r(ds.paths, {.batch_size = 5, .last_batch = last_batch::drop});
+        const auto c = drain(r);
+        CHECK(c.batch_sizes == std::vector<std::size_t>{5, 5, 5, 5});
+        CHECK(c.rows == std::vector<row_id>(ds.rows.begin(), ds.rows.begin() + 20));
+    }
+    SECTION("pad")
+    {
+        reader r(ds.paths, {.batch_size = 5, .last_batch = last_batch::pad});
+        std::vector<batch> batches;
+        while (auto b = r.next())
+            batches.push_back(std::move(*b));
+        REQUIRE(batches.size() == 5);
+        const auto& last = batches.back();
+        CHECK(last.size() == 5);
+        CHECK(last.padding() == 2);
+        CHECK(last.origins().size() == 3);
+        const auto x = last.feature("values").values<float>();
+        for (std::size_t i = 3 * dim; i < 5 * dim; ++i)
+            CHECK(x[i] == 0.0f);
+        CHECK(x[0] == value_of(1, 10, 0));
+    }
+    SECTION("an exact multiple leaves nothing to pad or drop")
+    {
+        data_set even({10});
+        reader r(even.paths, {.batch_size = 5, .last_batch = last_batch::pad});
+        const auto c = drain(r);
+        CHECK(c.batch_sizes == std::vector<std::size_t>{5, 5});
+        CHECK(c.paddings == std::vector<std::size_t>{0, 0});
+    }
+}
+
+TEST_CASE("reader: every chunking of the sources gives the same batches")
+{
+    auto a = std::make_shared<const std::vector<std::byte>>(make_file(0, 9));
+    auto b = std::make_shared<const std::vector<std::byte>>(make_file(1, 4));
+    std::vector<row_id> expected;
+    for (std::size_t r = 0; r < 9; ++r)
+        expected.push_back({"memory:a", r, value_of(0, r, 0)});
+    for (std::size_t r = 0; r < 4; ++r)
+        expected.push_back({"memory:b", r, value_of(1, r, 0)});
+
+    for (std::size_t chunk = 1; chunk <= 97; chunk += (chunk < 16 ? 1 : 9)) {
+        INFO("chunk size " << chunk);
+        reader r(source_list({[=](const source_context&) {
+                                  return any_byte_source(memory_source(a, "a", {.chunk_size = chunk}));
+                              },
+                              [=](const source_context&) {
+                                  return any_byte_source(memory_source(b, "b", {.chunk_size = chunk}));
+                              }}),
+                 {.batch_size = 4});
+        CHECK(drain(r).rows == expected);
+    }
+}
+
+namespace {
+
+/// A file whose record `bad` has a payload that is not a protobuf Record.
+std::vector<std::byte> file_with_bad_record(std::size_t rows, std::size_t bad, std::uint64_t& bad_offset)
+{
+    std::vector<std::byte> out;
+    const auto good = make_file(7, rows);
+    // Re-frame record by record so that one payload can be replaced.
+    recordio_decoder dec;
+    std::span<const std::byte> in(good);
+    error_code ec;
+    std::size_t i = 0;
+    while (!in.empty()) {
+        in = in.subspan(dec.put(in, ec));
+        REQUIRE(!ec);
+        if (!dec.has_record())
+            continue;
+        if (i == bad) {
+            bad_offset = out.size();
+            const std::byte garbage[] = {std::byte{0x0a}, std::byte{0x7f}, std::byte{0x01}};  // length past the end
+            append_recordio(out, garbage);
+        } else {
+            append_recordio(out, dec.record().payload);
+        }
+        dec.pop();
+        ++i;
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("reader: bad records under each policy")
+{
+    temp_dir dir;
+    const auto path = dir / "bad.rec";
+    std::uint64_t bad_offset = 0;
+    test::write_file(path, file_with_bad_record(20, 11, bad_offset));
+
+    SECTION("fail: the batches before the bad record, then an error naming path, offset and record")
+    {
+        reader r({path}, {.batch_size = 4});
+        std::size_t rows = 0;
+        try {
+            for (auto& b : r)
+                rows += b.size();
+            FAIL("no error");
+        } catch (const data_error& e) {
+            CHECK(e.code() == errc::malformed_protobuf);
+            CHECK(e.where().source == path);
+            CHECK(e.where().byte_offset == bad_offset);
+            CHECK(e.where().record_index == 11);
+            const std::string what = e.what();
+            CHECK(what.find(path) != std::string::npos);
+            CHECK(what.find("byte " + std::to_string(bad_offset)) != std::string::npos);
+            CHECK(what.find("record 11") != std::string::npos);
+        }
+        CHECK(rows == 8);  // two full batches; the third held the bad record
+        CHECK(r.done());
+    }
+    SECTION("skip: everything else, and the skip is counted")
+    {
+        reader r({path}, {.batch_size = 4, .bad_records = bad_record_policy::skip});
+        const auto c = drain(r);
+        REQUIRE(c.rows.size() == 19);
+        for (const auto& row : c.rows)
+            CHECK(row.index != 11);
+        CHECK(r.stats().bad_records == 1);
+    }
+    SECTION("skip_and_warn: the warning names the record")
+    {
+        std::vector<std::string> warnings;
+        reader r({path}, {.batch_size = 4,
+                          .bad_records = bad_record_policy::skip_and_warn,
+                          .on_warning = [&](std::string_view w) { warnings.emplace_back(w); }});
+        CHECK(drain(r).rows.size() == 19);
+        REQUIRE(warnings.size() == 1);
+        CHECK(warnings[0].find(path + ", byte " + std::to_string(bad_offset) + ", record 11") != std::string::npos);
+    }
+}
+
+TEST_CASE("reader: a truncated file is an error, never a short epoch")
+{
+    temp_dir dir;
+    const auto path = dir / "cut.rec";
+    auto bytes = make_file(0, 10);
+    bytes.resize(bytes.size() - 5);
+    test::write_file(path, bytes);
+
+    reader r({path}, {.batch_size = 100});
+    try {
+        drain(r);
+        FAIL("no error");
+    } catch (const data_error& e) {
+        CHECK(e.code() == errc::truncated_record);
+        CHECK(e.where().source == path);
+        CHECK(e.where().record_index == 9);
+    }
+
+    // Under skip, the cut record is counted and the rest delivered.
+    reader s({path}, {.batch_size = 100, .bad_records = bad_record_policy::skip});
+    CHECK(drain(s).rows.size() == 9);
+    CHECK(s.stats().bad_records == 1);
+}
+
+TEST_CASE("reader: I/O errors end the stream with the source's name")
+{
+    SECTION("a missing file")
+    {
+        temp_dir dir;
+        const auto missing = dir / "missing.rec";
+        reader r({missing});
+        try {
+            r.next();
+            FAIL("no error");
+        } catch (const data_error& e) {
+            CHECK(e.code() == boost::system::errc::no_such_file_or_directory);
+            CHECK(e.where().source == missing);
+        }
+    }
+    SECTION("a source failing mid-stream, after the batches before it")
+    {
+        auto bytes = std::make_shared<const std::vector<std::byte>>(make_file(0, 40));
+        const auto io_error = make_error_code(boost::system::errc::io_error);
+        reader r(source_list({[=](const source_context&) {
+                     // 3 chunks of 100 bytes arrive, then the fourth read fails.
+                     return any_byte_source(
+                         test::failing_source(memory_source(bytes, "flaky", {.chunk_size = 100}), 3, io_error));
+                 }}),
+                 {.batch_size = 2});
+        std::size_t rows = 0;
+        try {
+            for (auto& b : r)
+                rows += b.size();
+            FAIL("no error");
+        } catch (const data_error& e) {
+            CHECK(e.code() == io_error);
+            CHECK(e.where().source == "memory:flaky");
+            CHECK(e.where().byte_offset == 300);
+        }
+        // Every whole record in the first 300 bytes was delivered, in whole batches.
+        const std::size_t record_size = make_file(0, 1).size();
+        CHECK(rows == (300 / record_size) / 2 * 2);
+    }
+}
+
+TEST_CASE("reader: raw RecordIO payloads as a bytes feature")
+{
+    std::vector<std::byte> file;
+    std::vector<std::string> payloads = {"", "a", "hello", std::string(1000, 'x')};
+    for (const auto& p : payloads)
+        append_recordio(file, test::bytes_of(p));
+    auto bytes = std::make_shared<const std::vector<std::byte>>(file);
+    reader r(source_list({[=](const source_context&) { return any_byte_source(memory_source(bytes, "raw")); }}),
+             {.batch_size = 3, .format = data_format::recordio});
+    std::vector<std::string> got;
+    for (auto& b : r) {
+        const auto& c = b.feature(raw_payload_feature);
+        CHECK(c.type() == tensor_type::bytes);
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            REQUIRE(c.item_count(i) == 1);
+            const auto item = c.item(i, 0);
+            got.emplace_back(reinterpret_cast<const char*>(item.data()), item.size());
+        }
+    }
+    CHECK(got == payloads);
+}
+
+TEST_CASE("reader: the memory budget holds against a slow consumer")
+{
+    data_set ds({3000});
+    // A budget that leaves room for only a few batches beyond the reserved source buffers.
+    const reader_options o{.batch_size = 50,
+                           .prefetch_batches = 64,
+                           .memory_budget = 2 * 4096 + 4096 + 48 * kib,
+                           .max_record_size = 4096,
+                           .read_size = 4096};
+    reader r(ds.paths, o);
+    std::size_t batch_bytes = 0;
+    std::size_t rows = 0;
+    for (auto& b : r) {
+        batch_bytes = std::max(batch_bytes, b.byte_size());
+        rows += b.size();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    CHECK(rows == 3000);
+    const auto s = r.stats();
+    const std::size_t batch_budget = 48 * kib;
+    INFO("peak " << s.peak_batch_bytes << ", one batch " << batch_bytes);
+    REQUIRE(batch_bytes * 3 < batch_budget);  // the test means something only if several fit
+    CHECK(s.peak_batch_bytes <= batch_budget);
+    CHECK(s.producer_stall.count() > 0);  // the producer did have to wait
+}
+
+TEST_CASE("reader: next() and try_next()")
+{
+    data_set ds({10});
+    reader r(ds.paths, {.batch_size = 4});
+    std::size_t rows = 0;
+    batch b;
+    // try_next never blocks; spin until the first batch is there.
+    while (!r.try_next(b))
+        std::this_thread::yield();
+    rows += b.size();
+    while (auto next = r.next())
+        rows += next->size();
+    CHECK(rows == 10);
+    CHECK(r.done());
+    CHECK_FALSE(r.try_next(b));
+}
+
+TEST_CASE("reader: leaving early cancels promptly")
+{
+    data_set ds({20000, 20000});
+    const auto start = std::chrono::steady_clock::now();
+    {
+        reader r(ds.paths, {.batch_size = 10, .prefetch_batches = 2, .read_size = 4096});
+        for (auto& b : r) {
+            CHECK(b.size() == 10);
+            break;
+        }
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+
+    // Destroyed before anything was read at all.
+    { reader r(ds.paths); }
+}
+
+TEST_CASE("reader: a FIFO is read to its end")
+{
+    ::signal(SIGPIPE, SIG_IGN);  // a failing reader must fail the test, not kill it
+    temp_dir dir;
+    const auto path = dir / "fifo";
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    const auto bytes = make_file(3, 500);
+    std::thread writer([&] {
+        // Open without blocking, so that a reader that never comes cannot hang the test.
+        int fd = -1;
+        for (int i = 0; i < 500 && fd < 0; ++i) {
+            fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (fd < 0)
+            return;
+        ::fcntl(fd, F_SETFL, 0);
+        // Irregular writes with pauses, as a producer process would make them.
+        std::size_t at = 0, step = 1;
+        while (at < bytes.size()) {
+            const auto n = ::write(fd, bytes.data() + at, std::min(step, bytes.size() - at));
+            if (n <= 0)
+                break;
+            at += static_cast<std::size_t>(n);
+            step = step * 3 % 4093 + 1;
+            if (at % 7 == 0)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        ::close(fd);
+    });
+    collected c;
+    try {
+        reader r({path}, {.batch_size = 64});
+        c = drain(r);
+    } catch (...) {
+        writer.join();
+        throw;
+    }
+    writer.join();
+    REQUIRE(c.rows.size() == 500);
+    for (std::size_t i = 0; i < 500; ++i)
+        CHECK(c.rows[i].first == value_of(3, i, 0));
+}
+
+TEST_CASE("reader: options that cannot work are refused with a way out")
+{
+    auto refuse = [](reader_options o, const char* needle) {
+        try {
+            reader r(std::vector<std::string>{}, std::move(o));
+            FAIL("accepted");
+        } catch (const std::invalid_argument& e) {
+            CHECK(std::string(e.what()).find(needle) != std::string::npos);
+        }
+    };
+    refuse({.batch_size = 0}, "batch_size");
+    refuse({.prefetch_batches = 0}, "prefetch_batches");
+    refuse({.memory_budget = 8 * mib}, "raise memory_budget");
+}
+
+TEST_CASE("reader: an empty data set is an error, not an empty epoch")
+{
+    reader r(std::vector<std::string>{});
+    try {
+        r.next();
+        FAIL("no error");
+    } catch (const data_error& e) {
+        CHECK(e.code() == errc::empty_data_set);
+        CHECK(std::string(e.what()).find("0 local paths") != std::string::npos);
+    }
+    CHECK(r.done());
+}
