@@ -6,6 +6,7 @@
 
 #include <pipemode/core/batch.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 namespace pipemode::tools {
 
@@ -48,27 +50,34 @@ inline void append_json_string(std::string& out, std::string_view s)
     out += '"';
 }
 
-/// Appends a number as std::to_chars writes it: integers in decimal, floating-point values as
-/// the shortest text that reads back to the same value (e.g. `0.1`, `1e+20`, `-0`). NaN and
-/// the infinities, which JSON numbers cannot express, are written as the strings `"NaN"`,
-/// `"Infinity"` and `"-Infinity"`.
+/// The most characters `write_json_number` writes (a double takes at most 24).
+inline constexpr std::size_t max_json_number_size = 32;
+
+/// Writes a number at `p` as std::to_chars writes it and returns the end: integers in
+/// decimal, floating-point values as the shortest text that reads back to the same value (e.g.
+/// `0.1`, `1e+20`, `-0`). NaN and the infinities, which JSON numbers cannot express, are
+/// written as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`. Writes at most
+/// `max_json_number_size` characters.
+template <class T>
+    requires std::is_arithmetic_v<T>
+char* write_json_number(char* p, T v) noexcept
+{
+    if constexpr (std::is_floating_point_v<T>) {
+        if (!std::isfinite(v)) [[unlikely]] {
+            const std::string_view text = std::isnan(v) ? "\"NaN\"" : v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+            return std::copy(text.begin(), text.end(), p);
+        }
+    }
+    return std::to_chars(p, p + max_json_number_size, v).ptr;
+}
+
+/// Appends a number as `write_json_number` writes it.
 template <class T>
     requires std::is_arithmetic_v<T>
 void append_json_number(std::string& out, T v)
 {
-    if constexpr (std::is_floating_point_v<T>) {
-        if (std::isnan(v)) {
-            out += "\"NaN\"";
-            return;
-        }
-        if (std::isinf(v)) {
-            out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-            return;
-        }
-    }
-    char buf[32];  // the longest double is 24 characters
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, r.ptr);
+    char buf[max_json_number_size];
+    out.append(buf, write_json_number(buf, v));
 }
 
 /// Appends `bytes` as lowercase hex digits, two per byte, without quotes.
@@ -89,13 +98,24 @@ inline void append_hex(std::string& out, std::span<const std::byte> bytes)
 template <class T>
 void append_json_array(std::string& out, std::span<const T> values)
 {
-    out += '[';
+    // Formatted into a stack buffer and appended in pieces: one std::string append per few
+    // hundred values rather than two per value.
+    char buf[4096];
+    char* p = buf;
+    *p++ = '[';
     for (std::size_t i = 0; i < values.size(); ++i) {
-        if (i != 0)
-            out += ", ";
-        append_json_number(out, values[i]);
+        if (static_cast<std::size_t>(buf + sizeof buf - p) < max_json_number_size + 3) {
+            out.append(buf, p);
+            p = buf;
+        }
+        if (i != 0) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+        p = write_json_number(p, values[i]);
     }
-    out += ']';
+    *p++ = ']';
+    out.append(buf, p);
 }
 
 /// Whether pipemode-cat prints the shape of column `c`'s tensors: always for sparse columns
