@@ -258,12 +258,18 @@ inline aialgs::data::Record random_record(std::mt19937_64& rng, const record_gen
 {
     aialgs::data::Record r;
     auto nf = detail::below(rng, o.max_features + 1);
-    for (std::uint64_t i = 0; i < nf; ++i)
-        detail::fill_value((*r.mutable_features())[detail::random_name(rng)], rng, o);
+    for (std::uint64_t i = 0; i < nf; ++i) {
+        auto& v = (*r.mutable_features())[detail::random_name(rng)];
+        v.Clear();  // a name drawn twice: the second draw replaces the first
+        detail::fill_value(v, rng, o);
+    }
     if (detail::chance(rng, o.label_probability)) {
         auto nl = 1 + detail::below(rng, o.max_labels);
-        for (std::uint64_t i = 0; i < nl; ++i)
-            detail::fill_value((*r.mutable_label())[detail::random_name(rng)], rng, o);
+        for (std::uint64_t i = 0; i < nl; ++i) {
+            auto& v = (*r.mutable_label())[detail::random_name(rng)];
+            v.Clear();
+            detail::fill_value(v, rng, o);
+        }
     }
     if (detail::chance(rng, 0.2))
         r.set_uid("uid-" + std::to_string(rng() % 1000));
@@ -295,7 +301,15 @@ public:
     {
         std::vector<std::string> items;
         auto add_map = [&](const auto& map, std::uint32_t field) {
-            for (const auto& [key, value] : map) {
+            // In key order: protobuf's map iterates in an order that changes from run to run,
+            // and the draws below must not, so that a failing case can be run again.
+            std::vector<const std::string*> keys;
+            for (const auto& kv : map)
+                keys.push_back(&kv.first);
+            std::sort(keys.begin(), keys.end(), [](const auto* a, const auto* b) { return *a < *b; });
+            for (const auto* k : keys) {
+                const auto& key = *k;
+                const auto& value = map.at(key);
                 if (chance(0.15)) {
                     // A decoy entry for the same key, replaced by the real one that follows.
                     aialgs::data::Value decoy;
