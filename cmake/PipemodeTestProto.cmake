@@ -31,7 +31,6 @@ if(PIPEMODE_TEST_PROTOS)
     target_include_directories(pipemode_test_proto SYSTEM PUBLIC "${_pipemode_proto_out}")
     target_link_libraries(pipemode_test_proto PUBLIC protobuf::libprotobuf)
     target_compile_features(pipemode_test_proto PUBLIC cxx_std_20)
-    # Instrumented like the code that calls it (ThreadSanitizer wants every caller's memory
-    # accesses seen), but without our warning flags.
-    target_compile_options(pipemode_test_proto PRIVATE ${PIPEMODE_SANITIZER_COMPILE_OPTIONS} -w)
+    # Without our warning flags; sanitized only where that matters (see PipemodeDevOptions).
+    target_compile_options(pipemode_test_proto PRIVATE ${PIPEMODE_SUPPORT_COMPILE_OPTIONS} -w)
 endif()
