@@ -272,6 +272,31 @@ TEST_CASE("a writer that connects and leaves without writing ends the data at on
     CHECK(clock_type::now() - start < 2s);
 }
 
+TEST_CASE("closes the read end as soon as the data ends")
+{
+    test::temp_dir dir;
+    const std::string path = dir / "close_at_end";
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    const auto data = test::pattern(5000);
+    writer_plan plan{.path = path.c_str(), .data = data.data(), .size = data.size()};
+    std::atomic<int> writer_result{-100};
+    std::jthread writer([&] { writer_result = plan.run(); });
+    run_coro([&]() -> asio::awaitable<void> {
+        fifo_source src(co_await asio::this_coro::executor, path, quick_options());
+        auto got = co_await read_all(src);
+        CHECK(got.ec == asio::error::eof);
+        CHECK(got.bytes == data);
+        // The source is still alive, but no reader holds the FIFO: a writer cannot connect.
+        const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        CHECK(fd < 0);
+        CHECK(errno == ENXIO);
+        if (fd >= 0)
+            ::close(fd);
+    });
+    writer.join();
+    CHECK(writer_result == 0);
+}
+
 TEST_CASE("asks the kernel for a larger pipe")
 {
     std::ifstream max_file("/proc/sys/fs/pipe-max-size");

@@ -17,6 +17,8 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -299,6 +301,29 @@ TEST_CASE("destroying the source while async_next waits is safe")
         co_return ec;
     });
     CHECK(ec == asio::error::operation_aborted);
+}
+
+TEST_CASE("closes the file as soon as the data ends")
+{
+    test::temp_dir dir;
+    const std::string path = dir / "close_at_end";
+    test::write_file(path, test::pattern(3 * small_read));
+    asio::thread_pool pool(1);
+    const auto open_descriptors = [] {
+        return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator{});
+    };
+    run_coro([&]() -> asio::awaitable<void> {
+        file_source src(co_await asio::this_coro::executor, path,
+                        {.read_size = small_read, .blocking_executor = pool.get_executor()});
+        // Counted after the construction, which may open the io_context's reactor's own.
+        const auto before = open_descriptors();
+        auto [ec, chunk] = co_await src.async_next();
+        REQUIRE(!ec);
+        CHECK(open_descriptors() == before + 1);
+        auto rest = co_await read_all(src);
+        CHECK(rest.ec == asio::error::eof);
+        CHECK(open_descriptors() == before);  // while the source still exists
+    });
 }
 
 TEST_CASE("uses the default blocking pool when given no executor")

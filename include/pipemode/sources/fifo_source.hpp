@@ -186,6 +186,18 @@ inline asio::awaitable<bool> fifo_pause(std::shared_ptr<fifo_state> s)
     co_return !ec && !s->cancel_requested && !s->destroyed;
 }
 
+/// Ends the source with `ec` (eof or an error). The read end closes at once, so the writer
+/// (SageMaker's agent) sees the reader go as soon as the data has ended, and the buffer is
+/// freed even if the source is kept a while.
+inline chunk_result fifo_finish(fifo_state& s, error_code ec)
+{
+    s.final = ec;
+    error_code ignored;
+    s.pipe.close(ignored);
+    s.buffer.reset();
+    return {ec, {}};
+}
+
 /// The body of `fifo_source::async_next()`; takes the state by value and never touches the
 /// source object, so destroying the source while this is suspended is safe.
 inline asio::awaitable<chunk_result> fifo_next(std::shared_ptr<fifo_state> s)
@@ -204,19 +216,15 @@ inline asio::awaitable<chunk_result> fifo_next(std::shared_ptr<fifo_state> s)
     }
     while (s->phase == phase_t::waiting_for_path) {
         bool missing = false;
-        if (auto ec = fifo_try_open(*s, missing)) {
-            s->final = ec;
-            co_return chunk_result{ec, {}};
-        }
+        if (auto ec = fifo_try_open(*s, missing))
+            co_return fifo_finish(*s, ec);
         if (!missing) {
             s->phase = phase_t::waiting_for_writer;
             s->deadline = clock::now() + s->opts.writer_timeout;
             break;
         }
-        if (clock::now() >= s->deadline) {
-            s->final = errc::timed_out;
-            co_return chunk_result{s->final, {}};
-        }
+        if (clock::now() >= s->deadline)
+            co_return fifo_finish(*s, errc::timed_out);
         if (!co_await fifo_pause(s))
             co_return aborted;
     }
@@ -230,13 +238,10 @@ inline asio::awaitable<chunk_result> fifo_next(std::shared_ptr<fifo_state> s)
             s->phase = phase_t::streaming;
             break;
         case fifo_probe::failed:
-            s->final = probe.ec;
-            co_return chunk_result{probe.ec, {}};
+            co_return fifo_finish(*s, probe.ec);
         case fifo_probe::no_writer:
-            if (clock::now() >= s->deadline) {
-                s->final = errc::timed_out;
-                co_return chunk_result{s->final, {}};
-            }
+            if (clock::now() >= s->deadline)
+                co_return fifo_finish(*s, errc::timed_out);
             if (!co_await fifo_pause(s))
                 co_return aborted;
             break;
@@ -247,12 +252,12 @@ inline asio::awaitable<chunk_result> fifo_next(std::shared_ptr<fifo_state> s)
     // (Asio's eof) means every writer has closed its end: the end of the data.
     auto [ec, n] = co_await s->pipe.async_read_some(asio::buffer(s->buffer.get(), s->opts.read_size),
                                                     asio::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted)
+    // After the source's destruction, not even a completed read's chunk: it would outlive
+    // the source.
+    if (ec == asio::error::operation_aborted || s->destroyed)
         co_return aborted;
-    if (ec) {
-        s->final = ec;
-        co_return chunk_result{ec, {}};
-    }
+    if (ec)
+        co_return fifo_finish(*s, ec);
     co_return chunk_result{error_code{}, std::span<const std::byte>(s->buffer.get(), n)};
 }
 
@@ -314,7 +319,8 @@ public:
     fifo_source& operator=(const fifo_source&) = delete;
 
     /// Closes the FIFO; a pending `async_next()` completes with
-    /// `asio::error::operation_aborted`.
+    /// `asio::error::operation_aborted` (even if its read has just completed: the chunk would
+    /// outlive the source).
     ~fifo_source() { close(); }
 
     /// The next chunk; then `asio::error::eof` with an empty chunk on this and every later

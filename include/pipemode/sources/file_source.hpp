@@ -124,6 +124,7 @@ struct file_state {
     bool in_flight = false;
     int reading = 0;                 ///< the buffer the read in flight fills
     std::uint64_t next_offset = 0;   ///< where the read in flight (or the next read) starts
+    bool destroyed = false;          ///< the source is gone: a suspended call must not return a chunk
     error_code final;                ///< eof or the error that ended the source
 };
 
@@ -208,6 +209,21 @@ inline void file_launch(const std::shared_ptr<file_state>& s, bool open, int buf
     });
 }
 
+/// Ends the source with `ec` (eof or an error): the descriptor and buffers go at once, not
+/// when the source is destroyed, since a finished source may be kept a while. Only called
+/// with no read in flight, so no pool thread is using them.
+inline chunk_result file_finish(file_state& s, error_code ec)
+{
+    s.final = ec;
+    if (s.fd >= 0) {
+        ::close(s.fd);
+        s.fd = -1;
+    }
+    s.buffers[0].reset();
+    s.buffers[1].reset();
+    return {ec, {}};
+}
+
 /// The body of `file_source::async_next()`; takes the state by value and never touches the
 /// source object, so destroying the source while this is suspended is safe.
 inline asio::awaitable<chunk_result> file_next(std::shared_ptr<file_state> s)
@@ -219,14 +235,12 @@ inline asio::awaitable<chunk_result> file_next(std::shared_ptr<file_state> s)
         s->next_offset = s->offset;
         file_launch(s, true, 0, s->offset, 0);
     }
-    if (!s->in_flight) {
-        s->final = asio::error::eof;
-        co_return chunk_result{s->final, {}};
-    }
+    if (!s->in_flight)
+        co_return file_finish(*s, asio::error::eof);
     if (!s->result) {
         s->wake.expires_at(std::chrono::steady_clock::time_point::max());
         co_await s->wake.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (!s->result)
+        if (!s->result || s->destroyed)
             // Woken by cancel() (or per-operation cancellation), not by the read: it goes
             // on, and the next call collects its result.
             co_return chunk_result{asio::error::operation_aborted, {}};
@@ -234,10 +248,8 @@ inline asio::awaitable<chunk_result> file_next(std::shared_ptr<file_state> s)
     const auto [ec, n] = *s->result;
     s->result.reset();
     s->in_flight = false;
-    if (ec) {
-        s->final = ec;
-        co_return chunk_result{ec, {}};
-    }
+    if (ec)
+        co_return file_finish(*s, ec);
     const int current = s->reading;
     s->next_offset += n;
     if (s->next_offset < s->end) {
@@ -245,10 +257,8 @@ inline asio::awaitable<chunk_result> file_next(std::shared_ptr<file_state> s)
         const auto size = static_cast<std::size_t>(std::min<std::uint64_t>(s->read_size, s->end - s->next_offset));
         file_launch(s, false, 1 - current, s->next_offset, size);
     }
-    if (n == 0) {
-        s->final = asio::error::eof;  // an empty range
-        co_return chunk_result{s->final, {}};
-    }
+    if (n == 0)
+        co_return file_finish(*s, asio::error::eof);  // an empty range
     co_return chunk_result{error_code{}, std::span<const std::byte>(s->buffers[current].get(), n)};
 }
 
@@ -305,7 +315,7 @@ public:
     file_source& operator=(file_source&& other) noexcept
     {
         if (this != &other) {
-            cancel();
+            close();
             state_ = std::move(other.state_);
         }
         return *this;
@@ -313,9 +323,10 @@ public:
     file_source(const file_source&) = delete;
     file_source& operator=(const file_source&) = delete;
 
-    /// Cancels a pending `async_next()` (see `cancel()`); a read in flight finishes on the
-    /// pool and is then dropped.
-    ~file_source() { cancel(); }
+    /// A pending `async_next()` completes with `asio::error::operation_aborted` (even if its
+    /// read has just finished: the chunk would outlive the source); a read in flight
+    /// finishes on the pool and is then dropped.
+    ~file_source() { close(); }
 
     /// The next chunk of the range, in order; then `asio::error::eof` with an empty chunk on
     /// this and every later call. A chunk stays valid until the next call or the source's
@@ -345,6 +356,14 @@ public:
     const asio::any_io_executor& get_executor() const noexcept { return state_->network; }
 
 private:
+    void close() noexcept
+    {
+        if (state_) {
+            state_->destroyed = true;
+            state_->wake.cancel();
+        }
+    }
+
     std::shared_ptr<detail::file_state> state_;
 };
 
