@@ -273,7 +273,7 @@ inline asio::awaitable<chunk_result> file_next(std::shared_ptr<file_state> s)
 /// runs ahead: while the caller decodes chunk N, chunk N+1 is being read.
 ///
 /// Errors come through the `ec` of `async_next()`, never as exceptions: opening (the first
-/// call) reports errno's code (`ENOENT`, `EACCES`, ...), `errc::is_a_directory`,
+/// call) reports errno's code (`ENOENT`, `EACCES`, ...), `boost::system::errc::is_a_directory`,
 /// `errc::not_a_regular_file` or `errc::range_past_end`; a file that shrinks while it is read
 /// yields `errc::object_changed`. Codes carry no path: `name()` is the path, and the pipeline
 /// puts it in the message. A file that grows is read up to the size it had when opened.
