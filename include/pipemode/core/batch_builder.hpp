@@ -758,11 +758,15 @@ private:
         return std::string(to_string(s.section)) + " '" + c.name_ + "'";
     }
 
+    // "[2, 3]"; a shape of more than 8 dimensions (damaged data, most likely) is cut short so
+    // that a message never grows with the input.
     static std::string format_shape(std::span<const std::uint64_t> shape)
     {
         std::string r = "[";
-        for (std::size_t i = 0; i < shape.size(); ++i)
+        for (std::size_t i = 0; i < shape.size() && i < 8; ++i)
             r += (i ? ", " : "") + std::to_string(shape[i]);
+        if (shape.size() > 8)
+            r += ", ... (" + std::to_string(shape.size()) + " dimensions)";
         return r + "]";
     }
 
