@@ -24,6 +24,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -33,6 +34,7 @@ using namespace pipemode;
 constexpr std::size_t dimension = 50;
 constexpr std::size_t batch_rows = 1000;
 constexpr int repeats = 5;
+constexpr std::string_view source_name = "memory:bench";
 
 // The consumer's work: the sum of one row, grouped the same way on every path so that the
 // checksums compare exactly. Four accumulators keep it from being one long dependency chain.
@@ -176,7 +178,7 @@ int main(int argc, char** argv)
         batch_builder builder(batch_rows);
         error_code ec;
         for_each_record(input, [&](const record_view& rec) {
-            if (parser.parse(rec, "memory:bench", builder, ec))
+            if (parser.parse(rec, source_name, builder, ec))
                 consume(builder.take(), r);
             if (ec)
                 die("pipemode: " + ec.message() + " (" + std::string(parser.error_detail()) + ")");
