@@ -13,8 +13,10 @@ PIPEMODE_DEPS_BUILD=(
 
 # Needed by work that is landing next: plots and numeric checks (numpy for /usr/bin/python3,
 # gnuplot), libFuzzer (clang, libclang-rt-14-dev) and the distributed-training example (MPI).
+# gnuplot-nox is the gnuplot command without the Qt and GTK stack the "gnuplot" package drags
+# in even with --no-install-recommends: plots go to files on a headless machine.
 PIPEMODE_DEPS_UPCOMING=(
-    python3-numpy gnuplot
+    python3-numpy gnuplot-nox
     clang libclang-rt-14-dev
     openmpi-bin libopenmpi-dev
 )
