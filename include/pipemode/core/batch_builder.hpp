@@ -126,17 +126,10 @@ public:
     {
         if (cursor_ < slots_.size()) {
             const auto& s = slots_[cursor_];
-            if (s.section == section && same(col(s).name_, name))
+            if (s.section == section && same(s.name, name)) [[likely]]
                 return cursor_++;
         }
-        auto& names = names_[static_cast<int>(section)];
-        if (auto it = names.find(name); it != names.end()) {
-            cursor_ = it->second + 1;
-            return it->second;
-        }
-        if (locked_)
-            return npos;
-        return create_column(section, name);
+        return find_column_slow(section, name);
     }
 
     /// Starts the current record's tensor for column `column` (from `find_column`), whose
@@ -478,6 +471,7 @@ private:
         std::size_t hint_values = 0;
         std::size_t hint_keys = 0;
         std::size_t hint_items = 0;
+        std::string name;            // the column's name, kept here to be compared in place
     };
 
     struct open_tensor {
@@ -709,11 +703,24 @@ private:
         }
     }
 
+    [[gnu::noinline]] std::size_t find_column_slow(record_section section, std::string_view name)
+    {
+        auto& names = names_[static_cast<int>(section)];
+        if (auto it = names.find(name); it != names.end()) {
+            cursor_ = it->second + 1;
+            return it->second;
+        }
+        if (locked_)
+            return npos;
+        return create_column(section, name);
+    }
+
     std::size_t create_column(record_section section, std::string_view name)
     {
         auto& columns = section == record_section::features ? batch_.features_ : batch_.labels_;
         slot s;
         s.section = section;
+        s.name.assign(name);
         s.position = static_cast<std::uint32_t>(columns.size());
         columns.emplace_back();
         columns.back().name_.assign(name);
