@@ -238,7 +238,7 @@ TEST_CASE("dense, sparse, int32 and bytes tensors land in their columns")
     CHECK(x.location(2).to_string() == "src, byte 102, record 2");
 }
 
-TEST_CASE("the first record fixes the schema; a difference is a mismatch that names the tensor")
+TEST_CASE("the first record fixes the schema, and a difference is a mismatch that names the tensor")
 {
     batch_builder b(100);
     add_row(b, {1, {2}, {"a"}}, 0);
@@ -480,7 +480,7 @@ TEST_CASE("an aborted first record leaves no schema behind")
     CHECK(x.sources().size() == 1);
 }
 
-TEST_CASE("names may come in any order; columns keep the first record's order")
+TEST_CASE("names may come in any order, and columns keep the first record's order")
 {
     batch_builder b(2);
     b.begin_record("x", {});

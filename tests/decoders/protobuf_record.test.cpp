@@ -695,7 +695,11 @@ TEST_CASE("encode_record writes what libprotobuf reads back, and the parser too"
         std::vector<std::vector<std::span<const std::byte>>> item_storage;
         auto to_entries = [&](const auto& map) {
             std::vector<tensor_entry> out;
-            for (const auto& [name, v] : map) {
+            for (const auto& entry : map) {
+                // Named copies rather than structured bindings: clang 14 (the fuzz preset's
+                // compiler) cannot capture structured bindings in a lambda.
+                const auto& name = entry.first;
+                const auto& v = entry.second;
                 auto tensor = [&](const auto& t, auto tag) {
                     using T = decltype(tag);
                     std::span<const T> values(t.values().data(), static_cast<std::size_t>(t.values_size()));

@@ -392,6 +392,19 @@ TEST_CASE("reader: the memory budget holds against a slow consumer")
                            .max_record_size = 4096,
                            .read_size = 4096};
     reader r(ds.paths, o);
+    const std::size_t batch_budget = 48 * kib;
+
+    // Hold back until the producer stops making progress: with a consumer this slow it must
+    // stop at the budget (the ring's 64 slots would allow far more), however fast it runs.
+    std::uint64_t seen = 0;
+    for (int quiet = 0, waited = 0; quiet < 4 && waited < 200; ++waited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        const auto now = r.stats().batches;
+        quiet = now == seen ? quiet + 1 : 0;
+        seen = now;
+    }
+    const auto held_back = r.stats();
+
     std::size_t batch_bytes = 0;
     std::size_t rows = 0;
     for (auto& b : r) {
@@ -401,11 +414,16 @@ TEST_CASE("reader: the memory budget holds against a slow consumer")
     }
     CHECK(rows == 3000);
     const auto s = r.stats();
-    const std::size_t batch_budget = 48 * kib;
-    INFO("peak " << s.peak_batch_bytes << ", one batch " << batch_bytes);
+    INFO("peak " << s.peak_batch_bytes << ", one batch " << batch_bytes << ", held back at "
+                 << held_back.batches << " batches");
     REQUIRE(batch_bytes * 3 < batch_budget);  // the test means something only if several fit
     CHECK(s.peak_batch_bytes <= batch_budget);
-    CHECK(s.producer_stall.count() > 0);  // the producer did have to wait
+    // The producer filled the budget and then waited for the consumer: the budget, not the
+    // ring, bounded it.
+    CHECK(held_back.peak_batch_bytes + batch_bytes > batch_budget);
+    CHECK(held_back.batches < o.prefetch_batches);
+    // (A stall is counted when it ends, so look at it after the consumer released the producer.)
+    CHECK(s.producer_stall.count() > 0);
 }
 
 TEST_CASE("reader: next() and try_next()")
