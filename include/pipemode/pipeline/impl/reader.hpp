@@ -21,13 +21,10 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <future>
 #include <iostream>
 #include <stdexcept>
-#include <system_error>
 #include <thread>
 
 namespace pipemode {
