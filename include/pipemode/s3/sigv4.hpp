@@ -339,6 +339,23 @@ canonical_query(const std::vector<std::pair<std::string, std::string>>& query)
     return out;
 }
 
+namespace detail {
+
+/// The canonical request, given its already computed header set.
+inline std::string canonical_request(const signing_request& request,
+                                     const canonical_header_set& headers, sigv4_rules rules)
+{
+    std::string method = request.method;
+    for (char& c : method)
+        if (c >= 'a' && c <= 'z')
+            c = static_cast<char>(c - 'a' + 'A');
+    return method + '\n' + canonical_path(request.path, rules) + '\n'
+         + canonical_query(request.query) + '\n' + headers.block + '\n' + headers.signed_names
+         + '\n' + request.payload_sha256;
+}
+
+} // namespace detail
+
 /// SigV4's canonical request for `request` at `timestamp` ("YYYYMMDDTHHMMSSZ").
 ///
 /// Exposed for diagnostics: compare it with the `CanonicalRequest` in an S3
@@ -349,15 +366,8 @@ inline std::string canonical_request(const signing_request& request,
                                      std::string_view timestamp,
                                      sigv4_rules rules = sigv4_rules::s3)
 {
-    const detail::canonical_header_set headers =
-        detail::canonical_headers(request, credentials, timestamp, rules);
-    std::string method = request.method;
-    for (char& c : method)
-        if (c >= 'a' && c <= 'z')
-            c = static_cast<char>(c - 'a' + 'A');
-    return method + '\n' + canonical_path(request.path, rules) + '\n'
-         + canonical_query(request.query) + '\n' + headers.block + '\n' + headers.signed_names
-         + '\n' + request.payload_sha256;
+    return detail::canonical_request(
+        request, detail::canonical_headers(request, credentials, timestamp, rules), rules);
 }
 
 /// Signs `request` with SigV4 for `service` in `region` at time `now`, and returns the headers
@@ -384,7 +394,7 @@ inline signed_headers sign_request(const signing_request& request,
 
     const detail::canonical_header_set headers =
         detail::canonical_headers(request, credentials, timestamp, rules);
-    const std::string canonical = canonical_request(request, credentials, timestamp, rules);
+    const std::string canonical = detail::canonical_request(request, headers, rules);
     const std::string string_to_sign = "AWS4-HMAC-SHA256\n" + timestamp + '\n' + scope + '\n'
                                      + detail::sha256_hex(canonical);
 
