@@ -39,6 +39,12 @@ enum class errc {
     not_a_fifo,            ///< a path that should be a FIFO (named pipe) is something else
     not_a_regular_file,    ///< a path that should be a regular file is something else
     range_past_end,        ///< a byte range reaches past the end of the file
+    // documents (S3 responses, manifests, channel configuration)
+    malformed_xml,         ///< a document is not well-formed XML (or uses XML that S3 never sends)
+    malformed_json,        ///< a document is not valid JSON
+    document_too_large,    ///< a document exceeds a size or nesting limit of its reader
+    malformed_s3_response, ///< well-formed XML that is not the S3 response that was expected
+    malformed_manifest,    ///< a manifest file is valid JSON but not a valid manifest
 };
 
 /// The error category of `pipemode::errc`.
@@ -68,6 +74,11 @@ public:
         case errc::not_a_fifo: return "not a FIFO (named pipe)";
         case errc::not_a_regular_file: return "not a regular file";
         case errc::range_past_end: return "byte range reaches past the end of the file";
+        case errc::malformed_xml: return "malformed XML document";
+        case errc::malformed_json: return "malformed JSON document";
+        case errc::document_too_large: return "document exceeds its reader's size or nesting limit";
+        case errc::malformed_s3_response: return "unexpected S3 response document";
+        case errc::malformed_manifest: return "malformed manifest file";
         }
         return "unknown pipemode error";
     }
