@@ -149,6 +149,9 @@ TEST_CASE("bad http URLs throw invalid_argument with a sentence")
     CHECK(message_of("http://[::1/").find("closing ']'") != std::string::npos);
     CHECK(message_of("http://[::1]x/").find("after the IPv6") != std::string::npos);
     CHECK(message_of("http://ho st/").find("not allowed in a host name") != std::string::npos);
+    CHECK(message_of("http://a]b/").find("not allowed in a host name") != std::string::npos);
+    CHECK(message_of("http://[a[b]/").find("not allowed in a host name") != std::string::npos);
+    CHECK(message_of("http://[::1]]/").find("after the IPv6") != std::string::npos);
     CHECK(parse_http_url("http://host:65535").port == 65535);
 }
 

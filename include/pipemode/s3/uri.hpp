@@ -268,8 +268,13 @@ inline http_url parse_http_url(std::string_view text)
     }
     if (host.empty() || host == "[]")
         throw bad("the host is empty");
-    for (char c : host) {
-        if (!(detail::is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '[' || c == ']' || c == ':'))
+    // Brackets and colons belong to an IPv6 literal only, and hex digits and colons are all it holds.
+    bool ipv6 = host.front() == '[';
+    for (std::size_t i = 0; i < host.size(); ++i) {
+        char c = host[i];
+        bool ok = ipv6 ? (c == ':' || c == '.' || detail::is_alnum(c) || (c == '[' && i == 0) || (c == ']' && i + 1 == host.size()))
+                       : (detail::is_alnum(c) || c == '-' || c == '.' || c == '_');
+        if (!ok)
             throw bad("the host contains a character that is not allowed in a host name");
         u.host += detail::ascii_lower(c);
     }
