@@ -132,6 +132,22 @@ TEST_CASE("listing: every truncation of a page is an error, never a crash")
     }
 }
 
+TEST_CASE("listing: errors point at the element at fault")
+{
+    parse_error err;
+    std::string body = "<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated>"
+                       "<Contents><Key>k</Key><Size>1</Size></Contents><Contents><Key>j</Key><Size>x</Size></Contents>"
+                       "</ListBucketResult>";
+    CHECK_FALSE(parse_list_objects(body, err));
+    CHECK(err.offset == body.rfind("<Contents>"));
+    CHECK(err.to_string() == "unexpected S3 response document at byte " + std::to_string(body.rfind("<Contents>"))
+                                 + ": a Contents entry has no Size or one that is not a 64-bit unsigned integer");
+    std::string missing = " <ListBucketResult><Name>b</Name></ListBucketResult>";
+    CHECK_FALSE(parse_list_objects(missing, err));
+    CHECK(err.reason == "IsTruncated is missing");
+    CHECK(err.offset == 1);
+}
+
 TEST_CASE("listing: XML that is not a usable ListBucketResult")
 {
     auto reason_of = [](std::string body) {

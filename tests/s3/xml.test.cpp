@@ -45,6 +45,8 @@ TEST_CASE("xml: elements, text, entities, character references, CDATA")
     CHECK(nested->children[0].text == "deep");
     CHECK(nested->children[1].text == "second");
     CHECK(nested->child_text("Inner") == "deep");
+    CHECK(root->offset == std::string_view(sample).find("<Root"));
+    CHECK(nested->children[1].offset == std::string_view(sample).find("<Inner>second"));
 }
 
 TEST_CASE("xml: text keeps its whitespace exactly")

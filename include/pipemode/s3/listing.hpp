@@ -121,7 +121,8 @@ inline bool parse_uint64(std::string_view text, std::uint64_t& out) noexcept
 
 /// Parses a ListObjectsV2 response body; on failure returns nothing and fills `err`:
 /// `errc::malformed_xml`/`errc::document_too_large` from the XML reader (with the byte
-/// offset), or `errc::malformed_s3_response` when the XML is not a usable `ListBucketResult`
+/// offset), or `errc::malformed_s3_response`, at the offending element's offset, when the XML
+/// is not a usable `ListBucketResult`
 /// (another root, a `Contents` without `Key` or with a `Size` that is not a 64-bit unsigned
 /// number, a bad URL escape, a truncated page without `NextContinuationToken`).
 ///
@@ -132,17 +133,19 @@ inline std::optional<list_objects_page> parse_list_objects(std::string_view body
     auto root = xml::parse(body, err);
     if (!root)
         return std::nullopt;
-    auto bad = [&](std::string_view why) {
-        err.fail(errc::malformed_s3_response, 0, why);
+    // Errors point at the element at fault (the root for what is missing).
+    auto bad_at = [&](const xml::element& where, std::string_view why) {
+        err.fail(errc::malformed_s3_response, where.offset, why);
         return std::nullopt;
     };
+    auto bad = [&](std::string_view why) { return bad_at(*root, why); };
     if (root->name != "ListBucketResult")
         return bad("the root element is not ListBucketResult");
 
     list_objects_page page;
-    if (auto enc = root->child_text("EncodingType")) {
-        if (*enc != "url")
-            return bad("unknown EncodingType (only 'url' is defined)");
+    if (const auto* enc = root->child("EncodingType")) {
+        if (enc->text != "url")
+            return bad_at(*enc, "unknown EncodingType (only 'url' is defined)");
         page.url_encoded = true;
     }
     // Decodes in place when the response is URL-encoded.
@@ -160,21 +163,21 @@ inline std::optional<list_objects_page> parse_list_objects(std::string_view body
             page.bucket = e.text;
         } else if (e.name == "Prefix") {
             if (!text_of(e.text, page.prefix))
-                return bad("bad URL escape in Prefix");
+                return bad_at(e, "bad URL escape in Prefix");
         } else if (e.name == "Delimiter") {
             if (!text_of(e.text, page.delimiter))
-                return bad("bad URL escape in Delimiter");
+                return bad_at(e, "bad URL escape in Delimiter");
         } else if (e.name == "KeyCount") {
             if (!detail::parse_uint64(e.text, page.key_count))
-                return bad("KeyCount is not a non-negative integer");
+                return bad_at(e, "KeyCount is not a non-negative integer");
         } else if (e.name == "MaxKeys") {
             if (!detail::parse_uint64(e.text, page.max_keys))
-                return bad("MaxKeys is not a non-negative integer");
+                return bad_at(e, "MaxKeys is not a non-negative integer");
         } else if (e.name == "IsTruncated") {
             if (e.text == "true")
                 page.is_truncated = true;
             else if (e.text != "false")
-                return bad("IsTruncated is neither true nor false");
+                return bad_at(e, "IsTruncated is neither true nor false");
             have_truncated = true;
         } else if (e.name == "ContinuationToken") {
             page.continuation_token = e.text;
@@ -184,12 +187,12 @@ inline std::optional<list_objects_page> parse_list_objects(std::string_view body
             object_summary o;
             auto key = e.child_text("Key");
             if (!key)
-                return bad("a Contents entry has no Key");
+                return bad_at(e, "a Contents entry has no Key");
             if (!text_of(*key, o.key))
-                return bad("bad URL escape in a Key");
+                return bad_at(e, "bad URL escape in a Key");
             auto size = e.child_text("Size");
             if (!size || !detail::parse_uint64(*size, o.size))
-                return bad("a Contents entry has no Size or one that is not a 64-bit unsigned integer");
+                return bad_at(e, "a Contents entry has no Size or one that is not a 64-bit unsigned integer");
             if (auto etag = e.child_text("ETag"))
                 o.etag = *etag;
             if (auto lm = e.child_text("LastModified"))
@@ -201,7 +204,7 @@ inline std::optional<list_objects_page> parse_list_objects(std::string_view body
                     continue;
                 std::string decoded;
                 if (!text_of(p.text, decoded))
-                    return bad("bad URL escape in a common prefix");
+                    return bad_at(p, "bad URL escape in a common prefix");
                 page.common_prefixes.push_back(std::move(decoded));
             }
         }

@@ -33,11 +33,13 @@ struct limits {
 
 /// An element: its name as written (a prefix, if any, is kept: `s3:Key`), the concatenation of
 /// its own character data (text and CDATA, entities decoded, not its children's) and its child
-/// elements in document order.
+/// elements in document order, and where it starts in the document (for error messages about
+/// the document's meaning).
 struct element {
     std::string name;
     std::string text;
     std::vector<element> children;
+    std::size_t offset = 0;  ///< byte offset of the element's '<'
 
     /// The first child named `n`, or null.
     const element* child(std::string_view n) const noexcept
@@ -276,6 +278,7 @@ private:
             return err_.fail(errc::document_too_large, pos_, "elements nested deeper than the limit");
         if (++elements_ > lim_.max_elements)
             return err_.fail(errc::document_too_large, pos_, "more elements than the limit");
+        e.offset = pos_;
         ++pos_;  // '<'
         if (!parse_name(e.name))
             return false;
