@@ -9,6 +9,7 @@
 
 #include <pipemode/config.hpp>
 #include <pipemode/s3/detail/sha256.hpp>
+#include <pipemode/s3/uri.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -123,32 +124,6 @@ struct signed_headers {
 };
 
 namespace detail {
-
-inline bool is_unreserved(unsigned char c) noexcept
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'
-        || c == '.' || c == '_' || c == '~';
-}
-
-/// Percent-encodes every byte of `in` but the unreserved ones (and '/' when `keep_slash`),
-/// with uppercase hex: RFC 3986's encoding as SigV4 specifies it. UTF-8 is encoded byte by byte.
-inline std::string uri_encode(std::string_view in, bool keep_slash)
-{
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(in.size() * 3);
-    for (char ch : in) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            out.push_back(ch);
-        } else {
-            out.push_back('%');
-            out.push_back(digits[c >> 4]);
-            out.push_back(digits[c & 0x0f]);
-        }
-    }
-    return out;
-}
 
 /// RFC 3986's "remove dot segments", plus the removal of empty segments that AWS's generic
 /// services require; a trailing '/' survives when something is left before it.
@@ -311,13 +286,13 @@ inline std::string canonical_path(std::string_view raw_path, sigv4_rules rules =
 {
     if (raw_path.empty())
         raw_path = "/";
-    const std::string once = detail::uri_encode(raw_path, true);
+    const std::string once = s3::uri_encode(raw_path, true);
     if (rules == sigv4_rules::s3)
         return once;
     std::string normalized = detail::remove_dot_segments(once);
     if (normalized.empty())
         normalized = "/";
-    return detail::uri_encode(normalized, true);
+    return s3::uri_encode(normalized, true);
 }
 
 /// The canonical query string: names and values percent-encoded (including '/'), sorted by
@@ -328,7 +303,7 @@ canonical_query(const std::vector<std::pair<std::string, std::string>>& query)
     std::vector<std::pair<std::string, std::string>> encoded;
     encoded.reserve(query.size());
     for (const auto& [name, value] : query)
-        encoded.emplace_back(detail::uri_encode(name, false), detail::uri_encode(value, false));
+        encoded.emplace_back(s3::uri_encode(name, false), s3::uri_encode(value, false));
     std::sort(encoded.begin(), encoded.end());
     std::string out;
     for (const auto& [name, value] : encoded) {
