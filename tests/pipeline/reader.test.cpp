@@ -20,8 +20,10 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace pipemode;
@@ -96,6 +98,30 @@ collected drain(reader& r)
         }
     }
     return c;
+}
+
+/// The `data_error` that `f` throws; fails the test if it throws none.
+template <class F>
+data_error error_from(F&& f)
+{
+    try {
+        f();
+    } catch (const data_error& e) {
+        return e;
+    }
+    FAIL("no data_error was thrown");
+    throw std::logic_error("unreachable");
+}
+
+/// Iterates `r` until it throws; returns the rows delivered before the error and the error.
+std::pair<std::size_t, data_error> rows_until_error(reader& r)
+{
+    std::size_t rows = 0;
+    auto e = error_from([&] {
+        for (auto& b : r)
+            rows += b.size();
+    });
+    return {rows, e};
 }
 
 /// The files of a small data set: their paths, and what a correct read yields.
@@ -256,21 +282,15 @@ TEST_CASE("reader: bad records under each policy")
     SECTION("fail: the batches before the bad record, then an error naming path, offset and record")
     {
         reader r({path}, {.batch_size = 4});
-        std::size_t rows = 0;
-        try {
-            for (auto& b : r)
-                rows += b.size();
-            FAIL("no error");
-        } catch (const data_error& e) {
-            CHECK(e.code() == errc::malformed_protobuf);
-            CHECK(e.where().source == path);
-            CHECK(e.where().byte_offset == bad_offset);
-            CHECK(e.where().record_index == 11);
-            const std::string what = e.what();
-            CHECK(what.find(path) != std::string::npos);
-            CHECK(what.find("byte " + std::to_string(bad_offset)) != std::string::npos);
-            CHECK(what.find("record 11") != std::string::npos);
-        }
+        const auto [rows, e] = rows_until_error(r);
+        CHECK(e.code() == errc::malformed_protobuf);
+        CHECK(e.where().source == path);
+        CHECK(e.where().byte_offset == bad_offset);
+        CHECK(e.where().record_index == 11);
+        const std::string what = e.what();
+        CHECK(what.find(path) != std::string::npos);
+        CHECK(what.find("byte " + std::to_string(bad_offset)) != std::string::npos);
+        CHECK(what.find("record 11") != std::string::npos);
         CHECK(rows == 8);  // two full batches; the third held the bad record
         CHECK(r.done());
     }
@@ -304,14 +324,10 @@ TEST_CASE("reader: a truncated file is an error, never a short epoch")
     test::write_file(path, bytes);
 
     reader r({path}, {.batch_size = 100});
-    try {
-        drain(r);
-        FAIL("no error");
-    } catch (const data_error& e) {
-        CHECK(e.code() == errc::truncated_record);
-        CHECK(e.where().source == path);
-        CHECK(e.where().record_index == 9);
-    }
+    const auto e = error_from([&] { drain(r); });
+    CHECK(e.code() == errc::truncated_record);
+    CHECK(e.where().source == path);
+    CHECK(e.where().record_index == 9);
 
     // Under skip, the cut record is counted and the rest delivered.
     reader s({path}, {.batch_size = 100, .bad_records = bad_record_policy::skip});
@@ -326,13 +342,9 @@ TEST_CASE("reader: I/O errors end the stream with the source's name")
         temp_dir dir;
         const auto missing = dir / "missing.rec";
         reader r({missing});
-        try {
-            r.next();
-            FAIL("no error");
-        } catch (const data_error& e) {
-            CHECK(e.code() == boost::system::errc::no_such_file_or_directory);
-            CHECK(e.where().source == missing);
-        }
+        const auto e = error_from([&] { r.next(); });
+        CHECK(e.code() == boost::system::errc::no_such_file_or_directory);
+        CHECK(e.where().source == missing);
     }
     SECTION("a source failing mid-stream, after the batches before it")
     {
@@ -344,16 +356,10 @@ TEST_CASE("reader: I/O errors end the stream with the source's name")
                          test::failing_source(memory_source(bytes, "flaky", {.chunk_size = 100}), 3, io_error));
                  }}),
                  {.batch_size = 2});
-        std::size_t rows = 0;
-        try {
-            for (auto& b : r)
-                rows += b.size();
-            FAIL("no error");
-        } catch (const data_error& e) {
-            CHECK(e.code() == io_error);
-            CHECK(e.where().source == "memory:flaky");
-            CHECK(e.where().byte_offset == 300);
-        }
+        const auto [rows, e] = rows_until_error(r);
+        CHECK(e.code() == io_error);
+        CHECK(e.where().source == "memory:flaky");
+        CHECK(e.where().byte_offset == 300);
         // Every whole record in the first 300 bytes was delivered, in whole batches.
         const std::size_t record_size = make_file(0, 1).size();
         CHECK(rows == (300 / record_size) / 2 * 2);
@@ -523,12 +529,8 @@ TEST_CASE("reader: options that cannot work are refused with a way out")
 TEST_CASE("reader: an empty data set is an error, not an empty epoch")
 {
     reader r(std::vector<std::string>{});
-    try {
-        r.next();
-        FAIL("no error");
-    } catch (const data_error& e) {
-        CHECK(e.code() == errc::empty_data_set);
-        CHECK(std::string(e.what()).find("0 local paths") != std::string::npos);
-    }
+    const auto e = error_from([&] { r.next(); });
+    CHECK(e.code() == errc::empty_data_set);
+    CHECK(std::string(e.what()).find("0 local paths") != std::string::npos);
     CHECK(r.done());
 }
