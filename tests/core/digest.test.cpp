@@ -4,6 +4,8 @@
 #include <pipemode/decoders/protobuf_record.hpp>
 #include <pipemode/decoders/protobuf_writer.hpp>
 
+#include "record_encode.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -22,13 +24,7 @@ namespace {
 
 using payload = std::vector<std::byte>;
 
-/// Encodes one record.
-payload encode(std::initializer_list<tensor_entry> features, std::initializer_list<tensor_entry> labels = {})
-{
-    payload out;
-    encode_record(out, std::span(features.begin(), features.size()), std::span(labels.begin(), labels.size()));
-    return out;
-}
+using test::encode;
 
 /// Decodes records (all of one schema) into batches of `batch_size` rows; pads the last one
 /// when `pad` is set.

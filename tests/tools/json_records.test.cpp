@@ -5,6 +5,8 @@
 #include <pipemode/decoders/protobuf_record.hpp>
 #include <pipemode/decoders/protobuf_writer.hpp>
 
+#include "record_encode.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -21,12 +23,7 @@ namespace {
 
 using payload = std::vector<std::byte>;
 
-payload encode(std::initializer_list<tensor_entry> features, std::initializer_list<tensor_entry> labels = {})
-{
-    payload out;
-    encode_record(out, std::span(features.begin(), features.size()), std::span(labels.begin(), labels.size()));
-    return out;
-}
+using test::encode;
 
 /// Decodes records of one schema into a single batch.
 batch decode(const std::vector<payload>& records)
