@@ -45,6 +45,11 @@ enum class errc {
     document_too_large,    ///< a document exceeds a size or nesting limit of its reader
     malformed_s3_response, ///< well-formed XML that is not the S3 response that was expected
     malformed_manifest,    ///< a manifest file is valid JSON but not a valid manifest
+    // HTTP and S3 transfers
+    http_error,            ///< the server answered a request with an error status
+    bad_http_response,     ///< a response contradicts the request (wrong Content-Range, too many bytes)
+    range_not_supported,   ///< the server ignored a Range request for an object larger than one part
+    retries_exhausted,     ///< a request kept failing until its retries or the retry budget ran out
 };
 
 /// The error category of `pipemode::errc`.
@@ -79,6 +84,10 @@ public:
         case errc::document_too_large: return "document exceeds its reader's size or nesting limit";
         case errc::malformed_s3_response: return "unexpected S3 response document";
         case errc::malformed_manifest: return "malformed manifest file";
+        case errc::http_error: return "the server refused the request";
+        case errc::bad_http_response: return "the server's response does not match the request";
+        case errc::range_not_supported: return "the server does not support byte-range requests";
+        case errc::retries_exhausted: return "the request failed and its retries ran out";
         }
         return "unknown pipemode error";
     }

@@ -1,0 +1,571 @@
+// pipemode: definitions of client.hpp. Included at the bottom of client.hpp only.
+#pragma once
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+
+#include <poll.h>
+
+#include <array>
+#include <charconv>
+#include <mutex>
+
+namespace pipemode::http {
+
+namespace detail {
+
+class curl_category_impl final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "curl"; }
+    std::string message(int ev) const override { return curl_easy_strerror(static_cast<CURLcode>(ev)); }
+};
+
+inline bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    if (a.size() != b.size())
+        return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; };
+        if (lower(a[i]) != lower(b[i]))
+            return false;
+    }
+    return true;
+}
+
+inline std::string_view trim(std::string_view s) noexcept
+{
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+        s.remove_suffix(1);
+    return s;
+}
+
+inline bool parse_u64(std::string_view s, std::uint64_t& out) noexcept
+{
+    if (s.empty())
+        return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+/// libcurl's process-wide initialisation, done once before the first handle is made.
+inline void global_init()
+{
+    static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK)
+        throw std::runtime_error(std::string("pipemode::http: libcurl failed to initialise: ")
+                                 + curl_easy_strerror(rc));
+}
+
+} // namespace detail
+
+inline const boost::system::error_category& curl_category() noexcept
+{
+    static const detail::curl_category_impl instance;
+    return instance;
+}
+
+inline std::optional<content_range> parse_content_range(std::string_view value) noexcept
+{
+    value = detail::trim(value);
+    constexpr std::string_view unit = "bytes ";
+    if (value.size() < unit.size() || !detail::iequals(value.substr(0, unit.size()), unit))
+        return std::nullopt;
+    value.remove_prefix(unit.size());
+    const auto slash = value.find('/');
+    if (slash == std::string_view::npos)
+        return std::nullopt;
+    const std::string_view span = value.substr(0, slash);
+    const std::string_view total = value.substr(slash + 1);
+    content_range r;
+    if (total != "*") {
+        std::uint64_t n = 0;
+        if (!detail::parse_u64(total, n))
+            return std::nullopt;
+        r.complete = n;
+    }
+    if (span == "*") {
+        if (!r.complete)
+            return std::nullopt;  // "bytes */*" says nothing
+        r.unsatisfied = true;
+        return r;
+    }
+    const auto dash = span.find('-');
+    if (dash == std::string_view::npos || !detail::parse_u64(span.substr(0, dash), r.first)
+        || !detail::parse_u64(span.substr(dash + 1), r.last) || r.last < r.first
+        || (r.complete && r.last >= *r.complete))
+        return std::nullopt;
+    return r;
+}
+
+/// The client's state. Owned by `client` through a shared_ptr so that Asio handlers still
+/// queued when the client goes away can tell (they hold a weak_ptr and do nothing).
+struct client::impl : std::enable_shared_from_this<client::impl> {
+    /// A socket curl uses: opened by us through curl's open-socket callback (an Asio TCP
+    /// socket), or, rarely, one curl made itself (a resolver's wake-up pipe), which we only
+    /// watch and never close.
+    struct socket_entry {
+        curl_socket_t fd = CURL_SOCKET_BAD;
+        std::optional<asio::ip::tcp::socket> owned;
+        std::optional<asio::posix::stream_descriptor> foreign;
+        int want = 0;  ///< CURL_POLL_IN / CURL_POLL_OUT bits curl asked for
+        bool read_pending = false;
+        bool write_pending = false;
+        bool closed = false;
+
+        template <class Handler>
+        void async_wait(bool read, Handler&& h)
+        {
+            if (owned)
+                owned->async_wait(read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+                                  std::forward<Handler>(h));
+            else
+                foreign->async_wait(read ? asio::posix::descriptor_base::wait_read
+                                         : asio::posix::descriptor_base::wait_write,
+                                    std::forward<Handler>(h));
+        }
+
+        /// Closes (owned) or lets go of (foreign) the descriptor; pending waits complete with
+        /// `operation_aborted` and see `closed`.
+        void close() noexcept
+        {
+            closed = true;
+            error_code ignored;
+            if (owned)
+                owned->close(ignored);
+            if (foreign) {
+                foreign->cancel(ignored);
+                (void)foreign->release();
+            }
+        }
+    };
+
+    /// One transfer in flight.
+    struct transfer {
+        CURL* easy = nullptr;
+        curl_slist* headers = nullptr;
+        response_handler* handler = nullptr;
+        completion_ptr completion;
+        asio::cancellation_slot slot;
+        response_head head;
+        bool head_delivered = false;
+        transfer_info info;
+        std::array<char, CURL_ERROR_SIZE> error_buffer{};
+
+        ~transfer()
+        {
+            if (easy)
+                curl_easy_cleanup(easy);
+            if (headers)
+                curl_slist_free_all(headers);
+        }
+    };
+
+    impl(asio::io_context::executor_type ex, client_options o) : executor(ex), options(std::move(o)), timer(ex)
+    {
+        detail::global_init();
+        multi = curl_multi_init();
+        if (!multi)
+            throw std::runtime_error("pipemode::http: curl_multi_init failed");
+        curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
+        curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+        curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &impl::on_timer);
+        curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+        curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(options.max_idle_connections));
+        // One request per connection at a time: ranged GETs run in parallel on separate
+        // connections, never queued behind each other on one.
+        curl_multi_setopt(multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_NOTHING));
+    }
+
+    ~impl()
+    {
+        // Every transfer still in flight completes with operation_aborted (posted, so no
+        // handler runs inside this destructor).
+        auto in_flight = std::move(transfers);
+        for (auto& [easy, t] : in_flight) {
+            curl_multi_remove_handle(multi, easy);
+            finish(std::move(t), asio::error::operation_aborted);
+        }
+        timer.cancel();
+        // Closes the cached connections through on_close_socket, which needs `sockets`.
+        curl_multi_cleanup(multi);
+        for (auto& [fd, entry] : sockets)
+            entry->close();
+        sockets.clear();
+    }
+
+    // ----- starting, finishing and cancelling transfers -----------------------------------
+
+    void start(request req, response_handler& handler, completion_ptr completion, asio::cancellation_slot slot)
+    {
+        auto t = std::make_unique<transfer>();
+        t->completion = std::move(completion);
+        t->handler = &handler;
+        t->easy = curl_easy_init();
+        if (!t->easy) {
+            finish(std::move(t), make_curl_error(CURLE_OUT_OF_MEMORY));
+            return;
+        }
+        if (const CURLcode rc = configure(*t, req); rc != CURLE_OK) {
+            finish(std::move(t), make_curl_error(rc));
+            return;
+        }
+        CURL* easy = t->easy;
+        if (slot.is_connected()) {
+            t->slot = slot;
+            slot.assign([weak = weak_from_this(), easy](asio::cancellation_type) {
+                if (auto self = weak.lock())
+                    self->cancel(easy);
+            });
+        }
+        transfers.emplace(easy, std::move(t));
+        ++in_curl;
+        const CURLMcode mrc = curl_multi_add_handle(multi, easy);
+        --in_curl;
+        if (mrc != CURLM_OK) {
+            auto node = transfers.extract(easy);
+            node.mapped()->info.detail = curl_multi_strerror(mrc);
+            finish(std::move(node.mapped()), make_curl_error(CURLE_FAILED_INIT));
+        }
+        // curl_multi_add_handle asked for a zero timeout through on_timer; the transfer starts
+        // when that timer fires, outside any curl call.
+    }
+
+    CURLcode configure(transfer& t, const request& req)
+    {
+        CURL* e = t.easy;
+        CURLcode rc = CURLE_OK;
+        auto set = [&](CURLoption opt, auto value) {
+            if (rc == CURLE_OK)
+                rc = curl_easy_setopt(e, opt, value);
+        };
+        set(CURLOPT_URL, req.url.c_str());
+        set(CURLOPT_PRIVATE, static_cast<void*>(&t));
+        set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
+        set(CURLOPT_NOSIGNAL, 1L);
+        set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+        set(CURLOPT_PROTOCOLS_STR, "http,https");
+        set(CURLOPT_FOLLOWLOCATION, 0L);
+        set(CURLOPT_BUFFERSIZE, static_cast<long>(options.receive_buffer));
+        set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout.count()));
+        set(CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options.low_speed_limit));
+        set(CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));
+        set(CURLOPT_SSL_VERIFYPEER, options.verify_tls ? 1L : 0L);
+        set(CURLOPT_SSL_VERIFYHOST, options.verify_tls ? 2L : 0L);
+        if (!options.ca_file.empty())
+            set(CURLOPT_CAINFO, options.ca_file.c_str());
+        set(CURLOPT_HEADERFUNCTION, &impl::on_header);
+        set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+        set(CURLOPT_WRITEFUNCTION, &impl::on_write);
+        set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+        set(CURLOPT_OPENSOCKETFUNCTION, &impl::on_open_socket);
+        set(CURLOPT_OPENSOCKETDATA, static_cast<void*>(this));
+        set(CURLOPT_CLOSESOCKETFUNCTION, &impl::on_close_socket);
+        set(CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+        if (req.method == "HEAD") {
+            set(CURLOPT_NOBODY, 1L);
+        } else if (req.method != "GET") {
+            set(CURLOPT_CUSTOMREQUEST, req.method.c_str());
+            // An empty body, sent with Content-Length: 0 (the metadata service's token PUT).
+            set(CURLOPT_POSTFIELDS, "");
+            set(CURLOPT_POSTFIELDSIZE, 0L);
+        }
+        for (const auto& [name, value] : req.headers) {
+            // "Name;" is curl's way to send a header with an empty value.
+            const std::string line = value.empty() ? name + ';' : name + ": " + value;
+            curl_slist* next = curl_slist_append(t.headers, line.c_str());
+            if (!next)
+                return CURLE_OUT_OF_MEMORY;
+            t.headers = next;
+        }
+        // No "Expect: 100-continue" round trip, and no Accept header curl would invent.
+        for (const char* line : {"Expect:", "Accept:"}) {
+            curl_slist* next = curl_slist_append(t.headers, line);
+            if (!next)
+                return CURLE_OUT_OF_MEMORY;
+            t.headers = next;
+        }
+        set(CURLOPT_HTTPHEADER, t.headers);
+        return rc;
+    }
+
+    /// Completes `t` (already out of the multi handle) with `ec`, on the client's executor.
+    void finish(std::unique_ptr<transfer> t, error_code ec)
+    {
+        if (t->slot.is_connected())
+            t->slot.clear();
+        if (ec && ec != asio::error::operation_aborted && t->info.detail.empty() && t->error_buffer[0] != '\0')
+            t->info.detail = t->error_buffer.data();
+        auto completion = std::move(t->completion);
+        auto info = std::move(t->info);
+        t.reset();  // curl_easy_cleanup, before anyone can start a new transfer in its place
+        completion->post(ec, std::move(info));
+    }
+
+    void cancel(CURL* easy)
+    {
+        if (in_curl > 0) {
+            // Cancelled from inside a libcurl callback (a response handler emitted the
+            // signal): removing the handle now would re-enter libcurl.
+            asio::post(executor, [weak = weak_from_this(), easy] {
+                if (auto self = weak.lock())
+                    self->cancel(easy);
+            });
+            return;
+        }
+        auto node = transfers.extract(easy);
+        if (node.empty())
+            return;  // already finished
+        ++in_curl;
+        curl_multi_remove_handle(multi, easy);
+        --in_curl;
+        finish(std::move(node.mapped()), asio::error::operation_aborted);
+    }
+
+    /// Hands completed transfers back to their owners.
+    void collect_done()
+    {
+        std::vector<std::pair<CURL*, CURLcode>> done;
+        int queued = 0;
+        while (CURLMsg* m = curl_multi_info_read(multi, &queued))
+            if (m->msg == CURLMSG_DONE)
+                done.emplace_back(m->easy_handle, m->data.result);
+        for (auto [easy, code] : done) {
+            auto node = transfers.extract(easy);
+            if (node.empty())
+                continue;
+            ++in_curl;
+            curl_multi_remove_handle(multi, easy);
+            --in_curl;
+            finish(std::move(node.mapped()), code == CURLE_OK ? error_code{} : make_curl_error(code));
+        }
+    }
+
+    void socket_action(curl_socket_t fd, int events)
+    {
+        int running = 0;
+        ++in_curl;
+        curl_multi_socket_action(multi, fd, events, &running);
+        --in_curl;
+        collect_done();
+    }
+
+    // ----- readiness ------------------------------------------------------------------------
+
+    /// Starts the waits curl wants on `e` and does not have yet.
+    ///
+    /// Asio's reactor is edge-triggered: a socket that became readable while no wait was
+    /// queued raises no new event. After curl has handled an event it has read the socket
+    /// dry, so re-arming is safe; but when curl starts wanting a direction it did not want
+    /// before (`probe`), readiness may already be there, so it is checked with a zero-timeout
+    /// poll and handled at once rather than waited for.
+    void arm(const std::shared_ptr<socket_entry>& e, bool probe)
+    {
+        for (const bool read : {true, false}) {
+            const int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
+            bool& pending = read ? e->read_pending : e->write_pending;
+            if (!(e->want & bit) || pending || e->closed)
+                continue;
+            pending = true;
+            if (probe) {
+                pollfd p{e->fd, static_cast<short>(read ? POLLIN : POLLOUT), 0};
+                if (::poll(&p, 1, 0) > 0) {
+                    asio::post(executor, [weak = weak_from_this(), e, read] {
+                        (read ? e->read_pending : e->write_pending) = false;
+                        if (auto self = weak.lock(); self && !e->closed)
+                            self->on_ready(e, read, error_code{});
+                    });
+                    continue;
+                }
+            }
+            e->async_wait(read, [weak = weak_from_this(), e, read](error_code ec) {
+                (read ? e->read_pending : e->write_pending) = false;
+                if (e->closed)
+                    return;
+                if (auto self = weak.lock())
+                    self->on_ready(e, read, ec);
+            });
+        }
+    }
+
+    void on_ready(const std::shared_ptr<socket_entry>& e, bool read, error_code ec)
+    {
+        const int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
+        if (ec == asio::error::operation_aborted || !(e->want & bit)) {
+            arm(e, true);  // curl may want the socket again by now
+            return;
+        }
+        socket_action(e->fd, ec ? CURL_CSELECT_ERR : (read ? CURL_CSELECT_IN : CURL_CSELECT_OUT));
+        if (!e->closed)
+            arm(e, false);
+    }
+
+    // ----- libcurl callbacks: record, never call back into libcurl -----------------------------
+
+    static int on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*)
+    {
+        auto* self = static_cast<impl*>(userp);
+        auto it = self->sockets.find(fd);
+        if (what == CURL_POLL_REMOVE) {
+            if (it != self->sockets.end()) {
+                it->second->want = 0;
+                if (it->second->foreign) {  // curl closes it itself, without telling us
+                    it->second->close();
+                    self->sockets.erase(it);
+                }
+            }
+            return 0;
+        }
+        std::shared_ptr<socket_entry> e;
+        if (it != self->sockets.end()) {
+            e = it->second;
+        } else {
+            e = std::make_shared<socket_entry>();
+            e->fd = fd;
+            error_code ec;
+            e->foreign.emplace(self->executor);
+            e->foreign->assign(fd, ec);
+            if (ec)
+                return -1;
+            self->sockets.emplace(fd, e);
+        }
+        const int before = e->want;
+        e->want = what;
+        self->arm(e, (what & ~before) != 0);
+        return 0;
+    }
+
+    static int on_timer(CURLM*, long timeout_ms, void* userp)
+    {
+        auto* self = static_cast<impl*>(userp);
+        if (timeout_ms < 0) {
+            self->timer.cancel();
+            return 0;
+        }
+        self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
+        self->timer.async_wait([weak = self->weak_from_this()](error_code ec) {
+            if (ec == asio::error::operation_aborted)
+                return;  // replaced by a newer timeout, or the client is gone
+            if (auto s = weak.lock())
+                s->socket_action(CURL_SOCKET_TIMEOUT, 0);
+        });
+        return 0;
+    }
+
+    static curl_socket_t on_open_socket(void* clientp, curlsocktype purpose, curl_sockaddr* address)
+    {
+        auto* self = static_cast<impl*>(clientp);
+        if (purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM
+            || (address->family != AF_INET && address->family != AF_INET6))
+            return CURL_SOCKET_BAD;
+        auto e = std::make_shared<socket_entry>();
+        e->owned.emplace(self->executor);
+        error_code ec;
+        e->owned->open(address->family == AF_INET ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), ec);
+        if (ec)
+            return CURL_SOCKET_BAD;
+        e->fd = e->owned->native_handle();
+        self->sockets[e->fd] = e;
+        return e->fd;
+    }
+
+    static int on_close_socket(void* clientp, curl_socket_t fd)
+    {
+        auto* self = static_cast<impl*>(clientp);
+        auto it = self->sockets.find(fd);
+        if (it == self->sockets.end())
+            return ::close(fd);
+        it->second->close();
+        self->sockets.erase(it);
+        return 0;
+    }
+
+    static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* userp)
+    {
+        auto* t = static_cast<transfer*>(userp);
+        const std::size_t n = size * count;
+        const std::string_view line(data, n);
+        if (t->head_delivered)
+            return n;  // trailers
+        if (line.starts_with("HTTP/")) {
+            // A new status line: an interim 1xx response's fields are forgotten.
+            t->head = response_head{};
+            const auto sp = line.find(' ');
+            std::uint64_t status = 0;
+            if (sp != std::string_view::npos)
+                detail::parse_u64(line.substr(sp + 1, 3), status);
+            t->head.status = static_cast<unsigned>(status);
+            return n;
+        }
+        const std::string_view trimmed = detail::trim(line);
+        if (trimmed.empty()) {
+            if (t->head.status >= 200) {
+                t->head_delivered = true;
+                if (!t->handler->on_head(t->head))
+                    return 0;
+            }
+            return n;
+        }
+        const auto colon = trimmed.find(':');
+        if (colon == std::string_view::npos)
+            return n;
+        const std::string_view name = trimmed.substr(0, colon);
+        const std::string_view value = detail::trim(trimmed.substr(colon + 1));
+        if (detail::iequals(name, "etag")) {
+            t->head.etag.assign(value);
+        } else if (detail::iequals(name, "content-length")) {
+            std::uint64_t v = 0;
+            if (detail::parse_u64(value, v))
+                t->head.content_length = v;
+        } else if (detail::iequals(name, "content-range")) {
+            t->head.range = parse_content_range(value);
+        } else if (detail::iequals(name, "content-type")) {
+            t->head.content_type.assign(value);
+        } else if (detail::iequals(name, "x-amz-request-id")) {
+            t->head.request_id.assign(value);
+        }
+        return n;
+    }
+
+    static std::size_t on_write(char* data, std::size_t size, std::size_t count, void* userp)
+    {
+        auto* t = static_cast<transfer*>(userp);
+        const std::size_t n = size * count;
+        if (!t->head_delivered)
+            return 0;  // a body without a final status line: not HTTP we understand
+        t->info.body_bytes += n;
+        if (!t->handler->on_body(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), n)))
+            return 0;
+        return n;
+    }
+
+    asio::io_context::executor_type executor;
+    client_options options;
+    CURLM* multi = nullptr;
+    asio::steady_timer timer;
+    std::unordered_map<curl_socket_t, std::shared_ptr<socket_entry>> sockets;
+    std::unordered_map<CURL*, std::unique_ptr<transfer>> transfers;
+    int in_curl = 0;  ///< >0 while a curl_multi_* call runs (callbacks may be on the stack)
+};
+
+inline client::client(asio::io_context::executor_type executor, client_options options)
+    : impl_(std::make_shared<impl>(executor, std::move(options)))
+{
+}
+
+inline client::~client() = default;
+
+inline void client::start(request req, response_handler& handler, completion_ptr completion,
+                          asio::cancellation_slot slot)
+{
+    impl_->start(std::move(req), handler, std::move(completion), slot);
+}
+
+inline std::size_t client::active_transfers() const noexcept { return impl_->transfers.size(); }
+
+inline std::size_t client::open_sockets() const noexcept { return impl_->sockets.size(); }
+
+inline asio::io_context::executor_type client::get_executor() const noexcept { return impl_->executor; }
+
+} // namespace pipemode::http
