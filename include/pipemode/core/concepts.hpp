@@ -63,6 +63,9 @@ using chunk_result = std::tuple<error_code, std::span<const std::byte>>;
 ///   delivers (non-zero when it reads a byte range), so decoders report absolute offsets.
 /// - Sources run on one executor and are not thread-safe; destroying a source cancels what it
 ///   has in flight.
+/// - Optionally, `error_detail()` returns a sentence about the last error (an HTTP status and
+///   the server's message, say) that the error code alone cannot carry; the reader adds it to
+///   the `data_error` it raises.
 template <class S>
 concept byte_source = requires(S& s, const S& cs) {
     { s.async_next() } -> std::same_as<asio::awaitable<chunk_result>>;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/options.hpp>
 #include <pipemode/sources/any_source.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -40,6 +41,12 @@ public:
 
     /// A short description of the data set for messages (e.g. "3 local files").
     virtual std::string describe() const = 0;
+
+    /// Called once by the reader, before the first source, with the reader's options: returns
+    /// the bytes of buffers this provider's sources will hold at most, which the reader keeps
+    /// out of its budget for decoded batches. The default suits sources that read
+    /// `options.read_size` at a time with one read ahead.
+    virtual std::size_t reserve_buffers(const reader_options& options) { return 2 * options.read_size; }
 };
 
 /// Opens one byte source, on the reader's network thread.

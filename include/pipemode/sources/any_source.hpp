@@ -5,6 +5,7 @@
 #include <pipemode/core/concepts.hpp>
 
 #include <memory>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -39,12 +40,16 @@ public:
     /// Offset of the first delivered byte within the object.
     std::uint64_t start_offset() const noexcept { return impl_->start_offset(); }
 
+    /// The source's description of its last error, or "" when it has none to give.
+    std::string error_detail() const { return impl_->error_detail(); }
+
 private:
     struct concept_t {
         virtual ~concept_t() = default;
         virtual asio::awaitable<chunk_result> async_next() = 0;
         virtual std::string_view name() const noexcept = 0;
         virtual std::uint64_t start_offset() const noexcept = 0;
+        virtual std::string error_detail() const = 0;
     };
 
     template <class S>
@@ -53,6 +58,13 @@ private:
         asio::awaitable<chunk_result> async_next() override { return source.async_next(); }
         std::string_view name() const noexcept override { return source.name(); }
         std::uint64_t start_offset() const noexcept override { return source.start_offset(); }
+        std::string error_detail() const override
+        {
+            if constexpr (requires { source.error_detail(); })
+                return std::string(source.error_detail());
+            else
+                return {};
+        }
         S source;
     };
 

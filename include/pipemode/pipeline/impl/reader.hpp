@@ -162,8 +162,11 @@ asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, 
             stats_counters::add(core->stats.sources, std::uint64_t{1});
             co_return true;
         }
-        if (ec)
-            throw data_error(ec, {name, position, decoder->records_started()}, "reading the source failed");
+        if (ec) {
+            const std::string detail = source->error_detail();
+            throw data_error(ec, {name, position, decoder->records_started()},
+                             detail.empty() ? "reading the source failed" : detail);
+        }
         position += chunk.size();
         stats_counters::add(core->stats.bytes, std::uint64_t(chunk.size()));
 
@@ -234,10 +237,7 @@ inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
     }
 }
 
-/// Source buffers the reader must keep out of the batch budget.
-inline std::size_t source_buffer_bytes(const reader_options& o) noexcept { return 2 * o.read_size; }
-
-inline std::size_t checked_batch_budget(const reader_options& o)
+inline std::size_t checked_batch_budget(const reader_options& o, std::size_t source_buffers)
 {
     auto fail = [](const std::string& s) { throw std::invalid_argument("pipemode::reader: " + s); };
     if (o.batch_size == 0)
@@ -248,12 +248,12 @@ inline std::size_t checked_batch_budget(const reader_options& o)
         fail("read_size is 0; reads of a few MiB are right for files and pipes.");
     if (o.max_record_size == 0 || o.max_record_size > (std::size_t{1} << 31))
         fail("max_record_size must be between 1 byte and 2 GiB.");
-    const auto reserved = source_buffer_bytes(o) + o.max_record_size;
+    const auto reserved = source_buffers + o.max_record_size;
     if (o.memory_budget <= reserved)
         fail("memory_budget (" + std::to_string(o.memory_budget / mib) + " MiB) leaves nothing for decoded batches after "
-             + "the source buffers (2 x read_size = " + std::to_string(source_buffer_bytes(o) / mib)
+             + "the source buffers (" + std::to_string(source_buffers / mib)
              + " MiB) and the largest record (max_record_size = " + std::to_string(o.max_record_size / mib)
-             + " MiB); raise memory_budget or lower read_size or max_record_size.");
+             + " MiB); raise memory_budget or lower read_size (files), the stream window (HTTP/S3) or max_record_size.");
     return o.memory_budget - reserved;
 }
 
@@ -263,7 +263,7 @@ inline reader::reader(std::unique_ptr<source_provider> provider, reader_options 
 {
     if (!provider)
         throw std::invalid_argument("pipemode::reader: no source provider given.");
-    const auto budget = detail::checked_batch_budget(options);
+    const auto budget = detail::checked_batch_budget(options, provider->reserve_buffers(options));
     core_ = std::make_unique<detail::reader_core>(std::move(provider), std::move(options), budget);
     auto* core = core_.get();
 

@@ -1,0 +1,695 @@
+// pipemode: definitions of object_stream.hpp. Included at the bottom of object_stream.hpp only.
+#pragma once
+
+#include <pipemode/s3/error_response.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <future>
+
+namespace pipemode::http {
+
+inline std::string request_builder::describe_error(const object_info& object, unsigned status,
+                                                   std::string_view body) const
+{
+    return s3::describe(s3::parse_error_response(status, body), object.name);
+}
+
+inline std::string request_builder::error_code_of(unsigned status, std::string_view body) const
+{
+    return s3::parse_error_response(status, body).code;
+}
+
+namespace detail {
+
+/// How a transport error counts for retrying.
+inline failure_kind classify_transport(const error_code& ec) noexcept
+{
+    if (ec.category() != curl_category())
+        return failure_kind::connection_lost;
+    switch (static_cast<CURLcode>(ec.value())) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        return failure_kind::connect;
+    case CURLE_OPERATION_TIMEDOUT:
+        return failure_kind::timeout;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT:
+        return failure_kind::client_error;  // permanent: retrying cannot help
+    default:
+        return failure_kind::connection_lost;  // reset, closed early, bad chunking, ...
+    }
+}
+
+/// A part of an object: `length` bytes from `offset`, in a buffer reserved from the window.
+/// Fields marked (m) are shared with the consumer and guarded by `stream_core::mutex`.
+struct part_state {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;        ///< final once the object's size is known
+    std::size_t reserved = 0;        ///< window bytes held (the buffer's capacity)
+    std::unique_ptr<std::byte[]> data;
+    std::uint64_t received = 0;      ///< network thread only
+    std::uint64_t published = 0;     ///< (m) bytes the consumer may read
+    bool complete = false;           ///< (m) all `length` bytes published
+};
+
+/// An object being streamed. (m) fields are guarded by `stream_core::mutex`.
+struct object_state {
+    object_info info;
+    std::deque<std::shared_ptr<part_state>> parts;  ///< (m) planned and not yet released, in order
+    bool all_planned = false;                       ///< (m) no part will be added
+    error_code error;                               ///< (m) set when the object failed
+    std::string error_detail;                       ///< (m)
+    std::uint64_t error_offset = 0;                 ///< (m)
+
+    // Network thread only.
+    std::optional<std::uint64_t> size;  ///< known from the listing or the first response
+    std::string etag;
+    std::uint64_t next_offset = 0;      ///< first byte not yet planned into a part
+};
+
+/// What the network thread and the reader's thread share.
+struct stream_core : std::enable_shared_from_this<stream_core> {
+    stream_core(std::unique_ptr<object_lister> l, std::unique_ptr<request_builder> b, stream_options o)
+        : lister(std::move(l)), builder(std::move(b)), options(std::move(o)), policy(options.max_connections, options.retry)
+    {
+        if (options.part_size == 0)
+            throw std::invalid_argument("pipemode::http::object_stream: part_size is 0; 8 MiB suits S3.");
+    }
+
+    // ----- shared, guarded by `mutex` ----------------------------------------------------
+    std::mutex mutex;
+    std::deque<std::shared_ptr<object_state>> opened;  ///< objects not yet handed to the reader
+    bool listing_done = false;
+    std::exception_ptr listing_error;
+    bool network_alive = true;  ///< false once the network thread is stopping
+    std::optional<pipemode::detail::async_waker> consumer_waker;  ///< on the reader's executor
+
+    // ----- fixed after construction ---------------------------------------------------------
+    std::unique_ptr<object_lister> lister;
+    std::unique_ptr<request_builder> builder;
+    const stream_options options;
+    std::size_t window = 0;
+    std::string description;
+
+    // ----- network thread only -------------------------------------------------------------
+    retry_policy policy;
+    std::size_t window_used = 0;
+    std::atomic<std::size_t> window_peak{0};
+    std::size_t active = 0;  ///< ranged GETs in flight
+    std::vector<std::unique_ptr<std::byte[]>> free_buffers;  ///< of `part_size` bytes
+    std::optional<asio::steady_timer> wake;  ///< the scheduler sleeps on it; cancelled to wake it
+    bool stop_scheduling = false;
+
+    // The network thread. The io_context is destroyed explicitly by ~object_stream: the
+    // coroutines queued in it hold references to this core.
+    std::optional<asio::io_context> io{std::in_place, 1};
+    std::optional<client> http;
+    std::thread thread;
+    bool started = false;
+
+    void notify_consumer()
+    {
+        // consumer_waker is set once, before the network thread starts.
+        consumer_waker->notify();
+    }
+
+    void wake_scheduler()
+    {
+        if (wake)
+            wake->cancel();
+    }
+
+    /// Runs `f` on the network thread, unless it is stopping.
+    template <class F>
+    void post_to_network(F f)
+    {
+        std::lock_guard lock(mutex);
+        if (network_alive)
+            asio::post(*io, std::move(f));
+    }
+
+    /// Returns a part's buffer and window bytes (network thread).
+    void release(std::unique_ptr<std::byte[]> data, std::size_t reserved)
+    {
+        if (data && reserved == options.part_size && free_buffers.size() * options.part_size < window)
+            free_buffers.push_back(std::move(data));
+        window_used -= reserved;
+        wake_scheduler();
+    }
+
+    std::unique_ptr<std::byte[]> allocate(std::size_t bytes)
+    {
+        if (bytes == options.part_size && !free_buffers.empty()) {
+            auto b = std::move(free_buffers.back());
+            free_buffers.pop_back();
+            return b;
+        }
+        return std::unique_ptr<std::byte[]>(new std::byte[bytes]);
+    }
+
+    void fail_object(const std::shared_ptr<object_state>& obj, error_code ec, std::string detail, std::uint64_t offset)
+    {
+        {
+            std::lock_guard lock(mutex);
+            if (!obj->error) {
+                obj->error = ec;
+                obj->error_detail = std::move(detail);
+                obj->error_offset = offset;
+            }
+        }
+        stop_scheduling = true;  // the reader stops at this object; fetching further is waste
+        notify_consumer();
+        wake_scheduler();
+    }
+};
+
+/// Receives one ranged GET of a part, checking the response against the request.
+/// Runs inside libcurl's callbacks: no client calls, no blocking.
+class part_receiver final : public response_handler {
+public:
+    part_receiver(stream_core* core, std::shared_ptr<object_state> obj, std::shared_ptr<part_state> part,
+                  std::uint64_t first)
+        : core_(core), obj_(std::move(obj)), part_(std::move(part)), first_(first)
+    {
+    }
+
+    bool on_head(const response_head& h) override
+    {
+        status_ = h.status;
+        auto& obj = *obj_;
+        auto& part = *part_;
+        if (h.status == 206 && h.range && !h.range->unsatisfied) {
+            const auto total = h.range->complete;
+            if (h.range->first != first_)
+                return refuse(errc::bad_http_response, "the server sent bytes from " + std::to_string(h.range->first)
+                                                           + " when asked for bytes from " + std::to_string(first_));
+            if (obj.size && total && *total != *obj.size)
+                return refuse(errc::object_changed, "its size changed from " + std::to_string(*obj.size) + " to "
+                                                        + std::to_string(*total) + " bytes");
+            if (!obj.size) {
+                if (!total)
+                    return refuse(errc::bad_http_response, "the response gives no object size (Content-Range ends in /*)");
+                learn_size(*total);
+            }
+        } else if (h.status == 200) {
+            // The whole object: the server ignored the range (or the object is empty: nginx
+            // answers ranges on empty files this way). Usable only if it fits this part.
+            if (first_ != 0 || part.offset != 0 || !h.content_length || (obj.size && *h.content_length != *obj.size)
+                || *h.content_length > part.reserved)
+                return refuse(errc::range_not_supported,
+                              "the server answered a range request with the whole object (HTTP 200); "
+                              "use a server that supports Range requests");
+            if (!obj.size)
+                learn_size(*h.content_length);
+        } else if (h.status == 416 && part.offset == 0 && first_ == 0 && !obj.size) {
+            // bytes=0-N is unsatisfiable only for an empty object (S3 says InvalidRange).
+            discard_body_ = true;
+            learn_size(0);
+            return true;
+        } else if (h.status < 300) {
+            return refuse(errc::bad_http_response, "unexpected HTTP status " + std::to_string(h.status)
+                                                       + " to a range request");
+        } else {
+            error_response_ = true;
+            return true;
+        }
+        if (!h.etag.empty()) {
+            if (obj.etag.empty())
+                obj.etag = h.etag;
+            else if (obj.etag != h.etag)
+                return refuse(errc::object_changed, "its ETag changed from " + obj.etag + " to " + h.etag);
+        }
+        return true;
+    }
+
+    bool on_body(std::span<const std::byte> bytes) override
+    {
+        if (discard_body_)
+            return true;
+        if (error_response_) {
+            const std::size_t room = error_body_limit - std::min(error_body_limit, error_body_.size());
+            error_body_.append(reinterpret_cast<const char*>(bytes.data()), std::min(room, bytes.size()));
+            return true;
+        }
+        auto& part = *part_;
+        if (part.received + bytes.size() > part.length)
+            return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
+        std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
+        part.received += bytes.size();
+        {
+            std::lock_guard lock(core_->mutex);
+            part.published = part.received;
+            part.complete = part.received == part.length;
+        }
+        core_->notify_consumer();
+        return true;
+    }
+
+    unsigned status() const noexcept { return status_; }
+    bool error_response() const noexcept { return error_response_; }
+    const std::string& error_body() const noexcept { return error_body_; }
+    /// A fatal problem found in the response (not retried), with its description.
+    const error_code& refusal() const noexcept { return refusal_; }
+    const std::string& refusal_detail() const noexcept { return refusal_detail_; }
+
+private:
+    static constexpr std::size_t error_body_limit = 64 * kib;
+
+    bool refuse(errc e, std::string why)
+    {
+        refusal_ = make_error_code(e);
+        refusal_detail_ = std::move(why);
+        return false;
+    }
+
+    /// The first response told the object's size: fix this part's length, give back the
+    /// window it does not need, and let the scheduler plan the rest.
+    void learn_size(std::uint64_t size)
+    {
+        auto& obj = *obj_;
+        auto& part = *part_;
+        obj.size = size;
+        const std::uint64_t length = std::min<std::uint64_t>(part.length, size);
+        {
+            std::lock_guard lock(core_->mutex);
+            part.length = length;
+            part.complete = part.received == length;
+        }
+        obj.next_offset = length;
+        if (length == 0 || length < part.reserved) {
+            // A short object: keep the buffer (it is in use) but not the window bytes beyond
+            // it. The buffer goes back to the allocator, not the pool, on release.
+            core_->window_used -= part.reserved - static_cast<std::size_t>(length);
+            part.reserved = static_cast<std::size_t>(length);
+        }
+        core_->notify_consumer();
+        core_->wake_scheduler();
+    }
+
+    stream_core* core_;
+    std::shared_ptr<object_state> obj_;
+    std::shared_ptr<part_state> part_;
+    std::uint64_t first_;
+    unsigned status_ = 0;
+    bool error_response_ = false;
+    bool discard_body_ = false;
+    std::string error_body_;
+    error_code refusal_;
+    std::string refusal_detail_;
+};
+
+/// Fetches one part, retrying from the first byte not received. Runs on the network thread.
+inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj,
+                                        std::shared_ptr<part_state> part)
+{
+    // However the fetch ends, its connection slot is free again.
+    struct active_slot {
+        stream_core* core;
+        ~active_slot()
+        {
+            --core->active;
+            core->wake_scheduler();
+        }
+    } slot{core.get()};
+    retry_policy::request_state attempt;
+    asio::steady_timer backoff(*core->io);
+    for (;;) {
+        const std::uint64_t first = part->offset + part->received;
+        const std::uint64_t last = part->offset + part->length - 1;
+        if (part->length == part->received && part->length > 0)
+            break;
+        request req = co_await core->builder->async_make(obj->info, first, last, obj->etag);
+        part_receiver receiver(core.get(), obj, part, first);
+        const std::uint64_t before = part->received;
+        core->policy.begin_attempt(attempt);
+        auto [ec, info] = co_await core->http->async_perform(std::move(req), receiver, asio::as_tuple(asio::use_awaitable));
+
+        if (receiver.refusal()) {
+            core->fail_object(obj, receiver.refusal(), receiver.refusal_detail(), first);
+            co_return;
+        }
+        failure_kind kind{};
+        std::string why;
+        error_code final_ec = make_error_code(errc::retries_exhausted);
+        if (receiver.error_response() && !ec) {
+            const unsigned status = receiver.status();
+            kind = classify_status(status, core->builder->error_code_of(status, receiver.error_body()));
+            why = core->builder->describe_error(obj->info, status, receiver.error_body());
+            if (kind == failure_kind::object_changed)
+                final_ec = make_error_code(errc::object_changed);
+            else if (!is_retryable(kind))
+                final_ec = make_error_code(errc::http_error);
+        } else if (ec) {
+            kind = classify_transport(ec);
+            why = ec.message() + (info.detail.empty() ? "" : ": " + info.detail);
+            if (!is_retryable(kind))
+                final_ec = ec;
+        } else if (part->received == part->length) {
+            core->policy.on_success(attempt);
+            break;
+        } else {
+            kind = failure_kind::connection_lost;
+            why = "the response ended after " + std::to_string(part->received - before) + " of "
+                + std::to_string(last - first + 1) + " bytes";
+        }
+        if (part->received > before)
+            attempt.attempts = 0;  // progress: a connection that drops every few MiB still gets through
+        const auto delay = core->policy.next_delay(attempt, kind);
+        if (!delay) {
+            if (attempt.refusal == retry_refusal::attempts_exhausted)
+                why += " (after " + std::to_string(attempt.attempts) + " attempts)";
+            else if (attempt.refusal == retry_refusal::budget_exhausted)
+                why += " (the retry budget is spent: the server keeps failing)";
+            core->fail_object(obj, final_ec, why, part->offset + part->received);
+            co_return;
+        }
+        backoff.expires_after(*delay);
+        co_await backoff.async_wait(asio::use_awaitable);
+    }
+}
+
+/// The window size for a reader with `o`: see `stream_options::window_bytes`.
+inline std::size_t choose_window(const stream_options& s, const reader_options& o)
+{
+    if (s.window_bytes != 0)
+        return std::max(s.window_bytes, s.part_size);
+    const std::size_t most = 2 * s.part_size * s.max_connections;
+    return std::max(s.part_size, std::min(most, o.memory_budget / 2 / s.part_size * s.part_size));
+}
+
+/// Plans the next part of `obj` (whose size is known) and reserves its window.
+inline std::shared_ptr<part_state> plan_part(stream_core& core, object_state& obj)
+{
+    auto part = std::make_shared<part_state>();
+    part->offset = obj.next_offset;
+    part->length = std::min<std::uint64_t>(core.options.part_size, *obj.size - obj.next_offset);
+    part->reserved = static_cast<std::size_t>(part->length);
+    obj.next_offset += part->length;
+    return part;
+}
+
+/// Suspends the scheduler until `wake_scheduler()`. Only the network thread changes what the
+/// scheduler waits for, and the scheduler re-checks it before sleeping again, so no wake-up
+/// can be lost.
+inline asio::awaitable<void> sleep_until_woken(stream_core* core)
+{
+    core->wake->expires_at(asio::steady_timer::time_point::max());
+    co_await core->wake->async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+/// Issues ranged GETs in delivery order while the window and the connection limit allow.
+inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
+{
+    core->wake.emplace(*core->io);
+    std::shared_ptr<object_state> current;  // the object whose parts are being planned
+    std::shared_ptr<part_state> pending;    // planned, waiting for window or a connection
+
+    for (;;) {
+        if (core->stop_scheduling)
+            co_return;
+        if (!pending) {
+            if (current && current->size && current->next_offset < *current->size) {
+                pending = plan_part(*core, *current);
+            } else if (current && !current->size) {
+                co_await sleep_until_woken(core.get());  // the first response will tell the size
+                continue;
+            } else {
+                if (current) {
+                    std::lock_guard lock(core->mutex);
+                    current->all_planned = true;
+                }
+                if (current)
+                    core->notify_consumer();
+                auto next = co_await core->lister->async_next(*core->http);
+                if (!next) {
+                    {
+                        std::lock_guard lock(core->mutex);
+                        core->listing_done = true;
+                    }
+                    core->notify_consumer();
+                    co_return;
+                }
+                current = std::make_shared<object_state>();
+                current->info = std::move(*next);
+                current->size = current->info.size;
+                current->etag = current->info.etag;
+                {
+                    std::lock_guard lock(core->mutex);
+                    core->opened.push_back(current);
+                    if (current->size && *current->size == 0)
+                        current->all_planned = true;
+                }
+                core->notify_consumer();
+                if (current->size && *current->size == 0) {
+                    current.reset();
+                    continue;
+                }
+                if (!current->size) {
+                    // Unknown size: the first part asks for a whole part and learns the size.
+                    pending = std::make_shared<part_state>();
+                    pending->length = core->options.part_size;
+                    pending->reserved = core->options.part_size;
+                    current->next_offset = core->options.part_size;  // fixed by learn_size
+                } else {
+                    pending = plan_part(*core, *current);
+                }
+            }
+        }
+        // Wait for a connection and for window room; a part larger than the whole window
+        // cannot happen (the window is at least one part).
+        if (core->active >= core->policy.concurrency().current()
+            || core->window_used + pending->reserved > core->window) {
+            co_await sleep_until_woken(core.get());
+            continue;
+        }
+        core->window_used += pending->reserved;
+        if (core->window_used > core->window_peak.load(std::memory_order_relaxed))
+            core->window_peak.store(core->window_used, std::memory_order_relaxed);
+        pending->data = core->allocate(pending->reserved);
+        {
+            std::lock_guard lock(core->mutex);
+            current->parts.push_back(pending);
+        }
+        ++core->active;
+        auto obj = current;
+        asio::co_spawn(*core->io, fetch_part(core, obj, pending),
+                       [core, obj](std::exception_ptr e) {
+                           if (!e)
+                               return;
+                           try {
+                               std::rethrow_exception(e);
+                           } catch (const std::exception& ex) {
+                               core->fail_object(obj, make_error_code(errc::http_error), ex.what(), 0);
+                           }
+                       });
+        pending.reset();
+        core->notify_consumer();
+    }
+}
+
+/// The byte source of one object: hands out its bytes as they arrive, part after part.
+/// Runs on the reader's thread.
+class object_source {
+public:
+    object_source(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj)
+        : core_(std::move(core)), obj_(std::move(obj)), name_(obj_->info.name)
+    {
+    }
+    object_source(object_source&&) noexcept = default;
+    object_source& operator=(object_source&&) noexcept = default;
+
+    ~object_source()
+    {
+        if (core_ && part_)
+            release_part();
+    }
+
+    std::string_view name() const noexcept { return name_; }
+    std::uint64_t start_offset() const noexcept { return 0; }
+    const std::string& error_detail() const noexcept { return error_detail_; }
+
+    asio::awaitable<chunk_result> async_next()
+    {
+        auto& waker = *core_->consumer_waker;
+        for (;;) {
+            waker.arm();
+            if (auto r = try_next()) {
+                waker.disarm();
+                co_return std::move(*r);
+            }
+            co_await waker.async_wait();
+        }
+    }
+
+private:
+    /// A chunk, the end, or an error if one is ready; nothing when it must wait.
+    std::optional<chunk_result> try_next()
+    {
+        for (;;) {
+            std::unique_lock lock(core_->mutex);
+            if (obj_->error) {
+                error_detail_ = obj_->error_detail + " (at byte " + std::to_string(obj_->error_offset) + " of the object)";
+                return chunk_result{obj_->error, {}};
+            }
+            if (!part_) {
+                if (obj_->parts.empty()) {
+                    if (obj_->all_planned)
+                        return chunk_result{asio::error::eof, {}};
+                    return std::nullopt;
+                }
+                part_ = obj_->parts.front();
+                delivered_ = 0;
+            }
+            if (part_->published > delivered_) {
+                const std::span<const std::byte> chunk(part_->data.get() + delivered_,
+                                                       static_cast<std::size_t>(part_->published - delivered_));
+                delivered_ = part_->published;
+                return chunk_result{error_code{}, chunk};
+            }
+            if (!part_->complete)
+                return std::nullopt;
+            lock.unlock();
+            release_part();
+        }
+    }
+
+    /// Gives the current (fully read) part back to the network thread.
+    void release_part()
+    {
+        std::shared_ptr<part_state> part = std::move(part_);
+        {
+            std::lock_guard lock(core_->mutex);
+            if (!obj_->parts.empty() && obj_->parts.front() == part)
+                obj_->parts.pop_front();
+        }
+        auto core = core_;
+        core_->post_to_network([core, part] { core->release(std::move(part->data), part->reserved); });
+    }
+
+    std::shared_ptr<stream_core> core_;
+    std::shared_ptr<object_state> obj_;
+    std::string name_;
+    std::shared_ptr<part_state> part_;
+    std::uint64_t delivered_ = 0;
+    std::string error_detail_;
+};
+
+} // namespace detail
+
+inline object_stream::object_stream(std::unique_ptr<object_lister> lister, std::unique_ptr<request_builder> builder,
+                                    stream_options options)
+    : core_(std::make_shared<detail::stream_core>(std::move(lister), std::move(builder), std::move(options)))
+{
+    core_->description = core_->lister->describe();
+    core_->window = detail::choose_window(core_->options, reader_options{});
+}
+
+inline object_stream::~object_stream()
+{
+    auto& core = *core_;
+    {
+        std::lock_guard lock(core.mutex);
+        core.network_alive = false;
+    }
+    if (core.started) {
+        core.io->stop();
+        core.thread.join();
+    }
+    // Transfers still in flight are removed and their sockets closed here, with the
+    // io_context (stopped) still alive; then the io_context destroys the coroutines that
+    // waited for them, which releases their references to the core.
+    core.http.reset();
+    core.wake.reset();
+    core.io.reset();
+}
+
+inline std::size_t object_stream::reserve_buffers(const reader_options& o)
+{
+    core_->window = detail::choose_window(core_->options, o);
+    return core_->window;
+}
+
+inline std::string object_stream::describe() const { return core_->description; }
+
+inline std::size_t object_stream::peak_window_bytes() const noexcept
+{
+    return core_->window_peak.load(std::memory_order_relaxed);
+}
+
+inline std::size_t object_stream::window_bytes() const noexcept { return core_->window; }
+
+inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next_source(source_context ctx)
+{
+    auto core = core_;
+    if (!core->started) {
+        core->consumer_waker.emplace(ctx.executor);
+        core->http.emplace(core->io->get_executor(), core->options.client);
+        asio::co_spawn(*core->io, detail::run_scheduler(core), [core](std::exception_ptr e) {
+            if (!e)
+                return;
+            {
+                std::lock_guard lock(core->mutex);
+                core->listing_error = e;
+            }
+            core->notify_consumer();
+        });
+        core->started = true;
+        core->thread = std::thread([core = core.get()] { core->io->run(); });
+    }
+    auto& waker = *core->consumer_waker;
+    for (;;) {
+        waker.arm();
+        {
+            std::unique_lock lock(core->mutex);
+            if (!core->opened.empty()) {
+                waker.disarm();
+                auto obj = std::move(core->opened.front());
+                core->opened.pop_front();
+                lock.unlock();
+                co_return any_byte_source(detail::object_source(core, std::move(obj)));
+            }
+            if (core->listing_error) {
+                waker.disarm();
+                std::rethrow_exception(core->listing_error);
+            }
+            if (core->listing_done) {
+                waker.disarm();
+                co_return std::nullopt;
+            }
+        }
+        co_await waker.async_wait();
+    }
+}
+
+inline std::unique_ptr<object_stream> http_objects(std::vector<std::string> urls, stream_options options)
+{
+    std::vector<object_info> objects;
+    objects.reserve(urls.size());
+    for (auto& url : urls) {
+        object_info o;
+        o.name = url;
+        o.url = std::move(url);
+        objects.push_back(std::move(o));
+    }
+    const auto n = objects.size();
+    auto lister = std::make_unique<object_list>(std::move(objects), std::to_string(n) + (n == 1 ? " URL" : " URLs"));
+    return std::make_unique<object_stream>(std::move(lister), std::make_unique<plain_http_requests>(),
+                                           std::move(options));
+}
+
+} // namespace pipemode::http
