@@ -50,8 +50,9 @@ class request_builder {
 public:
     virtual ~request_builder() = default;
     /// The request, with `Range` and, when `if_match` is not empty, `If-Match`.
-    virtual asio::awaitable<request> async_make(const object_info& object, std::uint64_t first, std::uint64_t last,
-                                                std::string if_match) = 0;
+    /// `c` is the stream's client (for fetching credentials).
+    virtual asio::awaitable<request> async_make(client& c, const object_info& object, std::uint64_t first,
+                                                std::uint64_t last, std::string if_match) = 0;
     /// One line for an error response to a request for `object` (status, error code and
     /// message from the body when there is one). Must not include credentials.
     virtual std::string describe_error(const object_info& object, unsigned status, std::string_view body) const;
@@ -139,8 +140,8 @@ private:
 /// and `If-Match`.
 class plain_http_requests final : public request_builder {
 public:
-    asio::awaitable<request> async_make(const object_info& object, std::uint64_t first, std::uint64_t last,
-                                        std::string if_match) override
+    asio::awaitable<request> async_make(client&, const object_info& object, std::uint64_t first,
+                                        std::uint64_t last, std::string if_match) override
     {
         request r;
         r.url = object.url;

@@ -251,6 +251,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout.count()));
         set(CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options.low_speed_limit));
         set(CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));
+        if (req.timeout.count() > 0)
+            set(CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
         set(CURLOPT_SSL_VERIFYPEER, options.verify_tls ? 1L : 0L);
         set(CURLOPT_SSL_VERIFYHOST, options.verify_tls ? 2L : 0L);
         if (!options.ca_file.empty())

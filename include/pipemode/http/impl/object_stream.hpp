@@ -333,7 +333,7 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         const std::uint64_t last = part->offset + part->length - 1;
         if (part->length == part->received && part->length > 0)
             break;
-        request req = co_await core->builder->async_make(obj->info, first, last, obj->etag);
+        request req = co_await core->builder->async_make(*core->http, obj->info, first, last, obj->etag);
         part_receiver receiver(core.get(), obj, part, first);
         const std::uint64_t before = part->received;
         core->policy.begin_attempt(attempt);
