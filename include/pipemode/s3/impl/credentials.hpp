@@ -1,0 +1,1060 @@
+// pipemode: definitions for s3/credentials.hpp (included at its bottom).
+#pragma once
+
+#include <pipemode/s3/credentials.hpp>
+#include <pipemode/detail/json.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <system_error>
+
+namespace pipemode::s3 {
+
+namespace detail {
+
+inline constexpr bool is_space(char c) noexcept
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+inline std::string_view trim(std::string_view s) noexcept
+{
+    while (!s.empty() && is_space(s.front()))
+        s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back()))
+        s.remove_suffix(1);
+    return s;
+}
+
+// True for the text "true" in any case, as the AWS CLI reads boolean settings.
+inline bool is_true(std::string_view s) noexcept { return iequals(trim(s), "true"); }
+
+// Control characters in a value that goes into an HTTP header would split the header.
+inline bool has_control_character(std::string_view s) noexcept
+{
+    for (char c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == '\x7f')
+            return true;
+    return false;
+}
+
+/// One section of an AWS config or credentials file.
+///
+/// Top-level keys are lowercased (the CLI's INI reader does so); the keys of a nested block
+/// (`s3 =` followed by indented `name = value` lines) are kept as written, as the CLI keeps them.
+struct ini_section {
+    std::map<std::string, std::string, std::less<>> values;
+    std::map<std::string, std::map<std::string, std::string, std::less<>>, std::less<>> nested;
+
+    /// A top-level value, or null.
+    const std::string* find(std::string_view key) const
+    {
+        auto it = values.find(key);
+        return it == values.end() ? nullptr : &it->second;
+    }
+
+    /// A value of the nested block `block`, or null.
+    const std::string* find(std::string_view block, std::string_view key) const
+    {
+        auto b = nested.find(block);
+        if (b == nested.end())
+            return nullptr;
+        auto it = b->second.find(key);
+        return it == b->second.end() ? nullptr : &it->second;
+    }
+};
+
+/// The sections of an INI file by name; "profile  x" is normalised to "profile x".
+using ini_file = std::map<std::string, ini_section, std::less<>>;
+
+/// Parses an AWS config or credentials file the way the AWS CLI does: `[section]` headers,
+/// `name = value` (or `name: value`) settings, whole-line comments starting with '#' or ';',
+/// indented lines continuing the previous setting (a nested block when its value was empty).
+/// A later duplicate of a setting replaces the earlier one.
+///
+/// Throws `std::runtime_error` naming `what` (the file) and the line number, never the line's
+/// text: a malformed line may hold a secret.
+inline ini_file parse_ini(std::string_view text, std::string_view what)
+{
+    if (text.size() > max_settings_file_size)
+        throw std::runtime_error(std::string(what) + " is larger than 1 MiB, too large for a settings file");
+    if (text.substr(0, 3) == "\xEF\xBB\xBF")
+        text.remove_prefix(3);
+    ini_file out;
+    ini_section* section = nullptr;
+    std::string key;          // the setting that indented lines continue; empty when none
+    bool block = false;       // that setting's value was empty: indented lines are a nested block
+    std::size_t line_number = 0;
+    auto fail = [&](std::string_view why) {
+        return std::runtime_error(std::string(what) + ", line " + std::to_string(line_number) + ": "
+                                  + std::string(why));
+    };
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t eol = text.find('\n', pos);
+        if (eol == std::string_view::npos)
+            eol = text.size();
+        const std::string_view line = text.substr(pos, eol - pos);
+        pos = eol + 1;
+        ++line_number;
+        const std::string_view t = trim(line);
+        if (t.empty() || t.front() == '#' || t.front() == ';')
+            continue;
+        if (is_space(line.front()) && section && !key.empty()) {
+            if (block) {
+                std::size_t eq = t.find('=');
+                if (eq == std::string_view::npos)
+                    throw fail("an indented line under '" + key + " =' must be 'name = value'");
+                std::string_view name = trim(t.substr(0, eq));
+                if (name.empty())
+                    throw fail("a nested setting without a name");
+                section->nested[key][std::string(name)] = std::string(trim(t.substr(eq + 1)));
+                section->values.erase(key);
+            } else {
+                std::string& value = section->values[key];
+                value += '\n';
+                value.append(t);
+            }
+            continue;
+        }
+        if (t.front() == '[') {
+            if (t.back() != ']')
+                throw fail("a section header must end with ']'");
+            std::string_view inner = trim(t.substr(1, t.size() - 2));
+            if (inner.empty())
+                throw fail("the section name is empty");
+            std::string name;
+            std::size_t space = 0;
+            while (space < inner.size() && !is_space(inner[space]))
+                ++space;
+            name.assign(inner.substr(0, space));
+            if (space < inner.size()) {
+                name += ' ';
+                name.append(trim(inner.substr(space)));
+            }
+            section = &out[name];
+            key.clear();
+            continue;
+        }
+        if (!section)
+            throw fail("a setting before the first [section]");
+        std::size_t d = t.find_first_of("=:");
+        if (d == std::string_view::npos)
+            throw fail("expected 'name = value'");
+        std::string_view name = trim(t.substr(0, d));
+        if (name.empty())
+            throw fail("a setting without a name");
+        key.clear();
+        for (char c : name)
+            key += ascii_lower(c);
+        std::string_view value = trim(t.substr(d + 1));
+        section->values[key] = std::string(value);
+        section->nested.erase(key);
+        block = value.empty();
+    }
+    return out;
+}
+
+/// The profile's section of a config file: `[profile NAME]`, or `[default]` (then
+/// `[profile default]`) for "default"; null when absent.
+inline const ini_section* config_profile(const ini_file& file, std::string_view profile)
+{
+    if (profile == "default")
+        if (auto it = file.find("default"); it != file.end())
+            return &it->second;
+    auto it = file.find("profile " + std::string(profile));
+    return it == file.end() ? nullptr : &it->second;
+}
+
+/// The profile's section of a shared credentials file: `[NAME]`; null when absent.
+inline const ini_section* credentials_profile(const ini_file& file, std::string_view profile)
+{
+    auto it = file.find(profile);
+    return it == file.end() ? nullptr : &it->second;
+}
+
+/// An environment variable's value, or nothing when it is unset or empty (as the CLI treats it).
+inline std::optional<std::string> env_value(const environment& env, std::string_view name)
+{
+    auto v = env.get_env(name);
+    if (!v || v->empty())
+        return std::nullopt;
+    return v;
+}
+
+/// The profile name and where it came from ("" when it is the default).
+struct profile_choice {
+    std::string name;
+    std::string origin;
+};
+
+inline profile_choice choose_profile(const environment& env, std::string_view override_name)
+{
+    if (!override_name.empty())
+        return {std::string(override_name), "the options"};
+    if (auto v = env_value(env, "AWS_PROFILE"))
+        return {*v, "AWS_PROFILE"};
+    if (auto v = env_value(env, "AWS_DEFAULT_PROFILE"))
+        return {*v, "AWS_DEFAULT_PROFILE"};
+    return {"default", ""};
+}
+
+/// The path of a settings file: `variable` when set ("~/" expanded), else `~/.aws/NAME`;
+/// empty when neither is known (no HOME).
+inline std::string settings_path(const environment& env, std::string_view variable, std::string_view name)
+{
+    auto home = env_value(env, "HOME");
+    auto under_home = [&](std::string_view rest) {
+        std::string p = *home;
+        if (p.back() != '/')
+            p += '/';
+        p.append(rest);
+        return p;
+    };
+    if (auto v = env_value(env, variable)) {
+        if (v->size() >= 2 && (*v)[0] == '~' && (*v)[1] == '/' && home)
+            return under_home(std::string_view(*v).substr(2));
+        return *v;
+    }
+    if (!home)
+        return {};
+    return under_home(".aws/" + std::string(name));
+}
+
+/// A settings file read and parsed: its path ("" when unknown) and contents (none when absent).
+struct settings_file {
+    std::string path;
+    std::optional<ini_file> contents;
+
+    /// "PATH", or "~/.aws/NAME (HOME is not set)" when there is no path.
+    std::string describe(std::string_view name) const
+    {
+        return path.empty() ? "~/.aws/" + std::string(name) + " (HOME is not set)" : path;
+    }
+};
+
+inline settings_file load_settings_file(const environment& env, std::string_view variable, std::string_view name,
+                                        std::string_view kind)
+{
+    settings_file f;
+    f.path = settings_path(env, variable, name);
+    if (f.path.empty())
+        return f;
+    if (auto text = env.read_file(f.path))
+        f.contents = parse_ini(*text, std::string(kind) + " " + f.path);
+    return f;
+}
+
+/// Parses a URL from a setting, naming the setting on failure. A URL with an '@' anywhere is
+/// refused without being repeated: it may hold a password, and one containing '/' or '?' would
+/// hide the '@' from a look at the authority alone.
+inline http_url parse_configured_url(std::string_view text, std::string_view origin)
+{
+    if (text.find('@') != std::string_view::npos)
+        throw std::invalid_argument(std::string(origin)
+                                    + " holds a URL with user information (user@host), which is not accepted: "
+                                      "credentials belong in the AWS credential settings");
+    try {
+        return parse_http_url(text);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(origin) + ": " + e.what());
+    }
+}
+
+/// Parses an ISO 8601 time with a date, a time, optional fractional seconds and a UTC offset:
+/// "2026-11-28T12:00:00Z", "2026-11-28T12:00:00.123+01:00". No locale is involved.
+inline std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view s)
+{
+    using namespace std::chrono;
+    std::size_t i = 0;
+    auto digits = [&](std::size_t n, int& out) {
+        if (s.size() - i < n)
+            return false;
+        out = 0;
+        for (std::size_t k = 0; k < n; ++k) {
+            char c = s[i + k];
+            if (c < '0' || c > '9')
+                return false;
+            out = out * 10 + (c - '0');
+        }
+        i += n;
+        return true;
+    };
+    auto literal = [&](char c) {
+        if (i < s.size() && s[i] == c) {
+            ++i;
+            return true;
+        }
+        return false;
+    };
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+    if (!digits(4, y) || !literal('-') || !digits(2, mo) || !literal('-') || !digits(2, d))
+        return std::nullopt;
+    if (!literal('T') && !literal('t'))
+        return std::nullopt;
+    if (!digits(2, h) || !literal(':') || !digits(2, mi) || !literal(':') || !digits(2, sec))
+        return std::nullopt;
+    nanoseconds fraction{0};
+    if (literal('.')) {
+        std::size_t start = i;
+        long long ns = 0;
+        int kept = 0;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            if (kept < 9) {
+                ns = ns * 10 + (s[i] - '0');
+                ++kept;
+            }
+            ++i;
+        }
+        if (i == start)
+            return std::nullopt;
+        for (; kept < 9; ++kept)
+            ns *= 10;
+        fraction = nanoseconds(ns);
+    }
+    minutes offset{0};
+    if (!literal('Z') && !literal('z')) {
+        if (i >= s.size() || (s[i] != '+' && s[i] != '-'))
+            return std::nullopt;
+        int sign = s[i] == '+' ? 1 : -1;
+        ++i;
+        int oh = 0, om = 0;
+        if (!digits(2, oh))
+            return std::nullopt;
+        literal(':');
+        if (!digits(2, om) || oh > 23 || om > 59)
+            return std::nullopt;
+        offset = minutes(sign * (oh * 60 + om));
+    }
+    if (i != s.size() || h > 23 || mi > 59 || sec > 60)
+        return std::nullopt;
+    const year_month_day date{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
+    if (!date.ok())
+        return std::nullopt;
+    const auto t = sys_days{date} + hours{h} + minutes{mi} + seconds{sec} + fraction - offset;
+    return time_point_cast<system_clock::duration>(t);
+}
+
+/// Renders a time as "2026-11-28T12:00:00Z" (whole seconds, UTC).
+inline std::string format_iso8601(std::chrono::system_clock::time_point t)
+{
+    using namespace std::chrono;
+    const auto day_start = floor<days>(t);
+    const year_month_day date{day_start};
+    const hh_mm_ss clock{floor<seconds>(t - day_start)};
+    auto put = [](std::string& out, long long v, int width) {
+        std::string d = std::to_string(v < 0 ? -v : v);
+        if (v < 0)
+            out += '-';
+        out.append(d.size() < static_cast<std::size_t>(width) ? width - d.size() : 0, '0');
+        out += d;
+    };
+    std::string out;
+    put(out, static_cast<int>(date.year()), 4);
+    out += '-';
+    put(out, static_cast<unsigned>(date.month()), 2);
+    out += '-';
+    put(out, static_cast<unsigned>(date.day()), 2);
+    out += 'T';
+    put(out, clock.hours().count(), 2);
+    out += ':';
+    put(out, clock.minutes().count(), 2);
+    out += ':';
+    put(out, clock.seconds().count(), 2);
+    out += 'Z';
+    return out;
+}
+
+/// Reads the credentials document of the container and instance metadata services:
+/// `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"[, "Code": "Success"]}`. On failure
+/// returns nothing and sets `why` to a reason that never quotes the document.
+inline std::optional<timed_credentials> parse_credentials_document(std::string_view body, std::string& why)
+{
+    namespace json = pipemode::detail::json;
+    pipemode::detail::parse_error err;
+    json::limits lim;
+    lim.max_input = 64 * 1024;
+    lim.max_depth = 8;
+    auto doc = json::parse(body, err, lim);
+    if (!doc) {
+        why = "the response is not a JSON credentials document (" + err.to_string() + ")";
+        return std::nullopt;
+    }
+    if (!doc->is_object()) {
+        why = "the response is not a JSON object";
+        return std::nullopt;
+    }
+    if (const auto* code = doc->find("Code"); code && !(code->is_string() && code->as_string() == "Success")) {
+        why = "the response reports a failure (its Code is not \"Success\")";
+        return std::nullopt;
+    }
+    auto member = [&](std::string_view name, bool required) -> std::optional<std::string> {
+        const auto* v = doc->find(name);
+        if (!v || (!required && v->is_null()))
+            return std::string();
+        if (!v->is_string() || has_control_character(v->as_string()))
+            return std::nullopt;
+        return v->as_string();
+    };
+    timed_credentials c;
+    auto id = member("AccessKeyId", true);
+    auto secret = member("SecretAccessKey", true);
+    auto token = member("Token", false);
+    auto expiration = member("Expiration", false);
+    if (!id || id->empty()) {
+        why = "the response has no usable AccessKeyId (a string without control characters)";
+        return std::nullopt;
+    }
+    if (!secret || secret->empty()) {
+        why = "the response has no usable SecretAccessKey (a string without control characters)";
+        return std::nullopt;
+    }
+    if (!token) {
+        why = "the response's Token is not a string without control characters";
+        return std::nullopt;
+    }
+    if (!expiration) {
+        why = "the response's Expiration is not a string";
+        return std::nullopt;
+    }
+    if (!expiration->empty()) {
+        c.expiration = parse_iso8601(*expiration);
+        if (!c.expiration) {
+            why = "the response's Expiration is not an ISO 8601 time such as 2026-11-28T12:00:00Z";
+            return std::nullopt;
+        }
+    }
+    c.credentials = {std::move(*id), std::move(*secret), std::move(*token)};
+    return c;
+}
+
+/// Throws when a credential from `origin` would break the HTTP header it goes into. The
+/// message names the field, never its value.
+inline void check_credential_text(const aws_credentials& c, std::string_view origin)
+{
+    auto check = [&](const std::string& v, std::string_view field) {
+        if (has_control_character(v))
+            throw std::runtime_error(std::string(origin) + ": the " + std::string(field)
+                                     + " contains a control character (a line break?)");
+    };
+    check(c.access_key_id, "access key id");
+    check(c.secret_access_key, "secret access key");
+    check(c.session_token, "session token");
+}
+
+/// Credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
+/// AWS_CREDENTIAL_EXPIRATION; nothing (with `note` saying why) when none is set.
+inline std::optional<timed_credentials> from_environment(const environment& env, std::string& note)
+{
+    auto id = env_value(env, "AWS_ACCESS_KEY_ID");
+    auto secret = env_value(env, "AWS_SECRET_ACCESS_KEY");
+    if (!id && !secret) {
+        note = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set";
+        return std::nullopt;
+    }
+    if (!secret)
+        throw std::runtime_error("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set both, or unset "
+                                 "AWS_ACCESS_KEY_ID to use other credentials");
+    if (!id)
+        throw std::runtime_error("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not: set both, or unset "
+                                 "AWS_SECRET_ACCESS_KEY to use other credentials");
+    timed_credentials c;
+    c.credentials.access_key_id = std::move(*id);
+    c.credentials.secret_access_key = std::move(*secret);
+    if (auto token = env_value(env, "AWS_SESSION_TOKEN"))
+        c.credentials.session_token = std::move(*token);
+    else if (auto legacy = env_value(env, "AWS_SECURITY_TOKEN"))
+        c.credentials.session_token = std::move(*legacy);
+    if (auto e = env_value(env, "AWS_CREDENTIAL_EXPIRATION")) {
+        c.expiration = parse_iso8601(*e);
+        if (!c.expiration)
+            throw std::runtime_error("AWS_CREDENTIAL_EXPIRATION is not an ISO 8601 time such as 2026-11-28T12:00:00Z");
+    }
+    check_credential_text(c.credentials, "the credentials in the environment");
+    c.source = "environment";
+    return c;
+}
+
+/// Credentials from a profile's section of the credentials or config file; nothing (with `note`
+/// saying why) when the section is absent or holds no key. Throws for a key id without its
+/// secret (or the reverse), and for a profile that gets credentials in a way pipemode does not
+/// support, rather than fall through to other credentials.
+inline std::optional<timed_credentials> from_profile(const settings_file& file, const ini_section* section,
+                                                     std::string_view file_name, std::string_view profile,
+                                                     std::string_view source_name, std::string& note)
+{
+    const std::string where = "profile '" + std::string(profile) + "' in " + file.describe(file_name);
+    if (!file.contents) {
+        note = file.describe(file_name) + (file.path.empty() ? "" : " does not exist");
+        return std::nullopt;
+    }
+    if (!section) {
+        note = file.describe(file_name) + " has no profile '" + std::string(profile) + "'";
+        return std::nullopt;
+    }
+    auto get = [&](std::string_view key) -> std::string {
+        const std::string* v = section->find(key);
+        return v ? *v : std::string();
+    };
+    std::string id = get("aws_access_key_id");
+    std::string secret = get("aws_secret_access_key");
+    if (id.empty() && secret.empty()) {
+        for (std::string_view key : {"role_arn", "credential_process", "sso_session", "sso_start_url",
+                                     "web_identity_token_file"})
+            if (section->find(key))
+                throw std::runtime_error(where + " gets its credentials through '" + std::string(key)
+                                         + "', which pipemode does not support: export them first (for example "
+                                           "with 'aws configure export-credentials --format env') or use a profile "
+                                           "with aws_access_key_id and aws_secret_access_key");
+        note = where + " has no aws_access_key_id";
+        return std::nullopt;
+    }
+    if (secret.empty())
+        throw std::runtime_error(where + " has aws_access_key_id but no aws_secret_access_key");
+    if (id.empty())
+        throw std::runtime_error(where + " has aws_secret_access_key but no aws_access_key_id");
+    timed_credentials c;
+    c.credentials.access_key_id = std::move(id);
+    c.credentials.secret_access_key = std::move(secret);
+    c.credentials.session_token = get("aws_session_token");
+    if (c.credentials.session_token.empty())
+        c.credentials.session_token = get("aws_security_token");
+    check_credential_text(c.credentials, where);
+    c.source = std::string(source_name) + " (profile " + std::string(profile) + ")";
+    return c;
+}
+
+// The hosts to which container credentials may be fetched over plain http: loopback and the
+// link-local addresses of ECS and EKS Pod Identity, none of which leaves the machine.
+inline bool is_allowed_container_host(std::string_view host) noexcept
+{
+    if (host == "localhost" || host == "[::1]" || host == "169.254.170.2" || host == "169.254.170.23"
+        || host == "[fd00:ec2::23]")
+        return true;
+    return host.substr(0, 4) == "127." && looks_like_ipv4(host);
+}
+
+// An IAM role name as IAM allows it, and never "." or "..", since it becomes a path segment.
+inline bool is_valid_role_name(std::string_view name) noexcept
+{
+    if (name.empty() || name.size() > 128 || name.find_first_not_of('.') == std::string_view::npos)
+        return false;
+    for (char c : name)
+        if (!(is_alnum(c) || c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == '_' || c == '-'))
+            return false;
+    return true;
+}
+
+// Requests are built by this plain function and held in named variables: GCC 12 miscompiles
+// aggregate temporaries inside co_await expressions (destroying them twice) and rejects
+// brace-initialised pairs of string literals inside a coroutine.
+inline metadata_request make_request(std::string method, std::string url,
+                                     std::vector<std::pair<std::string, std::string>> headers,
+                                     std::chrono::milliseconds timeout)
+{
+    metadata_request r;
+    r.method = std::move(method);
+    r.url = std::move(url);
+    r.headers = std::move(headers);
+    r.timeout = timeout;
+    return r;
+}
+
+inline bool is_cancellation(const std::exception_ptr& e)
+{
+    if (!e)
+        return false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const boost::system::system_error& s) {
+        return s.code() == asio::error::operation_aborted;
+    } catch (...) {
+        return false;
+    }
+}
+
+} // namespace detail
+
+inline environment environment::process()
+{
+    environment env;
+    env.get_env = [](std::string_view name) -> std::optional<std::string> {
+        const char* v = std::getenv(std::string(name).c_str());
+        if (!v)
+            return std::nullopt;
+        return std::string(v);
+    };
+    env.read_file = [](const std::string& path) -> std::optional<std::string> {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        const fs::file_status st = fs::status(path, ec);
+        if (st.type() == fs::file_type::not_found)
+            return std::nullopt;
+        if (ec)
+            throw std::runtime_error("cannot read " + path + ": " + ec.message());
+        if (st.type() != fs::file_type::regular)
+            throw std::runtime_error(path + " is not a regular file");
+        std::ifstream in(path, std::ios::binary);
+        if (!in)
+            throw std::runtime_error("cannot open " + path);
+        std::string data;
+        char buffer[16384];
+        // Read one byte past the limit, so a file that grew after the status check is refused too.
+        while (data.size() <= max_settings_file_size) {
+            in.read(buffer, sizeof buffer);
+            data.append(buffer, static_cast<std::size_t>(in.gcount()));
+            if (!in)
+                break;
+        }
+        if (in.bad())
+            throw std::runtime_error("cannot read " + path);
+        if (data.size() > max_settings_file_size)
+            throw std::runtime_error(path + " is larger than 1 MiB, too large for a settings file");
+        return data;
+    };
+    return env;
+}
+
+inline s3_settings resolve_settings(const environment& env, std::string_view profile_override)
+{
+    const auto profile = detail::choose_profile(env, profile_override);
+    s3_settings out;
+    out.profile = profile.name;
+    const auto config = detail::load_settings_file(env, "AWS_CONFIG_FILE", "config", "the config file");
+    const detail::ini_section* section = config.contents ? detail::config_profile(*config.contents, profile.name) : nullptr;
+    const std::string where = config.path + ", profile '" + profile.name + "'";
+    auto from_profile = [&](std::string_view key) -> std::optional<std::string> {
+        const std::string* v = section ? section->find(key) : nullptr;
+        if (!v || v->empty())
+            return std::nullopt;
+        return *v;
+    };
+
+    std::string region_origin;
+    if (auto v = detail::env_value(env, "AWS_REGION")) {
+        out.region = *v;
+        region_origin = "AWS_REGION";
+    } else if (auto d = detail::env_value(env, "AWS_DEFAULT_REGION")) {
+        out.region = *d;
+        region_origin = "AWS_DEFAULT_REGION";
+    } else if (auto p = from_profile("region")) {
+        out.region = *p;
+        region_origin = where + ", setting 'region'";
+    } else {
+        out.region = "us-east-1";
+    }
+    try {
+        (void)aws_endpoint(out.region);  // validates the name
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(region_origin + ": " + e.what());
+    }
+
+    bool ignore_endpoints = false;
+    if (auto v = detail::env_value(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"))
+        ignore_endpoints = detail::is_true(*v);
+    else if (auto p = from_profile("ignore_configured_endpoint_urls"))
+        ignore_endpoints = detail::is_true(*p);
+    if (!ignore_endpoints) {
+        if (auto v = detail::env_value(env, "AWS_ENDPOINT_URL_S3")) {
+            out.endpoint = detail::parse_configured_url(*v, "AWS_ENDPOINT_URL_S3");
+        } else if (auto g = detail::env_value(env, "AWS_ENDPOINT_URL")) {
+            out.endpoint = detail::parse_configured_url(*g, "AWS_ENDPOINT_URL");
+        } else if (section) {
+            // Service-specific before global, as the CLI orders them.
+            const std::string* services = section->find("services");
+            const detail::ini_section* services_section = nullptr;
+            if (services && config.contents)
+                if (auto it = config.contents->find("services " + *services); it != config.contents->end())
+                    services_section = &it->second;
+            const std::string* url = nullptr;
+            std::string origin;
+            if (services_section && (url = services_section->find("s3", "endpoint_url")) && !url->empty())
+                origin = config.path + ", [services " + *services + "] s3 endpoint_url";
+            else if ((url = section->find("s3", "endpoint_url")) && !url->empty())
+                origin = where + ", s3 endpoint_url";
+            else if ((url = section->find("endpoint_url")) && !url->empty())
+                origin = where + ", setting 'endpoint_url'";
+            if (!origin.empty())
+                out.endpoint = detail::parse_configured_url(*url, origin);
+        }
+    }
+
+    if (section)
+        if (const std::string* style = section->find("s3", "addressing_style")) {
+            if (*style == "path")
+                out.addressing_style = addressing::path;
+            else if (*style == "virtual")
+                out.addressing_style = addressing::virtual_hosted;
+            else if (*style != "auto")
+                throw std::invalid_argument(where + ": s3 addressing_style must be path, virtual or auto");
+        }
+    return out;
+}
+
+inline credentials_provider::credentials_provider(aws_credentials credentials)
+{
+    if (credentials.access_key_id.empty() || credentials.secret_access_key.empty())
+        throw std::invalid_argument("explicit AWS credentials need both an access key id and a secret access key");
+    try {
+        detail::check_credential_text(credentials, "the explicit credentials");
+    } catch (const std::runtime_error& e) {
+        throw std::invalid_argument(e.what());
+    }
+    cached_ = resolved{timed_credentials{std::move(credentials), std::nullopt, "explicit"}, source_kind::explicit_keys};
+}
+
+inline credentials_provider::credentials_provider(environment env, metadata_fetcher fetch, credentials_options options)
+    : env_(std::move(env)), fetch_(std::move(fetch)), options_(std::move(options))
+{
+    if (!env_.get_env || !env_.read_file)
+        throw std::invalid_argument("the credentials environment needs both get_env and read_file "
+                                    "(environment::process() is the process's own)");
+}
+
+inline std::chrono::system_clock::time_point credentials_provider::now() const
+{
+    return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
+
+inline asio::awaitable<timed_credentials> credentials_provider::async_get()
+{
+    auto usable = [this](std::chrono::system_clock::time_point t) {
+        return cached_ && (!cached_->credentials.expiration || t < *cached_->credentials.expiration);
+    };
+    for (;;) {
+        const auto t = now();
+        if (cached_) {
+            const auto& expiration = cached_->credentials.expiration;
+            if (!expiration || t < *expiration - credentials_refresh_window)
+                co_return cached_->credentials;
+            // Still valid: no need to wait for a refresh someone else runs, nor to retry at once.
+            if (t < *expiration && (refreshing_ || t < next_attempt_))
+                co_return cached_->credentials;
+        }
+        if (!refreshing_)
+            break;
+        const std::uint64_t generation = generation_;
+        co_await wait_for_refresh();
+        // Share the outcome of the refresh that was waited for instead of repeating it.
+        if (generation_ != generation && failure_ && !usable(now()))
+            std::rethrow_exception(failure_);
+    }
+
+    refreshing_ = true;
+    // If this coroutine is destroyed while suspended, the waiters must not wait forever.
+    struct abandon_guard {
+        credentials_provider* self;
+        bool armed = true;
+        ~abandon_guard()
+        {
+            if (armed)
+                self->finish_refresh(nullptr);
+        }
+    } guard{this};
+    std::optional<resolved> fresh;
+    std::exception_ptr failure;
+    try {
+        std::optional<source_kind> only;
+        if (cached_)
+            only = cached_->kind;  // refresh from the source that gave the credentials
+        fresh = co_await resolve(only);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    guard.armed = false;
+    if (fresh)
+        cached_ = std::move(*fresh);
+    finish_refresh(failure);
+    if (failure) {
+        if (usable(now()))
+            co_return cached_->credentials;
+        std::rethrow_exception(failure);
+    }
+    co_return cached_->credentials;
+}
+
+inline void credentials_provider::finish_refresh(std::exception_ptr failure)
+{
+    refreshing_ = false;
+    ++generation_;
+    // A cancelled refresher's cancellation is its own: its waiters try again themselves.
+    failure_ = detail::is_cancellation(failure) ? nullptr : std::move(failure);
+    next_attempt_ = now() + credentials_retry_interval;
+    for (asio::steady_timer* t : waiters_)
+        t->cancel();
+    waiters_.clear();
+}
+
+inline asio::awaitable<void> credentials_provider::wait_for_refresh()
+{
+    asio::steady_timer timer(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
+    waiters_.push_back(&timer);
+    struct unregister {
+        std::vector<asio::steady_timer*>& list;
+        asio::steady_timer* timer;
+        ~unregister() { std::erase(list, timer); }
+    } guard{waiters_, &timer};
+    // Woken by cancel(): the result is always operation_aborted and carries no information.
+    (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+inline asio::awaitable<credentials_provider::resolved> credentials_provider::resolve(std::optional<source_kind> only)
+{
+    std::vector<std::string> tried;
+    auto wanted = [&](source_kind k) { return !only || *only == k; };
+    auto check_expiration = [&](const timed_credentials& c) {
+        const auto t = now();
+        if (c.expiration && *c.expiration <= t)
+            throw std::runtime_error(c.source + " gave credentials that expired at "
+                                     + detail::format_iso8601(*c.expiration) + " while the clock reads "
+                                     + detail::format_iso8601(t) + ": check the system clock");
+    };
+    const auto profile = detail::choose_profile(env_, options_.profile);
+
+    if (wanted(source_kind::environment)) {
+        std::string note;
+        if (auto c = detail::from_environment(env_, note)) {
+            check_expiration(*c);
+            co_return resolved{std::move(*c), source_kind::environment};
+        }
+        tried.push_back("the environment (" + note + ")");
+    }
+    if (!only && detail::env_value(env_, "AWS_ROLE_ARN") && detail::env_value(env_, "AWS_WEB_IDENTITY_TOKEN_FILE"))
+        throw std::runtime_error("AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE ask for web identity federation "
+                                 "(EKS service accounts), which pipemode does not support: use EKS Pod Identity "
+                                 "(container credentials) or give credentials in the environment");
+
+    if (wanted(source_kind::credentials_file) || wanted(source_kind::config_file)) {
+        const auto credentials_file = detail::load_settings_file(env_, "AWS_SHARED_CREDENTIALS_FILE", "credentials",
+                                                                 "the shared credentials file");
+        const auto config_file = detail::load_settings_file(env_, "AWS_CONFIG_FILE", "config", "the config file");
+        const detail::ini_section* in_credentials =
+            credentials_file.contents ? detail::credentials_profile(*credentials_file.contents, profile.name) : nullptr;
+        const detail::ini_section* in_config =
+            config_file.contents ? detail::config_profile(*config_file.contents, profile.name) : nullptr;
+        if (!only && !profile.origin.empty() && !in_credentials && !in_config)
+            throw std::runtime_error("the profile '" + profile.name + "' named by " + profile.origin + " is in neither "
+                                     + credentials_file.describe("credentials") + " nor "
+                                     + config_file.describe("config"));
+        if (wanted(source_kind::credentials_file)) {
+            std::string note;
+            if (auto c = detail::from_profile(credentials_file, in_credentials, "credentials", profile.name,
+                                              "shared credentials file", note)) {
+                check_expiration(*c);
+                co_return resolved{std::move(*c), source_kind::credentials_file};
+            }
+            tried.push_back("the shared credentials file (" + note + ")");
+        }
+        if (wanted(source_kind::config_file)) {
+            std::string note;
+            if (auto c = detail::from_profile(config_file, in_config, "config", profile.name, "config file", note)) {
+                check_expiration(*c);
+                co_return resolved{std::move(*c), source_kind::config_file};
+            }
+            tried.push_back("the config file (" + note + ")");
+        }
+    }
+
+    if (wanted(source_kind::container)) {
+        std::string note;
+        if (auto c = co_await from_container(note)) {
+            check_expiration(*c);
+            co_return resolved{std::move(*c), source_kind::container};
+        }
+        tried.push_back("container credentials (" + note + ")");
+    }
+    if (wanted(source_kind::instance_metadata)) {
+        std::string note;
+        if (auto c = co_await from_instance_metadata(note)) {
+            check_expiration(*c);
+            co_return resolved{std::move(*c), source_kind::instance_metadata};
+        }
+        tried.push_back("instance metadata (" + note + ")");
+    }
+
+    std::string message;
+    if (only) {
+        message = "could not refresh the AWS credentials: ";
+    } else {
+        message = "no AWS credentials found for profile '" + profile.name + "'. Tried: ";
+    }
+    for (std::size_t i = 0; i < tried.size(); ++i) {
+        if (i > 0)
+            message += "; ";
+        message += tried[i];
+    }
+    if (!only)
+        message += ". Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, configure the profile in "
+                   "~/.aws/credentials, or run with a container or instance role; for public buckets, "
+                   "choose anonymous access explicitly";
+    throw std::runtime_error(message);
+}
+
+inline asio::awaitable<std::optional<timed_credentials>> credentials_provider::from_container(std::string& note)
+{
+    constexpr std::chrono::milliseconds timeout{2000};
+    constexpr int attempts = 3;
+    const auto relative = detail::env_value(env_, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const auto full = detail::env_value(env_, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    if (!relative && !full) {
+        note = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI are not set";
+        co_return std::nullopt;
+    }
+    std::string url;
+    if (relative) {
+        if (relative->front() != '/' || relative->find_first_of(" \t") != std::string::npos
+            || detail::has_control_character(*relative))
+            throw std::invalid_argument("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path starting with '/'");
+        url = "http://169.254.170.2" + *relative;
+    } else {
+        const http_url u = detail::parse_configured_url(*full, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+        if (!u.is_https() && !detail::is_allowed_container_host(u.host))
+            throw std::invalid_argument(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI must use https, or http to a loopback address or to "
+                "169.254.170.2, 169.254.170.23 or [fd00:ec2::23], so that credentials never cross a network "
+                "unencrypted");
+        url = u.to_string();
+    }
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (auto file = detail::env_value(env_, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")) {
+        auto text = env_.read_file(*file);
+        if (!text)
+            throw std::runtime_error("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names " + *file + ", which does not exist");
+        const std::string_view token = detail::trim(*text);
+        if (token.empty() || detail::has_control_character(token))
+            throw std::runtime_error("the container authorization token in " + *file
+                                     + " is empty or contains a control character");
+        headers.emplace_back("Authorization", std::string(token));
+    } else if (auto token = detail::env_value(env_, "AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
+        if (detail::has_control_character(*token))
+            throw std::runtime_error("AWS_CONTAINER_AUTHORIZATION_TOKEN contains a control character");
+        headers.emplace_back("Authorization", std::move(*token));
+    }
+    if (!fetch_) {
+        note = "no HTTP fetcher was given to reach " + url;
+        co_return std::nullopt;
+    }
+    std::optional<metadata_response> response;
+    for (int i = 0; i < attempts; ++i) {
+        metadata_request request = detail::make_request("GET", url, headers, timeout);
+        response = co_await fetch_(std::move(request));
+        // Only "no answer" and server errors are worth another try; a 4xx will not change.
+        if (response && response->status < 500)
+            break;
+    }
+    if (!response)
+        throw std::runtime_error("container credentials: no answer from " + url + " within "
+                                 + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
+    if (response->status != 200)
+        throw std::runtime_error("container credentials: " + url + " answered HTTP " + std::to_string(response->status));
+    std::string why;
+    auto c = detail::parse_credentials_document(response->body, why);
+    if (!c)
+        throw std::runtime_error("container credentials from " + url + ": " + why);
+    c->source = "container credentials";
+    co_return c;
+}
+
+inline asio::awaitable<std::optional<timed_credentials>> credentials_provider::from_instance_metadata(std::string& note)
+{
+    constexpr std::chrono::milliseconds timeout{1000};
+    if (auto disabled = detail::env_value(env_, "AWS_EC2_METADATA_DISABLED"); disabled && detail::is_true(*disabled)) {
+        note = "AWS_EC2_METADATA_DISABLED is true";
+        co_return std::nullopt;
+    }
+    std::string base;
+    if (auto endpoint = detail::env_value(env_, "AWS_EC2_METADATA_SERVICE_ENDPOINT")) {
+        const http_url u = detail::parse_configured_url(*endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        base = u.scheme + "://" + u.authority() + u.path;
+        while (!base.empty() && base.back() == '/')
+            base.pop_back();
+    } else {
+        const auto mode = detail::env_value(env_, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+        if (!mode || detail::iequals(*mode, "ipv4"))
+            base = "http://169.254.169.254";
+        else if (detail::iequals(*mode, "ipv6"))
+            base = "http://[fd00:ec2::254]";
+        else
+            throw std::invalid_argument("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 or IPv6");
+    }
+    if (!fetch_) {
+        note = "no HTTP fetcher was given to reach " + base;
+        co_return std::nullopt;
+    }
+    const std::string no_answer = "no answer from " + base + " within " + std::to_string(timeout.count()) + " ms";
+
+    metadata_request token_request = detail::make_request("PUT", base + "/latest/api/token",
+                                                  {{"X-aws-ec2-metadata-token-ttl-seconds", "21600"}}, timeout);
+    auto token = co_await fetch_(std::move(token_request));
+    if (!token) {
+        note = no_answer;
+        co_return std::nullopt;
+    }
+    if (token->status != 200) {
+        note = base + " refused an IMDSv2 session token (HTTP " + std::to_string(token->status) + ")";
+        co_return std::nullopt;
+    }
+    const std::string_view session = detail::trim(token->body);
+    if (session.empty() || session.size() > 4096 || detail::has_control_character(session)) {
+        note = base + " answered with an unusable IMDSv2 session token";
+        co_return std::nullopt;
+    }
+    const std::vector<std::pair<std::string, std::string>> headers{{"X-aws-ec2-metadata-token", std::string(session)}};
+    const std::string prefix = base + "/latest/meta-data/iam/security-credentials/";
+
+    metadata_request roles_request = detail::make_request("GET", prefix, headers, timeout);
+    auto roles = co_await fetch_(std::move(roles_request));
+    if (!roles) {
+        note = no_answer;
+        co_return std::nullopt;
+    }
+    if (roles->status == 404) {
+        note = "no IAM role is attached to this instance";
+        co_return std::nullopt;
+    }
+    if (roles->status != 200) {
+        note = base + " answered HTTP " + std::to_string(roles->status) + " for the instance's role name";
+        co_return std::nullopt;
+    }
+    std::string_view role = roles->body;
+    role = detail::trim(role.substr(0, role.find('\n')));
+    if (role.empty()) {
+        note = "no IAM role is attached to this instance";
+        co_return std::nullopt;
+    }
+    if (!detail::is_valid_role_name(role)) {
+        note = base + " answered with a role name that is not a valid IAM role name";
+        co_return std::nullopt;
+    }
+    const std::string role_name(role);
+
+    metadata_request document_request = detail::make_request("GET", prefix + role_name, headers, timeout);
+    auto document = co_await fetch_(std::move(document_request));
+    if (!document) {
+        note = no_answer;
+        co_return std::nullopt;
+    }
+    if (document->status != 200) {
+        note = base + " answered HTTP " + std::to_string(document->status) + " for the credentials of role '"
+             + role_name + "'";
+        co_return std::nullopt;
+    }
+    std::string why;
+    auto c = detail::parse_credentials_document(document->body, why);
+    if (!c) {
+        note = "the credentials of role '" + role_name + "': " + why;
+        co_return std::nullopt;
+    }
+    c->source = "instance metadata (IMDSv2)";
+    co_return c;
+}
+
+} // namespace pipemode::s3

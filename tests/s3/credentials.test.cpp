@@ -1,0 +1,969 @@
+// Credentials, region and endpoint resolution: the chain's order, each source's variables and
+// files, the container and IMDSv2 request flows against a scripted fake fetcher, refresh before
+// expiry on an injected clock, shared concurrent resolution, and secrets kept out of every
+// error message. No test reads the process environment's AWS settings, ~/.aws or the network.
+#include <pipemode/s3/credentials.hpp>
+
+#include "run_coro.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+using namespace pipemode;
+using namespace pipemode::s3;
+using namespace std::chrono_literals;
+using pipemode::test::run_coro;
+
+namespace {
+
+// Secrets the tests plant; no error message may ever contain them.
+const std::string secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
+const std::string token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN";
+
+void check_no_secrets(const std::string& message)
+{
+    INFO(message);
+    CHECK(message.find(secret) == std::string::npos);
+    CHECK(message.find(token) == std::string::npos);
+    CHECK(message.find("SECRETKEY") == std::string::npos);
+    CHECK(message.find("SESSIONTOKEN") == std::string::npos);
+}
+
+/// A process environment and file system made of two maps.
+struct fake_environment {
+    std::map<std::string, std::string> vars;
+    std::map<std::string, std::string> files;
+    std::vector<std::string> reads;
+
+    environment make()
+    {
+        environment e;
+        e.get_env = [this](std::string_view name) -> std::optional<std::string> {
+            auto it = vars.find(std::string(name));
+            if (it == vars.end())
+                return std::nullopt;
+            return it->second;
+        };
+        e.read_file = [this](const std::string& path) -> std::optional<std::string> {
+            reads.push_back(path);
+            auto it = files.find(path);
+            if (it == files.end())
+                return std::nullopt;
+            return it->second;
+        };
+        return e;
+    }
+};
+
+metadata_response ok(std::string body) { return {200, std::move(body)}; }
+
+/// A metadata fetcher that records every request and answers from a script.
+struct fake_service {
+    std::vector<metadata_request> requests;
+    std::function<std::optional<metadata_response>(const metadata_request&)> script;
+    std::chrono::milliseconds delay{0};  // to make calls overlap
+
+    static asio::awaitable<std::optional<metadata_response>> respond(fake_service* self, metadata_request r)
+    {
+        self->requests.push_back(r);
+        if (self->delay.count() > 0) {
+            asio::steady_timer t(co_await asio::this_coro::executor, self->delay);
+            co_await t.async_wait(asio::use_awaitable);
+        }
+        co_return self->script(self->requests.back());
+    }
+
+    metadata_fetcher make()
+    {
+        return [self = this](metadata_request r) { return respond(self, std::move(r)); };
+    }
+};
+
+std::string header(const metadata_request& r, std::string_view name)
+{
+    for (const auto& [k, v] : r.headers)
+        if (k == name)
+            return v;
+    return "<absent>";
+}
+
+std::string credentials_json(std::string_view id, std::string_view expiration)
+{
+    return R"({"Code": "Success", "LastUpdated": "2026-11-28T05:00:00Z", "Type": "AWS-HMAC", "AccessKeyId": ")"
+         + std::string(id) + R"(", "SecretAccessKey": ")" + secret + R"(", "Token": ")" + token
+         + R"(", "Expiration": ")" + std::string(expiration) + "\"}";
+}
+
+/// An instance metadata service with role "pipemode-role" whose credentials have key `id`.
+struct imds {
+    std::string base = "http://169.254.169.254";
+    std::string id = "ASIAIMDSKEY1";
+    std::string expiration = "2026-11-28T12:00:00Z";
+    std::string role_body = "pipemode-role\n";
+    std::optional<metadata_response> document;  // overrides the credentials document
+    bool up = true;
+
+    std::optional<metadata_response> operator()(const metadata_request& r) const
+    {
+        if (!up || r.url.rfind(base, 0) != 0)
+            return std::nullopt;
+        const std::string path = r.url.substr(base.size());
+        if (path == "/latest/api/token")
+            return r.method == "PUT" ? ok("SESSION-abc") : metadata_response{405, ""};
+        if (header(r, "X-aws-ec2-metadata-token") != "SESSION-abc")
+            return metadata_response{401, ""};
+        if (path == "/latest/meta-data/iam/security-credentials/")
+            return ok(role_body);
+        if (path == "/latest/meta-data/iam/security-credentials/pipemode-role")
+            return document ? *document : ok(credentials_json(id, expiration));
+        return metadata_response{404, ""};
+    }
+};
+
+std::chrono::system_clock::time_point at(std::string_view iso)
+{
+    auto t = s3::detail::parse_iso8601(iso);
+    REQUIRE(t);
+    return *t;
+}
+
+/// The message of the exception `f` throws; fails the test when it throws none.
+template <class F>
+std::string error_of(F&& f)
+{
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    FAIL("expected an exception");
+    return {};
+}
+
+timed_credentials get(credentials_provider& p)
+{
+    return run_coro([&]() { return p.async_get(); });
+}
+
+} // namespace
+
+TEST_CASE("credentials: ISO 8601 times without locale functions")
+{
+    using s3::detail::format_iso8601;
+    using s3::detail::parse_iso8601;
+    using namespace std::chrono;
+    CHECK(parse_iso8601("1970-01-01T00:00:00Z") == system_clock::time_point{});
+    CHECK(parse_iso8601("2026-11-28T12:00:00Z")->time_since_epoch() == seconds(1795867200));
+    CHECK(parse_iso8601("2026-11-28T13:30:00+01:30") == parse_iso8601("2026-11-28T12:00:00Z"));
+    CHECK(parse_iso8601("2026-11-28T10:00:00-0200") == parse_iso8601("2026-11-28T12:00:00Z"));
+    CHECK(*parse_iso8601("2026-11-28T12:00:00.250Z") - *parse_iso8601("2026-11-28T12:00:00Z") == milliseconds(250));
+    CHECK(parse_iso8601("2028-02-29t00:00:00z"));
+    for (const char* bad : {"", "2026-11-28", "2026-11-28 12:00:00Z", "2026-11-28T12:00:00", "2026-02-30T00:00:00Z",
+                            "2026-13-01T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T12:60:00Z",
+                            "2026-11-28T12:00:00.Z", "2026-11-28T12:00:00Zjunk", "２026-11-28T12:00:00Z",
+                            "2026-11-28T12:00:00+2400", "-026-11-28T12:00:00Z"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_iso8601(bad));
+    }
+    CHECK(format_iso8601(*parse_iso8601("2026-11-28T12:00:00.9Z")) == "2026-11-28T12:00:00Z");
+    CHECK(format_iso8601(system_clock::time_point{}) == "1970-01-01T00:00:00Z");
+}
+
+TEST_CASE("credentials: INI files read as the AWS CLI reads them")
+{
+    const auto f = s3::detail::parse_ini("# comment\r\n"
+                                         "; another\n"
+                                         "[default]\n"
+                                         "Region = eu-west-3\r\n"
+                                         "  # indented comment\n"
+                                         "output: json\n"
+                                         "\n"
+                                         "[profile   work ]\n"
+                                         "region=us-west-2\n"
+                                         "s3 =\n"
+                                         "    addressing_style = path\n"
+                                         "  Endpoint_URL = http://127.0.0.1:9000  \n"
+                                         "\n"
+                                         "note = first\n"
+                                         "  second line\n"
+                                         "endpoint_url = http://a=b:1/\n",
+                                         "test file");
+    REQUIRE(f.size() == 2);
+    const auto& d = f.at("default");
+    CHECK(*d.find("region") == "eu-west-3");
+    CHECK(d.find("Region") == nullptr);
+    CHECK(*d.find("output") == "json");
+    const auto& w = f.at("profile work");
+    CHECK(*w.find("region") == "us-west-2");
+    CHECK(w.find("s3") == nullptr);
+    CHECK(*w.find("s3", "addressing_style") == "path");
+    CHECK(*w.find("s3", "Endpoint_URL") == "http://127.0.0.1:9000");
+    CHECK(w.find("s3", "endpoint_url") == nullptr);
+    CHECK(*w.find("note") == "first\nsecond line");
+    CHECK(*w.find("endpoint_url") == "http://a=b:1/");
+    CHECK(s3::detail::config_profile(f, "work") == &w);
+    CHECK(s3::detail::config_profile(f, "default") == &d);
+    CHECK(s3::detail::config_profile(f, "other") == nullptr);
+}
+
+TEST_CASE("credentials: a malformed INI line is reported by number, never by content")
+{
+    const std::string s = secret;
+    for (const auto& [text, reason] :
+         {std::pair<std::string, std::string>{"aws_secret_access_key " + s + "\n", "line 1: a setting before the first"},
+          {"[default]\naws_access_key_id = A\naws_secret_access_key " + s + "\n", "line 3: expected 'name = value'"},
+          {"[default\naws_secret_access_key = " + s + "\n", "line 1: a section header must end"},
+          {"[]\n", "line 1: the section name is empty"},
+          {"[default]\n = " + s + "\n", "line 2: a setting without a name"},
+          {"[default]\ns3 =\n  " + s + "\n", "line 3: an indented line under 's3 ='"}}) {
+        const std::string message = error_of([&] { s3::detail::parse_ini(text, "the file F"); });
+        INFO(message);
+        CHECK(message.find("the file F, " + reason) == 0);
+        check_no_secrets(message);
+    }
+    CHECK(error_of([] { s3::detail::parse_ini(std::string(max_settings_file_size + 1, '#'), "big"); })
+          == "big is larger than 1 MiB, too large for a settings file");
+}
+
+TEST_CASE("credentials: environment variables come first")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/home/u"},
+                {"AWS_ACCESS_KEY_ID", "AKIAENV"},
+                {"AWS_SECRET_ACCESS_KEY", secret},
+                {"AWS_SESSION_TOKEN", token},
+                {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x"}};
+    env.files["/home/u/.aws/credentials"] = "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n";
+    fake_service service;
+    service.script = imds{};
+    credentials_provider p(env.make(), service.make());
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "AKIAENV");
+    CHECK(c.credentials.secret_access_key == secret);
+    CHECK(c.credentials.session_token == token);
+    CHECK_FALSE(c.expiration);
+    CHECK(c.source == "environment");
+    CHECK(service.requests.empty());
+    CHECK(env.reads.empty());
+    // Cached: a second call reads nothing again.
+    env.vars.erase("AWS_ACCESS_KEY_ID");
+    CHECK(get(p).credentials.access_key_id == "AKIAENV");
+}
+
+TEST_CASE("credentials: AWS_CREDENTIAL_EXPIRATION makes environment credentials expire")
+{
+    fake_environment env;
+    env.vars = {{"AWS_ACCESS_KEY_ID", "AKIAENV1"}, {"AWS_SECRET_ACCESS_KEY", secret},
+                {"AWS_CREDENTIAL_EXPIRATION", "2026-11-28T12:00:00Z"}};
+    auto now = at("2026-11-28T11:00:00Z");
+    credentials_provider p(env.make(), {}, {.profile = {}, .clock = [&] { return now; }});
+    auto c = get(p);
+    REQUIRE(c.expiration);
+    CHECK(*c.expiration == at("2026-11-28T12:00:00Z"));
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV2";
+    env.vars["AWS_CREDENTIAL_EXPIRATION"] = "2026-11-28T13:00:00Z";
+    CHECK(get(p).credentials.access_key_id == "AKIAENV1");
+    now = at("2026-11-28T11:56:00Z");
+    c = get(p);
+    CHECK(c.credentials.access_key_id == "AKIAENV2");
+    CHECK(*c.expiration == at("2026-11-28T13:00:00Z"));
+
+    env.vars["AWS_CREDENTIAL_EXPIRATION"] = "tomorrow";
+    credentials_provider bad(env.make(), {});
+    CHECK(error_of([&] { get(bad); })
+          == "AWS_CREDENTIAL_EXPIRATION is not an ISO 8601 time such as 2026-11-28T12:00:00Z");
+}
+
+TEST_CASE("credentials: half of a key in the environment is an error, not a fall-through")
+{
+    fake_environment env;
+    env.vars = {{"AWS_SECRET_ACCESS_KEY", secret}, {"AWS_SESSION_TOKEN", token}};
+    env.files["/home/u/.aws/credentials"] = "[default]\naws_access_key_id = A\naws_secret_access_key = B\n";
+    env.vars["HOME"] = "/home/u";
+    {
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message.find("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not") == 0);
+        check_no_secrets(message);
+    }
+    env.vars.erase("AWS_SECRET_ACCESS_KEY");
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAONLY";
+    {
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message.find("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not") == 0);
+        check_no_secrets(message);
+    }
+    // A line break in a secret would split the signed request's headers.
+    env.vars["AWS_SECRET_ACCESS_KEY"] = secret + "\n";
+    {
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == "the credentials in the environment: the secret access key contains a control character (a line break?)");
+    }
+    // Empty variables count as unset, as the CLI treats them.
+    env.vars["AWS_ACCESS_KEY_ID"] = "";
+    env.vars["AWS_SECRET_ACCESS_KEY"] = "";
+    credentials_provider p(env.make(), {});
+    CHECK(get(p).source == "shared credentials file (profile default)");
+}
+
+TEST_CASE("credentials: profiles from the shared credentials file and the config file")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/home/u/"}};
+    env.files["/home/u/.aws/credentials"] = "[default]\n"
+                                            "aws_access_key_id = AKIADEFAULT\n"
+                                            "aws_secret_access_key = " + secret + "\n"
+                                            "[work]\n"
+                                            "aws_access_key_id = AKIAWORK\n"
+                                            "aws_secret_access_key = " + secret + "\n"
+                                            "aws_session_token = " + token + "\n";
+    env.files["/home/u/.aws/config"] = "[profile work]\n"
+                                       "aws_access_key_id = AKIACONFIGWORK\n"
+                                       "aws_secret_access_key = x\n"
+                                       "[profile cfg]\n"
+                                       "aws_access_key_id = AKIACONFIG\n"
+                                       "aws_secret_access_key = " + secret + "\n"
+                                       "aws_security_token = legacy\n"
+                                       "[cfg]\n"
+                                       "aws_access_key_id = AKIANOTAPROFILE\n";
+    SECTION("the default profile")
+    {
+        credentials_provider p(env.make(), {});
+        const auto c = get(p);
+        CHECK(c.credentials.access_key_id == "AKIADEFAULT");
+        CHECK(c.credentials.session_token.empty());
+        CHECK(c.source == "shared credentials file (profile default)");
+    }
+    SECTION("AWS_PROFILE, and the credentials file before the config file")
+    {
+        env.vars["AWS_PROFILE"] = "work";
+        credentials_provider p(env.make(), {});
+        const auto c = get(p);
+        CHECK(c.credentials.access_key_id == "AKIAWORK");
+        CHECK(c.credentials.session_token == token);
+    }
+    SECTION("the options' profile over AWS_PROFILE; the config file's [profile NAME]")
+    {
+        env.vars["AWS_PROFILE"] = "work";
+        credentials_provider p(env.make(), {}, {.profile = "cfg", .clock = {}});
+        const auto c = get(p);
+        CHECK(c.credentials.access_key_id == "AKIACONFIG");
+        CHECK(c.credentials.session_token == "legacy");
+        CHECK(c.source == "config file (profile cfg)");
+    }
+    SECTION("AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE, with ~/ expanded")
+    {
+        env.vars["AWS_SHARED_CREDENTIALS_FILE"] = "~/elsewhere/creds";
+        env.vars["AWS_CONFIG_FILE"] = "/etc/aws.conf";
+        env.vars["AWS_DEFAULT_PROFILE"] = "moved";
+        env.files["/home/u/elsewhere/creds"] = "[moved]\naws_access_key_id = AKIAMOVED\naws_secret_access_key = s\n";
+        credentials_provider p(env.make(), {});
+        CHECK(get(p).credentials.access_key_id == "AKIAMOVED");
+        CHECK(env.reads == std::vector<std::string>{"/home/u/elsewhere/creds", "/etc/aws.conf"});
+    }
+    SECTION("a named profile in neither file is an error")
+    {
+        env.vars["AWS_PROFILE"] = "typo";
+        fake_service service;
+        service.script = imds{};
+        credentials_provider p(env.make(), service.make());
+        CHECK(error_of([&] { get(p); })
+              == "the profile 'typo' named by AWS_PROFILE is in neither /home/u/.aws/credentials nor /home/u/.aws/config");
+        CHECK(service.requests.empty());
+    }
+}
+
+TEST_CASE("credentials: a profile with a missing secret or an unsupported method fails without its secrets")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "p"}};
+    SECTION("key id without secret")
+    {
+        env.files["/h/.aws/credentials"] = "[p]\naws_access_key_id = AKIAHALF\naws_session_token = " + token + "\n";
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == "profile 'p' in /h/.aws/credentials has aws_access_key_id but no aws_secret_access_key");
+        check_no_secrets(message);
+    }
+    SECTION("secret without key id")
+    {
+        env.files["/h/.aws/config"] = "[profile p]\naws_secret_access_key = " + secret + "\n";
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == "profile 'p' in /h/.aws/config has aws_secret_access_key but no aws_access_key_id");
+        check_no_secrets(message);
+    }
+    SECTION("assume-role profiles are refused, not skipped")
+    {
+        env.files["/h/.aws/config"] = "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = default\n";
+        credentials_provider p(env.make(), {});
+        CHECK(error_of([&] { get(p); }).find("profile 'p' in /h/.aws/config gets its credentials through 'role_arn'")
+              == 0);
+    }
+    SECTION("a malformed credentials file")
+    {
+        env.files["/h/.aws/credentials"] = "[p]\naws_access_key_id = A\n" + secret + "\n";
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == "the shared credentials file /h/.aws/credentials, line 3: expected 'name = value'");
+        check_no_secrets(message);
+    }
+    SECTION("a profile without keys falls through")
+    {
+        env.files["/h/.aws/config"] = "[profile p]\nregion = eu-west-1\n";
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message.find("the config file (profile 'p' in /h/.aws/config has no aws_access_key_id)")
+              != std::string::npos);
+    }
+}
+
+TEST_CASE("credentials: nothing found names every source tried")
+{
+    fake_environment env;
+    credentials_provider p(env.make(), {});
+    CHECK(error_of([&] { get(p); })
+          == "no AWS credentials found for profile 'default'. Tried: "
+             "the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set); "
+             "the shared credentials file (~/.aws/credentials (HOME is not set)); "
+             "the config file (~/.aws/config (HOME is not set)); "
+             "container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI "
+             "are not set); "
+             "instance metadata (no HTTP fetcher was given to reach http://169.254.169.254). "
+             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, configure the profile in ~/.aws/credentials, or run "
+             "with a container or instance role; for public buckets, choose anonymous access explicitly");
+
+    env.vars = {{"HOME", "/h"}, {"AWS_EC2_METADATA_DISABLED", "TRUE"}};
+    env.files["/h/.aws/credentials"] = "[other]\n";
+    fake_service service;
+    service.script = imds{};
+    credentials_provider q(env.make(), service.make());
+    const auto message = error_of([&] { get(q); });
+    CHECK(message.find("the shared credentials file (/h/.aws/credentials has no profile 'default'); "
+                       "the config file (/h/.aws/config does not exist); ")
+          != std::string::npos);
+    CHECK(message.find("instance metadata (AWS_EC2_METADATA_DISABLED is true)") != std::string::npos);
+    CHECK(service.requests.empty());
+}
+
+TEST_CASE("credentials: the chain's order")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"},
+                {"AWS_ACCESS_KEY_ID", "AKIAENV"},
+                {"AWS_SECRET_ACCESS_KEY", "s"},
+                {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/creds"}};
+    env.files["/h/.aws/credentials"] = "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n";
+    env.files["/h/.aws/config"] = "[default]\naws_access_key_id = AKIACONFIG\naws_secret_access_key = s\n";
+    fake_service service;
+    imds instance;
+    service.script = [&](const metadata_request& r) -> std::optional<metadata_response> {
+        if (r.url == "http://169.254.170.2/creds")
+            return ok(credentials_json("ASIACONTAINER", "2026-11-28T12:00:00Z"));
+        return instance(r);
+    };
+    auto first = [&] {
+        credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        return get(p).credentials.access_key_id;
+    };
+    CHECK(first() == "AKIAENV");
+    env.vars.erase("AWS_ACCESS_KEY_ID");
+    env.vars.erase("AWS_SECRET_ACCESS_KEY");
+    CHECK(first() == "AKIAFILE");
+    env.files.erase("/h/.aws/credentials");
+    CHECK(first() == "AKIACONFIG");
+    env.files.erase("/h/.aws/config");
+    CHECK(service.requests.empty());
+    CHECK(first() == "ASIACONTAINER");
+    CHECK(service.requests.size() == 1);
+    env.vars.erase("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    CHECK(first() == "ASIAIMDSKEY1");
+    CHECK(service.requests.size() == 4);
+}
+
+TEST_CASE("credentials: container credentials from the relative URI, with the authorization token")
+{
+    fake_environment env;
+    env.vars = {{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/3f1c-uuid"},
+                {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "auth-from-env"}};
+    fake_service service;
+    service.script = [&](const metadata_request&) { return ok(credentials_json("ASIACONT", "2026-11-28T12:00:00Z")); };
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIACONT");
+    CHECK(c.credentials.secret_access_key == secret);
+    CHECK(c.credentials.session_token == token);
+    CHECK(c.expiration == at("2026-11-28T12:00:00Z"));
+    CHECK(c.source == "container credentials");
+    REQUIRE(service.requests.size() == 1);
+    CHECK(service.requests[0].method == "GET");
+    CHECK(service.requests[0].url == "http://169.254.170.2/v2/credentials/3f1c-uuid");
+    CHECK(service.requests[0].headers
+          == std::vector<std::pair<std::string, std::string>>{{"Authorization", "auth-from-env"}});
+
+    SECTION("the token file wins over the token variable; its trailing line break is dropped")
+    {
+        env.vars["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = "/var/run/secrets/token";
+        env.files["/var/run/secrets/token"] = "auth-from-file\n";
+        credentials_provider q(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        (void)get(q);
+        CHECK(header(service.requests.back(), "Authorization") == "auth-from-file");
+        env.files.erase("/var/run/secrets/token");
+        credentials_provider r(env.make(), service.make());
+        CHECK(error_of([&] { get(r); })
+              == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names /var/run/secrets/token, which does not exist");
+    }
+    SECTION("a token that would split the header is refused without being shown")
+    {
+        env.vars["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token + "\r\nX-Evil: 1";
+        credentials_provider q(env.make(), service.make());
+        const auto message = error_of([&] { get(q); });
+        CHECK(message == "AWS_CONTAINER_AUTHORIZATION_TOKEN contains a control character");
+        check_no_secrets(message);
+    }
+    SECTION("no authorization header when no token is configured")
+    {
+        env.vars.erase("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+        credentials_provider q(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        (void)get(q);
+        CHECK(service.requests.back().headers.empty());
+    }
+    SECTION("the relative URI must be a path")
+    {
+        env.vars["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "v2/creds";
+        credentials_provider q(env.make(), service.make());
+        CHECK(error_of([&] { get(q); }) == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path starting with '/'");
+    }
+}
+
+TEST_CASE("credentials: container credentials from the full URI go only to safe hosts")
+{
+    fake_environment env;
+    fake_service service;
+    service.script = [&](const metadata_request&) { return ok(credentials_json("ASIAFULL", "2026-11-28T12:00:00Z")); };
+    auto fetch_from = [&](const std::string& uri) {
+        env.vars["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = uri;
+        credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        (void)get(p);
+        return service.requests.back().url;
+    };
+    CHECK(fetch_from("http://127.0.0.1:51679/creds?id=1") == "http://127.0.0.1:51679/creds?id=1");
+    CHECK(fetch_from("http://localhost/creds") == "http://localhost/creds");
+    CHECK(fetch_from("http://169.254.170.23/v1/credentials") == "http://169.254.170.23/v1/credentials");
+    CHECK(fetch_from("http://[fd00:ec2::23]/v1/credentials") == "http://[fd00:ec2::23]/v1/credentials");
+    CHECK(fetch_from("HTTPS://Creds.Example.com/x") == "https://creds.example.com/x");
+    // The relative URI wins when both are set.
+    env.vars["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/rel";
+    CHECK(fetch_from("https://creds.example.com/x") == "http://169.254.170.2/rel");
+    env.vars.erase("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+
+    const std::size_t before = service.requests.size();
+    auto refused = [&](const std::string& uri) { return error_of([&] { fetch_from(uri); }); };
+    CHECK(refused("http://creds.example.com/x").find("AWS_CONTAINER_CREDENTIALS_FULL_URI must use https") == 0);
+    CHECK(refused("http://128.0.0.1/x").find("AWS_CONTAINER_CREDENTIALS_FULL_URI must use https") == 0);
+    CHECK(refused("ftp://127.0.0.1/x").find("AWS_CONTAINER_CREDENTIALS_FULL_URI: 'ftp://127.0.0.1/x' is not a usable URL") == 0);
+    const auto message = refused("https://user:" + secret + "@example.com/x");
+    CHECK(message.find("AWS_CONTAINER_CREDENTIALS_FULL_URI holds a URL with user information") == 0);
+    check_no_secrets(message);
+    CHECK(service.requests.size() == before);
+}
+
+TEST_CASE("credentials: container failures stop the chain and never show the response")
+{
+    fake_environment env;
+    env.vars = {{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/c"}};
+    fake_service service;
+    std::optional<metadata_response> answer;
+    service.script = [&](const metadata_request& r) -> std::optional<metadata_response> {
+        if (r.url.find("169.254.169.254") != std::string::npos)
+            FAIL("a broken container source must not fall through to instance metadata");
+        return answer;
+    };
+    auto failure = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        return message;
+    };
+    answer = std::nullopt;
+    CHECK(failure() == "container credentials: no answer from http://169.254.170.2/c within 2000 ms (3 attempts)");
+    CHECK(service.requests.size() == 3);
+    CHECK(service.requests[0].timeout == 2000ms);
+    answer = metadata_response{503, secret};
+    CHECK(failure() == "container credentials: http://169.254.170.2/c answered HTTP 503");
+    CHECK(service.requests.size() == 3);
+    answer = metadata_response{403, "{\"SecretAccessKey\": \"" + secret + "\"}"};
+    CHECK(failure() == "container credentials: http://169.254.170.2/c answered HTTP 403");
+    CHECK(service.requests.size() == 1);
+
+    const std::string prefix = "container credentials from http://169.254.170.2/c: ";
+    const std::string good = credentials_json("ASIA1", "2026-11-28T12:00:00Z");
+    answer = ok(good.substr(0, good.size() - 2));  // truncated inside the Expiration string
+    CHECK(failure() == prefix + "the response is not a JSON credentials document (malformed JSON document at byte "
+                                + std::to_string(good.size() - 2) + ": unterminated string)");
+    answer = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\", \"Token\": \"" + token + "\" \"x\": 1}");
+    CHECK(failure().find(prefix + "the response is not a JSON credentials document (malformed JSON document at byte") == 0);
+    answer = ok("[\"" + secret + "\"]");
+    CHECK(failure() == prefix + "the response is not a JSON object");
+    answer = ok("{\"Code\": \"AccessDenied\", \"Message\": \"" + secret + "\"}");
+    CHECK(failure() == prefix + "the response reports a failure (its Code is not \"Success\")");
+    answer = ok("{\"AccessKeyId\": \"A\", \"Token\": \"" + token + "\"}");
+    CHECK(failure() == prefix + "the response has no usable SecretAccessKey (a string without control characters)");
+    answer = ok("{\"SecretAccessKey\": \"" + secret + "\", \"Token\": \"" + token + "\"}");
+    CHECK(failure() == prefix + "the response has no usable AccessKeyId (a string without control characters)");
+    answer = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\\n\"}");
+    CHECK(failure() == prefix + "the response has no usable SecretAccessKey (a string without control characters)");
+    answer = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\", \"Token\": 7}");
+    CHECK(failure() == prefix + "the response's Token is not a string without control characters");
+    answer = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\", \"Expiration\": \"" + token + "\"}");
+    CHECK(failure() == prefix + "the response's Expiration is not an ISO 8601 time such as 2026-11-28T12:00:00Z");
+    answer = ok(credentials_json("ASIAOLD", "2026-11-28T05:00:00Z"));
+    CHECK(failure() == "container credentials gave credentials that expired at 2026-11-28T05:00:00Z while the clock "
+                       "reads 2026-11-28T06:00:00Z: check the system clock");
+    answer = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\", \"Token\": null}");
+    credentials_provider p(env.make(), service.make());
+    const auto c = get(p);
+    CHECK(c.credentials.session_token.empty());
+    CHECK_FALSE(c.expiration);
+}
+
+TEST_CASE("credentials: instance metadata through IMDSv2")
+{
+    fake_environment env;
+    fake_service service;
+    imds instance;
+    service.script = std::ref(instance);
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIAIMDSKEY1");
+    CHECK(c.credentials.secret_access_key == secret);
+    CHECK(c.credentials.session_token == token);
+    CHECK(c.expiration == at("2026-11-28T12:00:00Z"));
+    CHECK(c.source == "instance metadata (IMDSv2)");
+    REQUIRE(service.requests.size() == 3);
+    const auto& put = service.requests[0];
+    CHECK(put.method == "PUT");
+    CHECK(put.url == "http://169.254.169.254/latest/api/token");
+    CHECK(put.headers == std::vector<std::pair<std::string, std::string>>{{"X-aws-ec2-metadata-token-ttl-seconds", "21600"}});
+    CHECK(put.timeout == 1000ms);
+    for (int i : {1, 2}) {
+        CHECK(service.requests[i].method == "GET");
+        CHECK(service.requests[i].headers
+              == std::vector<std::pair<std::string, std::string>>{{"X-aws-ec2-metadata-token", "SESSION-abc"}});
+    }
+    CHECK(service.requests[1].url == "http://169.254.169.254/latest/meta-data/iam/security-credentials/");
+    CHECK(service.requests[2].url == "http://169.254.169.254/latest/meta-data/iam/security-credentials/pipemode-role");
+
+    SECTION("AWS_EC2_METADATA_SERVICE_ENDPOINT moves it")
+    {
+        env.vars["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:1338/";
+        instance.base = "http://127.0.0.1:1338";
+        credentials_provider q(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        CHECK(get(q).credentials.access_key_id == "ASIAIMDSKEY1");
+        CHECK(service.requests.back().url == "http://127.0.0.1:1338/latest/meta-data/iam/security-credentials/pipemode-role");
+    }
+    SECTION("the IPv6 endpoint mode")
+    {
+        env.vars["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"] = "IPv6";
+        instance.base = "http://[fd00:ec2::254]";
+        credentials_provider q(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        CHECK(get(q).credentials.access_key_id == "ASIAIMDSKEY1");
+        env.vars["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"] = "v7";
+        credentials_provider r(env.make(), service.make());
+        CHECK(error_of([&] { get(r); }) == "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE must be IPv4 or IPv6");
+    }
+}
+
+TEST_CASE("credentials: instance metadata failures are reported, never with the response")
+{
+    fake_environment env;
+    fake_service service;
+    imds instance;
+    service.script = std::ref(instance);
+    auto failure = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T06:00:00Z"); }});
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        const auto start = message.find("instance metadata (");
+        REQUIRE(start != std::string::npos);
+        return message.substr(start + 19, message.find(". Set AWS_ACCESS_KEY_ID") - start - 20);
+    };
+    instance.up = false;
+    CHECK(failure() == "no answer from http://169.254.169.254 within 1000 ms");
+    CHECK(service.requests.size() == 1);
+    instance.up = true;
+    instance.role_body = "";
+    CHECK(failure() == "no IAM role is attached to this instance");
+    instance.role_body = "../../latest/api/token\n";
+    CHECK(failure() == "http://169.254.169.254 answered with a role name that is not a valid IAM role name");
+    CHECK(service.requests.size() == 2);
+    instance.role_body = "pipemode-role";
+    instance.document = metadata_response{404, secret};
+    CHECK(failure() == "http://169.254.169.254 answered HTTP 404 for the credentials of role 'pipemode-role'");
+    instance.document = ok("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\", \"Token\": \"" + token);
+    CHECK(failure().find("the credentials of role 'pipemode-role': the response is not a JSON credentials document "
+                         "(malformed JSON document at byte ")
+          == 0);
+    instance.document = ok("{\"Code\": \"" + secret + "\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"" + secret + "\"}");
+    CHECK(failure() == "the credentials of role 'pipemode-role': the response reports a failure (its Code is not \"Success\")");
+
+    service.script = [](const metadata_request& r) -> std::optional<metadata_response> {
+        if (r.method == "PUT")
+            return metadata_response{403, ""};
+        FAIL("no IMDSv1 fallback: nothing is fetched without a session token");
+        return std::nullopt;
+    };
+    CHECK(failure() == "http://169.254.169.254 refused an IMDSv2 session token (HTTP 403)");
+    service.script = [](const metadata_request&) { return ok("bad\r\ntoken"); };
+    CHECK(failure() == "http://169.254.169.254 answered with an unusable IMDSv2 session token");
+}
+
+TEST_CASE("credentials: refreshed from their source within five minutes of expiring")
+{
+    fake_environment env;
+    fake_service service;
+    imds instance;
+    service.script = std::ref(instance);
+    auto now = at("2026-11-28T11:00:00Z");
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [&] { return now; }});
+    CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY1");
+    CHECK(service.requests.size() == 3);
+
+    instance.id = "ASIAIMDSKEY2";
+    instance.expiration = "2026-11-28T18:00:00Z";
+    now = at("2026-11-28T11:54:59Z");
+    CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY1");
+    CHECK(service.requests.size() == 3);
+    now = at("2026-11-28T11:55:01Z");
+    auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIAIMDSKEY2");
+    CHECK(c.expiration == at("2026-11-28T18:00:00Z"));
+    CHECK(service.requests.size() == 6);
+    CHECK(service.requests[3].method == "PUT");
+
+    SECTION("a failed refresh keeps valid credentials, retries later, and fails once they expire")
+    {
+        instance.up = false;
+        now = at("2026-11-28T17:56:00Z");
+        CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY2");
+        CHECK(service.requests.size() == 7);
+        now += credentials_retry_interval - 1s;
+        CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY2");
+        CHECK(service.requests.size() == 7);
+        now += 2s;
+        CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY2");
+        CHECK(service.requests.size() == 8);
+        now = at("2026-11-28T18:00:00Z");
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == "could not refresh the AWS credentials: instance metadata (no answer from "
+                         "http://169.254.169.254 within 1000 ms)");
+        check_no_secrets(message);
+        instance.up = true;
+        instance.id = "ASIAIMDSKEY3";
+        instance.expiration = "2026-11-29T00:00:00Z";
+        CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY3");
+    }
+    SECTION("a refresh asks only the source that gave the credentials")
+    {
+        env.vars = {{"AWS_ACCESS_KEY_ID", "AKIAENV"}, {"AWS_SECRET_ACCESS_KEY", "s"}};
+        now = at("2026-11-28T17:56:00Z");
+        CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY2");
+        CHECK(env.reads.empty());
+    }
+}
+
+TEST_CASE("credentials: concurrent callers share one resolution and one refresh")
+{
+    using namespace boost::asio::experimental::awaitable_operators;
+    fake_environment env;
+    fake_service service;
+    imds instance;
+    service.script = std::ref(instance);
+    service.delay = 5ms;
+    auto now = at("2026-11-28T11:00:00Z");
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [&] { return now; }});
+    auto three = [&]() -> asio::awaitable<std::vector<std::string>> {
+        auto [a, b, c] = co_await (p.async_get() && p.async_get() && p.async_get());
+        co_return std::vector<std::string>{a.credentials.access_key_id, b.credentials.access_key_id,
+                                           c.credentials.access_key_id};
+    };
+    CHECK(run_coro(three) == std::vector<std::string>{"ASIAIMDSKEY1", "ASIAIMDSKEY1", "ASIAIMDSKEY1"});
+    CHECK(service.requests.size() == 3);
+
+    // Still valid: the others are served the cached key while one caller refreshes.
+    instance.id = "ASIAIMDSKEY2";
+    instance.expiration = "2026-11-28T18:00:00Z";
+    now = at("2026-11-28T11:58:00Z");
+    CHECK(run_coro(three) == std::vector<std::string>{"ASIAIMDSKEY2", "ASIAIMDSKEY1", "ASIAIMDSKEY1"});
+    CHECK(service.requests.size() == 6);
+    CHECK(get(p).credentials.access_key_id == "ASIAIMDSKEY2");
+
+    // Expired: everyone waits for the one refresh.
+    instance.id = "ASIAIMDSKEY3";
+    instance.expiration = "2026-11-29T00:00:00Z";
+    now = at("2026-11-28T18:00:00Z");
+    CHECK(run_coro(three) == std::vector<std::string>{"ASIAIMDSKEY3", "ASIAIMDSKEY3", "ASIAIMDSKEY3"});
+    CHECK(service.requests.size() == 9);
+
+    // A failed first resolution is shared by the waiters, not repeated by each.
+    fake_environment empty;
+    fake_service down;
+    down.delay = 5ms;
+    down.script = [](const metadata_request&) { return std::nullopt; };
+    credentials_provider q(empty.make(), down.make());
+    auto attempt = [&]() -> asio::awaitable<std::string> {
+        try {
+            (void)co_await q.async_get();
+        } catch (const std::exception& e) {
+            co_return std::string(e.what());
+        }
+        co_return std::string("no error");
+    };
+    auto two = [&]() -> asio::awaitable<std::pair<std::string, std::string>> {
+        auto [a, b] = co_await (attempt() && attempt());
+        co_return std::pair(a, b);
+    };
+    const auto [first, second] = run_coro(two);
+    CHECK(first.find("instance metadata (no answer from http://169.254.169.254 within 1000 ms)") != std::string::npos);
+    CHECK(second == first);
+    CHECK(down.requests.size() == 1);
+}
+
+TEST_CASE("credentials: explicit credentials")
+{
+    credentials_provider p(aws_credentials{"AKIAEXPLICIT", secret, ""});
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "AKIAEXPLICIT");
+    CHECK(c.source == "explicit");
+    CHECK_FALSE(c.expiration);
+    CHECK_THROWS_AS(credentials_provider(aws_credentials{"", secret, ""}), std::invalid_argument);
+    CHECK_THROWS_AS(credentials_provider(aws_credentials{"AKIA", "", token}), std::invalid_argument);
+    const auto message = error_of([&] { credentials_provider(aws_credentials{"AKIA", secret, token + "\n"}); });
+    CHECK(message == "the explicit credentials: the session token contains a control character (a line break?)");
+    check_no_secrets(message);
+    CHECK_THROWS_AS(credentials_provider(environment{}, {}), std::invalid_argument);
+}
+
+TEST_CASE("credentials: settings resolve the region in the CLI's order")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}};
+    CHECK(resolve_settings(env.make()).region == "us-east-1");
+    CHECK(resolve_settings(env.make()).profile == "default");
+    env.files["/h/.aws/config"] = "[default]\nregion = eu-west-3\n[profile p]\nregion = ap-south-1\n";
+    CHECK(resolve_settings(env.make()).region == "eu-west-3");
+    env.vars["AWS_PROFILE"] = "p";
+    CHECK(resolve_settings(env.make()).region == "ap-south-1");
+    CHECK(resolve_settings(env.make()).profile == "p");
+    CHECK(resolve_settings(env.make(), "default").region == "eu-west-3");
+    env.vars["AWS_DEFAULT_REGION"] = "us-west-1";
+    CHECK(resolve_settings(env.make()).region == "us-west-1");
+    env.vars["AWS_REGION"] = "us-west-2";
+    CHECK(resolve_settings(env.make()).region == "us-west-2");
+    env.vars["AWS_REGION"] = "Not A Region";
+    CHECK(error_of([&] { resolve_settings(env.make()); })
+          == "AWS_REGION: 'Not A Region' is not an AWS region name (e.g. eu-west-3)");
+    env.vars.erase("AWS_REGION");
+    env.vars.erase("AWS_DEFAULT_REGION");
+    env.files["/h/.aws/config"] = "[profile p]\nregion = eu_west\n";
+    CHECK(error_of([&] { resolve_settings(env.make()); }).find("/h/.aws/config, profile 'p', setting 'region': ") == 0);
+}
+
+TEST_CASE("credentials: settings resolve the endpoint and addressing style")
+{
+    fake_environment env;
+    env.vars = {{"AWS_CONFIG_FILE", "/cfg"}};
+    CHECK_FALSE(resolve_settings(env.make()).endpoint);
+    CHECK_FALSE(resolve_settings(env.make()).addressing_style);
+    env.files["/cfg"] = "[default]\n"
+                        "endpoint_url = http://global:1\n"
+                        "[profile nested]\n"
+                        "endpoint_url = http://global:1\n"
+                        "s3 =\n"
+                        "  endpoint_url = http://nested:2\n"
+                        "  addressing_style = virtual\n"
+                        "[profile svc]\n"
+                        "services = local\n"
+                        "endpoint_url = http://global:1\n"
+                        "s3 =\n"
+                        "  endpoint_url = http://nested:2\n"
+                        "  addressing_style = auto\n"
+                        "[services local]\n"
+                        "s3 =\n"
+                        "  endpoint_url = http://service:3\n"
+                        "[profile bad]\n"
+                        "s3 =\n"
+                        "  addressing_style = dns\n"
+                        "[profile ignoring]\n"
+                        "ignore_configured_endpoint_urls = true\n"
+                        "endpoint_url = http://global:1\n"
+                        "[profile leaky]\n"
+                        "endpoint_url = http://user:" + secret + "@host/\n";
+    auto endpoint = [&](std::string_view profile) {
+        auto s = resolve_settings(env.make(), profile);
+        return s.endpoint ? s.endpoint->to_string() : std::string("none");
+    };
+    CHECK(endpoint("default") == "http://global:1");
+    CHECK(endpoint("nested") == "http://nested:2");
+    CHECK(resolve_settings(env.make(), "nested").addressing_style == addressing::virtual_hosted);
+    CHECK(endpoint("svc") == "http://service:3");
+    CHECK_FALSE(resolve_settings(env.make(), "svc").addressing_style);
+    CHECK(endpoint("ignoring") == "none");
+    CHECK(error_of([&] { resolve_settings(env.make(), "bad"); })
+          == "/cfg, profile 'bad': s3 addressing_style must be path, virtual or auto");
+    const auto message = error_of([&] { resolve_settings(env.make(), "leaky"); });
+    CHECK(message.find("/cfg, profile 'leaky', setting 'endpoint_url' holds a URL with user information") == 0);
+    check_no_secrets(message);
+
+    env.vars["AWS_ENDPOINT_URL"] = "http://env-global:4";
+    CHECK(endpoint("svc") == "http://env-global:4");
+    env.vars["AWS_ENDPOINT_URL_S3"] = "https://env-s3:5/base";
+    CHECK(endpoint("svc") == "https://env-s3:5/base");
+    env.vars["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "True";
+    CHECK(endpoint("svc") == "none");
+    // The variable overrides the profile's setting either way.
+    env.vars["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "false";
+    CHECK(endpoint("ignoring") == "https://env-s3:5/base");
+    env.vars["AWS_ENDPOINT_URL_S3"] = "s3.example.com";
+    CHECK(error_of([&] { resolve_settings(env.make()); }).find("AWS_ENDPOINT_URL_S3: 's3.example.com' is not a usable URL") == 0);
+}
+
+TEST_CASE("credentials: the process environment reads bounded regular files")
+{
+    namespace fs = std::filesystem;
+    const environment env = environment::process();
+    CHECK_FALSE(env.get_env("PIPEMODE_TEST_SURELY_UNSET_VARIABLE_7f3a"));
+    const fs::path dir = fs::temp_directory_path() / ("pipemode-credentials-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const fs::path small = dir / "config";
+    std::ofstream(small, std::ios::binary) << "[default]\nregion = eu-west-3\n";
+    CHECK(env.read_file(small.string()) == std::optional<std::string>("[default]\nregion = eu-west-3\n"));
+    CHECK_FALSE(env.read_file((dir / "missing").string()));
+    const fs::path big = dir / "big";
+    std::ofstream(big, std::ios::binary) << std::string(max_settings_file_size + 1, '#');
+    CHECK(error_of([&] { env.read_file(big.string()); }) == big.string() + " is larger than 1 MiB, too large for a settings file");
+    std::ofstream(big, std::ios::binary | std::ios::trunc) << std::string(max_settings_file_size, '#');
+    CHECK(env.read_file(big.string())->size() == max_settings_file_size);
+    CHECK(error_of([&] { env.read_file(dir.string()); }) == dir.string() + " is not a regular file");
+    fs::remove_all(dir);
+}
