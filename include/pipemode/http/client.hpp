@@ -10,7 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -125,8 +125,9 @@ struct transfer_info {
 /// Connections are reused across transfers (one multi handle holds the connection cache), and
 /// every transfer is HTTP/1.1 without signals.
 ///
-/// Thread safety: one client per network thread. Construct it, start transfers, cancel them
-/// and destroy it on the thread that runs the `io_context` (or before that thread starts).
+/// Thread safety: one client per network thread. Its executor must run handlers on one
+/// thread (an `io_context` run by one thread, or a strand); construct the client, start
+/// transfers, cancel them and destroy it there (or before that thread starts).
 ///
 /// Cancellation: a transfer's completion handler may carry a cancellation slot; any
 /// cancellation type removes the transfer and completes it with `operation_aborted`.
@@ -137,12 +138,15 @@ struct transfer_info {
 /// \code
 /// pipemode::http::client client(io.get_executor());
 /// my_handler handler;   // a response_handler that keeps what it needs
-/// auto [ec, info] = co_await client.async_perform({.url = "http://127.0.0.1:8080/a"}, handler,
-///                                                 asio::as_tuple(asio::use_awaitable));
+/// pipemode::http::request req{.url = "http://127.0.0.1:8080/a"};
+/// auto [ec, info] = co_await client.async_perform(req, handler, asio::as_tuple(asio::use_awaitable));
 /// \endcode
+///
+/// GCC 12 destroys brace-initialised temporaries inside a `co_await` expression twice: build
+/// the request (and any `{}` argument) in a named variable first, as above.
 class client {
 public:
-    explicit client(asio::io_context::executor_type executor, client_options options = {});
+    explicit client(asio::any_io_executor executor, client_options options = {});
     client(const client&) = delete;
     client& operator=(const client&) = delete;
     ~client();
@@ -171,7 +175,7 @@ public:
     std::size_t open_sockets() const noexcept;
 
     /// The executor the client runs on.
-    asio::io_context::executor_type get_executor() const noexcept;
+    asio::any_io_executor get_executor() const noexcept;
 
 private:
     struct impl;
@@ -187,7 +191,7 @@ private:
 
     template <class Handler>
     struct completion_model final : completion_base {
-        completion_model(Handler h, asio::io_context::executor_type fallback)
+        completion_model(Handler h, asio::any_io_executor fallback)
             : handler(std::move(h))
             , work(asio::prefer(asio::get_associated_executor(handler, fallback),
                                 asio::execution::outstanding_work.tracked))
@@ -201,7 +205,7 @@ private:
             });
         }
         Handler handler;
-        std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, asio::io_context::executor_type>>(),
+        std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
                                            asio::execution::outstanding_work.tracked))>
             work;
     };

@@ -162,7 +162,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         }
     };
 
-    impl(asio::io_context::executor_type ex, client_options o) : executor(ex), options(std::move(o)), timer(ex)
+    impl(asio::any_io_executor ex, client_options o) : executor(ex), options(std::move(o)), timer(ex)
     {
         detail::global_init();
         multi = curl_multi_init();
@@ -542,7 +542,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return n;
     }
 
-    asio::io_context::executor_type executor;
+    asio::any_io_executor executor;
     client_options options;
     CURLM* multi = nullptr;
     asio::steady_timer timer;
@@ -551,7 +551,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     int in_curl = 0;  ///< >0 while a curl_multi_* call runs (callbacks may be on the stack)
 };
 
-inline client::client(asio::io_context::executor_type executor, client_options options)
+inline client::client(asio::any_io_executor executor, client_options options)
     : impl_(std::make_shared<impl>(executor, std::move(options)))
 {
 }
@@ -568,6 +568,6 @@ inline std::size_t client::active_transfers() const noexcept { return impl_->tra
 
 inline std::size_t client::open_sockets() const noexcept { return impl_->sockets.size(); }
 
-inline asio::io_context::executor_type client::get_executor() const noexcept { return impl_->executor; }
+inline asio::any_io_executor client::get_executor() const noexcept { return impl_->executor; }
 
 } // namespace pipemode::http

@@ -97,7 +97,10 @@ inline asio::awaitable<http::request> s3_requests::async_make(http::client& c, c
     headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last));
     if (!if_match.empty())
         headers.emplace_back("If-Match", std::move(if_match));
-    co_return co_await ctx_->async_make(c, "GET", uri.bucket, uri.key, {}, std::move(headers));
+    // Named, not `{}`: GCC 12 destroys brace-initialised temporaries in a co_await
+    // expression twice.
+    std::vector<std::pair<std::string, std::string>> no_query;
+    co_return co_await ctx_->async_make(c, "GET", uri.bucket, uri.key, std::move(no_query), std::move(headers));
 }
 
 inline asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std::shared_ptr<s3_context> ctx,
@@ -109,7 +112,8 @@ inline asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std
     http::retry_policy::request_state attempt;
     asio::steady_timer backoff(c.get_executor());
     for (;;) {
-        http::request req = co_await ctx->async_make(c, "GET", bucket, key, query, {});
+        std::vector<std::pair<std::string, std::string>> no_headers;  // not `{}`: see s3_requests::async_make
+        http::request req = co_await ctx->async_make(c, "GET", bucket, key, query, std::move(no_headers));
         policy.begin_attempt(attempt);
         http::document_response resp = co_await http::async_fetch_document(c, std::move(req), limit);
         std::string why;
@@ -195,8 +199,9 @@ inline asio::awaitable<std::optional<http::object_info>> uri_lister::async_next(
 inline asio::awaitable<std::optional<http::object_info>> manifest_lister::async_next(http::client& c)
 {
     if (!entries_) {
-        const std::string body =
-            co_await async_fetch_s3_document(c, ctx_, manifest_.bucket, manifest_.key, {}, manifest_.to_string(), 256 * mib);
+        std::vector<std::pair<std::string, std::string>> no_query;  // not `{}`: see s3_requests::async_make
+        const std::string body = co_await async_fetch_s3_document(c, ctx_, manifest_.bucket, manifest_.key,
+                                                                  std::move(no_query), manifest_.to_string(), 256 * mib);
         parse_error err;
         entries_ = parse_manifest(body, err);
         if (!entries_)

@@ -1,0 +1,349 @@
+// Tests of the libcurl + Asio HTTP client against nginx on loopback.
+#include <pipemode/http/client.hpp>
+#include <pipemode/http/document.hpp>
+
+#include "run_coro.hpp"
+#include "source_helpers.hpp"
+#include "test_servers.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+using namespace pipemode;
+using pipemode::test::run_coro;
+
+namespace {
+
+/// Keeps every response's head and body.
+struct keep_all final : http::response_handler {
+    http::response_head head;
+    std::vector<std::byte> body;
+    std::size_t stop_after = SIZE_MAX;  ///< abort the transfer once this many bytes are in
+    std::function<void()> on_first_body;
+
+    bool on_head(const http::response_head& h) override
+    {
+        head = h;
+        return true;
+    }
+    bool on_body(std::span<const std::byte> b) override
+    {
+        if (body.empty() && on_first_body)
+            on_first_body();
+        body.insert(body.end(), b.begin(), b.end());
+        return body.size() < stop_after;
+    }
+};
+
+/// One nginx serving a directory with a few files, for the whole test binary.
+struct web_fixture {
+    test::temp_dir dir;
+    std::vector<std::byte> big = test::pattern(24 * mib + 123, 7);
+    std::vector<std::byte> small = test::pattern(1000, 9);
+    std::unique_ptr<test::nginx_server> server;
+
+    web_fixture()
+    {
+        test::write_file(dir / "big.bin", big);
+        test::write_file(dir / "small.bin", small);
+        test::write_file(dir / "empty.bin", {});
+        server = std::make_unique<test::nginx_server>(dir.path());
+    }
+
+    std::string url(const std::string& name) const { return server->url() + "/" + name; }
+};
+
+web_fixture& web()
+{
+    static web_fixture f;
+    return f;
+}
+
+http::request get(std::string url, std::optional<std::pair<std::uint64_t, std::uint64_t>> range = {})
+{
+    http::request r;
+    r.url = std::move(url);
+    if (range)
+        r.headers.emplace_back("Range", "bytes=" + std::to_string(range->first) + '-' + std::to_string(range->second));
+    return r;
+}
+
+/// Descriptors this process has open (to check that sockets are closed).
+std::size_t open_fds()
+{
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+        ++n;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("Content-Range values are parsed strictly", "[http]")
+{
+    auto r = http::parse_content_range("bytes 0-99/1000");
+    REQUIRE(r);
+    CHECK(r->first == 0);
+    CHECK(r->last == 99);
+    CHECK(r->complete == 1000u);
+    CHECK_FALSE(r->unsatisfied);
+
+    r = http::parse_content_range("bytes 5-9/*");
+    REQUIRE(r);
+    CHECK_FALSE(r->complete);
+
+    r = http::parse_content_range("bytes */0");
+    REQUIRE(r);
+    CHECK(r->unsatisfied);
+    CHECK(r->complete == 0u);
+
+    for (const char* bad : {"", "bytes", "bytes 0-99", "bytes 9-5/10", "bytes 0-10/10", "items 0-1/2", "bytes */*",
+                            "bytes -1-5/10", "bytes 0-x/10", "bytes 0-1/1a"})
+        CHECK_FALSE(http::parse_content_range(bad));
+}
+
+TEST_CASE("A whole object and byte ranges arrive intact, with status, ETag and Content-Range", "[http]")
+{
+    auto& w = web();
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex0 = co_await asio::this_coro::executor;
+        http::client c(ex0);
+
+        keep_all whole;
+        auto [ec, info] = co_await c.async_perform(get(w.url("big.bin")), whole, asio::as_tuple(asio::use_awaitable));
+        REQUIRE_FALSE(ec);
+        CHECK(whole.head.status == 200);
+        CHECK(whole.head.content_length == w.big.size());
+        CHECK_FALSE(whole.head.etag.empty());
+        CHECK(info.body_bytes == w.big.size());
+        CHECK(whole.body == w.big);
+
+        // Ranges at the start, in the middle, at the end, and reaching past the end.
+        const std::pair<std::uint64_t, std::uint64_t> ranges[] = {
+            {0, 0}, {1, 65536}, {5 * mib + 17, 13 * mib}, {w.big.size() - 10, w.big.size() - 1}, {w.big.size() - 5, w.big.size() + 100}};
+        for (auto [first, last] : ranges) {
+            keep_all part;
+            auto [ec2, info2] = co_await c.async_perform(get(w.url("big.bin"), std::pair{first, last}), part,
+                                                         asio::as_tuple(asio::use_awaitable));
+            REQUIRE_FALSE(ec2);
+            const auto end = std::min<std::uint64_t>(last + 1, w.big.size());
+            CHECK(part.head.status == 206);
+            REQUIRE(part.head.range);
+            CHECK(part.head.range->first == first);
+            CHECK(part.head.range->last == end - 1);
+            CHECK(part.head.range->complete == w.big.size());
+            CHECK(part.head.etag == whole.head.etag);
+            CHECK(std::equal(part.body.begin(), part.body.end(), w.big.begin() + std::ptrdiff_t(first),
+                             w.big.begin() + std::ptrdiff_t(end)));
+            CHECK(part.body.size() == end - first);
+        }
+
+        // An error status is a response, not a transport error.
+        keep_all missing;
+        auto [ec3, info3] = co_await c.async_perform(get(w.url("no-such-file")), missing, asio::as_tuple(asio::use_awaitable));
+        CHECK_FALSE(ec3);
+        CHECK(missing.head.status == 404);
+
+        // HEAD gets the head only.
+        keep_all head;
+        http::request h = get(w.url("small.bin"));
+        h.method = "HEAD";
+        auto [ec4, info4] = co_await c.async_perform(h, head, asio::as_tuple(asio::use_awaitable));
+        CHECK_FALSE(ec4);
+        CHECK(head.head.status == 200);
+        CHECK(head.head.content_length == w.small.size());
+        CHECK(head.body.empty());
+
+        // If-Match with another ETag: the server refuses (what the object stream relies on).
+        keep_all stale;
+        http::request im = get(w.url("small.bin"), std::pair{0, 9});
+        im.headers.emplace_back("If-Match", "\"not-the-etag\"");
+        auto [ec5, info5] = co_await c.async_perform(im, stale, asio::as_tuple(asio::use_awaitable));
+        CHECK_FALSE(ec5);
+        CHECK(stale.head.status == 412);
+    });
+}
+
+TEST_CASE("Sequential requests reuse one connection, concurrent ones run in parallel", "[http]")
+{
+    auto& w = web();
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex0 = co_await asio::this_coro::executor;
+        http::client c(ex0);
+        for (int i = 0; i < 20; ++i) {
+            keep_all r;
+            auto [ec, info] = co_await c.async_perform(get(w.url("small.bin")), r, asio::as_tuple(asio::use_awaitable));
+            REQUIRE_FALSE(ec);
+            REQUIRE(r.body == w.small);
+        }
+        CHECK(c.open_sockets() == 1);
+
+        // 12 ranges at once; each lands in its own handler.
+        constexpr int n = 12;
+        const std::uint64_t span = w.big.size() / n;
+        std::vector<keep_all> parts(n);
+        int done = 0;
+        const auto ex = co_await asio::this_coro::executor;
+        for (int i = 0; i < n; ++i) {
+            asio::co_spawn(ex, [&, i]() -> asio::awaitable<void> {
+                auto [ec, info] = co_await c.async_perform(get(w.url("big.bin"), std::pair{i * span, (i + 1) * span - 1}),
+                                                           parts[i], asio::as_tuple(asio::use_awaitable));
+                CHECK_FALSE(ec);
+                ++done;
+            }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+        }
+        asio::steady_timer t(ex);
+        std::size_t most_active = 0;
+        while (done < n) {
+            most_active = std::max(most_active, c.active_transfers());
+            t.expires_after(std::chrono::microseconds(100));
+            co_await t.async_wait(asio::use_awaitable);
+        }
+        // All were in flight at once; how many connections libcurl opened for them depends
+        // on how fast the first ones finish (a finished one frees its connection for the rest).
+        CHECK(most_active == std::size_t(n));
+        CHECK(c.open_sockets() >= 1);
+        CHECK(c.open_sockets() <= std::size_t(n));
+        for (int i = 0; i < n; ++i)
+            CHECK(std::equal(parts[i].body.begin(), parts[i].body.end(), w.big.begin() + std::ptrdiff_t(i * span)));
+        CHECK(c.active_transfers() == 0);
+    });
+}
+
+TEST_CASE("Transport failures come back as curl errors with libcurl's explanation", "[http]")
+{
+    // A port nobody listens on: bind one, note it, close it.
+    std::uint16_t closed_port = 0;
+    {
+        asio::io_context io;
+        asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+        closed_port = a.local_endpoint().port();
+    }
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex0 = co_await asio::this_coro::executor;
+        http::client c(ex0);
+        keep_all r;
+        auto [ec, info] = co_await c.async_perform(get("http://127.0.0.1:" + std::to_string(closed_port) + "/x"), r,
+                                                   asio::as_tuple(asio::use_awaitable));
+        CHECK(ec == http::make_curl_error(CURLE_COULDNT_CONNECT));
+        CHECK_THAT(info.detail, Catch::Contains("127.0.0.1"));
+
+        // A handler that refuses more bytes aborts the transfer.
+        keep_all picky;
+        picky.stop_after = 1;
+        auto [ec2, info2] = co_await c.async_perform(get(web().url("big.bin")), picky, asio::as_tuple(asio::use_awaitable));
+        CHECK(ec2 == http::make_curl_error(CURLE_WRITE_ERROR));
+        CHECK(picky.body.size() < web().big.size());
+    });
+}
+
+TEST_CASE("A server that accepts and never answers times out instead of hanging", "[http]")
+{
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        asio::ip::tcp::acceptor silent(ex, {asio::ip::make_address("127.0.0.1"), 0});
+        asio::ip::tcp::socket held(ex);
+        silent.async_accept(held, [](error_code) {});  // accept, then say nothing
+
+        http::client c(ex);
+        keep_all r;
+        http::request req = get("http://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/x");
+        req.timeout = std::chrono::milliseconds(300);
+        const auto start = std::chrono::steady_clock::now();
+        auto [ec, info] = co_await c.async_perform(req, r, asio::as_tuple(asio::use_awaitable));
+        const auto took = std::chrono::steady_clock::now() - start;
+        CHECK(ec == http::make_curl_error(CURLE_OPERATION_TIMEDOUT));
+        CHECK(took >= std::chrono::milliseconds(250));
+        CHECK(took < std::chrono::seconds(5));
+    });
+}
+
+TEST_CASE("Cancelling a transfer completes it with operation_aborted and closes its connection", "[http]")
+{
+    const std::size_t fds_before = open_fds();
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        // A server that accepts and never answers: the transfer is certainly in flight when
+        // the cancellation comes.
+        asio::ip::tcp::acceptor silent(ex, {asio::ip::make_address("127.0.0.1"), 0});
+        asio::ip::tcp::socket held(ex);
+        silent.async_accept(held, [](error_code) {});
+
+        http::client c(ex);
+        asio::cancellation_signal cancel;
+        asio::steady_timer later(ex);
+        later.expires_after(std::chrono::milliseconds(50));
+        later.async_wait([&](error_code) { cancel.emit(asio::cancellation_type::terminal); });
+        keep_all r;
+        http::request req = get("http://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/x");
+        const auto start = std::chrono::steady_clock::now();
+        auto [ec, info] = co_await c.async_perform(
+            req, r, asio::bind_cancellation_slot(cancel.slot(), asio::as_tuple(asio::use_awaitable)));
+        CHECK(ec == asio::error::operation_aborted);
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+        CHECK(c.active_transfers() == 0);
+        CHECK(c.open_sockets() == 0);  // a connection with a request outstanding cannot be reused
+
+        // The client goes on working.
+        keep_all again;
+        http::request ok = get(web().url("small.bin"));
+        auto [ec2, info2] = co_await c.async_perform(ok, again, asio::as_tuple(asio::use_awaitable));
+        CHECK_FALSE(ec2);
+        CHECK(again.body == web().small);
+    });
+    CHECK(open_fds() == fds_before);
+}
+
+TEST_CASE("Destroying the client with transfers in flight aborts them and closes every socket", "[http]")
+{
+    auto& w = web();
+    const std::size_t fds_before = open_fds();
+    auto io_owner = std::make_unique<asio::io_context>();
+    auto& io = *io_owner;
+    auto c = std::make_unique<http::client>(io.get_executor());
+    std::vector<keep_all> handlers(4);
+    std::vector<error_code> results;
+    for (auto& h : handlers)
+        c->async_perform(get(w.url("big.bin")), h, [&](error_code ec, http::transfer_info) { results.push_back(ec); });
+    // Let the bodies start flowing, then pull the rug.
+    while (std::none_of(handlers.begin(), handlers.end(), [](auto& h) { return !h.body.empty(); }))
+        io.run_one_for(std::chrono::seconds(5));
+    CHECK(c->active_transfers() == 4);
+    c.reset();
+    io.run_for(std::chrono::seconds(5));
+    REQUIRE(results.size() == 4);
+    for (auto& ec : results)
+        CHECK(ec == asio::error::operation_aborted);
+    io_owner.reset();  // its own descriptors (epoll, eventfd, timerfd) go too
+    CHECK(open_fds() == fds_before);
+}
+
+TEST_CASE("Whole small documents are fetched with a size cap", "[http]")
+{
+    auto& w = web();
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex0 = co_await asio::this_coro::executor;
+        http::client c(ex0);
+        auto ok = co_await http::async_fetch_document(c, get(w.url("small.bin")), 4096);
+        CHECK_FALSE(ok.ec);
+        CHECK(ok.head.status == 200);
+        CHECK(ok.body.size() == w.small.size());
+        CHECK(std::memcmp(ok.body.data(), w.small.data(), w.small.size()) == 0);
+
+        auto big = co_await http::async_fetch_document(c, get(w.url("big.bin")), 4096);
+        CHECK(big.ec == errc::document_too_large);
+        CHECK(big.body.size() <= 4096);
+    });
+}
