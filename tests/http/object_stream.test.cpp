@@ -1,0 +1,206 @@
+// Tests of the ranged-GET object stream through the reader, against nginx on loopback.
+#include <pipemode/http/object_stream.hpp>
+#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/pipeline/reader.hpp>
+
+#include "source_helpers.hpp"
+#include "test_servers.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+using namespace pipemode;
+
+namespace {
+
+/// RecordIO files of random-length payloads under one nginx root, and the payloads in order.
+struct served_data_set {
+    test::temp_dir dir;
+    std::vector<std::string> names;
+    std::vector<std::string> payloads;  ///< every record, in data-set order
+    std::unique_ptr<test::nginx_server> server;
+
+    /// `records_per_file[i]` records for file i; payload lengths up to `max_len` bytes.
+    served_data_set(const std::vector<std::size_t>& records_per_file, std::size_t max_len, std::uint32_t seed = 1)
+    {
+        std::mt19937 rng(seed);
+        for (std::size_t f = 0; f < records_per_file.size(); ++f) {
+            std::vector<std::byte> file;
+            for (std::size_t r = 0; r < records_per_file[f]; ++r) {
+                std::string p(rng() % (max_len + 1), '\0');
+                for (auto& c : p)
+                    c = static_cast<char>('a' + rng() % 26);
+                append_recordio(file, std::as_bytes(std::span(p)));
+                payloads.push_back(std::move(p));
+            }
+            names.push_back("part-" + std::to_string(f) + ".rec");
+            test::write_file(dir / names.back(), file);
+        }
+        server = std::make_unique<test::nginx_server>(dir.path());
+    }
+
+    std::vector<std::string> urls() const
+    {
+        std::vector<std::string> out;
+        for (const auto& n : names)
+            out.push_back(server->url() + "/" + n);
+        return out;
+    }
+};
+
+/// Every payload the reader delivers, in order.
+std::vector<std::string> payloads_of(reader& r)
+{
+    std::vector<std::string> out;
+    for (auto& b : r) {
+        const auto& col = b.feature("payload");
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            auto bytes = col.item(i, 0);
+            out.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    }
+    return out;
+}
+
+/// The `data_error` that `f` throws; fails the test if it throws none.
+template <class F>
+data_error error_from(F&& f)
+{
+    try {
+        f();
+    } catch (const data_error& e) {
+        return e;
+    }
+    FAIL("no data_error was thrown");
+    throw std::logic_error("unreachable");
+}
+
+} // namespace
+
+TEST_CASE("Objects arrive byte for byte and in order, whatever the part size, window and connections", "[http]")
+{
+    // An empty object, objects smaller than a part, and objects of many parts.
+    served_data_set ds({300, 0, 1, 2000, 57, 900}, 700);
+    struct config {
+        std::size_t part_size, max_connections, window;
+    };
+    const config configs[] = {
+        {64 * kib, 1, 64 * kib},     // one part at a time: the strictest backpressure
+        {64 * kib, 3, 256 * kib},    // a window across object boundaries
+        {100'003, 8, 1 * mib},       // parts that do not align with anything
+        {8 * mib, 8, 0},             // the defaults: every object is one part
+    };
+    for (const auto& cfg : configs) {
+        CAPTURE(cfg.part_size, cfg.max_connections, cfg.window);
+        http::stream_options so;
+        so.part_size = cfg.part_size;
+        so.max_connections = cfg.max_connections;
+        so.window_bytes = cfg.window;
+        auto stream = http::http_objects(ds.urls(), so);
+        auto* s = stream.get();
+        reader r(std::move(stream), {.batch_size = 37, .format = data_format::recordio, .memory_budget = 64 * mib});
+        const auto got = payloads_of(r);
+        CHECK(got.size() == ds.payloads.size());
+        CHECK(got == ds.payloads);
+        CHECK(r.stats().sources == ds.names.size());
+        CHECK(s->peak_window_bytes() > 0);
+        CHECK(s->peak_window_bytes() <= s->window_bytes());
+        if (cfg.window != 0)
+            CHECK(s->window_bytes() == cfg.window);
+    }
+}
+
+TEST_CASE("The window follows the reader's memory budget and the first batch does not wait for a whole part", "[http]")
+{
+    served_data_set ds({40000}, 1000);  // one ~20 MB object
+    http::stream_options so;
+    so.part_size = 16 * mib;
+    auto stream = http::http_objects(ds.urls(), so);
+    auto* s = stream.get();
+    const auto start = std::chrono::steady_clock::now();
+    reader r(std::move(stream), {.batch_size = 10, .format = data_format::recordio, .memory_budget = 64 * mib});
+    // 64 MiB budget: half for the window, rounded down to whole parts.
+    CHECK(s->window_bytes() == 32 * mib);
+    auto first = r.next();
+    const auto first_batch = std::chrono::steady_clock::now() - start;
+    REQUIRE(first);
+    CHECK(first->size() == 10);
+    // Bytes are handed over as they arrive: the first batch needs a few KiB of the 16 MiB
+    // part. (A generous bound: this is about not waiting for the part, not about speed.)
+    CHECK(first_batch < std::chrono::milliseconds(500));
+    std::size_t rows = first->size();
+    while (auto b = r.next())
+        rows += b->size();
+    CHECK(rows == ds.payloads.size());
+    CHECK(s->peak_window_bytes() <= 32 * mib);
+}
+
+TEST_CASE("A missing object fails with the URL and the HTTP status, after the objects before it", "[http]")
+{
+    served_data_set ds({100}, 100);
+    auto urls = ds.urls();
+    urls.push_back(ds.server->url() + "/no-such-object.rec");
+    reader r(http::http_objects(urls), {.batch_size = 10, .format = data_format::recordio});
+    std::size_t rows = 0;
+    auto e = error_from([&] {
+        for (auto& b : r)
+            rows += b.size();
+    });
+    CHECK(rows == 100);
+    CHECK(e.code() == errc::http_error);
+    CHECK(e.where().source == ds.server->url() + "/no-such-object.rec");
+    CHECK_THAT(std::string(e.what()), Catch::Contains("HTTP 404"));
+}
+
+TEST_CASE("An object replaced between two ranges is an error, never a splice of two versions", "[http]")
+{
+    served_data_set ds({2000}, 200);  // ~200 KB: several 64 KiB parts
+    http::stream_options so;
+    so.part_size = 64 * kib;
+    so.window_bytes = 64 * kib;  // the second range is not requested before the first is read
+    so.max_connections = 1;
+    reader r(http::http_objects(ds.urls(), so),
+             {.batch_size = 5, .format = data_format::recordio, .prefetch_batches = 1, .memory_budget = 20 * mib,
+              .max_record_size = 1 * mib, .read_size = 1 * mib});
+    auto first = r.next();
+    REQUIRE(first);
+    // Replace the object: same size, other bytes, and a new modification time, which changes
+    // nginx's ETag.
+    const std::string path = ds.dir / ds.names.front();
+    auto bytes = test::read_file(path);
+    for (std::size_t i = bytes.size() / 2; i < bytes.size(); ++i)
+        bytes[i] = std::byte{'z'};
+    const auto mtime = std::filesystem::last_write_time(path);
+    test::write_file(path, bytes);
+    std::filesystem::last_write_time(path, mtime + std::chrono::seconds(10));
+
+    auto e = error_from([&] {
+        while (r.next()) {
+        }
+    });
+    CHECK(e.code() == errc::object_changed);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(ds.names.front()));
+}
+
+TEST_CASE("Leaving the loop early stops the stream promptly, transfers in flight included", "[http]")
+{
+    served_data_set ds({30000, 30000, 30000}, 1000);
+    for (int i = 0; i < 3; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        {
+            http::stream_options so;
+            so.part_size = 1 * mib;
+            reader r(http::http_objects(ds.urls(), so), {.batch_size = 100, .format = data_format::recordio});
+            int batches = 0;
+            for (auto& b : r) {
+                (void)b;
+                if (++batches == 3 + i * 50)
+                    break;
+            }
+        }
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    }
+}
