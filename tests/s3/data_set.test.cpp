@@ -1,0 +1,227 @@
+// Tests of S3 data sets (keys, prefixes, manifests) against moto_server on loopback.
+#include <pipemode/s3/data_set.hpp>
+#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/pipeline/reader.hpp>
+
+#include "source_helpers.hpp"
+#include "test_servers.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+
+using namespace pipemode;
+
+namespace {
+
+using aws_credentials = s3::aws_credentials;
+
+constexpr const char* bucket = "pipemode-data";
+constexpr std::size_t many = 1050;  // more than one ListObjectsV2 page
+
+/// RecordIO bytes of one record holding `payload`.
+std::string framed(const std::string& payload)
+{
+    std::vector<std::byte> out;
+    append_recordio(out, std::as_bytes(std::span(payload)));
+    return std::string(reinterpret_cast<const char*>(out.data()), out.size());
+}
+
+/// Keys with characters that need encoding in URLs and in signatures.
+const std::vector<std::string>& odd_keys()
+{
+    static const std::vector<std::string> keys = {"odd/a b+c=d~e.rec", "odd/x//y.rec", "odd/\xc3\xbc" "n" "\xc3\xaf" "c" "\xc3\xb6" "de.rec",
+                                                  "odd/100%25.rec"};
+    return keys;
+}
+
+/// One moto_server with the test data, for the whole test binary.
+struct s3_fixture {
+    test::moto_server server;
+    std::vector<std::string> many_keys;
+
+    s3_fixture()
+    {
+        server.create_bucket(bucket);
+        many_keys = server.upload_many(bucket, "many/part-", many,
+                                       [](std::size_t i) { return framed("record " + std::to_string(i)); });
+        for (const auto& k : odd_keys()) {
+            const std::string body = framed("key " + k);
+            server.upload_bytes(bucket, k, std::as_bytes(std::span(body.data(), body.size())));
+        }
+        server.upload_bytes(bucket, "empty-object.rec", {});
+        const std::string manifest = std::string("[{\"prefix\": \"s3://") + bucket + "/many/\"}, \"part-000007\", "
+                                   + "\"part-000003\", \"part-001049\"]";
+        server.upload_bytes(bucket, "train.manifest", std::as_bytes(std::span(manifest.data(), manifest.size())));
+    }
+};
+
+s3_fixture& fixture()
+{
+    static s3_fixture f;
+    return f;
+}
+
+/// Options that reach moto with explicit fake credentials and nothing from this machine's
+/// environment or ~/.aws.
+s3::s3_options moto_options(aws_credentials creds = {"AKIDPIPEMODETEST", "pipemode-test-secret", ""})
+{
+    s3::s3_options o;
+    o.endpoint_url = fixture().server.endpoint();
+    o.region = "us-east-1";
+    o.credentials = std::move(creds);
+    s3::environment empty;
+    empty.get_env = [](std::string_view) -> std::optional<std::string> { return std::nullopt; };
+    empty.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    o.env = empty;
+    return o;
+}
+
+std::vector<std::string> payloads_of(reader& r)
+{
+    std::vector<std::string> out;
+    for (auto& b : r) {
+        const auto& col = b.feature("payload");
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            auto bytes = col.item(i, 0);
+            out.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    }
+    return out;
+}
+
+template <class F>
+std::string error_text(F&& f)
+{
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    FAIL("no exception was thrown");
+    return {};
+}
+
+} // namespace
+
+TEST_CASE("A prefix of more than 1,000 keys is listed page by page and read in key order", "[s3]")
+{
+    auto& f = fixture();
+    reader r(s3::s3_objects({std::string("s3://") + bucket + "/many/"}, moto_options()),
+             {.batch_size = 100, .format = data_format::recordio});
+    const auto got = payloads_of(r);
+    REQUIRE(got.size() == many);
+    for (std::size_t i = 0; i < many; ++i)
+        CHECK(got[i] == "record " + std::to_string(i));
+    CHECK(r.stats().sources == f.many_keys.size());
+}
+
+TEST_CASE("Keys with spaces, '+', '=', '~', '//', '%' and UTF-8 are addressed and signed correctly", "[s3]")
+{
+    fixture();
+    std::vector<std::string> uris;
+    for (const auto& k : odd_keys())
+        uris.push_back(std::string("s3://") + bucket + "/" + k);
+    for (auto style : {s3::addressing::path}) {
+        auto o = moto_options();
+        o.addressing_style = style;
+        reader r(s3::s3_objects(uris, o), {.batch_size = 1, .format = data_format::recordio});
+        const auto got = payloads_of(r);
+        REQUIRE(got.size() == odd_keys().size());
+        for (std::size_t i = 0; i < got.size(); ++i)
+            CHECK(got[i] == "key " + odd_keys()[i]);
+    }
+    // The same objects through a listing of their prefix (S3 orders keys by their bytes).
+    reader listed(s3::s3_objects({std::string("s3://") + bucket + "/odd/"}, moto_options()),
+                  {.batch_size = 1, .format = data_format::recordio});
+    auto got = payloads_of(listed);
+    auto want = odd_keys();
+    std::sort(want.begin(), want.end());
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+        CHECK(got[i] == "key " + want[i]);
+}
+
+TEST_CASE("A SageMaker manifest file names the objects and their order", "[s3]")
+{
+    fixture();
+    reader r(s3::s3_manifest(std::string("s3://") + bucket + "/train.manifest", moto_options()),
+             {.batch_size = 10, .format = data_format::recordio});
+    const auto got = payloads_of(r);
+    CHECK(got == std::vector<std::string>{"record 7", "record 3", "record 1049"});
+}
+
+TEST_CASE("An empty object is read as no records among others", "[s3]")
+{
+    fixture();
+    const std::string b = std::string("s3://") + bucket + "/";
+    reader r(s3::s3_objects({b + "empty-object.rec", b + "many/part-000001"}, moto_options()),
+             {.batch_size = 10, .format = data_format::recordio});
+    CHECK(payloads_of(r) == std::vector<std::string>{"record 1"});
+}
+
+TEST_CASE("S3 errors name the object, the HTTP status and S3's error code; credentials never appear", "[s3]")
+{
+    fixture();
+    const aws_credentials secret{"AKIDSHOWNMASKED", "never-print-this-secret", "never-print-this-token"};
+    auto no_secret = [&](const std::string& text) {
+        CHECK_THAT(text, !Catch::Contains("never-print-this-secret"));
+        CHECK_THAT(text, !Catch::Contains("never-print-this-token"));
+    };
+
+    const std::string missing_key = std::string("s3://") + bucket + "/no/such/key.rec";
+    reader r1(s3::s3_objects({missing_key}, moto_options(secret)), {.format = data_format::recordio});
+    const std::string e1 = error_text([&] { payloads_of(r1); });
+    CHECK_THAT(e1, Catch::Contains(missing_key));
+    CHECK_THAT(e1, Catch::Contains("404"));
+    CHECK_THAT(e1, Catch::Contains("NoSuchKey"));
+    no_secret(e1);
+
+    reader r2(s3::s3_objects({"s3://no-such-bucket-here/prefix/"}, moto_options(secret)), {.format = data_format::recordio});
+    const std::string e2 = error_text([&] { payloads_of(r2); });
+    CHECK_THAT(e2, Catch::Contains("s3://no-such-bucket-here/prefix/"));
+    CHECK_THAT(e2, Catch::Contains("NoSuchBucket"));
+    no_secret(e2);
+
+    // A prefix with no objects is an empty data set, not an empty epoch.
+    reader r3(s3::s3_objects({std::string("s3://") + bucket + "/nothing-here/"}, moto_options(secret)),
+              {.format = data_format::recordio});
+    const std::string e3 = error_text([&] { payloads_of(r3); });
+    CHECK_THAT(e3, Catch::Contains("empty"));
+    no_secret(e3);
+}
+
+TEST_CASE("Endpoint, region and credentials come from the environment when not given", "[s3]")
+{
+    fixture();
+    std::map<std::string, std::string, std::less<>> vars = {
+        {"AWS_ENDPOINT_URL_S3", fixture().server.endpoint()},
+        {"AWS_REGION", "eu-west-3"},
+        {"AWS_ACCESS_KEY_ID", "AKIDFROMENV"},
+        {"AWS_SECRET_ACCESS_KEY", "secret-from-env"},
+    };
+    s3::environment env;
+    env.get_env = [&](std::string_view name) -> std::optional<std::string> {
+        auto it = vars.find(name);
+        if (it == vars.end())
+            return std::nullopt;
+        return it->second;
+    };
+    env.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    s3::s3_options o;
+    o.env = env;
+    auto ctx = s3::s3_context(o);
+    CHECK(ctx.endpoint().to_string() == fixture().server.endpoint());
+    CHECK(ctx.region() == "eu-west-3");
+    CHECK(ctx.style_for(bucket) == s3::addressing::path);
+
+    reader r(s3::s3_objects({std::string("s3://") + bucket + "/many/part-000042"}, o), {.format = data_format::recordio});
+    CHECK(payloads_of(r) == std::vector<std::string>{"record 42"});
+
+    // Without an override, AWS itself, virtual-hosted.
+    vars.erase("AWS_ENDPOINT_URL_S3");
+    auto aws = s3::s3_context(o);
+    CHECK(aws.endpoint().to_string() == "https://s3.eu-west-3.amazonaws.com");
+    CHECK(aws.style_for(bucket) == s3::addressing::virtual_hosted);
+}
