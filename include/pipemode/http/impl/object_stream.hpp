@@ -616,6 +616,9 @@ inline object_stream::~object_stream()
     core.http.reset();
     core.wake.reset();
     core.io.reset();
+    // The waker is bound to the reader's io_context, which outlives this provider (the reader
+    // destroys its provider first) but not the object sources still referring to the core.
+    core.consumer_waker.reset();
 }
 
 inline std::size_t object_stream::reserve_buffers(const reader_options& o)

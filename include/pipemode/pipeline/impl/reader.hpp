@@ -43,8 +43,8 @@ struct queued_batch {
 struct reader_core {
     reader_core(std::unique_ptr<source_provider> p, reader_options o, std::size_t batch_budget_bytes)
         : options(std::move(o))
-        , provider(std::move(p))
         , batch_budget(batch_budget_bytes)
+        , provider(std::move(p))
     {
         auto [prod, cons] = make_spsc_ring<queued_batch>(options.prefetch_batches);
         producer.emplace(std::move(prod));
@@ -52,7 +52,6 @@ struct reader_core {
     }
 
     const reader_options options;
-    std::unique_ptr<source_provider> provider;
     const std::size_t batch_budget;  ///< bytes of decoded batches allowed at once
     stats_counters stats;
 
@@ -75,6 +74,9 @@ struct reader_core {
     std::thread thread;
     asio::thread_pool blocking_pool{1};
     asio::io_context io{1};
+    // Destroyed before the io_context: a provider may hold objects bound to it (an HTTP
+    // stream's waker on the reader's executor), and after the pipeline's thread has ended.
+    std::unique_ptr<source_provider> provider;
     async_waker waker{io.get_executor()};
     asio::cancellation_signal cancel;
 };
