@@ -4,6 +4,7 @@
 #include <pipemode/pipeline/reader.hpp>
 
 #include "source_helpers.hpp"
+#include "fault_server.hpp"
 #include "test_servers.hpp"
 
 #include <catch2/catch.hpp>
@@ -202,5 +203,161 @@ TEST_CASE("Leaving the loop early stops the stream promptly, transfers in flight
             }
         }
         CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    }
+}
+
+// ----- faults: retries, resumption and the errors that must not be retried ---------------------
+
+namespace {
+
+/// A RecordIO object of numbered payloads served by a fault-injecting server.
+struct faulty_object {
+    test::fault_server server;
+    std::string path = "/bucket/data.rec";
+    std::vector<std::string> payloads;
+
+    explicit faulty_object(std::size_t records = 20000)
+    {
+        std::vector<std::byte> file;
+        for (std::size_t i = 0; i < records; ++i) {
+            payloads.push_back("record-" + std::to_string(i) + std::string(i % 97, 'x'));
+            append_recordio(file, std::as_bytes(std::span(payloads.back().data(), payloads.back().size())));
+        }
+        server.put(path, std::string(reinterpret_cast<const char*>(file.data()), file.size()));
+    }
+
+    std::string url() const { return server.url() + path; }
+};
+
+/// Small parts (so an object has many ranges), quick retries with a fixed seed, and a short
+/// low-speed window (so a stalled connection is noticed within a second).
+http::stream_options fault_options()
+{
+    http::stream_options so;
+    so.part_size = 128 * kib;
+    so.max_connections = 3;
+    so.retry.base_delay = std::chrono::milliseconds(1);
+    so.retry.max_delay = std::chrono::milliseconds(20);
+    so.retry.seed = 42;
+    so.client.low_speed_limit = 64 * kib;
+    so.client.low_speed_time = std::chrono::seconds(1);
+    return so;
+}
+
+std::vector<std::string> read_through(const faulty_object& o, http::stream_options so = fault_options())
+{
+    reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+    return payloads_of(r);
+}
+
+} // namespace
+
+TEST_CASE("Transient faults are retried and resumed: every record exactly once, byte for byte", "[http][faults]")
+{
+    using test::fault;
+    struct named_fault {
+        const char* name;
+        fault f;
+    };
+    // Each fault hits a range past the first part, in the middle of the object.
+    const named_fault faults[] = {
+        {"connection closed mid-body", fault::drop_after(10'000)},
+        {"connection reset mid-body", fault::drop_after(70'000, true)},
+        {"short body", fault::short_body()},
+        {"503 SlowDown", fault::status(503, "SlowDown", "Please reduce your request rate.")},
+        {"500 InternalError", fault::status(500, "InternalError", "We encountered an internal error.")},
+        {"stall past the low-speed limit", fault::stall_after(1000, std::chrono::milliseconds(2500))},
+        {"slow but steady", fault::trickle(256 * kib)},
+    };
+    for (const auto& [name, f] : faults) {
+        CAPTURE(name);
+        faulty_object o;
+        o.server.script({f.only_from(256 * kib), f.only_from(256 * kib)});  // the same fault twice in a row
+        const auto start = std::chrono::steady_clock::now();
+        const auto got = read_through(o);
+        CHECK(got.size() == o.payloads.size());
+        CHECK(got == o.payloads);
+        CHECK(o.server.script_remaining() == 0);
+        CHECK(o.server.faults_injected() == 2);
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+        // After a drop, the retry asks for the rest of the range only: from the first byte
+        // the failed request did not deliver, to the same end.
+        const auto reqs = o.server.requests();
+        for (const auto& req : reqs) {
+            if (req.range.rfind("bytes=0-", 0) != 0)
+                CHECK(req.if_match == o.server.etag(o.path));  // every range after the first carries it
+            if (req.fault != test::fault_kind::drop_after)
+                continue;
+            const auto dash = req.range.find('-');
+            const std::uint64_t first = std::stoull(req.range.substr(6, dash - 6));
+            const std::string resumed = "bytes=" + std::to_string(first + f.bytes) + req.range.substr(dash);
+            CHECK(std::any_of(reqs.begin(), reqs.end(), [&](const auto& r) { return r.range == resumed; }));
+        }
+    }
+}
+
+TEST_CASE("Random faults at a fixed rate still deliver the clean run's records", "[http][faults]")
+{
+    using test::fault;
+    faulty_object o(60000);
+    const auto clean = read_through(o);
+    REQUIRE(clean == o.payloads);
+    o.server.random_faults(0.3,
+                           {fault::drop_after(5000), fault::drop_after(60'000, true), fault::short_body(),
+                            fault::status(503, "SlowDown"), fault::status(500, "InternalError")},
+                           7);
+    auto so = fault_options();
+    so.retry.budget_capacity = 5000;  // 30 % of requests fail: more than the default budget allows
+    const auto got = read_through(o, so);
+    CHECK(got == clean);
+    CHECK(o.server.faults_injected() > 5);
+}
+
+TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the offset and the cause", "[http][faults]")
+{
+    using test::fault;
+    SECTION("403 AccessDenied is not retried")
+    {
+        faulty_object o;
+        o.server.script({fault::status(403, "AccessDenied", "Access Denied").only_from(256 * kib)});
+        reader r(http::http_objects({o.url()}, fault_options()), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::http_error);
+        CHECK(e.where().source == o.url());
+        CHECK_THAT(std::string(e.what()), Catch::Contains("403") && Catch::Contains("AccessDenied")
+                                              && Catch::Contains("Access Denied"));
+        std::size_t refused = 0;
+        for (const auto& req : o.server.requests())
+            refused += req.header("range").rfind("bytes=262144-", 0) == 0;
+        CHECK(refused == 1);  // asked once, never again
+    }
+    SECTION("a range answered with other bytes than asked is a protocol error")
+    {
+        faulty_object o;
+        o.server.script({fault::wrong_content_range().only_from(256 * kib)});
+        reader r(http::http_objects({o.url()}, fault_options()), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::bad_http_response);
+        CHECK(e.where().source == o.url());
+    }
+    SECTION("an object replaced between ranges fails as object_changed")
+    {
+        faulty_object o;
+        o.server.script({fault::change_object().only_from(256 * kib)});
+        reader r(http::http_objects({o.url()}, fault_options()), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::object_changed);
+    }
+    SECTION("a server that keeps failing exhausts the retries with a clear error")
+    {
+        faulty_object o;
+        std::vector<fault> script(50, fault::status(503, "SlowDown").only_from(256 * kib));
+        o.server.script(script);
+        auto so = fault_options();
+        so.retry.max_attempts = 4;
+        reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::retries_exhausted);
+        CHECK_THAT(std::string(e.what()), Catch::Contains("SlowDown") && Catch::Contains("4 attempts"));
     }
 }
