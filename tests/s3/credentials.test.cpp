@@ -849,6 +849,42 @@ TEST_CASE("credentials: concurrent callers share one resolution and one refresh"
     CHECK(down.requests.size() == 1);
 }
 
+TEST_CASE("credentials: a cancelled caller leaves the others to finish")
+{
+    using namespace boost::asio::experimental::awaitable_operators;
+    fake_environment env;
+    fake_service service;
+    imds instance;
+    service.script = std::ref(instance);
+    service.delay = 20ms;
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T11:00:00Z"); }});
+    auto timeout = [](std::chrono::milliseconds d) -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, d);
+        co_await t.async_wait(asio::use_awaitable);
+    };
+
+    // The refresher gives up: the waiter becomes the refresher instead of inheriting the cancellation.
+    auto refresher_cancelled = [&]() -> asio::awaitable<std::pair<std::size_t, std::string>> {
+        auto [raced, waited] = co_await ((p.async_get() || timeout(5ms)) && p.async_get());
+        co_return std::pair(raced.index(), waited.credentials.access_key_id);
+    };
+    CHECK(run_coro(refresher_cancelled) == std::pair<std::size_t, std::string>(1, "ASIAIMDSKEY1"));
+    REQUIRE(service.requests.size() == 4);
+    CHECK(service.requests[0].method == "PUT");
+    CHECK(service.requests[1].method == "PUT");
+
+    // A waiter gives up: the refresh goes on, and the waiter's timer leaves the waiting list.
+    credentials_provider q(env.make(), service.make(), {.profile = {}, .clock = [] { return at("2026-11-28T11:00:00Z"); }});
+    auto waiter_cancelled = [&]() -> asio::awaitable<std::pair<std::string, std::size_t>> {
+        auto [refreshed, raced] = co_await (q.async_get() && (q.async_get() || timeout(5ms)));
+        co_return std::pair(refreshed.credentials.access_key_id, raced.index());
+    };
+    CHECK(run_coro(waiter_cancelled) == std::pair<std::string, std::size_t>("ASIAIMDSKEY1", 1));
+    CHECK(service.requests.size() == 7);
+    CHECK(get(q).credentials.access_key_id == "ASIAIMDSKEY1");
+    CHECK(service.requests.size() == 7);
+}
+
 TEST_CASE("credentials: explicit credentials")
 {
     credentials_provider p(aws_credentials{"AKIAEXPLICIT", secret, ""});
