@@ -296,7 +296,9 @@ TEST_CASE("fault_server drop_after sends exactly N body bytes and closes or rese
 
     server.script({fault::drop_after(200, true)});
     r = run(curl(url));
-    CHECK((r.exit_code == 56 || r.exit_code == 18)); // reset: a receive error
+    CHECK(r.exit_code == 56); // reset: a receive error, not a partial file
+    // Bytes already received before the RST are normally delivered, but the kernel may drop
+    // them, so only "a prefix of at most 200" is certain.
     CHECK(r.out.size() <= 200);
     CHECK(r.out == data.substr(0, r.out.size()));
 
