@@ -566,6 +566,11 @@ private:
 /// whole object for every ranged GET and closes the connection after every response: use it
 /// for S3 behaviour, and nginx for speed.
 ///
+/// Where it differs from nginx: a ranged GET of an empty object gets 416 InvalidRange (nginx:
+/// 200 with no body); a range past the end gets 416 with an XML body; several ranges in one
+/// header get 200 and the whole object; `If-Match: *` gets 412 (moto does not treat `*` as
+/// "any"), a wrong ETag 412, the right one with or without quotes 200 or 206.
+///
 /// Starting takes about 1 s. The constructor throws `std::runtime_error` when moto_server is
 /// missing or does not come up. The destructor stops its process group by PID. Not copyable or
 /// movable; construct it on the test's own thread.
