@@ -7,7 +7,11 @@
 # computes it from what the reader decoded. Agreement over several kinds of data (multi-file
 # dense, sparse, int32 clusters, float64 without labels, odd batch and read sizes, a FIFO)
 # shows every record arrived once and intact. Also checked: exact --raw and --json output,
-# a truncated file's exit status and message, --limit, and usage errors.
+# a truncated file's exit status and message, --limit, and usage errors. Then the same data
+# through servers on loopback (scripts/lib/servers.sh): nginx for http:// URLs and for s3://
+# with --path-style and --no-sign-request, and moto_server for a signed prefix listing and a
+# manifest, checking that the secret key never reaches the output. Each server's checks are
+# skipped, with a line saying so, when it is not installed.
 set -euo pipefail
 trap 'echo "FAIL: tools_test.sh stopped at line $LINENO" >&2' ERR
 
@@ -182,7 +186,11 @@ expect_status 2 "$cat" --no-such-option dense/part-00000.rec
 expect_status 2 "$cat" --batch-size 0 dense/part-00000.rec
 expect_status 2 "$cat" --json --raw dense/part-00000.rec
 expect_status 2 "$cat" --bad-records maybe dense/part-00000.rec
-expect_status 2 "$cat" s3://bucket/key
+expect_status 2 "$cat" ftp://host/part-00000.rec
+expect_status 2 "$cat" --manifest dense/part-00000.rec
+expect_status 2 "$cat" --connections 0 s3://bucket/key
+expect_status 2 "$cat" --part-size 0 s3://bucket/key
+expect_status 2 "$cat" --endpoint-url not-a-url s3://bucket/key
 expect_status 1 "$cat" no/such/file.rec
 expect_status 0 "$cat" --help
 expect_status 2 "$gen" --rows 5
@@ -206,6 +214,121 @@ if [[ -f $source_dir/include/pipemode/sources/fifo_source.hpp ]]; then
     fi
 else
     echo "skipped: FIFO test (include/pipemode/sources/fifo_source.hpp does not exist yet)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The same data over HTTP and S3, from servers on loopback.
+
+# The digest of the four files of "net", read locally, is what every network read must give.
+run "$gen" --out net --rows 3000 --files 4 --dim 30 --seed 11 >/dev/null
+net_local=$(field digest "$(run "$cat" net/part-*.rec)")
+net_files=(part-00000.rec part-00001.rec part-00002.rec part-00003.rec)
+
+# shellcheck source=../../scripts/lib/servers.sh
+source "$source_dir/scripts/lib/servers.sh"
+trap pipemode_stop_servers EXIT
+
+# Without pipemode::http the tool refuses URLs with a sentence saying so (no I/O either way:
+# with it, the bad endpoint is refused before any request).
+with_http=yes
+if "$cat" --endpoint-url not-a-url s3://bucket/key 2>&1 | grep -q "built without pipemode::http"; then
+    with_http=no
+fi
+
+if [[ $with_http == no ]]; then
+    echo "skipped: network checks (pipemode-cat was built without pipemode::http)"
+elif ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    echo "skipped: nginx checks (nginx is not installed; scripts/test.sh installs nginx-light)"
+else
+    # nginx serves ROOT/NAME at /NAME, so ROOT/bucket/KEY is also the path-style s3://bucket/KEY.
+    mkdir -p www/bucket/net
+    cp net/part-*.rec www/
+    cp net/part-*.rec www/bucket/net/
+    pipemode_start_nginx www
+    base=http://127.0.0.1:$PIPEMODE_NGINX_PORT
+
+    got=$(field digest "$(run "$cat" "${net_files[@]/#/$base/}")")
+    if [[ $got == "$net_local" ]]; then pass "http://: $got"; else fail "http:// digest '$got', local '$net_local'"; fi
+
+    # Parts of 4 KiB with 3 connections: records straddle part boundaries, and --json is
+    # byte for byte what the local files give.
+    run "$cat" --json net/part-*.rec >net_local.json
+    run "$cat" --json --part-size 4K --connections 3 --memory-budget 32M "${net_files[@]/#/$base/}" >net_http.json
+    if cmp -s net_local.json net_http.json && [[ -s net_local.json ]]; then
+        pass "--json over http:// with 4 KiB parts is the local output"
+    else
+        fail "--json over http:// differs from the local files'"
+    fi
+    raw_local=$(run "$cat" --raw --limit 100 net/part-00001.rec | cksum)
+    raw_http=$(run "$cat" --raw --limit 100 "$base/part-00001.rec" | cksum)
+    if [[ $raw_local == "$raw_http" ]]; then pass "--raw --limit 100 over http://"; else fail "--raw --limit 100 over http:// differs"; fi
+
+    s3_args=(--endpoint-url "$base" --path-style --no-sign-request)
+    got=$(field digest "$(run "$cat" "${s3_args[@]}" "${net_files[@]/#/s3://bucket/net/}")")
+    if [[ $got == "$net_local" ]]; then pass "s3:// keys through nginx: $got"; else fail "s3:// digest '$got', local '$net_local'"; fi
+
+    # Kinds mixed in one run, in argument order: a file, a URL, two S3 keys.
+    got=$(field digest "$(run "$cat" "${s3_args[@]}" net/part-00000.rec "$base/part-00001.rec" \
+        s3://bucket/net/part-00002.rec s3://bucket/net/part-00003.rec)")
+    if [[ $got == "$net_local" ]]; then pass "a file, a URL and S3 keys in one run"; else fail "mixed sources: '$got', local '$net_local'"; fi
+
+    # A missing object: exit 1, the URL and the status in the message.
+    if "$cat" "$base/part-00000.rec" "$base/no-such.rec" >missing.out 2>missing.err; then status=0; else status=$?; fi
+    message=$(cat missing.err)
+    if [[ $status == 1 && $message == pipemode-cat:* && $message == *"$base/no-such.rec"* && $message == *404* ]]; then
+        pass "a missing URL: exit 1, '$message'"
+    else
+        fail "a missing URL: exit $status, message '$message'"
+    fi
+    pipemode_stop_servers
+fi
+
+# moto_server: a signed ListObjectsV2 prefix and a manifest, with fake credentials in the
+# environment whose secret must never be printed, even when the bucket does not exist.
+secret=testing-secret-XYZ
+if [[ $with_http == no ]]; then
+    :
+elif ! command -v moto_server >/dev/null || ! command -v aws >/dev/null; then
+    echo "skipped: moto checks (moto_server or the aws CLI is not installed)"
+else
+    pipemode_start_moto
+    endpoint=http://127.0.0.1:$PIPEMODE_MOTO_PORT
+    with_fake_credentials() {
+        env -u AWS_CA_BUNDLE -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 \
+            AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1 \
+            AWS_CONFIG_FILE="$work/no-aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/no-aws-credentials" \
+            AWS_EC2_METADATA_DISABLED=true "$@"
+    }
+    # One upload of a staged tree (each aws CLI run costs a second or more of Python start-up).
+    mkdir -p upload/net
+    cp net/part-*.rec upload/net/
+    printf '[{"prefix": "s3://data/net/"}, "part-00003.rec", "part-00000.rec"]\n' >upload/manifest.json
+    with_fake_credentials aws --endpoint-url "$endpoint" s3 mb s3://data >/dev/null
+    with_fake_credentials aws --endpoint-url "$endpoint" s3 cp --recursive --quiet upload s3://data/
+
+    prefix_out=$(run with_fake_credentials "$cat" --endpoint-url "$endpoint" s3://data/net/)
+    got=$(field digest "$prefix_out")
+    if [[ $got == "$net_local" ]]; then pass "a signed s3:// prefix listing from moto: $got"; else fail "s3:// prefix from moto: '$got', local '$net_local'"; fi
+
+    # The endpoint from the environment, and a manifest naming two of the four files.
+    manifest_out=$(run with_fake_credentials env AWS_ENDPOINT_URL_S3="$endpoint" "$cat" --manifest s3://data/manifest.json)
+    two_local=$(field digest "$(run "$cat" net/part-00003.rec net/part-00000.rec)")
+    got=$(field digest "$manifest_out")
+    if [[ -n $got && $got == "$two_local" ]]; then pass "--manifest from moto: $got"; else fail "--manifest: '$got', local '$two_local'"; fi
+
+    if with_fake_credentials "$cat" --endpoint-url "$endpoint" s3://no-such-bucket/net/ >nobucket.out 2>nobucket.err; then status=0; else status=$?; fi
+    message=$(cat nobucket.err)
+    if [[ $status == 1 && $message == *s3://no-such-bucket/net/* ]]; then
+        pass "a missing bucket: exit 1, '$message'"
+    else
+        fail "a missing bucket: exit $status, message '$message'"
+    fi
+    if grep -qF -- "$secret" nobucket.out nobucket.err || [[ $prefix_out$manifest_out == *"$secret"* ]]; then
+        fail "the secret access key was printed"
+    else
+        pass "the secret access key is never printed"
+    fi
+    pipemode_stop_servers
 fi
 
 failures=$(wc -l <"$work/failures.log")
