@@ -1001,5 +1001,8 @@ TEST_CASE("credentials: the process environment reads bounded regular files")
     std::ofstream(big, std::ios::binary | std::ios::trunc) << std::string(max_settings_file_size, '#');
     CHECK(env.read_file(big.string())->size() == max_settings_file_size);
     CHECK(error_of([&] { env.read_file(dir.string()); }) == dir.string() + " is not a regular file");
+    // AWS_CONFIG_FILE=/dev/null means "no config", as for the AWS CLI; other devices do not.
+    CHECK(env.read_file("/dev/null") == std::optional<std::string>(""));
+    CHECK(error_of([&] { env.read_file("/dev/zero"); }) == "/dev/zero is not a regular file");
     fs::remove_all(dir);
 }

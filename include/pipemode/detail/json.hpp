@@ -17,6 +17,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <string_view>
 #include <utility>
 #include <variant>
@@ -266,7 +267,9 @@ private:
             if (at_end() || in_[pos_] != ':')
                 return fail("expected ':' after an object member name");
             ++pos_;
-            o.emplace_back(std::move(name), value());
+            // Built in place: moving a temporary `value` makes GCC 12 warn (falsely) about an
+            // uninitialised variant at -O2.
+            o.emplace_back(std::piecewise_construct, std::forward_as_tuple(std::move(name)), std::forward_as_tuple());
             if (!parse_value(o.back().second, depth))
                 return false;
             skip_space();

@@ -600,6 +600,11 @@ inline environment environment::process()
             return std::nullopt;
         if (ec)
             throw std::runtime_error("cannot read " + path + ": " + ec.message());
+        // AWS_CONFIG_FILE=/dev/null is the usual way to say "no config file": the AWS CLI
+        // reads it as empty, and so does pipemode. Other character devices and FIFOs could
+        // block or never end.
+        if (st.type() == fs::file_type::character && fs::canonical(path, ec) == "/dev/null")
+            return std::string();
         if (st.type() != fs::file_type::regular)
             throw std::runtime_error(path + " is not a regular file");
         std::ifstream in(path, std::ios::binary);
