@@ -9,6 +9,7 @@ PIPEMODE_DEPS_BUILD=(
     libcurl4-openssl-dev libprotobuf-dev protobuf-compiler zlib1g-dev
     catch2
     nginx-light             # loopback HTTP range server for the network tests
+    openssl                 # self-signed certificates and a TLS server for the TLS verification test
 )
 
 # Needed by work that is landing next: plots and numeric checks (numpy for /usr/bin/python3,

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 using namespace pipemode;
 using pipemode::test::run_coro;
@@ -346,4 +347,63 @@ TEST_CASE("Whole small documents are fetched with a size cap", "[http]")
         CHECK(big.ec == errc::document_too_large);
         CHECK(big.body.size() <= 4096);
     });
+}
+
+TEST_CASE("TLS certificates are verified: a self-signed server is refused unless its certificate is trusted", "[http]")
+{
+    namespace sd = test::servers_detail;
+    test::temp_dir dir;
+    const std::string cert = dir / "cert.pem";
+    const std::string key = dir / "key.pem";
+    const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+                                  " -addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert
+                                + "' >/dev/null 2>&1";
+    REQUIRE(std::system(make_cert.c_str()) == 0);
+
+    // openssl's own test server, answering GET with a status page over TLS.
+    const unsigned short port = sd::pick_free_port();
+    sd::spawn_spec spec;
+    spec.program = "/usr/bin/openssl";
+    spec.args = {"s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", cert, "-key", key, "-www", "-quiet"};
+    spec.output = dir / "s_server.log";
+    const pid_t pid = sd::spawn(spec);
+    struct stopper {
+        pid_t pid;
+        ~stopper() { test::servers_detail::stop_group(pid, SIGTERM, std::chrono::milliseconds(2000)); }
+    } stop{pid};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        asio::io_context io;
+        asio::ip::tcp::socket s(io);
+        error_code ec;
+        s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+        if (!ec)
+            break;
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+
+    const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/";
+    auto fetch = [&](http::client_options o) {
+        return run_coro([&]() -> asio::awaitable<std::pair<error_code, unsigned>> {
+            const auto ex = co_await asio::this_coro::executor;
+            http::client c(ex, o);
+            keep_all r;
+            http::request req = get(url);
+            auto [ec, info] = co_await c.async_perform(req, r, asio::as_tuple(asio::use_awaitable));
+            co_return std::pair{ec, r.head.status};
+        });
+    };
+    // The default: verified against the system's CAs, which do not know this certificate.
+    CHECK(fetch({}).first == http::make_curl_error(CURLE_PEER_FAILED_VERIFICATION));
+
+    http::client_options trusted;
+    trusted.ca_file = cert;
+    const auto ok = fetch(trusted);
+    CHECK_FALSE(ok.first);
+    CHECK(ok.second == 200);
+
+    http::client_options unchecked;
+    unchecked.verify_tls = false;
+    CHECK(fetch(unchecked).second == 200);
 }
