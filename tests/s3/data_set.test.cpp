@@ -4,6 +4,7 @@
 #include <pipemode/pipeline/reader.hpp>
 
 #include "source_helpers.hpp"
+#include "fault_server.hpp"
 #include "test_servers.hpp"
 
 #include <catch2/catch.hpp>
@@ -224,4 +225,51 @@ TEST_CASE("Endpoint, region and credentials come from the environment when not g
     auto aws = s3::s3_context(o);
     CHECK(aws.endpoint().to_string() == "https://s3.eu-west-3.amazonaws.com");
     CHECK(aws.style_for(bucket) == s3::addressing::virtual_hosted);
+}
+
+TEST_CASE("Credentials from a container endpoint sign the requests, and are fetched once", "[s3]")
+{
+    // One loopback server plays both the container credentials endpoint and S3, and records
+    // what it is sent.
+    test::fault_server server;
+    server.put("/v2/credentials/task", R"({"AccessKeyId": "AKIDFROMCONTAINER", "SecretAccessKey": "container-secret",
+        "Token": "container-session-token", "Expiration": "2099-01-01T00:00:00Z"})");
+    const std::string body = framed("from a signed request");
+    server.put("/bucket-a/key.rec", body);
+    server.put("/bucket-a/other.rec", body);
+
+    std::map<std::string, std::string, std::less<>> vars = {
+        {"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials/task"},
+        {"AWS_EC2_METADATA_DISABLED", "true"},
+    };
+    s3::environment env;
+    env.get_env = [&](std::string_view name) -> std::optional<std::string> {
+        auto it = vars.find(name);
+        if (it == vars.end())
+            return std::nullopt;
+        return it->second;
+    };
+    env.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    s3::s3_options o;
+    o.env = env;
+    o.endpoint_url = server.url();
+    o.region = "eu-west-3";
+    reader r(s3::s3_objects({"s3://bucket-a/key.rec", "s3://bucket-a/other.rec"}, o), {.format = data_format::recordio});
+    CHECK(payloads_of(r) == std::vector<std::string>{"from a signed request", "from a signed request"});
+
+    std::size_t credential_fetches = 0, signed_gets = 0;
+    for (const auto& req : server.requests()) {
+        if (req.path == "/v2/credentials/task") {
+            ++credential_fetches;
+            continue;
+        }
+        ++signed_gets;
+        CHECK_THAT(req.header("authorization"),
+                   Catch::StartsWith("AWS4-HMAC-SHA256 Credential=AKIDFROMCONTAINER/") && Catch::Contains("/eu-west-3/s3/aws4_request"));
+        CHECK(req.header("x-amz-security-token") == "container-session-token");
+        CHECK(req.header("x-amz-content-sha256") == s3::empty_payload_sha256);
+        CHECK_THAT(req.header("authorization"), !Catch::Contains("container-secret"));
+    }
+    CHECK(credential_fetches == 1);
+    CHECK(signed_gets >= 2);
 }
