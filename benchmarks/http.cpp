@@ -21,8 +21,8 @@
 // CPU seconds per GB are user and system time of the process (all its threads; for curl and
 // rclone the child's, from wait4); nginx's own time is not counted for anyone.
 //
-// Then: time from constructing a reader to holding its first batch, on the main set and on
-// the big one; peak RSS (ru_maxrss of a fresh child process) decoding the big set with
+// Then: time from constructing a reader to holding its first batch (in fresh processes), on
+// the main set and on the big one; peak RSS (ru_maxrss of a fresh child process) decoding the big set with
 // memory_budget = 64 MiB; and a sweep of part size x connections of the raw stream.
 //
 // Usage: bench_http --url PREFIX --dir DIR [--big-url PREFIX --big-dir DIR] [--repeats N]
@@ -316,17 +316,30 @@ run read_objects(const data_set& d, data_format format, std::size_t memory_budge
     return r;
 }
 
-/// Milliseconds from constructing a reader to holding its first batch (the reader is then
-/// dropped mid-stream; its teardown is not counted).
-double first_batch_ms(const data_set& d)
+/// `--first-batch-child PREFIX DIR`: prints the milliseconds from constructing a reader to
+/// holding its first batch, in a fresh process (nothing warm in the allocator or libcurl),
+/// then exits without tearing the reader down: a reader dropped mid-object can crash (its
+/// object source hands the part buffer still being received back to the network thread,
+/// which frees it under the transfer), and teardown is not what is measured.
+[[noreturn]] void first_batch_child(const std::string& prefix, const std::string& dir)
 {
+    const auto d = list_data_set(prefix, dir);
     const auto start = clock_type::now();
-    reader rd(http::http_objects(d.urls));
-    auto b = rd.next();
+    auto* rd = new reader(http::http_objects(d.urls));
+    auto b = rd->next();
     const double ms = ms_since(start);
     if (!b || b->size() == 0)
         die("no first batch from " + d.prefix);
-    return ms;
+    std::printf("%.6f\n", ms);
+    std::fflush(stdout);
+    std::_Exit(0);
+}
+
+/// The first-batch time of `d`, measured in a child process.
+double first_batch_ms(const data_set& d)
+{
+    const auto c = run_child({"/proc/self/exe", "--first-batch-child", d.prefix, d.dir}, true);
+    return std::stod(c.out);
 }
 
 /// A "VmRSS" (current) or "VmHWM" (peak) figure of /proc/self/status, in KiB.
@@ -376,6 +389,8 @@ int main(int argc, char** argv)
 {
     if (argc == 5 && std::string(argv[1]) == "--rss-child")
         return rss_child(argv[2], argv[3], std::stoul(argv[4]));
+    if (argc == 4 && std::string(argv[1]) == "--first-batch-child")
+        first_batch_child(argv[2], argv[3]);
 
     std::string url, dir, big_url, big_dir;
     std::size_t repeats = 3, sweep_repeats = 0;
@@ -488,7 +503,8 @@ int main(int argc, char** argv)
     std::vector<const data_set*> sets = {&d};
     if (big)
         sets.push_back(&*big);
-    std::printf("\ntime from constructing a reader to its first batch (median of %zu):\n", std::max<std::size_t>(5, repeats));
+    std::printf("\ntime from constructing a reader to its first batch (fresh process each, median of %zu):\n",
+                std::max<std::size_t>(5, repeats));
     for (const auto* s : sets) {
         std::vector<double> ms;
         for (std::size_t k = 0; k < std::max<std::size_t>(5, repeats); ++k)
