@@ -542,15 +542,11 @@ private:
     {
         for (;;) {
             std::unique_lock lock(core_->mutex);
-            if (obj_->error) {
-                error_detail_ = obj_->error_detail + " (at byte " + std::to_string(obj_->error_offset) + " of the object)";
-                return chunk_result{obj_->error, {}};
-            }
             if (!part_) {
                 if (obj_->parts.empty()) {
-                    if (obj_->all_planned)
+                    if (obj_->all_planned && !obj_->error)
                         return chunk_result{asio::error::eof, {}};
-                    return std::nullopt;
+                    return waiting();
                 }
                 part_ = obj_->parts.front();
                 delivered_ = 0;
@@ -562,10 +558,20 @@ private:
                 return chunk_result{error_code{}, chunk};
             }
             if (!part_->complete)
-                return std::nullopt;
+                return waiting();
             lock.unlock();
             release_part();
         }
+    }
+
+    /// Nothing to hand out: wait, unless the object has failed, which the reader learns only
+    /// now, after every byte that arrived before the failure. Called with the mutex held.
+    std::optional<chunk_result> waiting()
+    {
+        if (!obj_->error)
+            return std::nullopt;
+        error_detail_ = obj_->error_detail + " (at byte " + std::to_string(obj_->error_offset) + " of the object)";
+        return chunk_result{obj_->error, {}};
     }
 
     /// Gives the current (fully read) part back to the network thread.
