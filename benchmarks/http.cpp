@@ -19,14 +19,15 @@
 //   reader, protobuf      pipemode::reader decoding protobuf records into batches of 1000,
 //                         the loop summing every float of the dense feature (end to end)
 // CPU seconds per GB are user and system time of the process (all its threads; for curl and
-// rclone the child's, from wait4); nginx's own time is not counted for anyone.
+// rclone the child's, from wait4). nginx's own time is shown apart ("server", from
+// /proc/PID/stat of the --server-pids) because on 2 cores it is part of the budget.
 //
 // Then: time from constructing a reader to holding its first batch (in fresh processes), on
 // the main set and on the big one; peak RSS (ru_maxrss of a fresh child process) decoding the big set with
 // memory_budget = 64 MiB; and a sweep of part size x connections of the raw stream.
 //
 // Usage: bench_http --url PREFIX --dir DIR [--big-url PREFIX --big-dir DIR] [--repeats N]
-//                   [--sweep-repeats N] [--no-sweep] [--no-peer]
+//                   [--sweep-repeats N] [--no-sweep] [--no-peer] [--server-pids "PID..."]
 #include <pipemode/http/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
@@ -47,7 +48,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -91,6 +94,7 @@ struct run {
     std::uint64_t bytes = 0;
     std::uint64_t rows = 0;
     double checksum = 0;
+    double server_cpu = 0;  // seconds of the server's processes during the run, when known
 };
 
 /// A data set: the objects' URLs and their total size.
@@ -353,6 +357,32 @@ long status_kib(const std::string& field)
     return 0;
 }
 
+/// User + system seconds of processes `pids` so far (/proc/PID/stat), for the server's share
+/// of the machine: on 2 cores, its sendfile and loopback copies compete with the client.
+double processes_cpu(const std::vector<int>& pids)
+{
+    double total = 0;
+    for (int pid : pids) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto close = stat.rfind(')');
+        if (close == std::string::npos)
+            continue;
+        // Fields after the command: state is field 3, utime 14 and stime 15.
+        std::istringstream rest(stat.substr(close + 2));
+        std::string field;
+        unsigned long long utime = 0, stime = 0;
+        for (int f = 3; f <= 15 && rest >> field; ++f) {
+            if (f == 14)
+                utime = std::stoull(field);
+            if (f == 15)
+                stime = std::stoull(field);
+        }
+        total += double(utime + stime) / double(::sysconf(_SC_CLK_TCK));
+    }
+    return total;
+}
+
 run median(std::vector<run> runs)
 {
     std::sort(runs.begin(), runs.end(), [](const run& a, const run& b) { return a.seconds < b.seconds; });
@@ -395,6 +425,7 @@ int main(int argc, char** argv)
     std::string url, dir, big_url, big_dir;
     std::size_t repeats = 3, sweep_repeats = 0;
     bool sweep = true, peer = true;
+    std::vector<int> server_pids;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -418,9 +449,14 @@ int main(int argc, char** argv)
             sweep = false;
         else if (a == "--no-peer")
             peer = false;
+        else if (a == "--server-pids") {
+            std::istringstream in(value());
+            for (int pid; in >> pid;)
+                server_pids.push_back(pid);
+        }
         else
             die("usage: bench_http --url PREFIX --dir DIR [--big-url PREFIX --big-dir DIR] [--repeats N] "
-                "[--sweep-repeats N] [--no-sweep] [--no-peer]");
+                "[--sweep-repeats N] [--no-sweep] [--no-peer] [--server-pids \"PID...\"]");
     }
     if (url.empty() || dir.empty())
         die("--url and --dir are required (scripts/bench_http.sh sets up a server and passes them)");
@@ -463,8 +499,12 @@ int main(int argc, char** argv)
 
     std::vector<std::vector<run>> runs(rows.size());
     for (std::size_t k = 0; k < repeats; ++k)
-        for (std::size_t i = 0; i < rows.size(); ++i)
-            runs[i].push_back(rows[i].f());
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const double server0 = processes_cpu(server_pids);
+            auto x = rows[i].f();
+            x.server_cpu = processes_cpu(server_pids) - server0;
+            runs[i].push_back(x);
+        }
     std::vector<run> results;
     for (std::size_t i = 0; i < rows.size(); ++i) {
         for (const auto& x : runs[i])
@@ -481,20 +521,24 @@ int main(int argc, char** argv)
     std::printf("%llu bytes (%.0f MiB) in %zu objects from nginx on 127.0.0.1 (sendfile, page cache warm);\n"
                 "median of %zu runs; CPU = user + system seconds of the process per GB read\n\n",
                 (unsigned long long)d.bytes, double(d.bytes) / double(mib), d.urls.size(), repeats);
-    std::printf("%-32s %8s %8s %9s %9s %9s %9s %9s\n", "path", "MB/s", "vs curl", "first ms", "user s/GB", "sys s/GB",
-                "CPU s/GB", "sleeps/MB");
+    std::printf("%-32s %8s %8s %9s %9s %9s %9s %9s %9s\n", "path", "MB/s", "vs curl", "first ms", "user s/GB",
+                "sys s/GB", "CPU s/GB", "sleeps/MB", "server");
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = results[i];
         const double gb = double(r.bytes) / 1e9;
         char first[32] = "-";
         if (i >= first_pipemode)
             std::snprintf(first, sizeof first, "%.2f", r.first_ms);
-        std::printf("%-32s %8.0f %8.2f %9s %9.3f %9.3f %9.3f %9.2f\n", rows[i].name.c_str(), mbps(r),
+        char server[32] = "-";
+        if (!server_pids.empty())
+            std::snprintf(server, sizeof server, "%.3f", r.server_cpu / gb);
+        std::printf("%-32s %8.0f %8.2f %9s %9.3f %9.3f %9.3f %9.2f %9s\n", rows[i].name.c_str(), mbps(r),
                     curl.seconds / r.seconds, first, r.cpu.user / gb, r.cpu.sys / gb, (r.cpu.user + r.cpu.sys) / gb,
-                    double(r.cpu.switches) / (gb * 1000));
+                    double(r.cpu.switches) / (gb * 1000), server);
     }
     std::printf("\n(first ms: first byte for the raw stream, first batch for the readers; sleeps/MB: voluntary\n"
-                "context switches per MB, all threads; %.2f M records/s decoded)\n",
+                "context switches per MB, all threads; server: CPU s/GB of the server's processes, from /proc,\n"
+                "when --server-pids names them (1/100 s ticks); %.2f M records/s decoded)\n",
                 double(decoded.rows) / decoded.seconds / 1e6);
     if (peer)
         std::filesystem::remove(list_file);

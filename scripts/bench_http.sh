@@ -105,7 +105,11 @@ if ((big_size_mib > 0)); then
 fi
 sweep_args=()
 ((sweep)) || sweep_args=(--no-sweep)
+# nginx's master and its worker, whose CPU time bench_http reports apart (children by parent
+# PID: only our own nginx's).
+server_pids="$PIPEMODE_NGINX_PID $(pgrep -P "$PIPEMODE_NGINX_PID" | tr '\n' ' ')"
 
 # rclone honours AWS_CA_BUNDLE, which breaks plain-http endpoints.
 echo "=== bench_http.sh: $bench --url $base/main --dir $data/main ${big_args[*]} --repeats $repeats ${sweep_args[*]}"
-env -u AWS_CA_BUNDLE "$bench" --url "$base/main" --dir "$data/main" "${big_args[@]}" --repeats "$repeats" "${sweep_args[@]}"
+env -u AWS_CA_BUNDLE "$bench" --url "$base/main" --dir "$data/main" "${big_args[@]}" --repeats "$repeats" \
+    "${sweep_args[@]}" --server-pids "$server_pids"
