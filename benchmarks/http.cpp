@@ -23,8 +23,8 @@
 // /proc/PID/stat of the --server-pids) because on 2 cores it is part of the budget.
 //
 // Then: time from constructing a reader to holding its first batch (in fresh processes), on
-// the main set and on the big one; peak RSS (ru_maxrss of a fresh child process) decoding the big set with
-// memory_budget = 64 MiB; and a sweep of part size x connections of the raw stream.
+// the main set and on the big one; peak RSS (VmHWM of a fresh process) decoding the big set
+// with memory_budget = 64 MiB; and a sweep of part size x connections of the raw stream.
 //
 // Usage: bench_http --url PREFIX --dir DIR [--big-url PREFIX --big-dir DIR] [--repeats N]
 //                   [--sweep-repeats N] [--no-sweep] [--no-peer] [--server-pids "PID..."]
@@ -172,8 +172,10 @@ child_result run_child(const std::vector<std::string>& argv, bool capture)
     if (::wait4(pid, &status, 0, &u) != pid)
         die("wait4 failed for " + argv[0]);
     r.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die(argv[0] + " failed (status " + std::to_string(status) + ")");
+    if (!WIFEXITED(status))
+        die(argv[0] + " died of signal " + std::to_string(WTERMSIG(status)));
+    if (WEXITSTATUS(status) != 0)
+        die(argv[0] + " exited with " + std::to_string(WEXITSTATUS(status)) + " (" + argv.back() + ", ...)");
     r.cpu = {seconds_of(u.ru_utime), seconds_of(u.ru_stime), u.ru_nvcsw};
     return r;
 }
@@ -415,7 +417,19 @@ int rss_child(const std::string& prefix, const std::string& dir, std::size_t bud
 
 } // namespace
 
+int run_benchmark(int argc, char** argv);
+
 int main(int argc, char** argv)
+{
+    // A failed transfer or decode ends the benchmark with its message, not std::terminate.
+    try {
+        return run_benchmark(argc, argv);
+    } catch (const std::exception& e) {
+        die(e.what());
+    }
+}
+
+int run_benchmark(int argc, char** argv)
 {
     if (argc == 5 && std::string(argv[1]) == "--rss-child")
         return rss_child(argv[2], argv[3], std::stoul(argv[4]));
