@@ -7,6 +7,7 @@
 #include <pipemode/sources/memory_source.hpp>
 
 #include "failing_source.hpp"
+#include "reader_helpers.hpp"
 #include "source_helpers.hpp"
 
 #include <catch2/catch.hpp>
@@ -27,6 +28,8 @@
 #include <vector>
 
 using namespace pipemode;
+using test::error_from;
+using test::rows_until_error;
 using test::temp_dir;
 
 namespace {
@@ -98,30 +101,6 @@ collected drain(reader& r)
         }
     }
     return c;
-}
-
-/// The `data_error` that `f` throws; fails the test if it throws none.
-template <class F>
-data_error error_from(F&& f)
-{
-    try {
-        f();
-    } catch (const data_error& e) {
-        return e;
-    }
-    FAIL("no data_error was thrown");
-    throw std::logic_error("unreachable");
-}
-
-/// Iterates `r` until it throws; returns the rows delivered before the error and the error.
-std::pair<std::size_t, data_error> rows_until_error(reader& r)
-{
-    std::size_t rows = 0;
-    auto e = error_from([&] {
-        for (auto& b : r)
-            rows += b.size();
-    });
-    return {rows, e};
 }
 
 /// The files of a small data set: their paths, and what a correct read yields.

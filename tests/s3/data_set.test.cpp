@@ -5,6 +5,7 @@
 
 #include "source_helpers.hpp"
 #include "fault_server.hpp"
+#include "reader_helpers.hpp"
 #include "test_servers.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 #include <map>
 
 using namespace pipemode;
+using test::payloads_of;
 
 namespace {
 
@@ -63,6 +65,23 @@ s3_fixture& fixture()
     return f;
 }
 
+using variables = std::map<std::string, std::string, std::less<>>;
+
+/// An environment of the variables in `vars` (read when asked, so later changes count) and
+/// no files at all: nothing from this machine's environment or ~/.aws.
+s3::environment environment_of(const variables& vars)
+{
+    s3::environment env;
+    env.get_env = [&vars](std::string_view name) -> std::optional<std::string> {
+        auto it = vars.find(name);
+        if (it == vars.end())
+            return std::nullopt;
+        return it->second;
+    };
+    env.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    return env;
+}
+
 /// Options that reach moto with explicit fake credentials and nothing from this machine's
 /// environment or ~/.aws.
 s3::s3_options moto_options(aws_credentials creds = {"AKIDPIPEMODETEST", "pipemode-test-secret", ""})
@@ -71,24 +90,9 @@ s3::s3_options moto_options(aws_credentials creds = {"AKIDPIPEMODETEST", "pipemo
     o.endpoint_url = fixture().server.endpoint();
     o.region = "us-east-1";
     o.credentials = std::move(creds);
-    s3::environment empty;
-    empty.get_env = [](std::string_view) -> std::optional<std::string> { return std::nullopt; };
-    empty.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-    o.env = empty;
+    static const variables none;
+    o.env = environment_of(none);
     return o;
-}
-
-std::vector<std::string> payloads_of(reader& r)
-{
-    std::vector<std::string> out;
-    for (auto& b : r) {
-        const auto& col = b.feature("payload");
-        for (std::size_t i = 0; i < b.size(); ++i) {
-            auto bytes = col.item(i, 0);
-            out.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-        }
-    }
-    return out;
 }
 
 template <class F>
@@ -199,20 +203,13 @@ TEST_CASE("S3 errors name the object, the HTTP status and S3's error code; crede
 TEST_CASE("Endpoint, region and credentials come from the environment when not given", "[s3]")
 {
     fixture();
-    std::map<std::string, std::string, std::less<>> vars = {
+    variables vars = {
         {"AWS_ENDPOINT_URL_S3", fixture().server.endpoint()},
         {"AWS_REGION", "eu-west-3"},
         {"AWS_ACCESS_KEY_ID", "AKIDFROMENV"},
         {"AWS_SECRET_ACCESS_KEY", "secret-from-env"},
     };
-    s3::environment env;
-    env.get_env = [&](std::string_view name) -> std::optional<std::string> {
-        auto it = vars.find(name);
-        if (it == vars.end())
-            return std::nullopt;
-        return it->second;
-    };
-    env.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    const s3::environment env = environment_of(vars);
     s3::s3_options o;
     o.env = env;
     auto ctx = s3::s3_context(o);
@@ -242,18 +239,11 @@ TEST_CASE("Credentials from a container endpoint sign the requests, and are fetc
     server.put("/bucket-a/key.rec", body);
     server.put("/bucket-a/other.rec", body);
 
-    std::map<std::string, std::string, std::less<>> vars = {
+    variables vars = {
         {"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials/task"},
         {"AWS_EC2_METADATA_DISABLED", "true"},
     };
-    s3::environment env;
-    env.get_env = [&](std::string_view name) -> std::optional<std::string> {
-        auto it = vars.find(name);
-        if (it == vars.end())
-            return std::nullopt;
-        return it->second;
-    };
-    env.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    const s3::environment env = environment_of(vars);
     s3::s3_options o;
     o.env = env;
     o.endpoint_url = server.url();

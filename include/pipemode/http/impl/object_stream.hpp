@@ -97,6 +97,10 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     bool listing_done = false;
     std::exception_ptr listing_error;
     bool network_alive = true;  ///< false once the network thread is stopping
+    /// The part the reader waits for bytes of, if any. Body bytes of other parts do not wake
+    /// the reader: on a fast link they arrive hundreds of times per second for parts it is
+    /// not reading yet, and each useless wake-up costs two context switches.
+    const part_state* awaited_part = nullptr;
     std::optional<pipemode::detail::async_waker> consumer_waker;  ///< on the reader's executor
 
     // ----- fixed after construction ---------------------------------------------------------
@@ -143,12 +147,15 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
             asio::post(*io, std::move(f));
     }
 
-    /// Returns a part's buffer and window bytes (network thread).
-    void release(std::unique_ptr<std::byte[]> data, std::size_t reserved)
+    /// Returns a part's window bytes, and its buffer when no GET writes into it any more
+    /// (network thread). A reader that stops early releases parts still arriving: their
+    /// buffers stay with the part, which the fetch holds until it ends.
+    void release(part_state& part)
     {
-        if (data && reserved == options.part_size && free_buffers.size() * options.part_size < window)
-            free_buffers.push_back(std::move(data));
-        window_used -= reserved;
+        if (part.received == part.length && part.data && part.reserved == options.part_size
+            && free_buffers.size() * options.part_size < window)
+            free_buffers.push_back(std::move(part.data));
+        window_used -= part.reserved;
         wake_scheduler();
     }
 
@@ -251,12 +258,15 @@ public:
             return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
         std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
         part.received += bytes.size();
+        bool awaited = false;
         {
             std::lock_guard lock(core_->mutex);
             part.published = part.received;
             part.complete = part.received == part.length;
+            awaited = core_->awaited_part == &part;
         }
-        core_->notify_consumer();
+        if (awaited)
+            core_->notify_consumer();
         return true;
     }
 
@@ -555,6 +565,7 @@ private:
                 const std::span<const std::byte> chunk(part_->data.get() + delivered_,
                                                        static_cast<std::size_t>(part_->published - delivered_));
                 delivered_ = part_->published;
+                core_->awaited_part = nullptr;
                 return chunk_result{error_code{}, chunk};
             }
             if (!part_->complete)
@@ -568,6 +579,7 @@ private:
     /// now, after every byte that arrived before the failure. Called with the mutex held.
     std::optional<chunk_result> waiting()
     {
+        core_->awaited_part = part_.get();  // nullptr: waiting for the next part to be planned
         if (!obj_->error)
             return std::nullopt;
         error_detail_ = obj_->error_detail + " (at byte " + std::to_string(obj_->error_offset) + " of the object)";
@@ -584,7 +596,7 @@ private:
                 obj_->parts.pop_front();
         }
         auto core = core_;
-        core_->post_to_network([core, part] { core->release(std::move(part->data), part->reserved); });
+        core_->post_to_network([core, part] { core->release(*part); });
     }
 
     std::shared_ptr<stream_core> core_;
