@@ -63,10 +63,12 @@ public:
 /// Options of an `object_stream`. Defaults come from the loopback benchmark in
 /// `benchmarks/http.cpp` (see docs/http.md).
 struct stream_options {
-    /// Bytes per ranged GET. AWS recommends 8-16 MiB parts for S3; on loopback 8 MiB with 4
-    /// connections already saturates one network thread.
+    /// Bytes per ranged GET. AWS recommends 8-16 MiB parts for S3; on loopback 4, 8 and 16
+    /// MiB perform alike (docs/benchmarks.md), and 8 MiB needs half the window of 16.
     std::size_t part_size = 8 * mib;
-    /// Ranged GETs in flight at most (lowered for a while when the server throttles).
+    /// Ranged GETs in flight at most (lowered for a while when the server throttles). One
+    /// loopback connection already carries GB/s; against S3, where each connection gives tens
+    /// to a hundred MB/s, throughput comes from concurrency.
     std::size_t max_connections = 8;
     /// Bytes of part buffers (in flight and waiting for the decoder) at most. 0 chooses from
     /// the reader's memory budget: half of it, at least one part, at most two parts per
