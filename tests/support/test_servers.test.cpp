@@ -175,7 +175,7 @@ TEST_CASE("nginx_server serves ranges, ETags and If-Match from a temp dir, and i
     CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 7);
 }
 
-TEST_CASE("moto_server takes 1200 keys in one bulk upload, lists them all and answers ranged GETs")
+TEST_CASE("moto_server takes keys in one bulk upload, lists them all and answers ranged GETs")
 {
     temp_dir scratch;
     const auto content = pattern(5000, 3);
@@ -186,18 +186,19 @@ TEST_CASE("moto_server takes 1200 keys in one bulk upload, lists them all and an
         REQUIRE(s3.endpoint() == "http://127.0.0.1:" + std::to_string(s3.port()));
         s3.create_bucket("smoke-bucket");
 
-        auto keys = s3.upload_many("smoke-bucket", "train/part-", 1200,
+        // Enough keys to prove the bulk path; the S3 source's tests list more than a page
+        // (tests/s3/data_set.test.cpp), so this smoke test need not pay for 1,200 uploads.
+        auto keys = s3.upload_many("smoke-bucket", "train/part-", 800,
                                    [](std::size_t i) { return "object " + std::to_string(i) + "\n"; });
-        REQUIRE(keys.size() == 1200);
+        REQUIRE(keys.size() == 800);
         CHECK(keys.front() == "train/part-000000");
-        CHECK(keys.back() == "train/part-001199");
+        CHECK(keys.back() == "train/part-000799");
 
-        // All 1200 keys, in order: ListObjectsV2 sorts them, and the CLI follows the
-        // continuation token past the first page of 1000.
+        // All the keys, in order: ListObjectsV2 sorts them.
         auto listed = s3.aws({"s3api", "list-objects-v2", "--bucket", "smoke-bucket", "--prefix", "train/",
                               "--query", "Contents[].Key", "--output", "text"});
         auto listed_keys = words(listed);
-        CHECK(listed_keys.size() == 1200);
+        CHECK(listed_keys.size() == 800);
         CHECK(listed_keys == keys);
 
         s3.aws({"s3api", "get-object", "--bucket", "smoke-bucket", "--key", "train/part-000777", scratch / "777"});
