@@ -101,6 +101,7 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     /// the reader: on a fast link they arrive hundreds of times per second for parts it is
     /// not reading yet, and each useless wake-up costs two context switches.
     const part_state* awaited_part = nullptr;
+    std::uint64_t awaited_from = 0;  ///< bytes of `awaited_part` the reader had when it began waiting
     std::optional<pipemode::detail::async_waker> consumer_waker;  ///< on the reader's executor
 
     // ----- fixed after construction ---------------------------------------------------------
@@ -263,7 +264,12 @@ public:
             std::lock_guard lock(core_->mutex);
             part.published = part.received;
             part.complete = part.received == part.length;
-            awaited = core_->awaited_part == &part;
+            // Wake the reader for the first bytes of a part (the first batch must not wait),
+            // for its end, and otherwise once enough has gathered to be worth a context
+            // switch: a reader faster than the network would wake per receive otherwise.
+            awaited = core_->awaited_part == &part
+                   && (part.complete || core_->awaited_from == 0
+                       || part.published - core_->awaited_from >= wake_threshold);
         }
         if (awaited)
             core_->notify_consumer();
@@ -279,6 +285,7 @@ public:
 
 private:
     static constexpr std::size_t error_body_limit = 64 * kib;
+    static constexpr std::uint64_t wake_threshold = 256 * kib;
 
     bool refuse(errc e, std::string why)
     {
@@ -580,6 +587,7 @@ private:
     std::optional<chunk_result> waiting()
     {
         core_->awaited_part = part_.get();  // nullptr: waiting for the next part to be planned
+        core_->awaited_from = delivered_;
         if (!obj_->error)
             return std::nullopt;
         error_detail_ = obj_->error_detail + " (at byte " + std::to_string(obj_->error_offset) + " of the object)";
