@@ -31,6 +31,8 @@
 #include <pipemode/http/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
+#include "touch_values.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -280,22 +282,6 @@ run raw_stream(const data_set& d, http::stream_options options)
     return r;
 }
 
-double sum_values(const batch& b)
-{
-    const auto x = b.feature("values").values<float>();
-    double a[4] = {0, 0, 0, 0};
-    std::size_t i = 0;
-    for (; i + 4 <= x.size(); i += 4) {
-        a[0] += x[i];
-        a[1] += x[i + 1];
-        a[2] += x[i + 2];
-        a[3] += x[i + 3];
-    }
-    for (; i < x.size(); ++i)
-        a[0] += x[i];
-    return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
 /// A reader over the objects: protobuf records decoded and every value summed, or (recordio)
 /// framing only, each batch's rows counted.
 run read_objects(const data_set& d, data_format format, std::size_t memory_budget = reader_options{}.memory_budget)
@@ -310,7 +296,7 @@ run read_objects(const data_set& d, data_format format, std::size_t memory_budge
             if (r.rows == 0)
                 r.first_ms = ms_since(start);
             if (format == data_format::recordio_protobuf)
-                sum += sum_values(b);
+                sum += bench::sum_values(b);
             r.rows += b.size();
         }
         r.bytes = rd.stats().bytes;

@@ -12,6 +12,8 @@
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
+#include "touch_values.hpp"
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -132,18 +134,7 @@ run read_pipemode(const std::vector<std::string>& paths, std::size_t batch_size)
         for (auto& b : rd) {
             if (r.rows == 0)
                 r.first_batch_ms = std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
-            const auto x = b.feature("values").values<float>();
-            double a[4] = {0, 0, 0, 0};
-            std::size_t i = 0;
-            for (; i + 4 <= x.size(); i += 4) {
-                a[0] += x[i];
-                a[1] += x[i + 1];
-                a[2] += x[i + 2];
-                a[3] += x[i + 3];
-            }
-            for (; i < x.size(); ++i)
-                a[0] += x[i];
-            sum += (a[0] + a[1]) + (a[2] + a[3]);
+            sum += bench::sum_values(b);
             r.rows += b.size();
         }
         r.bytes = rd.stats().bytes;
