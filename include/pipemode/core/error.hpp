@@ -50,6 +50,9 @@ enum class errc {
     bad_http_response,     ///< a response contradicts the request (wrong Content-Range, too many bytes)
     range_not_supported,   ///< the server ignored a Range request for an object larger than one part
     retries_exhausted,     ///< a request kept failing until its retries or the retry budget ran out
+    // text and compressed input (added after the codes above, which keep their values)
+    line_too_long,         ///< a text line is longer than the configured maximum record size
+    truncated_gzip,        ///< the input ended inside a gzip member
 };
 
 /// The error category of `pipemode::errc`.
@@ -88,6 +91,8 @@ public:
         case errc::bad_http_response: return "the server's response does not match the request";
         case errc::range_not_supported: return "the server does not support byte-range requests";
         case errc::retries_exhausted: return "the request failed and its retries ran out";
+        case errc::line_too_long: return "line longer than the configured maximum";
+        case errc::truncated_gzip: return "input ends inside a gzip member";
         }
         return "unknown pipemode error";
     }
