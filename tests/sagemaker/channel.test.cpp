@@ -41,7 +41,7 @@ std::string request_channel(const std::string& members, const std::string& s3_me
 
 } // namespace
 
-TEST_CASE("sagemaker/channel: every enum value has SageMaker's spelling and parses back")
+TEST_CASE("every enum value has SageMaker's spelling and parses back", "[channel]")
 {
     CHECK(to_string(s3_data_type::s3_prefix) == "S3Prefix");
     CHECK(to_string(s3_data_type::manifest_file) == "ManifestFile");
@@ -80,7 +80,7 @@ TEST_CASE("sagemaker/channel: every enum value has SageMaker's spelling and pars
     static_assert(to_string(record_wrapper::recordio) == "RecordIO");
 }
 
-TEST_CASE("sagemaker/channel: channel_config has SageMaker's defaults and takes designated initializers")
+TEST_CASE("channel_config has SageMaker's defaults and takes designated initializers", "[channel]")
 {
     const channel_config c{.name = "train", .uri = "s3://bucket/train/", .compression = compression::gzip};
     CHECK(c.data_type == s3_data_type::s3_prefix);
@@ -93,7 +93,7 @@ TEST_CASE("sagemaker/channel: channel_config has SageMaker's defaults and takes 
     CHECK(c.content_type.empty());
 }
 
-TEST_CASE("sagemaker/channel: channel names follow SageMaker's rule and cannot name a directory")
+TEST_CASE("channel names follow SageMaker's rule and cannot name a directory", "[channel]")
 {
     for (const char* ok : {"train", "a", "validation_1", "my-data.v2", "..a", ".hidden", "x.."})
         CHECK_NOTHROW(validate_channel_name(ok));
@@ -114,7 +114,7 @@ TEST_CASE("sagemaker/channel: channel names follow SageMaker's rule and cannot n
     CHECK_THROWS_WITH(validate_channel_name("a/b"), Contains("\"a/b\""));
 }
 
-TEST_CASE("sagemaker/channel: the seed's boto3 job description")
+TEST_CASE("the seed's boto3 job description", "[channel]")
 {
     const auto channels = parse_input_data_config(seed_job);
     REQUIRE(channels.size() == 2);
@@ -148,7 +148,7 @@ TEST_CASE("sagemaker/channel: the seed's boto3 job description")
         CHECK(c.mode == input_mode::file);
 }
 
-TEST_CASE("sagemaker/channel: every request-side field")
+TEST_CASE("every request-side field", "[channel]")
 {
     const std::string text = R"([
       {"ChannelName": "train",
@@ -198,7 +198,7 @@ TEST_CASE("sagemaker/channel: every request-side field")
     CHECK(channels[2] == expected_test);
 }
 
-TEST_CASE("sagemaker/channel: a job description from the AWS CLI (describe-training-job) shape")
+TEST_CASE("a job description from the AWS CLI (describe-training-job) shape", "[channel]")
 {
     const std::string text = R"({
       "TrainingJobName": "kmeans-1", "TrainingJobStatus": "Completed",
@@ -227,7 +227,7 @@ TEST_CASE("sagemaker/channel: a job description from the AWS CLI (describe-train
     CHECK(parse_input_data_config(R"({"InputDataConfig": []})").empty());
 }
 
-TEST_CASE("sagemaker/channel: the container-side inputdataconfig.json")
+TEST_CASE("the container-side inputdataconfig.json", "[channel]")
 {
     const std::string text = R"({
       "train": {"ContentType": "text/csv;label_size=1", "TrainingInputMode": "Pipe",
@@ -253,7 +253,7 @@ TEST_CASE("sagemaker/channel: the container-side inputdataconfig.json")
     CHECK(parse_input_data_config("{}").empty());
 }
 
-TEST_CASE("sagemaker/channel: the container form round-trips through the writer")
+TEST_CASE("the container form round-trips through the writer", "[channel]")
 {
     const std::vector<channel_config> channels{
         {.name = "train",
@@ -291,7 +291,7 @@ TEST_CASE("sagemaker/channel: the container form round-trips through the writer"
     CHECK(back[0] == channel_config{.name = "s3"});
 }
 
-TEST_CASE("sagemaker/channel: the writer refuses what it cannot write")
+TEST_CASE("the writer refuses what it cannot write", "[channel]")
 {
     CHECK_THROWS_WITH(write_container_input_data_config({{.name = "a/b"}}), Contains("invalid SageMaker channel name"));
     CHECK_THROWS_WITH(write_container_input_data_config({{.name = ".."}}), Contains("invalid SageMaker channel name"));
@@ -301,7 +301,7 @@ TEST_CASE("sagemaker/channel: the writer refuses what it cannot write")
                       Contains("\"x\": content_type is not valid UTF-8"));
 }
 
-TEST_CASE("sagemaker/channel: errors name the channel and the field")
+TEST_CASE("errors name the channel and the field", "[channel]")
 {
     // Unknown spellings, each naming its field and the allowed spellings.
     CHECK_THAT(error_of(request_channel(R"(, "InputMode": "pipe")")),

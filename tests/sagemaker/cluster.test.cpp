@@ -62,7 +62,7 @@ std::string parse_error_of(const std::string& json)
 
 } // namespace
 
-TEST_CASE("sagemaker/cluster: rank is the index of current_host among the sorted hosts")
+TEST_CASE("rank is the index of current_host among the sorted hosts", "[cluster]")
 {
     const auto p = parse_resource_config(
         R"({"current_host": "algo-2", "hosts": ["algo-3", "algo-1", "algo-2"], "network_interface_name": "eth0"})");
@@ -82,7 +82,7 @@ TEST_CASE("sagemaker/cluster: rank is the index of current_host among the sorted
                                      .hosts = {"algo-1"}, .current_host = "algo-1"});
 }
 
-TEST_CASE("sagemaker/cluster: resourceconfig.json errors name the member")
+TEST_CASE("resourceconfig.json errors name the member", "[cluster]")
 {
     CHECK_THAT(parse_error_of(R"({"current_host": "algo-4", "hosts": ["algo-1", "algo-2"]})"),
                Contains("current_host \"algo-4\" is not among hosts"));
@@ -101,7 +101,7 @@ TEST_CASE("sagemaker/cluster: resourceconfig.json errors name the member")
     CHECK_THAT(parse_error_of(R"({"current_host": "algo-1", )"), Contains("resourceconfig.json is not valid JSON"));
 }
 
-TEST_CASE("sagemaker/cluster: write_resource_config round-trips")
+TEST_CASE("write_resource_config round-trips", "[cluster]")
 {
     const std::vector<std::string> hosts{"algo-3", "algo-1", "algo-2"};
     const std::string text = write_resource_config(hosts, "algo-3");
@@ -126,7 +126,7 @@ TEST_CASE("sagemaker/cluster: write_resource_config round-trips")
     CHECK_THROWS_WITH(write_resource_config({"a", "b", "a"}, "a"), Contains("hosts names \"a\" twice"));
 }
 
-TEST_CASE("sagemaker/cluster: each source on its own")
+TEST_CASE("each source on its own", "[cluster]")
 {
     SECTION("nothing: rank 0 of 1, after looking for the file")
     {
@@ -176,7 +176,7 @@ TEST_CASE("sagemaker/cluster: each source on its own")
     }
 }
 
-TEST_CASE("sagemaker/cluster: precedence is RANK, then Open MPI, then the file")
+TEST_CASE("precedence is RANK, then Open MPI, then the file", "[cluster]")
 {
     fake_environment f;
     f.files[rc_path] = R"({"current_host": "algo-1", "hosts": ["algo-1", "algo-2", "algo-3", "algo-4"]})";
@@ -201,7 +201,7 @@ TEST_CASE("sagemaker/cluster: precedence is RANK, then Open MPI, then the file")
     CHECK_THAT(detect_error(f), Contains(rc_path + ": resourceconfig.json: current_host \"algo-9\" is not among hosts"));
 }
 
-TEST_CASE("sagemaker/cluster: bad variables are errors that name the variable")
+TEST_CASE("bad variables are errors that name the variable", "[cluster]")
 {
     struct bad_case {
         std::map<std::string, std::string, std::less<>> vars;

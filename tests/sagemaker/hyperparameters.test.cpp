@@ -11,7 +11,7 @@
 using pipemode::sagemaker::hyperparameters;
 using Catch::Matchers::Contains;
 
-TEST_CASE("sagemaker/hyperparameters: SageMaker's strings and plain JSON numbers and booleans")
+TEST_CASE("SageMaker's strings and plain JSON numbers and booleans", "[hyperparameters]")
 {
     const auto hp = hyperparameters::parse(R"({
       "k": "10", "feature_dim": "784", "mini_batch_size": 500, "tol": "1e-05", "eta": 0.25,
@@ -49,7 +49,7 @@ TEST_CASE("sagemaker/hyperparameters: SageMaker's strings and plain JSON numbers
     CHECK(hyperparameters::parse("{}").get_or<int>("k", 7) == 7);
 }
 
-TEST_CASE("sagemaker/hyperparameters: a value that does not convert names the key and the value")
+TEST_CASE("a value that does not convert names the key and the value", "[hyperparameters]")
 {
     const auto hp = hyperparameters::parse(
         R"({"k": "ten", "neg": "-1", "frac": "2.5", "huge": "300", "flag": "yes", "x": "1.5x", "inf": "inf",
@@ -70,7 +70,7 @@ TEST_CASE("sagemaker/hyperparameters: a value that does not convert names the ke
     CHECK_THROWS_WITH(hp.get<int>("missing"), Contains("hyperparameter \"missing\" is missing; it is required"));
 }
 
-TEST_CASE("sagemaker/hyperparameters: documents that are not a hyperparameter object")
+TEST_CASE("documents that are not a hyperparameter object", "[hyperparameters]")
 {
     CHECK_THROWS_WITH(hyperparameters::parse(R"({"k": "1", "k": "2"})"), Contains("hyperparameter \"k\" is given twice"));
     CHECK_THROWS_WITH(hyperparameters::parse(R"({"layers": [1, 2]})"),
