@@ -4,6 +4,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,7 +17,7 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-const char* const seed_job = 
+const char* const seed_job =
 #include "seed_pca_job.json.inc"
     ;
 
@@ -392,4 +396,28 @@ TEST_CASE("errors name the channel and the field", "[channel]")
                Contains("has AlgorithmSpecification but no InputDataConfig"));
     CHECK_THAT(error_of(R"([{"ChannelName": "t",)"), Contains("is not valid JSON: ") && Contains("at byte"));
     CHECK_THAT(error_of(""), Contains("is not valid JSON"));
+}
+
+TEST_CASE("reads inputdataconfig.json from a file, naming its path in errors", "[channel]")
+{
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("pipemode-channel-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string path = (dir / "inputdataconfig.json").string();
+    auto write = [&](const std::string& text) { std::ofstream(path, std::ios::binary) << text; };
+
+    const std::vector<channel_config> channels{{.name = "train", .content_type = "text/csv", .mode = input_mode::pipe},
+                                               {.name = "validation", .mode = input_mode::file}};
+    write(write_container_input_data_config(channels));
+    CHECK(read_input_data_config_file(path) == channels);
+
+    write(seed_job);  // any of the three forms
+    CHECK(read_input_data_config_file(path).size() == 2);
+
+    write(R"({"train": {"TrainingInputMode": "Piped"}})");
+    CHECK_THROWS_WITH(read_input_data_config_file(path),
+                      Contains(path + ": SageMaker channel \"train\": TrainingInputMode is \"Piped\""));
+    CHECK_THROWS_WITH(read_input_data_config_file((dir / "none.json").string()), Contains("none.json does not exist"));
+
+    fs::remove_all(dir);
 }

@@ -3,7 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -79,4 +83,29 @@ TEST_CASE("documents that are not a hyperparameter object", "[hyperparameters]")
     CHECK_THROWS_WITH(hyperparameters::parse(R"({"k": null})"), Contains("\"k\" must be") && Contains("not null"));
     CHECK_THROWS_WITH(hyperparameters::parse(R"(["k"])"), Contains("hyperparameters.json: the document must be an object"));
     CHECK_THROWS_WITH(hyperparameters::parse(R"({"k": )"), Contains("hyperparameters.json is not valid JSON"));
+}
+
+TEST_CASE("reads the file, naming its path in errors", "[hyperparameters]")
+{
+    const auto dir = std::filesystem::temp_directory_path()
+        / ("pipemode_hp_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string path = (dir / "hyperparameters.json").string();
+    auto write = [&](const std::string& text) { std::ofstream(path, std::ios::binary) << text; };
+
+    write(R"({"k": "10", "feature_dim": "784"})");
+    const auto hp = hyperparameters::read_file(path);
+    CHECK(hp.get<std::size_t>("k") == 10);
+    CHECK(hp.get<std::size_t>("feature_dim") == 784);
+
+    write(R"({"k": )");
+    CHECK_THROWS_WITH(hyperparameters::read_file(path), Contains(path + ": hyperparameters.json is not valid JSON"));
+    write("");
+    CHECK_THROWS_WITH(hyperparameters::read_file(path), Contains(path + ": hyperparameters.json is not valid JSON"));
+
+    CHECK_THROWS_AS(hyperparameters::read_file((dir / "missing.json").string()), std::runtime_error);
+    CHECK_THROWS_WITH(hyperparameters::read_file((dir / "missing.json").string()), Contains("missing.json does not exist"));
+    CHECK_THROWS_WITH(hyperparameters::read_file(dir.string()), Contains("is not a regular file"));
+
+    std::filesystem::remove_all(dir);
 }

@@ -18,6 +18,9 @@
 
 namespace pipemode::sagemaker {
 
+/// Where SageMaker puts the container-side channel list inside a training container.
+inline constexpr std::string_view default_input_data_config_path = "/opt/ml/input/config/inputdataconfig.json";
+
 /// What a channel's URI names (SageMaker's `S3DataType`).
 enum class s3_data_type {
     s3_prefix,                ///< "S3Prefix": every object whose key starts with the URI
@@ -148,6 +151,15 @@ inline std::vector<channel_config> parse_input_data_config(std::string_view json
 /// Throws `std::invalid_argument` for an invalid or duplicate channel name, or a content type
 /// that is not valid UTF-8.
 inline std::string write_container_input_data_config(const std::vector<channel_config>& channels);
+
+/// Reads the file at `path` (by default SageMaker's inputdataconfig.json) with
+/// `parse_input_data_config`, which accepts any of its three forms there too.
+///
+/// Throws `std::runtime_error` naming the path when the file does not exist or cannot be read,
+/// and `std::invalid_argument` starting with the path for what `parse_input_data_config` refuses.
+/// Blocks while reading: call it at start-up.
+inline std::vector<channel_config> read_input_data_config_file(
+    const std::string& path = std::string(default_input_data_config_path));
 
 } // namespace pipemode::sagemaker
 

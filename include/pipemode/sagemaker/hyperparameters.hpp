@@ -56,6 +56,15 @@ public:
     /// null, an array or an object (naming the key).
     static hyperparameters parse(std::string_view json);
 
+    /// Reads the file at `path` (by default SageMaker's hyperparameters.json) with `parse`.
+    /// Throws `std::runtime_error` naming the path when the file does not exist or cannot be
+    /// read, and `std::invalid_argument` starting with the path for what `parse` refuses. Blocks
+    /// while reading: call it at start-up.
+    static hyperparameters read_file(const std::string& path = std::string(default_hyperparameters_path))
+    {
+        return detail::parse_config_file(path, [](const std::string& text) { return parse(text); });
+    }
+
     /// True when `key` was given.
     bool contains(std::string_view key) const noexcept { return find(key) != nullptr; }
 

@@ -6,8 +6,12 @@
 #include <pipemode/detail/json.hpp>
 #include <pipemode/detail/parse_error.hpp>
 
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <string_view>
 #include <utility>
 
@@ -53,6 +57,57 @@ inline const std::string* duplicate_member(const json::object& o) noexcept
             if (o[i].first == o[j].first)
                 return &o[i].first;
     return nullptr;
+}
+
+/// The largest SageMaker configuration file read (they are a few kilobytes).
+inline constexpr std::size_t max_config_file_size = std::size_t{16} << 20;
+
+/// The whole contents of the configuration file at `path`; throws `std::runtime_error` naming the
+/// path when it does not exist, is not a regular file, is larger than `max_config_file_size` or
+/// cannot be read. Blocks while reading: call it at start-up, not on an `io_context` thread.
+inline std::string read_config_file(const std::string& path)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (st.type() == fs::file_type::not_found)
+        throw std::runtime_error(path + " does not exist");
+    if (ec)
+        throw std::runtime_error("cannot read " + path + ": " + ec.message());
+    if (st.type() != fs::file_type::regular)
+        throw std::runtime_error(path + " is not a regular file");
+    const auto size = fs::file_size(path, ec);
+    if (ec)
+        throw std::runtime_error("cannot read " + path + ": " + ec.message());
+    if (size > max_config_file_size)
+        throw std::runtime_error(path + " is larger than " + std::to_string(max_config_file_size)
+                                 + " bytes; a SageMaker configuration file is a few kilobytes");
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw std::runtime_error("cannot open " + path);
+    std::string text;
+    char buf[4096];
+    // The size is checked again as the file is read: it may have grown since it was measured.
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        text.append(buf, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > max_config_file_size)
+            throw std::runtime_error(path + " is larger than " + std::to_string(max_config_file_size) + " bytes");
+    }
+    if (in.bad())
+        throw std::runtime_error("cannot read " + path);
+    return text;
+}
+
+/// Parses the file at `path` with `parse`, prefixing a parse error's message with the path.
+template <class Parse>
+auto parse_config_file(const std::string& path, Parse parse)
+{
+    const std::string text = read_config_file(path);
+    try {
+        return parse(text);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(path + ": " + e.what());
+    }
 }
 
 } // namespace pipemode::sagemaker::detail

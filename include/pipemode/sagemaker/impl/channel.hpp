@@ -436,4 +436,9 @@ inline std::string write_container_input_data_config(const std::vector<channel_c
     return std::move(w).release();
 }
 
+inline std::vector<channel_config> read_input_data_config_file(const std::string& path)
+{
+    return detail::parse_config_file(path, [](const std::string& text) { return parse_input_data_config(text); });
+}
+
 } // namespace pipemode::sagemaker
