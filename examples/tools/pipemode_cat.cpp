@@ -6,6 +6,7 @@
 // it reads local paths only and refuses URLs with a sentence saying so.
 //
 // Usage and output formats: `pipemode-cat --help` and docs/tools.md.
+#include "../common/data_sources.hpp"
 #include "command_line.hpp"
 #include "json_records.hpp"
 
@@ -14,13 +15,6 @@
 #include <pipemode/decoders/raw_record.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
-
-#ifndef PIPEMODE_TOOLS_NO_HTTP
-#include <pipemode/http/object_stream.hpp>
-#include <pipemode/s3/data_set.hpp>
-#endif
-
-#include <boost/asio/awaitable.hpp>
 
 #include <unistd.h>
 
@@ -45,7 +39,7 @@ namespace {
 
 using namespace pipemode::tools;
 
-constexpr std::string_view usage_text = R"(Usage: pipemode-cat [options] SOURCE...
+constexpr std::string_view usage_head = R"(Usage: pipemode-cat [options] SOURCE...
        pipemode-cat [options] --manifest s3://BUCKET/MANIFEST [SOURCE...]
 
 Reads RecordIO-protobuf data, in the order given, through pipemode::reader. A SOURCE is a
@@ -67,52 +61,24 @@ Options:
                          within half of it
   -h, --help             print this help
 
-URL and S3 options:
-  --manifest S3URI       read the objects a SageMaker manifest file lists (may be repeated)
-  --endpoint-url URL     an S3-compatible endpoint (e.g. http://127.0.0.1:9000); default:
-                         AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's, else AWS
-  --region REGION        the signing region; default: AWS_REGION, AWS_DEFAULT_REGION, profile
-  --profile NAME         the AWS profile for credentials, region and endpoint
-  --path-style           address buckets as ENDPOINT/BUCKET/KEY (the default for endpoints
-                         other than AWS's)
-  --no-sign-request      send unsigned requests (public buckets); no credentials are looked up
-  --part-size SIZE       bytes per ranged GET: MiB, or with a suffix K, M, G (default 8)
-  --connections N        ranged GETs in flight at most (default 8)
-  --ca-file PATH         a PEM file of CA certificates to trust instead of the system's
-  --no-verify-tls        DANGEROUS, for test servers only: accept any TLS certificate and
-                         host name, so anyone on the path can read and alter the data
+)";
 
+constexpr std::string_view usage_tail = R"(
 Exit status: 0 on success, 1 when the data cannot be read or decoded, 2 on a usage error.
 See docs/tools.md for the output formats.
 )";
 
 enum class output_mode { summary, json, raw };
 
-/// A source named on the command line: a path or URL, or the S3 URI of a manifest.
-struct source_arg {
-    std::string text;
-    bool manifest = false;
-};
-
 struct cat_options {
     output_mode mode = output_mode::summary;
     std::size_t batch_size = 1000;
     pipemode::bad_record_policy bad_records = pipemode::bad_record_policy::fail;
     std::optional<std::uint64_t> limit;
-    std::size_t read_size = 4 * pipemode::mib;
     std::size_t memory_budget = pipemode::reader_options{}.memory_budget;
     std::vector<source_arg> sources;
+    source_options source;  // --read-size and the URL and S3 options
     bool help = false;
-    // URL and S3 sources
-    std::string endpoint_url;
-    std::string region;
-    std::string profile;
-    bool path_style = false;
-    bool anonymous = false;
-    std::optional<std::size_t> part_size;
-    std::optional<std::size_t> connections;
-    std::string ca_file;
-    bool verify_tls = true;
 };
 
 cat_options parse_command_line(int argc, char** argv)
@@ -147,48 +113,13 @@ cat_options parse_command_line(int argc, char** argv)
         }
         else if (name == "--limit")
             o.limit = parse_count(name, c.value());
-        else if (name == "--read-size") {
-            o.read_size = parse_bytes(name, c.value());
-            if (o.read_size == 0)
-                throw usage_error("--read-size must be at least 1 byte");
-        }
         else if (name == "--memory-budget") {
             o.memory_budget = parse_bytes(name, c.value());
             if (o.memory_budget == 0)
                 throw usage_error("--memory-budget must be at least 1 byte");
         }
-        else if (name == "--manifest")
-            o.sources.push_back({std::string(c.value()), true});
-        else if (name == "--endpoint-url")
-            o.endpoint_url = c.value();
-        else if (name == "--region")
-            o.region = c.value();
-        else if (name == "--profile")
-            o.profile = c.value();
-        else if (name == "--path-style")
-            o.path_style = true;
-        else if (name == "--no-sign-request")
-            o.anonymous = true;
-        else if (name == "--part-size") {
-            // A bare number is MiB, as part sizes are usually quoted; a suffix gives any size.
-            const auto v = c.value();
-            const bool suffixed = !v.empty() && std::isalpha(static_cast<unsigned char>(v.back()));
-            const auto n = suffixed ? parse_bytes(name, v) : parse_count(name, v);
-            if (n == 0)
-                throw usage_error("--part-size must be at least 1 byte");
-            if (!suffixed && n > SIZE_MAX / pipemode::mib)
-                throw usage_error("--part-size is too large");
-            o.part_size = static_cast<std::size_t>(suffixed ? n : n * pipemode::mib);
+        else if (parse_source_option(c, o.source, o.sources)) {
         }
-        else if (name == "--connections") {
-            o.connections = parse_count(name, c.value());
-            if (*o.connections == 0)
-                throw usage_error("--connections must be at least 1");
-        }
-        else if (name == "--ca-file")
-            o.ca_file = c.value();
-        else if (name == "--no-verify-tls")
-            o.verify_tls = false;
         else
             c.unknown();
     }
@@ -198,163 +129,6 @@ cat_options parse_command_line(int argc, char** argv)
     if (!o.help && o.sources.empty())
         throw usage_error("no SOURCE given");
     return o;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sources
-
-/// Reads the sources of several providers one after the other, so that the command line can
-/// mix kinds of sources (local paths, URLs, S3 prefixes and manifests) in one data set.
-class chained_provider final : public pipemode::source_provider {
-public:
-    explicit chained_provider(std::vector<std::unique_ptr<pipemode::source_provider>> parts)
-        : parts_(std::move(parts))
-    {
-    }
-
-    pipemode::asio::awaitable<std::optional<pipemode::any_byte_source>>
-    async_next_source(pipemode::source_context ctx) override
-    {
-        for (; current_ < parts_.size(); ++current_) {
-            if (auto source = co_await parts_[current_]->async_next_source(ctx))
-                co_return source;
-        }
-        co_return std::nullopt;
-    }
-
-    std::string describe() const override
-    {
-        std::string s;
-        for (const auto& p : parts_)
-            s += (s.empty() ? "" : " + ") + p->describe();
-        return s;
-    }
-
-    /// The largest of the parts' reservations, not their sum: a part starts fetching only when
-    /// the reader first asks it for a source, which is after the previous part has ended, so
-    /// their buffers are not held at the same time. Every part is told the options (an object
-    /// stream sizes its window here).
-    std::size_t reserve_buffers(const pipemode::reader_options& options) override
-    {
-        std::size_t most = 0;
-        for (const auto& p : parts_)
-            most = std::max(most, p->reserve_buffers(options));
-        return most;
-    }
-
-private:
-    std::vector<std::unique_ptr<pipemode::source_provider>> parts_;
-    std::size_t current_ = 0;
-};
-
-/// The URL scheme of `arg` ("s3" for "s3://bucket/key"), or empty for a local path.
-std::string_view scheme_of(std::string_view arg)
-{
-    const auto sep = arg.find("://");
-    if (sep == std::string_view::npos || sep == 0)
-        return {};
-    for (char c : arg.substr(0, sep))
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'))
-            return {};
-    return arg.substr(0, sep);
-}
-
-/// What reads a command-line source.
-enum class source_kind { local, http, s3, manifest };
-
-source_kind kind_of(const source_arg& a)
-{
-    const auto scheme = scheme_of(a.text);
-    if (a.manifest) {
-        if (scheme != "s3")
-            throw usage_error("--manifest needs an s3:// URI, not '" + a.text + "'");
-        return source_kind::manifest;
-    }
-    if (scheme.empty())
-        return source_kind::local;
-    if (scheme == "http" || scheme == "https")
-        return source_kind::http;
-    if (scheme == "s3")
-        return source_kind::s3;
-    throw usage_error("'" + a.text + "': " + std::string(scheme) +
-                      ":// is not a source pipemode-cat reads (it reads paths, http://, https:// and s3://)");
-}
-
-#ifndef PIPEMODE_TOOLS_NO_HTTP
-
-pipemode::http::stream_options stream_options_of(const cat_options& o)
-{
-    pipemode::http::stream_options s;
-    if (o.part_size)
-        s.part_size = *o.part_size;
-    if (o.connections)
-        s.max_connections = *o.connections;
-    s.client.ca_file = o.ca_file;
-    s.client.verify_tls = o.verify_tls;
-    return s;  // window_bytes stays 0: the window follows --memory-budget
-}
-
-pipemode::s3::s3_options s3_options_of(const cat_options& o)
-{
-    pipemode::s3::s3_options s;
-    s.endpoint_url = o.endpoint_url;
-    s.region = o.region;
-    s.profile = o.profile;
-    if (o.path_style)
-        s.addressing_style = pipemode::s3::addressing::path;
-    s.anonymous = o.anonymous;
-    s.stream = stream_options_of(o);
-    return s;
-}
-
-#endif
-
-/// The one place that turns command-line arguments into the reader's sources. Each run of
-/// consecutive arguments of one kind becomes one provider (local paths one `local_files`,
-/// URLs one `http_objects` stream, s3:// URIs one `s3_objects` stream, each manifest its own
-/// `s3_manifest` stream), chained in argument order.
-std::unique_ptr<pipemode::source_provider> make_provider(const cat_options& o)
-{
-    std::vector<std::unique_ptr<pipemode::source_provider>> parts;
-    std::vector<std::string> run;
-    source_kind run_kind = source_kind::local;
-    auto flush = [&] {
-        if (run.empty())
-            return;
-        auto texts = std::exchange(run, {});
-        switch (run_kind) {
-        case source_kind::local:
-            parts.push_back(pipemode::local_files(std::move(texts), o.read_size));
-            return;
-#ifndef PIPEMODE_TOOLS_NO_HTTP
-        case source_kind::http:
-            parts.push_back(pipemode::http::http_objects(std::move(texts), stream_options_of(o)));
-            return;
-        case source_kind::s3:
-            parts.push_back(pipemode::s3::s3_objects(texts, s3_options_of(o)));
-            return;
-        case source_kind::manifest:
-            parts.push_back(pipemode::s3::s3_manifest(texts.front(), s3_options_of(o)));
-            return;
-#else
-        default:
-            throw usage_error("'" + texts.front() +
-                              "': this pipemode-cat was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it "
-                              "reads local paths only");
-#endif
-        }
-    };
-    for (const auto& arg : o.sources) {
-        const auto kind = kind_of(arg);
-        if (kind != run_kind || kind == source_kind::manifest)
-            flush();
-        run_kind = kind;
-        run.push_back(arg.text);
-    }
-    flush();
-    if (parts.size() == 1)
-        return std::move(parts.front());
-    return std::make_unique<chained_provider>(std::move(parts));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,14 +202,14 @@ run_result run(const cat_options& o, output_buffer& out)
     using clock = std::chrono::steady_clock;
     run_result result;
     const auto start = clock::now();
-    pipemode::reader reader(make_provider(o),
+    pipemode::reader reader(make_provider(o.sources, o.source, "pipemode-cat"),
                             pipemode::reader_options{
                                 .batch_size = o.batch_size,
                                 .bad_records = o.bad_records,
                                 .format = o.mode == output_mode::raw ? pipemode::data_format::recordio
                                                                      : pipemode::data_format::recordio_protobuf,
                                 .memory_budget = o.memory_budget,
-                                .read_size = o.read_size,
+                                .read_size = o.source.read_size,
                             });
     const std::uint64_t limit = o.limit.value_or(UINT64_MAX);
     if (limit != 0) {
@@ -512,7 +286,8 @@ int main(int argc, char** argv)
         return 2;
     }
     if (options.help) {
-        std::fwrite(usage_text.data(), 1, usage_text.size(), stdout);
+        for (const auto part : {usage_head, source_options_help, usage_tail})
+            std::fwrite(part.data(), 1, part.size(), stdout);
         return 0;
     }
 

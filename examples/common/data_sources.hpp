@@ -1,0 +1,292 @@
+// The data-set plumbing pipemode's example programs share: turning command-line sources (local
+// paths and FIFOs, http(s):// URLs, s3:// keys and prefixes, SageMaker manifests) into one
+// pipemode::source_provider, the URL and S3 options that go with them, and the plain rank/size
+// split of a source list that the MPI programs use.
+//
+// A target built without pipemode::http defines PIPEMODE_TOOLS_NO_HTTP: it reads local paths
+// only and refuses URLs with a sentence saying so.
+#pragma once
+
+#include "../tools/command_line.hpp"
+
+#include <pipemode/core/options.hpp>
+#include <pipemode/pipeline/reader.hpp>
+#include <pipemode/pipeline/source_provider.hpp>
+
+#ifndef PIPEMODE_TOOLS_NO_HTTP
+#include <pipemode/http/object_stream.hpp>
+#include <pipemode/s3/data_set.hpp>
+#endif
+
+#include <boost/asio/awaitable.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipemode::tools {
+
+/// A source named on the command line: a path or URL, or the S3 URI of a manifest.
+struct source_arg {
+    std::string text;
+    bool manifest = false;
+};
+
+/// How to reach URL and S3 sources, and the read size of local ones.
+struct source_options {
+    std::size_t read_size = 4 * pipemode::mib;
+    std::string endpoint_url;
+    std::string region;
+    std::string profile;
+    bool path_style = false;
+    bool anonymous = false;
+    std::optional<std::size_t> part_size;
+    std::optional<std::size_t> connections;
+    std::string ca_file;
+    bool verify_tls = true;
+};
+
+/// The help text of the options `parse_source_option` takes, for a program's usage text.
+inline constexpr std::string_view source_options_help = R"(URL and S3 options:
+  --manifest S3URI       read the objects a SageMaker manifest file lists (may be repeated)
+  --endpoint-url URL     an S3-compatible endpoint (e.g. http://127.0.0.1:9000); default:
+                         AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's, else AWS
+  --region REGION        the signing region; default: AWS_REGION, AWS_DEFAULT_REGION, profile
+  --profile NAME         the AWS profile for credentials, region and endpoint
+  --path-style           address buckets as ENDPOINT/BUCKET/KEY (the default for endpoints
+                         other than AWS's)
+  --no-sign-request      send unsigned requests (public buckets); no credentials are looked up
+  --part-size SIZE       bytes per ranged GET: MiB, or with a suffix K, M, G (default 8)
+  --connections N        ranged GETs in flight at most (default 8)
+  --ca-file PATH         a PEM file of CA certificates to trust instead of the system's
+  --no-verify-tls        DANGEROUS, for test servers only: accept any TLS certificate and
+                         host name, so anyone on the path can read and alter the data
+)";
+
+/// Takes the current option of `c` if it is one of the URL and S3 options (or `--read-size`,
+/// or `--manifest`, which is appended to `sources`); returns false for any other option.
+inline bool parse_source_option(option_cursor& c, source_options& o, std::vector<source_arg>& sources)
+{
+    const auto name = c.name();
+    if (name == "--read-size") {
+        o.read_size = parse_bytes(name, c.value());
+        if (o.read_size == 0)
+            throw usage_error("--read-size must be at least 1 byte");
+    }
+    else if (name == "--manifest")
+        sources.push_back({std::string(c.value()), true});
+    else if (name == "--endpoint-url")
+        o.endpoint_url = c.value();
+    else if (name == "--region")
+        o.region = c.value();
+    else if (name == "--profile")
+        o.profile = c.value();
+    else if (name == "--path-style")
+        o.path_style = true;
+    else if (name == "--no-sign-request")
+        o.anonymous = true;
+    else if (name == "--part-size") {
+        // A bare number is MiB, as part sizes are usually quoted; a suffix gives any size.
+        const auto v = c.value();
+        const bool suffixed = !v.empty() && std::isalpha(static_cast<unsigned char>(v.back()));
+        const auto n = suffixed ? parse_bytes(name, v) : parse_count(name, v);
+        if (n == 0)
+            throw usage_error("--part-size must be at least 1 byte");
+        if (!suffixed && n > SIZE_MAX / pipemode::mib)
+            throw usage_error("--part-size is too large");
+        o.part_size = static_cast<std::size_t>(suffixed ? n : n * pipemode::mib);
+    }
+    else if (name == "--connections") {
+        o.connections = parse_count(name, c.value());
+        if (*o.connections == 0)
+            throw usage_error("--connections must be at least 1");
+    }
+    else if (name == "--ca-file")
+        o.ca_file = c.value();
+    else if (name == "--no-verify-tls")
+        o.verify_tls = false;
+    else
+        return false;
+    return true;
+}
+
+/// Reads the sources of several providers one after the other, so that the command line can
+/// mix kinds of sources (local paths, URLs, S3 prefixes and manifests) in one data set.
+class chained_provider final : public pipemode::source_provider {
+public:
+    explicit chained_provider(std::vector<std::unique_ptr<pipemode::source_provider>> parts)
+        : parts_(std::move(parts))
+    {
+    }
+
+    pipemode::asio::awaitable<std::optional<pipemode::any_byte_source>>
+    async_next_source(pipemode::source_context ctx) override
+    {
+        for (; current_ < parts_.size(); ++current_) {
+            if (auto source = co_await parts_[current_]->async_next_source(ctx))
+                co_return source;
+        }
+        co_return std::nullopt;
+    }
+
+    std::string describe() const override
+    {
+        std::string s;
+        for (const auto& p : parts_)
+            s += (s.empty() ? "" : " + ") + p->describe();
+        return s;
+    }
+
+    /// The largest of the parts' reservations, not their sum: a part starts fetching only when
+    /// the reader first asks it for a source, which is after the previous part has ended, so
+    /// their buffers are not held at the same time. Every part is told the options (an object
+    /// stream sizes its window here).
+    std::size_t reserve_buffers(const pipemode::reader_options& options) override
+    {
+        std::size_t most = 0;
+        for (const auto& p : parts_)
+            most = std::max(most, p->reserve_buffers(options));
+        return most;
+    }
+
+private:
+    std::vector<std::unique_ptr<pipemode::source_provider>> parts_;
+    std::size_t current_ = 0;
+};
+
+/// The URL scheme of `arg` ("s3" for "s3://bucket/key"), or empty for a local path.
+inline std::string_view scheme_of(std::string_view arg)
+{
+    const auto sep = arg.find("://");
+    if (sep == std::string_view::npos || sep == 0)
+        return {};
+    for (char c : arg.substr(0, sep))
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'))
+            return {};
+    return arg.substr(0, sep);
+}
+
+/// What reads a command-line source.
+enum class source_kind { local, http, s3, manifest };
+
+/// The kind of `a`; throws `usage_error` for a scheme no provider reads.
+inline source_kind kind_of(const source_arg& a)
+{
+    const auto scheme = scheme_of(a.text);
+    if (a.manifest) {
+        if (scheme != "s3")
+            throw usage_error("--manifest needs an s3:// URI, not '" + a.text + "'");
+        return source_kind::manifest;
+    }
+    if (scheme.empty())
+        return source_kind::local;
+    if (scheme == "http" || scheme == "https")
+        return source_kind::http;
+    if (scheme == "s3")
+        return source_kind::s3;
+    throw usage_error("'" + a.text + "': " + std::string(scheme) +
+                      ":// is not a source pipemode reads (it reads paths, http://, https:// and s3://)");
+}
+
+#ifndef PIPEMODE_TOOLS_NO_HTTP
+
+/// The object-stream options the command line asks for.
+inline pipemode::http::stream_options stream_options_of(const source_options& o)
+{
+    pipemode::http::stream_options s;
+    if (o.part_size)
+        s.part_size = *o.part_size;
+    if (o.connections)
+        s.max_connections = *o.connections;
+    s.client.ca_file = o.ca_file;
+    s.client.verify_tls = o.verify_tls;
+    return s;  // window_bytes stays 0: the window follows the reader's memory budget
+}
+
+/// The S3 options the command line asks for.
+inline pipemode::s3::s3_options s3_options_of(const source_options& o)
+{
+    pipemode::s3::s3_options s;
+    s.endpoint_url = o.endpoint_url;
+    s.region = o.region;
+    s.profile = o.profile;
+    if (o.path_style)
+        s.addressing_style = pipemode::s3::addressing::path;
+    s.anonymous = o.anonymous;
+    s.stream = stream_options_of(o);
+    return s;
+}
+
+#endif
+
+/// The one place that turns command-line sources into the reader's sources. Each run of
+/// consecutive arguments of one kind becomes one provider (local paths one `local_files`,
+/// URLs one `http_objects` stream, s3:// URIs one `s3_objects` stream, each manifest its own
+/// `s3_manifest` stream), chained in argument order. `program` names the program in messages.
+inline std::unique_ptr<pipemode::source_provider>
+make_provider(const std::vector<source_arg>& sources, const source_options& o, std::string_view program)
+{
+    std::vector<std::unique_ptr<pipemode::source_provider>> parts;
+    std::vector<std::string> run;
+    source_kind run_kind = source_kind::local;
+    auto flush = [&] {
+        if (run.empty())
+            return;
+        auto texts = std::exchange(run, {});
+        switch (run_kind) {
+        case source_kind::local:
+            parts.push_back(pipemode::local_files(std::move(texts), o.read_size));
+            return;
+#ifndef PIPEMODE_TOOLS_NO_HTTP
+        case source_kind::http:
+            parts.push_back(pipemode::http::http_objects(std::move(texts), stream_options_of(o)));
+            return;
+        case source_kind::s3:
+            parts.push_back(pipemode::s3::s3_objects(texts, s3_options_of(o)));
+            return;
+        case source_kind::manifest:
+            parts.push_back(pipemode::s3::s3_manifest(texts.front(), s3_options_of(o)));
+            return;
+#else
+        default:
+            throw usage_error("'" + texts.front() + "': this " + std::string(program) +
+                              " was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it reads local paths only");
+#endif
+        }
+    };
+    for (const auto& arg : sources) {
+        const auto kind = kind_of(arg);
+        if (kind != run_kind || kind == source_kind::manifest)
+            flush();
+        run_kind = kind;
+        run.push_back(arg.text);
+    }
+    flush();
+    (void)program;
+    if (parts.size() == 1)
+        return std::move(parts.front());
+    return std::make_unique<chained_provider>(std::move(parts));
+}
+
+/// The part of `objects` that process `rank` of `size` reads: object i goes to rank i % size,
+/// in order. Every object goes to exactly one rank; a rank may get none when there are fewer
+/// objects than ranks. A prefix or manifest counts as one object (it is not listed here).
+///
+/// A stand-in for the library's sharding (ShardedByS3Key), which will replace it.
+template <class T>
+std::vector<T> shard_objects(const std::vector<T>& objects, std::size_t rank, std::size_t size)
+{
+    std::vector<T> mine;
+    for (std::size_t i = rank; size != 0 && i < objects.size(); i += size)
+        mine.push_back(objects[i]);
+    return mine;
+}
+
+} // namespace pipemode::tools

@@ -1,0 +1,327 @@
+// What pipemode's example training programs (pipemode-pca, pipemode-kmeans) share: where the
+// data comes from (sources on the command line, or a SageMaker Pipe-mode channel), where the
+// hyperparameters come from (options, or SageMaker's hyperparameters.json), where the model
+// goes, the progress line, and writing JSON.
+#pragma once
+
+#include "data_sources.hpp"
+#include "mpi_context.hpp"
+
+#include <pipemode/detail/json.hpp>
+#include <pipemode/pipeline/reader.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pipemode::examples {
+
+using tools::usage_error;
+
+/// SageMaker's places in a training container.
+inline constexpr std::string_view sagemaker_hyperparameters = "/opt/ml/input/config/hyperparameters.json";
+inline constexpr std::string_view sagemaker_data_dir = "/opt/ml/input/data";
+inline constexpr std::string_view sagemaker_model_dir = "/opt/ml/model";
+
+/// The part of a training program's command line that is not a hyperparameter.
+struct training_input {
+    std::vector<tools::source_arg> sources;
+    tools::source_options source;
+    std::string pipe_channel;                           ///< read <data_dir>/<channel>_<epoch> FIFOs
+    std::string data_dir = std::string(sagemaker_data_dir);
+    std::string model_dir;                              ///< empty: /opt/ml/model if it exists, else "."
+    std::string hyperparameters_file;                   ///< empty: SageMaker's, if it exists
+    std::size_t memory_budget = reader_options{}.memory_budget;
+    bool quiet = false;                                 ///< no progress output
+    bool help = false;
+};
+
+/// The help text of the options `parse_input_option` takes.
+inline constexpr std::string_view input_options_help = R"(Input and output options:
+  --pipe-channel NAME    read SageMaker Pipe-mode FIFOs DATA_DIR/NAME_0, NAME_1, ... (one per
+                         epoch) instead of SOURCEs
+  --data-dir DIR         where the channel FIFOs are (default /opt/ml/input/data)
+  --hyperparameters FILE SageMaker's hyperparameters.json (string values); options on the
+                         command line override it. Default: /opt/ml/input/config/
+                         hyperparameters.json when it exists and no hyperparameter option is
+                         given
+  --model-dir DIR        where model.json goes (default /opt/ml/model when it exists, else .)
+  --memory-budget BYTES  memory the reader may hold (default 256M)
+  --read-size BYTES      size of one read from a file or FIFO (default 4M)
+  --quiet                no progress output
+  -h, --help             print this help
+)";
+
+/// Takes the current option of `c` if it is an input, output or URL option; false otherwise.
+inline bool parse_input_option(tools::option_cursor& c, training_input& in)
+{
+    const auto name = c.name();
+    if (name == "-h" || name == "--help")
+        in.help = true;
+    else if (name == "--pipe-channel")
+        in.pipe_channel = c.value();
+    else if (name == "--data-dir")
+        in.data_dir = c.value();
+    else if (name == "--model-dir")
+        in.model_dir = c.value();
+    else if (name == "--hyperparameters")
+        in.hyperparameters_file = c.value();
+    else if (name == "--quiet")
+        in.quiet = true;
+    else if (name == "--memory-budget") {
+        in.memory_budget = tools::parse_bytes(name, c.value());
+        if (in.memory_budget == 0)
+            throw usage_error("--memory-budget must be at least 1 byte");
+    }
+    else
+        return tools::parse_source_option(c, in.source, in.sources);
+    return true;
+}
+
+/// A hyperparameter's name as SageMaker spells it: `--feature-dim` and `feature_dim` are both
+/// `feature_dim`.
+inline std::string hyperparameter_name(std::string_view option)
+{
+    while (option.starts_with('-'))
+        option.remove_prefix(1);
+    std::string s(option);
+    for (auto& ch : s)
+        if (ch == '-')
+            ch = '_';
+    return s;
+}
+
+/// Sets one hyperparameter from its text; returns false when the name is not one it knows.
+using hyperparameter_setter = std::function<bool(const std::string& name, std::string_view value)>;
+
+/// Reads the command line of a training program: positional SOURCEs, the input options, and
+/// every other `--name value` as a hyperparameter handed to `set` (after the hyperparameters
+/// file, so the command line wins). Unknown hyperparameters in the file are reported on stderr
+/// and skipped (SageMaker adds its own, e.g. `sagemaker_program`); on the command line they are
+/// usage errors.
+inline training_input parse_training_command_line(int argc, char** argv, const hyperparameter_setter& set,
+                                                  std::string_view program)
+{
+    training_input in;
+    std::vector<std::pair<std::string, std::string>> given;
+    for (tools::option_cursor c(argc, argv); c.next();) {
+        if (c.positional())
+            in.sources.push_back({std::string(c.arg())});
+        else if (!parse_input_option(c, in))
+            given.emplace_back(std::string(c.name()), std::string(c.value()));
+    }
+    if (in.help)
+        return in;
+
+    std::string file = in.hyperparameters_file;
+    if (file.empty() && given.empty() && std::filesystem::exists(std::string(sagemaker_hyperparameters)))
+        file = sagemaker_hyperparameters;
+    if (!file.empty()) {
+        std::ifstream f(file, std::ios::binary);
+        if (!f)
+            throw usage_error("cannot read the hyperparameters file " + file);
+        const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        pipemode::detail::parse_error err;
+        const auto doc = pipemode::detail::json::parse(text, err);
+        if (!doc || !doc->is_object())
+            throw usage_error(file + ": not a JSON object" + (err ? " (" + err.to_string() + ")" : std::string()));
+        for (const auto& [name, value] : doc->as_object()) {
+            // SageMaker writes every value as a string; numbers and booleans are taken as well.
+            std::string text_value;
+            if (value.is_string())
+                text_value = value.as_string();
+            else if (value.is_number())
+                text_value = value.as_number().text;
+            else if (value.is_bool())
+                text_value = value.as_bool() ? "true" : "false";
+            else
+                throw usage_error(file + ": hyperparameter '" + name + "' is not a string, number or boolean");
+            if (!set(hyperparameter_name(name), text_value))
+                std::fprintf(stderr, "%.*s: ignoring hyperparameter '%s' from %s\n", static_cast<int>(program.size()),
+                             program.data(), name.c_str(), file.c_str());
+        }
+    }
+    for (const auto& [name, value] : given)
+        if (!set(hyperparameter_name(name), value))
+            throw usage_error("unknown option '" + name + "'");
+    if (in.sources.empty() && in.pipe_channel.empty())
+        throw usage_error("no SOURCE given (or --pipe-channel NAME)");
+    if (!in.sources.empty() && !in.pipe_channel.empty())
+        throw usage_error("give SOURCEs or --pipe-channel, not both");
+    return in;
+}
+
+/// Parses a SageMaker boolean hyperparameter ("true"/"false", any case, or 1/0).
+inline bool parse_bool(std::string_view name, std::string_view text)
+{
+    std::string t(text);
+    for (auto& ch : t)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (t == "true" || t == "1")
+        return true;
+    if (t == "false" || t == "0")
+        return false;
+    throw usage_error(std::string(name) + " is true or false, not '" + std::string(text) + "'");
+}
+
+/// The sources this rank reads in `epoch`: the Pipe-mode FIFO of the epoch (each host's agent
+/// already feeds it that host's shard), or this rank's share of the command-line sources
+/// (`shard_objects`).
+inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, std::uint64_t epoch,
+                                                      const mpi_context& mpi, std::string_view program)
+{
+    if (!in.pipe_channel.empty()) {
+        // SageMaker's protocol: the channel's FIFO for epoch e is <dir>/<channel>_<e>.
+        const auto fifo = (std::filesystem::path(in.data_dir) / (in.pipe_channel + "_" + std::to_string(epoch))).string();
+        return local_files({fifo}, in.source.read_size);
+    }
+    const auto mine = tools::shard_objects(in.sources, mpi.rank(), mpi.size());
+    if (mine.empty())
+        return nullptr;  // more ranks than objects: this rank has no data
+    return tools::make_provider(mine, in.source, program);
+}
+
+/// The directory the model file goes to.
+inline std::filesystem::path model_directory(const training_input& in)
+{
+    if (!in.model_dir.empty())
+        return in.model_dir;
+    if (std::filesystem::is_directory(std::string(sagemaker_model_dir)))
+        return std::string(sagemaker_model_dir);
+    return ".";
+}
+
+/// Writes `text` to `dir/name` atomically (a temporary file renamed into place).
+inline std::filesystem::path write_model_file(const std::filesystem::path& dir, const std::string& name,
+                                              const std::string& text)
+{
+    std::filesystem::create_directories(dir);
+    const auto path = dir / name;
+    const auto temp = dir / (name + ".tmp");
+    {
+        std::ofstream f(temp, std::ios::binary | std::ios::trunc);
+        f << text;
+        f.close();
+        if (!f)
+            throw std::runtime_error("cannot write " + temp.string());
+    }
+    std::filesystem::rename(temp, path);
+    return path;
+}
+
+/// Appends a JSON number that reads back as the same double (17 significant digits).
+inline void append_json_number(std::string& out, double v)
+{
+    if (!std::isfinite(v)) {
+        out += "null";
+        return;
+    }
+    char buf[32];
+    const int n = std::snprintf(buf, sizeof buf, "%.17g", v);
+    out.append(buf, static_cast<std::size_t>(n));
+}
+
+/// Appends `[v0, v1, ...]`.
+inline void append_json_array(std::string& out, std::span<const double> v)
+{
+    out += '[';
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i)
+            out += ", ";
+        append_json_number(out, v[i]);
+    }
+    out += ']';
+}
+
+/// Appends a rows x cols row-major matrix as an array of rows, one row a line.
+inline void append_json_matrix(std::string& out, std::span<const double> m, std::size_t cols)
+{
+    out += "[\n";
+    const std::size_t rows = cols == 0 ? 0 : m.size() / cols;
+    for (std::size_t r = 0; r < rows; ++r) {
+        out += "    ";
+        append_json_array(out, m.subspan(r * cols, cols));
+        out += r + 1 < rows ? ",\n" : "\n";
+    }
+    out += "  ]";
+}
+
+/// Progress of a training run: epoch, records, records/s and MB/s. On a terminal (stderr is a
+/// tty) one line rewritten in place at most 4 times a second; otherwise a plain line every 10
+/// seconds and at the end of each epoch. Silent when `enabled` is false (ranks other than 0,
+/// --quiet).
+class progress_line {
+public:
+    using clock = std::chrono::steady_clock;
+
+    progress_line(bool enabled, std::string program)
+        : enabled_(enabled), tty_(::isatty(STDERR_FILENO) == 1), program_(std::move(program))
+    {
+    }
+
+    /// Starts an epoch (`epochs` in all, 0 when unknown).
+    void start_epoch(std::uint64_t epoch, std::uint64_t epochs)
+    {
+        epoch_ = epoch;
+        epochs_ = epochs;
+        start_ = last_ = clock::now();
+    }
+
+    /// Reports the epoch's totals so far; prints when it is time.
+    void update(std::uint64_t records, std::uint64_t bytes)
+    {
+        if (!enabled_)
+            return;
+        const auto now = clock::now();
+        if (now - last_ < (tty_ ? std::chrono::milliseconds(250) : std::chrono::milliseconds(10000)))
+            return;
+        last_ = now;
+        print(records, bytes, false);
+    }
+
+    /// Ends the epoch with its totals.
+    void end_epoch(std::uint64_t records, std::uint64_t bytes) { print(records, bytes, true); }
+
+private:
+    void print(std::uint64_t records, std::uint64_t bytes, bool final)
+    {
+        if (!enabled_)
+            return;
+        const double s = std::chrono::duration<double>(clock::now() - start_).count();
+        const double per = s > 0 ? 1 / s : 0;
+        char epochs[32] = "";
+        if (epochs_ != 0)
+            std::snprintf(epochs, sizeof epochs, "/%llu", static_cast<unsigned long long>(epochs_));
+        std::fprintf(stderr, "%s%s: epoch %llu%s: %llu records, %.0f records/s, %.1f MB/s, %.1f s%s",
+                     tty_ ? "\r\033[K" : "", program_.c_str(), static_cast<unsigned long long>(epoch_ + 1), epochs,
+                     static_cast<unsigned long long>(records), static_cast<double>(records) * per,
+                     static_cast<double>(bytes) / 1e6 * per, s, tty_ && !final ? "" : "\n");
+        std::fflush(stderr);
+    }
+
+    bool enabled_;
+    bool tty_;
+    std::string program_;
+    std::uint64_t epoch_ = 0;
+    std::uint64_t epochs_ = 0;
+    clock::time_point start_{};
+    clock::time_point last_{};
+};
+
+} // namespace pipemode::examples
