@@ -231,6 +231,35 @@ TEST_CASE("a job description from the AWS CLI (describe-training-job) shape", "[
     CHECK(parse_input_data_config(R"({"InputDataConfig": []})").empty());
 }
 
+TEST_CASE("a job description nested one level down, as a tuning job's TrainingJobDefinition", "[channel]")
+{
+    const std::string text = R"({
+      "HyperParameterTuningJobName": "tune-1",
+      "HyperParameterTuningJobConfig": {"Strategy": "Bayesian"},
+      "TrainingJobDefinition": {
+        "AlgorithmSpecification": {"TrainingImage": "pca:1", "TrainingInputMode": "File"},
+        "InputDataConfig": [
+          {"ChannelName": "train",
+           "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/train/"}}}]}
+    })";
+    const auto channels = parse_input_data_config(text);
+    REQUIRE(channels.size() == 1);
+    CHECK(channels[0] == channel_config{.name = "train", .uri = "s3://b/train/", .mode = input_mode::file});
+
+    // The TrainingJobDefinition type's own TrainingInputMode; AlgorithmSpecification's wins.
+    const std::string own = R"({"TrainingJobDefinition": {"TrainingInputMode": "FastFile", "InputDataConfig": [
+        {"ChannelName": "t", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/t"}}}]}})";
+    CHECK(parse_input_data_config(own).at(0).mode == input_mode::fast_file);
+    const std::string both = R"({"TrainingInputMode": "FastFile", "AlgorithmSpecification": {"TrainingInputMode": "Pipe"},
+        "InputDataConfig": [{"ChannelName": "t", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/t"}}}]})";
+    CHECK(parse_input_data_config(both).at(0).mode == input_mode::pipe);
+
+    CHECK_THAT(error_of(R"({"A": {"InputDataConfig": []}, "B": {"InputDataConfig": []}})"),
+               Contains("has InputDataConfig in both A and B"));
+    CHECK_THAT(error_of(R"({"TrainingJobDefinition": {"TrainingInputMode": "Files", "InputDataConfig": []}})"),
+               Contains("the job description's TrainingJobDefinition: TrainingInputMode is \"Files\""));
+}
+
 TEST_CASE("the container-side inputdataconfig.json", "[channel]")
 {
     const std::string text = R"({

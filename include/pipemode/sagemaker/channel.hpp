@@ -129,8 +129,10 @@ inline void validate_channel_name(std::string_view name);
 ///    "S3Uri": "s3://b/p/"}}, "InputMode": "Pipe", ...}]`;
 /// 2. a whole job description holding `InputDataConfig`: boto3's `create_training_job` keyword
 ///    arguments, the AWS CLI's `--cli-input-json` document and `describe-training-job`'s output
-///    all have this shape. Its `AlgorithmSpecification.TrainingInputMode` is the mode of every
-///    channel without an `InputMode`;
+///    all have this shape. Its `AlgorithmSpecification.TrainingInputMode` (or a
+///    `TrainingInputMode` of its own) is the mode of every channel without an `InputMode`. A job
+///    description one level down, as the `TrainingJobDefinition` of a tuning job's
+///    `--cli-input-json`, is found too;
 /// 3. the container-side /opt/ml/input/config/inputdataconfig.json, an object keyed by channel
 ///    name: `{"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
 ///    "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}`. It carries no

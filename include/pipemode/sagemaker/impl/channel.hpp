@@ -370,6 +370,23 @@ inline std::vector<channel_config> read_request_channels(const json::value& list
     return out;
 }
 
+// A job description: its InputDataConfig, with the job's input mode as the channels' default.
+// CreateTrainingJob and DescribeTrainingJob put it in AlgorithmSpecification.TrainingInputMode;
+// a tuning job's TrainingJobDefinition may put it there or (as TrainingJobDefinition does in
+// CreateAlgorithm) at its own top level.
+inline std::vector<channel_config> read_job(const json::value& job, const std::string& where)
+{
+    input_mode mode = input_mode::pipe;
+    channel_reader r(where);
+    r.read_enum(job, "TrainingInputMode", "TrainingInputMode", mode, &parse_input_mode, input_mode_spellings);
+    if (const json::value* spec = channel_reader::member(job, "AlgorithmSpecification")) {
+        r.require_object(*spec, "AlgorithmSpecification");
+        r.read_enum(*spec, "TrainingInputMode", "AlgorithmSpecification.TrainingInputMode", mode, &parse_input_mode,
+                    input_mode_spellings);
+    }
+    return read_request_channels(*job.find("InputDataConfig"), mode, where);
+}
+
 } // namespace detail
 
 inline std::vector<channel_config> parse_input_data_config(std::string_view text)
@@ -384,17 +401,23 @@ inline std::vector<channel_config> parse_input_data_config(std::string_view text
         detail::throw_wrong_kind("the SageMaker input data configuration", "the document",
                                  "an InputDataConfig array, a job description or an inputdataconfig.json object", doc);
 
-    // Form 2: a job description.
-    if (const detail::json::value* list = doc.find("InputDataConfig")) {
-        input_mode mode = input_mode::pipe;
-        if (const detail::json::value* spec = detail::channel_reader::member(doc, "AlgorithmSpecification")) {
-            detail::channel_reader r("the job description");
-            r.require_object(*spec, "AlgorithmSpecification");
-            r.read_enum(*spec, "TrainingInputMode", "AlgorithmSpecification.TrainingInputMode", mode,
-                        &parse_input_mode, detail::input_mode_spellings);
-        }
-        return detail::read_request_channels(*list, mode, "the job description");
+    // Form 2: a job description, or an object holding one as a member (the AWS CLI's
+    // --cli-input-json for create-hyper-parameter-tuning-job nests it as TrainingJobDefinition).
+    if (doc.find("InputDataConfig"))
+        return detail::read_job(doc, "the job description");
+    const detail::json::value* nested = nullptr;
+    std::string nested_name;
+    for (const auto& [name, v] : doc.as_object()) {
+        if (!v.is_object() || !v.find("InputDataConfig"))
+            continue;
+        if (nested)
+            throw std::invalid_argument("the job description has InputDataConfig in both " + nested_name + " and "
+                                        + name + "; give pipemode one job's description");
+        nested = &v;
+        nested_name = name;
     }
+    if (nested)
+        return detail::read_job(*nested, "the job description's " + nested_name);
     for (std::string_view job_member : {"AlgorithmSpecification", "TrainingJobName", "RoleArn", "ResourceConfig"})
         if (doc.find(job_member))
             throw std::invalid_argument("the job description has " + std::string(job_member)
