@@ -775,3 +775,51 @@ TEST_CASE("decoder state: put while a record waits, finish with a record waiting
     CHECK(d.record().offset == 4096);
     CHECK(d.record().index == 0);
 }
+
+TEST_CASE("resync right after reset starts decoding mid-stream at the first record that starts there", "[recordio]")
+{
+    // Records of several sizes, some split by the writer at magic words in their payloads.
+    std::mt19937 rng(17);
+    std::string stream;
+    std::vector<std::pair<std::size_t, std::string>> records;  // offset, payload
+    for (int i = 0; i < 40; ++i) {
+        std::string p = random_payload(rng, rng() % 40);
+        if (i % 7 == 3)
+            p += std::string(4 - p.size() % 4 == 4 ? 0 : 4 - p.size() % 4, 'x') + magic_str + "after";
+        records.emplace_back(stream.size(), p);
+        stream += framed(p);
+    }
+    for (std::size_t start = 0; start <= stream.size(); start += 4) {
+        CAPTURE(start);
+        recordio_decoder d;
+        d.reset(start);
+        d.resync();
+        std::vector<std::pair<std::size_t, std::string>> got;
+        std::string_view in(stream);
+        in.remove_prefix(start);
+        // Fed a few bytes at a time, so the search itself straddles inputs.
+        while (!in.empty()) {
+            error_code ec;
+            const auto chunk = to_bytes(in.substr(0, 5));
+            auto span = std::span<const std::byte>(chunk);
+            while (!span.empty() || d.has_record()) {
+                span = span.subspan(d.put(span, ec));
+                REQUIRE(!ec);
+                if (!d.has_record())
+                    break;
+                REQUIRE(d.record().index == got.size());  // no index used up by the search
+                got.emplace_back(d.record().offset, to_string(d.record().payload));
+                d.pop();
+            }
+            in.remove_prefix(std::min<std::size_t>(5, in.size()));
+        }
+        error_code ec;
+        d.finish(ec);
+        CHECK(!ec);
+        std::vector<std::pair<std::size_t, std::string>> want;
+        for (const auto& r : records)
+            if (r.first >= start)
+                want.push_back(r);
+        CHECK(got == want);
+    }
+}

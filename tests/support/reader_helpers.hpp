@@ -37,8 +37,10 @@ inline std::pair<std::size_t, data_error> rows_until_error(reader& r)
     return {rows, e};
 }
 
-/// Every record of a reader with `data_format::recordio`, in order: each row's "payload".
-inline std::vector<std::string> payloads_of(reader& r)
+/// Every record of a reader (`reader`, `data_set_reader`) with `data_format::recordio`, in
+/// order: each row's "payload".
+template <class Reader>
+std::vector<std::string> payloads_of(Reader& r)
 {
     std::vector<std::string> out;
     for (auto& b : r) {

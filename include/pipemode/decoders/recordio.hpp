@@ -193,6 +193,11 @@ public:
     /// "whole" or "first" and a length within `max_record_size`. The search begins at the
     /// offending header itself, so a valid record start that broke an open split record is
     /// kept. Bytes skipped are dropped; decoding continues through further `put()` calls.
+    ///
+    /// Called right after `reset()`, it starts decoding in the middle of a stream (a reader of
+    /// one byte range of an object): the bytes before the first record start are skipped and
+    /// no record index is used up. Because writers split a record at every aligned magic word
+    /// in its payload, an aligned magic word is always a header and the start found is exact.
     void resync();
 
     /// Capacity of the internal reassembly buffer in bytes (for memory accounting and tests).

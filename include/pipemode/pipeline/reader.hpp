@@ -75,6 +75,12 @@ public:
     /// Whether the end of the data has been reached by the consumer.
     bool done() const noexcept;
 
+    /// Where the consumer stands: the epoch, item and record of the data set's plan just after
+    /// the last batch handed out by `next()`, `try_next()` or the iterator; empty before the
+    /// first. Reading that position again (a provider planned from it) continues with the
+    /// record after that batch's last one. See `pipeline/plan.hpp` and docs/data-sets.md.
+    std::optional<read_position> position() const noexcept;
+
     /// A snapshot of the counters.
     reader_stats stats() const noexcept;
 

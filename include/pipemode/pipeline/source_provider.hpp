@@ -24,6 +24,39 @@ struct source_context {
     asio::any_io_executor blocking_executor;
 };
 
+/// Where a source's records sit in a data set that is read in planned epochs (see
+/// `pipeline/plan.hpp`), and which of them the reader keeps.
+struct source_plan {
+    /// The epoch the source belongs to. A change of epoch ends the previous epoch's last batch.
+    std::uint64_t epoch = 0;
+    /// The source's place in its epoch's plan; with `records` below, the reader's position.
+    std::uint64_t item = 0;
+    /// Only records whose first byte is at or after `begin` and before `end` (offsets in the
+    /// object, as `start_offset()` counts them) are this source's. A source that starts inside
+    /// its object (begin > 0) is first searched for a record start.
+    std::uint64_t begin = 0;
+    std::optional<std::uint64_t> end{};
+    /// Records of the source to drop before delivering any: a resumed position.
+    std::uint64_t skip = 0;
+};
+
+/// How far a consumer has got in a planned data set: in `epoch`, the item `item` of the
+/// plan, of whose records (numbered from the start of the item's byte range, bad ones
+/// included) the first `records` have been delivered.
+struct read_position {
+    std::uint64_t epoch = 0;
+    std::uint64_t item = 0;
+    std::uint64_t records = 0;
+
+    friend bool operator==(const read_position&, const read_position&) = default;
+};
+
+/// A source and its place in the data set.
+struct planned_source {
+    any_byte_source source;
+    source_plan plan{};
+};
+
 /// Hands a reader the byte sources of its data set, one after the other, in order.
 ///
 /// The reader calls `async_next_source()` on its network thread and reads each source to its
@@ -39,6 +72,19 @@ public:
     /// Errors (a missing file, a refused request) are thrown as exceptions naming the source.
     virtual asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) = 0;
 
+    /// The next source with its place in the data set. The default numbers the sources of
+    /// `async_next_source()` as the items of epoch 0 and keeps all their records; providers
+    /// that plan epochs, shards or byte ranges override it.
+    virtual asio::awaitable<std::optional<planned_source>> async_next_planned(source_context ctx)
+    {
+        auto source = co_await async_next_source(ctx);
+        if (!source)
+            co_return std::nullopt;
+        planned_source out{std::move(*source), {}};
+        out.plan.item = sources_handed_out_++;
+        co_return out;
+    }
+
     /// A short description of the data set for messages (e.g. "3 local files").
     virtual std::string describe() const = 0;
 
@@ -47,6 +93,9 @@ public:
     /// out of its budget for decoded batches. The default suits sources that read
     /// `options.read_size` at a time with one read ahead.
     virtual std::size_t reserve_buffers(const reader_options& options) { return 2 * options.read_size; }
+
+private:
+    std::uint64_t sources_handed_out_ = 0;
 };
 
 /// Opens one byte source, on the reader's network thread.

@@ -243,6 +243,11 @@ inline void recordio_decoder::reset(std::uint64_t start_offset) noexcept
 
 inline void recordio_decoder::resync()
 {
+    if (state_ == state::header && have_ == 0 && position_ == header_offset_ && index_ == 0) {
+        // Fresh from reset(): search for the first record start.
+        state_ = state::scan;
+        return;
+    }
     if (state_ != state::failed)
         return;
     ++index_;

@@ -34,6 +34,7 @@ namespace detail {
 struct queued_batch {
     pipemode::batch batch;
     std::size_t bytes = 0;
+    read_position after{};  ///< the position once the consumer has this batch
 };
 
 /// Everything a reader shares between the training loop's thread and its network thread.
@@ -66,6 +67,7 @@ struct reader_core {
     std::optional<ring_consumer<queued_batch>> consumer;
     batch current;
     std::size_t current_bytes = 0;  ///< budget held by `current` (or by the batch last returned by next())
+    std::optional<read_position> position;  ///< after the last batch handed to the consumer
     bool done = false;
 
     // Declared last so they are destroyed first: the io_context's destructor destroys a
@@ -91,7 +93,7 @@ inline bool has_room(reader_core& core, std::size_t bytes) noexcept
 
 /// Hands a finished batch to the ring, waiting (without blocking the thread) for a slot and
 /// for budget. Returns false when the consumer has gone away.
-inline asio::awaitable<bool> deliver(reader_core* core, batch b)
+inline asio::awaitable<bool> deliver(reader_core* core, batch b, read_position after)
 {
     const std::size_t bytes = b.byte_size();
     const auto records = static_cast<std::uint64_t>(b.size() - b.padding());
@@ -119,7 +121,7 @@ inline asio::awaitable<bool> deliver(reader_core* core, batch b)
         core->stats.peak_batch_bytes.store(held, std::memory_order_relaxed);
     // has_room() saw a free slot and only this thread fills slots, so the push fails only if
     // the consumer went away in between.
-    if (!core->producer->try_push(queued_batch{std::move(b), bytes}))
+    if (!core->producer->try_push(queued_batch{std::move(b), bytes, after}))
         co_return false;
     stats_counters::add(core->stats.records, records);
     stats_counters::add(core->stats.batches, std::uint64_t{1});
@@ -144,28 +146,40 @@ inline void on_bad_record(reader_core* core, const error_code& ec, data_location
     }
 }
 
-/// Decodes one source to its end into `builder`, delivering every batch that fills up.
-/// Returns false when the consumer has gone away.
-template <class Parser>
-asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, recordio_decoder* decoder,
-                                    Parser* parser, batch_builder* builder)
+/// What the pipeline carries from one source to the next.
+struct pipeline_state {
+    read_position position{};  ///< after the last record added to the builder
+};
+
+/// Decodes one planned source to its end (or to the end of its byte range) into `builder`,
+/// delivering every batch that fills up. Returns false when the consumer has gone away.
+template <class Decoder, class Parser>
+asio::awaitable<bool> decode_source(reader_core* core, planned_source* planned, Decoder* decoder, Parser* parser,
+                                    batch_builder* builder, pipeline_state* state)
 {
-    decoder->reset(source->start_offset());
-    const std::string name(source->name());
-    std::uint64_t position = source->start_offset();  // offset of the next byte to arrive
+    any_byte_source& source = planned->source;
+    const source_plan& plan = planned->plan;
+    decoder->reset(source.start_offset());
+    if (plan.begin != 0)
+        decoder->resync();  // the source starts inside its object: find the first record start
+    const std::string name(source.name());
+    const auto past_end = [&](std::uint64_t offset) { return plan.end && offset >= *plan.end; };
+    state->position = {plan.epoch, plan.item, 0};
+
+    std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
     for (;;) {
-        auto [ec, chunk] = co_await source->async_next();
+        auto [ec, chunk] = co_await source.async_next();
         if (ec == asio::error::eof) {
             error_code fec;
             decoder->finish(fec);
-            if (fec)
+            // A record cut off after the end of the range belongs to the next range's reader.
+            if (fec && !past_end(decoder->offset()))
                 on_bad_record(core, fec, {name, decoder->offset(), decoder->records_started()},
                               "the source ended inside a record");
-            stats_counters::add(core->stats.sources, std::uint64_t{1});
-            co_return true;
+            break;
         }
         if (ec) {
-            const std::string detail = source->error_detail();
+            const std::string detail = source.error_detail();
             throw data_error(ec, {name, position, decoder->records_started()},
                              detail.empty() ? "reading the source failed" : detail);
         }
@@ -173,10 +187,15 @@ asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, 
         stats_counters::add(core->stats.bytes, std::uint64_t(chunk.size()));
 
         // Take every record the chunk completes; the decoder stops after each one.
+        bool range_done = false;
         while (!chunk.empty() || decoder->has_record()) {
             error_code dec_ec;
             chunk = chunk.subspan(decoder->put(chunk, dec_ec));
             if (dec_ec) {
+                if (past_end(decoder->offset())) {
+                    range_done = true;
+                    break;
+                }
                 on_bad_record(core, dec_ec, {name, decoder->offset(), decoder->records_started()}, {});
                 decoder->resync();
                 continue;
@@ -184,6 +203,17 @@ asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, 
             if (!decoder->has_record())
                 break;  // need more bytes
             const record_view rec = decoder->record();
+            if (past_end(rec.offset)) {
+                range_done = true;
+                break;
+            }
+            // Records are numbered from the start of the source's range, bad ones included, so
+            // a saved position means the same records on every run.
+            state->position.records = rec.index + 1;
+            if (rec.index < plan.skip) {
+                decoder->pop();
+                continue;
+            }
             error_code parse_ec;
             const bool full = parser->parse(rec, name, *builder, parse_ec);
             decoder->pop();
@@ -191,10 +221,28 @@ asio::awaitable<bool> decode_source(reader_core* core, any_byte_source* source, 
                 on_bad_record(core, parse_ec, {name, rec.offset, rec.index}, parser->error_detail());
                 continue;
             }
-            if (full && !co_await deliver(core, builder->take()))
+            if (full && !co_await deliver(core, builder->take(plan.epoch), state->position))
                 co_return false;
         }
+        if (range_done)
+            break;  // the rest of the source is the next range's
     }
+    stats_counters::add(core->stats.sources, std::uint64_t{1});
+    co_return true;
+}
+
+/// Ends an epoch: delivers its short last batch as the options say. Returns false when the
+/// consumer has gone away.
+inline asio::awaitable<bool> end_epoch(reader_core* core, batch_builder* builder, const pipeline_state& state)
+{
+    if (builder->empty())
+        co_return true;
+    switch (core->options.last_batch) {
+    case last_batch::drop: (void)builder->take(state.position.epoch); co_return true;
+    case last_batch::pad: builder->pad(); break;
+    case last_batch::keep_short: break;
+    }
+    co_return co_await deliver(core, builder->take(state.position.epoch), state.position);
 }
 
 /// The pipeline: every source of the data set, in order, through the decoder into batches.
@@ -205,29 +253,22 @@ asio::awaitable<void> run_pipeline(reader_core* core, Parser parser)
     const source_context ctx{ex, core->blocking_pool.get_executor()};
     recordio_decoder decoder(recordio_options{.max_record_size = core->options.max_record_size});
     batch_builder builder(core->options.batch_size);
+    pipeline_state state;
 
     std::uint64_t sources = 0;
-    while (auto source = co_await core->provider->async_next_source(ctx)) {
+    while (auto planned = co_await core->provider->async_next_planned(ctx)) {
+        if (sources != 0 && planned->plan.epoch != state.position.epoch && !co_await end_epoch(core, &builder, state))
+            co_return;
         ++sources;
-        if (!co_await decode_source(core, &*source, &decoder, &parser, &builder))
+        if (!co_await decode_source(core, &*planned, &decoder, &parser, &builder, &state))
             co_return;
     }
     // A data set with no sources at all is almost always a wrong path or prefix; an empty
     // epoch would hide that. (Empty sources among others are fine.)
     if (sources == 0)
         throw data_error(errc::empty_data_set, {core->provider->describe(), 0, 0}, "no sources to read");
-
-    if (!builder.empty()) {
-        switch (core->options.last_batch) {
-        case last_batch::drop: break;
-        case last_batch::pad:
-            builder.pad();
-            [[fallthrough]];
-        case last_batch::keep_short:
-            if (!co_await deliver(core, builder.take()))
-                co_return;
-        }
-    }
+    if (!co_await end_epoch(core, &builder, state))
+        co_return;
     core->producer->close();
 }
 
@@ -351,6 +392,7 @@ inline bool reader::advance()
     core.waker.notify();  // a ring slot is free
     core.current = std::move(item->batch);
     core.current_bytes = item->bytes;
+    core.position = item->after;
     return true;
 }
 
@@ -382,11 +424,14 @@ inline bool reader::try_next(batch& out)
     release_current();
     core.waker.notify();  // a ring slot is free
     core.current_bytes = item.bytes;
+    core.position = item.after;
     out = std::move(item.batch);
     return true;
 }
 
 inline bool reader::done() const noexcept { return core_->done; }
+
+inline std::optional<read_position> reader::position() const noexcept { return core_->position; }
 
 inline reader_stats reader::stats() const noexcept { return core_->stats.snapshot(); }
 

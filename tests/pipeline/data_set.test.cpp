@@ -1,0 +1,408 @@
+#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/pipeline/data_set.hpp>
+
+#include "reader_helpers.hpp"
+#include "source_helpers.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace pipemode;
+using test::payloads_of;
+using test::temp_dir;
+
+namespace {
+
+/// A data set of `objects` RecordIO files under `dir`, record j of object i carrying the
+/// payload "o<i>r<j>" padded to a pseudo-random length (some hundreds of bytes, some past a
+/// read, some holding aligned RecordIO magic words, which the writer splits into parts).
+/// Returns every payload in file order.
+std::vector<std::string> make_data_set(const temp_dir& dir, std::size_t objects, std::size_t records_per_object,
+                                       std::uint64_t seed = 1)
+{
+    std::mt19937_64 rng(seed);
+    std::vector<std::string> all;
+    for (std::size_t i = 0; i < objects; ++i) {
+        std::string bytes;
+        const auto sink = [&](std::span<const std::byte> b) { bytes.append(reinterpret_cast<const char*>(b.data()), b.size()); };
+        const std::size_t n = records_per_object == 0 ? 0 : records_per_object + rng() % records_per_object;
+        for (std::size_t j = 0; j < n; ++j) {
+            std::string p = "o" + std::to_string(i) + "r" + std::to_string(j) + ":";
+            const std::size_t len = rng() % 8 == 0 ? 2000 + rng() % 6000 : rng() % 300;
+            while (p.size() < len)
+                p += static_cast<char>('a' + rng() % 26);
+            if (rng() % 5 == 0) {  // an aligned magic word inside the payload: a split record
+                p.resize((p.size() + 3) & ~std::size_t{3});
+                const std::uint32_t magic = recordio_magic;
+                p.append(reinterpret_cast<const char*>(&magic), 4);
+                p += "tail";
+            }
+            write_recordio(test::bytes_of(p), sink);
+            all.push_back(p);
+        }
+        char name[32];
+        std::snprintf(name, sizeof name, "part-%04zu.rec", i);
+        test::write_file(dir / name, test::bytes_of(bytes));
+    }
+    return all;
+}
+
+reader_options small_batches(std::size_t n = 7)
+{
+    return reader_options{.batch_size = n, .format = data_format::recordio, .memory_budget = 64 * mib,
+                          .max_record_size = 1 * mib, .read_size = 64 * kib};
+}
+
+/// The payloads of each epoch of a data set reader, split by the batches' epoch tags.
+std::map<std::uint64_t, std::vector<std::string>> payloads_by_epoch(data_set_reader& r)
+{
+    std::map<std::uint64_t, std::vector<std::string>> out;
+    for (auto& b : r) {
+        const auto& col = b.feature("payload");
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto bytes = col.item(i, 0);
+            out[b.epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    }
+    return out;
+}
+
+std::multiset<std::string> as_multiset(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
+} // namespace
+
+TEST_CASE("local_store lists directories recursively in path order, files, prefixes and file:// URIs")
+{
+    temp_dir dir;
+    std::filesystem::create_directories(dir.path() / "a" / "b");
+    for (const char* f : {"a/b/z.rec", "a/x.rec", "a/y.rec", "top-1.rec", "top-2.rec", "other.rec"})
+        test::write_file(dir / f, test::bytes_of(std::string(std::strlen(f), 'x')));
+    const auto list = [&](std::vector<std::string> paths) {
+        auto store = local_store(std::move(paths));
+        asio::io_context io;
+        asio::thread_pool pool(1);
+        std::vector<object_entry> out;
+        asio::co_spawn(io, store->async_list({io.get_executor(), pool.get_executor()}),
+                       [&](std::exception_ptr e, std::vector<object_entry> v) {
+                           if (e)
+                               std::rethrow_exception(e);
+                           out = std::move(v);
+                       });
+        io.run();
+        std::vector<std::string> names;
+        for (const auto& o : out) {
+            names.push_back(std::filesystem::relative(o.uri, dir.path()).string());
+            CHECK(o.size == names.back().size());
+        }
+        return names;
+    };
+    CHECK(list({dir / "a"}) == std::vector<std::string>{"a/b/z.rec", "a/x.rec", "a/y.rec"});
+    CHECK(list({dir / "top-"}) == std::vector<std::string>{"top-1.rec", "top-2.rec"});
+    CHECK(list({"file://" + (dir / "other.rec"), dir / "a/x.rec"}) == std::vector<std::string>{"other.rec", "a/x.rec"});
+    CHECK_THROWS_WITH(list({dir / "nothing-"}), Catch::Contains("nothing-") && Catch::Contains("no file"));
+}
+
+TEST_CASE("a data set reader reads every record once per epoch, reshuffling objects each epoch, and tags batches with their epoch")
+{
+    temp_dir dir;
+    const auto all = make_data_set(dir, 9, 20);
+    data_set_reader r(local_store({dir.path().string()}), {.plan = {.shuffle_seed = 11}, .epochs = 3}, small_batches());
+    std::size_t batches = 0;
+    std::map<std::uint64_t, std::vector<std::string>> epochs;
+    for (auto& b : r) {
+        ++batches;
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto bytes = b.feature("payload").item(i, 0);
+            epochs[b.epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    }
+    REQUIRE(epochs.size() == 3);
+    for (const auto& [e, records] : epochs)
+        CHECK(as_multiset(records) == as_multiset(all));
+    CHECK(epochs[0] != all);  // shuffled
+    CHECK(epochs[0] != epochs[1]);
+    CHECK(epochs[1] != epochs[2]);
+    // The same seed gives the same orders.
+    data_set_reader again(local_store({dir.path().string()}), {.plan = {.shuffle_seed = 11}, .epochs = 3}, small_batches());
+    CHECK(payloads_by_epoch(again) == epochs);
+    // Without a seed, every epoch is the listing's order.
+    data_set_reader plain(local_store({dir.path().string()}), {.epochs = 2}, small_batches());
+    const auto p = payloads_by_epoch(plain);
+    CHECK(p.at(0) == all);
+    CHECK(p.at(1) == all);
+}
+
+TEST_CASE("no batch spans two epochs, and last_batch applies to each epoch")
+{
+    temp_dir dir;
+    const auto all = make_data_set(dir, 2, 10);
+    for (auto policy : {last_batch::keep_short, last_batch::drop, last_batch::pad}) {
+        auto o = small_batches(8);
+        o.last_batch = policy;
+        data_set_reader r(local_store({dir.path().string()}), {.epochs = 3}, o);
+        std::map<std::uint64_t, std::size_t> rows;
+        for (auto& b : r)
+            rows[b.epoch()] += b.size() - b.padding();
+        const std::size_t full = all.size() / 8 * 8;
+        for (std::uint64_t e = 0; e < 3; ++e)
+            CHECK(rows[e] == (policy == last_batch::drop ? full : all.size()));
+    }
+}
+
+TEST_CASE("shards are disjoint and together hold every record exactly once, for 1, 2, 3 and 7 ranks in every mode")
+{
+    temp_dir dir;
+    const auto all = make_data_set(dir, 5, 40);
+    for (auto mode : {shard_mode::by_object, shard_mode::by_bytes, shard_mode::by_byte_range}) {
+        for (std::size_t world : {1u, 2u, 3u, 7u}) {
+            if (mode != shard_mode::by_byte_range && world > 5)
+                continue;  // more ranks than objects: only byte ranges give every rank work
+            CAPTURE(int(mode), world);
+            std::vector<std::string> union_of_shards;
+            for (std::size_t rank = 0; rank < world; ++rank) {
+                data_set_reader r(local_store({dir.path().string()}),
+                                  {.plan = {.shard = {.rank = rank, .world_size = world, .mode = mode}, .shuffle_seed = 3}},
+                                  small_batches());
+                const auto mine = payloads_of(r);
+                if (world > 1)
+                    CHECK(mine.size() < all.size());
+                union_of_shards.insert(union_of_shards.end(), mine.begin(), mine.end());
+            }
+            CHECK(as_multiset(union_of_shards) == as_multiset(all));
+        }
+    }
+}
+
+TEST_CASE("byte-range shards start and stop at record boundaries inside objects, with split records and tiny objects")
+{
+    temp_dir dir;
+    auto all = make_data_set(dir, 2, 300, 5);
+    // A tiny object and an empty one among them.
+    std::string tiny;
+    write_recordio(test::bytes_of(std::string("tiny")), [&](std::span<const std::byte> b) { tiny.append(reinterpret_cast<const char*>(b.data()), b.size()); });
+    test::write_file(dir / "part-0002.rec", test::bytes_of(tiny));
+    test::write_file(dir / "part-0003.rec", {});
+    all.push_back("tiny");
+    for (std::size_t world : {2u, 3u, 7u, 16u, 61u}) {
+        CAPTURE(world);
+        std::vector<std::string> union_of_shards;
+        for (std::size_t rank = 0; rank < world; ++rank) {
+            data_set_reader r(local_store({dir.path().string()}),
+                              {.plan = {.shard = {.rank = rank, .world_size = world, .mode = shard_mode::by_byte_range}}},
+                              small_batches());
+            const auto mine = payloads_of(r);
+            union_of_shards.insert(union_of_shards.end(), mine.begin(), mine.end());
+        }
+        // Without a shuffle, rank order is file order: the concatenation is the data set itself.
+        CHECK(union_of_shards == all);
+    }
+}
+
+TEST_CASE("shards in separate processes, as ranks of a job run them, cover every record exactly once")
+{
+    temp_dir dir;
+    temp_dir results;  // not in the data set's directory, which the ranks list
+    const auto all = make_data_set(dir, 6, 30);
+    for (auto mode : {shard_mode::by_object, shard_mode::by_byte_range}) {
+        const std::size_t world = 3;
+        std::vector<pid_t> children;
+        for (std::size_t rank = 0; rank < world; ++rank) {
+            const pid_t pid = ::fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                // The child: read this rank's shard, write one payload per line (payloads hold
+                // no newline), exit 0 on success.
+                int status = 1;
+                try {
+                    data_set_reader r(local_store({dir.path().string()}),
+                                      {.plan = {.shard = {.rank = rank, .world_size = world, .mode = mode}, .shuffle_seed = 8},
+                                       .epochs = 2},
+                                      small_batches());
+                    std::ofstream out(results / ("rank-" + std::to_string(rank) + ".txt"));
+                    for (const auto& [e, records] : payloads_by_epoch(r))
+                        for (const auto& p : records)
+                            out << e << ' ' << p.substr(0, p.find(':')) << '\n';
+                    status = out ? 0 : 1;
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "rank %zu: %s\n", rank, e.what());
+                }
+                ::_exit(status);
+            }
+            children.push_back(pid);
+        }
+        for (const pid_t pid : children) {
+            int status = 0;
+            REQUIRE(::waitpid(pid, &status, 0) == pid);
+            REQUIRE(WIFEXITED(status));
+            REQUIRE(WEXITSTATUS(status) == 0);
+        }
+        std::map<std::uint64_t, std::multiset<std::string>> seen;
+        std::vector<std::set<std::string>> per_rank(world);
+        for (std::size_t rank = 0; rank < world; ++rank) {
+            std::ifstream in(results / ("rank-" + std::to_string(rank) + ".txt"));
+            std::uint64_t e;
+            std::string id;
+            while (in >> e >> id) {
+                seen[e].insert(id);
+                if (e == 0)
+                    per_rank[rank].insert(id);
+            }
+            std::filesystem::remove(results / ("rank-" + std::to_string(rank) + ".txt"));
+        }
+        std::multiset<std::string> want;
+        for (const auto& p : all)
+            want.insert(p.substr(0, p.find(':')));
+        CHECK(seen[0] == want);
+        CHECK(seen[1] == want);
+        for (std::size_t a = 0; a < world; ++a) {
+            CHECK(!per_rank[a].empty());
+            for (std::size_t b = a + 1; b < world; ++b)
+                for (const auto& id : per_rank[a])
+                    REQUIRE(per_rank[b].count(id) == 0);
+        }
+    }
+}
+
+TEST_CASE("a reader resumed from a saved state continues exactly where the old one stopped, mid-object and across epochs")
+{
+    temp_dir dir;
+    make_data_set(dir, 4, 25);
+    for (auto mode : {shard_mode::replicated, shard_mode::by_object, shard_mode::by_byte_range}) {
+        const std::size_t world = mode == shard_mode::replicated ? 1 : 2;
+        for (std::size_t stop_after : {0u, 1u, 5u, 13u, 30u}) {
+            CAPTURE(int(mode), stop_after);
+            const data_set_options options{
+                .plan = {.shard = {.rank = world - 1, .world_size = world, .mode = mode}, .shuffle_seed = 21}, .epochs = 3};
+            data_set_reader whole(local_store({dir.path().string()}), options, small_batches());
+            const auto uninterrupted = payloads_by_epoch(whole);
+
+            std::map<std::uint64_t, std::vector<std::string>> got;
+            std::string saved;
+            {
+                data_set_reader first(local_store({dir.path().string()}), options, small_batches());
+                for (std::size_t b = 0; b < stop_after; ++b) {
+                    auto batch = first.next();
+                    if (!batch)
+                        break;  // stopped after the end: the resumed reader has nothing left
+                    for (std::size_t i = 0; i < batch->size(); ++i) {
+                        const auto bytes = batch->feature("payload").item(i, 0);
+                        got[batch->epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                    }
+                }
+                saved = first.state().to_json();
+            }  // the old reader is destroyed mid-stream
+            auto resumed_options = options;
+            resumed_options.resume = data_set_state::from_json(saved);
+            data_set_reader second(local_store({dir.path().string()}), resumed_options, small_batches());
+            for (auto& [e, records] : payloads_by_epoch(second))
+                got[e].insert(got[e].end(), records.begin(), records.end());
+            CHECK(got == uninterrupted);
+        }
+    }
+}
+
+TEST_CASE("resuming with another world size delivers every remaining record of the epoch exactly once")
+{
+    temp_dir dir;
+    const auto all = make_data_set(dir, 7, 20);
+    for (auto mode : {shard_mode::by_object, shard_mode::by_bytes, shard_mode::by_byte_range}) {
+        for (std::size_t new_world : {1u, 2u, 5u}) {
+            CAPTURE(int(mode), new_world);
+            const std::size_t old_world = 3;
+            const auto options_for = [&](std::size_t rank, std::size_t world) {
+                return data_set_options{
+                    .plan = {.shard = {.rank = rank, .world_size = world, .mode = mode}, .shuffle_seed = 4}, .epochs = 2};
+            };
+            std::map<std::uint64_t, std::vector<std::string>> got;
+            std::vector<data_set_state> states;
+            for (std::size_t rank = 0; rank < old_world; ++rank) {
+                data_set_reader r(local_store({dir.path().string()}), options_for(rank, old_world), small_batches());
+                for (std::size_t b = 0; b < 2 + rank; ++b)  // ranks stop at different places
+                    if (auto batch = r.next())
+                        for (std::size_t i = 0; i < batch->size(); ++i) {
+                            const auto bytes = batch->feature("payload").item(i, 0);
+                            got[batch->epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                        }
+                states.push_back(data_set_state::from_json(r.state().to_json()));
+            }
+            std::vector<data_set_state> second_states;
+            for (std::size_t rank = 0; rank < new_world; ++rank) {
+                auto o = options_for(rank, new_world);
+                o.resume = resume_state(states, rank, new_world);
+                data_set_reader r(local_store({dir.path().string()}), o, small_batches());
+                // Stop the first new rank once more, mid-epoch, and resume it at the same size.
+                if (rank == 0) {
+                    if (auto batch = r.next())
+                        for (std::size_t i = 0; i < batch->size(); ++i) {
+                            const auto bytes = batch->feature("payload").item(i, 0);
+                            got[batch->epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                        }
+                    o.resume = data_set_state::from_json(r.state().to_json());
+                    data_set_reader again(local_store({dir.path().string()}), o, small_batches());
+                    for (auto& [e, records] : payloads_by_epoch(again))
+                        got[e].insert(got[e].end(), records.begin(), records.end());
+                    continue;
+                }
+                for (auto& [e, records] : payloads_by_epoch(r))
+                    got[e].insert(got[e].end(), records.begin(), records.end());
+            }
+            // Epoch 0 was shared by both runs; epoch 1 was read by the new ranks alone, each
+            // with its own shard of a fresh plan.
+            CHECK(as_multiset(got[0]) == as_multiset(all));
+            CHECK(as_multiset(got[1]) == as_multiset(all));
+        }
+    }
+}
+
+TEST_CASE("resume states are checked: another data set, other ranks, missing ranks, mixed epochs")
+{
+    temp_dir dir;
+    make_data_set(dir, 3, 10);
+    data_set_reader r(local_store({dir.path().string()}), {.plan = {.shard = {.rank = 0, .world_size = 2, .mode = shard_mode::by_object}}}, small_batches());
+    REQUIRE(r.next());
+    const auto s = r.state();
+    CHECK(s.objects == 3);
+
+    // Another rank or world size than the state's.
+    CHECK_THROWS_WITH(data_set_reader(local_store({dir.path().string()}),
+                                      {.plan = {.shard = {.rank = 1, .world_size = 2, .mode = shard_mode::by_object}}, .resume = s},
+                                      small_batches()),
+                      Catch::Contains("resume_state()"));
+    // A rank's state missing when the world size changes.
+    const std::vector<data_set_state> one = {s};
+    CHECK_THROWS_WITH(resume_state(one, 0, 3), Catch::Contains("every one of the 2 old ranks"));
+    auto later = s;
+    later.rank = 1;
+    later.epoch = 1;
+    const std::vector<data_set_state> mixed = {s, later};
+    CHECK_THROWS_WITH(resume_state(mixed, 0, 3), Catch::Contains("different epochs"));
+    // The data set changed since the state was saved.
+    test::write_file(dir / "part-0009.rec", {});
+    data_set_reader changed(local_store({dir.path().string()}),
+                            {.plan = {.shard = {.rank = 0, .world_size = 2, .mode = shard_mode::by_object}}, .resume = s},
+                            small_batches());
+    CHECK_THROWS_WITH(changed.next(), Catch::Contains("not the one the resume state was saved from"));
+    // Malformed JSON states.
+    CHECK_THROWS_WITH(data_set_state::from_json("{\"version\":1}"), Catch::Contains("'epoch' is missing"));
+    CHECK_THROWS_WITH(data_set_state::from_json("[1]"), Catch::Contains("not a JSON object"));
+    CHECK(data_set_state::from_json(s.to_json()) == s);
+}
+
+TEST_CASE("a rank with nothing to read, or an empty listing, is an error that says what to change")
+{
+    temp_dir dir;
+    make_data_set(dir, 2, 5);
+    data_set_reader r(local_store({dir.path().string()}),
+                      {.plan = {.shard = {.rank = 2, .world_size = 3, .mode = shard_mode::by_object}}}, small_batches());
+    CHECK_THROWS_WITH(r.next(), Catch::Contains("rank 2 of 3 has nothing to read") && Catch::Contains("by_byte_range"));
+}
