@@ -197,6 +197,28 @@ inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, 
     return tools::make_provider(mine, in.source, program);
 }
 
+/// The feature dimension all ranks agree on: `given` (the option) when not 0, else the one
+/// each rank's first batch implies (`seen`, 0 for a rank with no data). A collective: every
+/// rank calls it.
+inline std::size_t agree_on_dimension(std::size_t given, std::size_t seen, const mpi_context& mpi)
+{
+    if (given != 0)
+        return given;
+    const double mine = static_cast<double>(seen);
+    const auto all = mpi.gather_all(std::span(&mine, 1));
+    std::size_t d = 0;
+    for (double v : all) {
+        const auto dv = static_cast<std::size_t>(v);
+        if (dv != 0 && d != 0 && dv != d)
+            throw std::runtime_error("ranks see different feature dimensions; give --feature_dim");
+        if (dv != 0)
+            d = dv;
+    }
+    if (d == 0)
+        throw std::runtime_error("cannot tell the feature dimension from the data; give --feature_dim");
+    return d;
+}
+
 /// The directory the model file goes to.
 inline std::filesystem::path model_directory(const training_input& in)
 {

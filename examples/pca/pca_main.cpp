@@ -100,26 +100,6 @@ struct pass_result {
     std::optional<moments> stats;
 };
 
-/// The feature dimension all ranks agree on: the option, or the one the first batches imply.
-std::size_t agree_on_dimension(std::size_t given, std::size_t seen, const mpi_context& mpi)
-{
-    if (given != 0)
-        return given;
-    const double mine = static_cast<double>(seen);
-    const auto all = mpi.gather_all(std::span(&mine, 1));
-    std::size_t d = 0;
-    for (double v : all) {
-        const auto dv = static_cast<std::size_t>(v);
-        if (dv != 0 && d != 0 && dv != d)
-            throw std::runtime_error("ranks see different feature dimensions; give --feature_dim");
-        if (dv != 0)
-            d = dv;
-    }
-    if (d == 0)
-        throw std::runtime_error("cannot tell the feature dimension from the data; give --feature_dim");
-    return d;
-}
-
 /// Reads this rank's data once and accumulates its moments.
 pass_result one_pass(const training_input& in, pca_settings& s, const mpi_context& mpi, progress_line& progress)
 {
