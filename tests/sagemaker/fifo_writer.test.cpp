@@ -56,12 +56,21 @@ struct reader_plan {
     int error = 0;
 };
 
-/// Reads the FIFO as a training program would, on its own thread; every wait is bounded (10 s)
-/// so that a broken writer fails the test instead of hanging it.
+/// Reads the FIFO as a training program would, on its own thread (a `std::jthread`, so that a
+/// failing test still joins it); every wait is bounded (10 s) so that a broken writer fails the
+/// test instead of hanging it.
 void run_reader(reader_plan& p)
 {
     std::this_thread::sleep_for(p.start_delay);
-    const int fd = ::open(p.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    // The writer may not have created the FIFO yet.
+    int fd = -1;
+    for (int i = 0; i < 1000 && fd < 0; ++i) {
+        fd = ::open(p.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT)
+            break;
+        if (fd < 0)
+            std::this_thread::sleep_for(10ms);
+    }
     if (fd < 0) {
         p.error = errno;
         return;
@@ -145,7 +154,7 @@ TEST_CASE("fifo_writer: a reader gets exactly the bytes, then the end of data; t
         CHECK(w.path() == fs::canonical(d.data) / "train_0");
 
         // While the writer waits for its reader, the io_context keeps running other work.
-        std::thread reader([&] { run_reader(rp); });
+        std::jthread reader([&] { run_reader(rp); });
         auto ticks = std::make_shared<int>(0);
         auto ticker = std::make_shared<asio::steady_timer>(ex);
         std::function<void()> tick = [ticks, ticker, &tick] {
@@ -204,10 +213,10 @@ TEST_CASE("fifo_writer: a reader that leaves early is reader_closed, and no SIGP
     dirs d;
     const auto data = pattern(16 * mib, 3);
     reader_plan rp{.path = (d.data / "train_0").string(), .stop_after = 300'000};
-    std::thread reader;
+    std::jthread reader;
     const auto [first, second] = run_coro([&]() -> asio::awaitable<std::pair<write_result, write_result>> {
         fifo_writer w(co_await asio::this_coro::executor, d.data, d.data / "train_0");
-        reader = std::thread([&] { run_reader(rp); });
+        reader = std::jthread([&] { run_reader(rp); });
         // One write of more than the pipe and the reader take together: it must end early.
         const auto a = co_await w.async_write(data);
         const auto b = co_await w.async_write(std::span(data).first(10));
@@ -240,7 +249,7 @@ TEST_CASE("fifo_writer: backpressure: a slow reader is never more than the pipe 
     const auto data = pattern(4 * mib, 11);
     // 16 KiB a millisecond at most: the writer could fill any buffer of its own much faster.
     reader_plan rp{.path = (d.data / "train_0").string(), .piece = 16 * kib, .pause = 1000us};
-    std::thread reader([&] { run_reader(rp); });
+    std::jthread reader([&] { run_reader(rp); });
     std::size_t capacity = 0, worst_lead = 0, writes = 0;
     run_coro([&]() -> asio::awaitable<void> {
         fifo_writer w(co_await asio::this_coro::executor, d.data, d.data / "train_0");
@@ -287,14 +296,14 @@ TEST_CASE("fifo_writer: the wait for a reader times out, is cancellable, and end
     SECTION("cancel, then a reader after all")
     {
         reader_plan rp{.path = (d.data / "train_0").string(), .start_delay = 100ms};
-        std::thread reader;
+        std::jthread reader;
         const auto [cancelled, later] = run_coro([&]() -> asio::awaitable<std::pair<error_code, write_result>> {
             const auto ex = co_await asio::this_coro::executor;
             fifo_writer w(ex, d.data, "train_0");
             asio::steady_timer t(ex, 50ms);
             t.async_wait([&](error_code) { w.cancel(); });
             const auto a = co_await w.async_wait_for_reader();
-            reader = std::thread([&] { run_reader(rp); });
+            reader = std::jthread([&] { run_reader(rp); });
             const std::array<std::byte, 3> abc{std::byte{'a'}, std::byte{'b'}, std::byte{'c'}};
             const auto b = co_await w.async_write(abc);  // waits for the reader itself
             co_return std::pair(a, b);
