@@ -7,8 +7,8 @@
 #include "data_sources.hpp"
 #include "mpi_context.hpp"
 
-#include <pipemode/detail/json.hpp>
 #include <pipemode/pipeline/reader.hpp>
+#include <pipemode/sagemaker/hyperparameters.hpp>
 
 #include <unistd.h>
 
@@ -19,7 +19,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -35,7 +34,6 @@ namespace pipemode::examples {
 using tools::usage_error;
 
 /// SageMaker's places in a training container.
-inline constexpr std::string_view sagemaker_hyperparameters = "/opt/ml/input/config/hyperparameters.json";
 inline constexpr std::string_view sagemaker_data_dir = "/opt/ml/input/data";
 inline constexpr std::string_view sagemaker_model_dir = "/opt/ml/model";
 
@@ -111,10 +109,10 @@ inline std::string hyperparameter_name(std::string_view option)
 using hyperparameter_setter = std::function<bool(const std::string& name, std::string_view value)>;
 
 /// Reads the command line of a training program: positional SOURCEs, the input options, and
-/// every other `--name value` as a hyperparameter handed to `set` (after the hyperparameters
-/// file, so the command line wins). Unknown hyperparameters in the file are reported on stderr
-/// and skipped (SageMaker adds its own, e.g. `sagemaker_program`); on the command line they are
-/// usage errors.
+/// every other `--name value` as a hyperparameter handed to `set` after those of the
+/// hyperparameters file (read with `sagemaker::hyperparameters`), so the command line wins.
+/// Unknown hyperparameters in the file are reported on stderr and skipped (SageMaker adds its
+/// own, e.g. `sagemaker_program`); on the command line they are usage errors.
 inline training_input parse_training_command_line(int argc, char** argv, const hyperparameter_setter& set,
                                                   std::string_view program)
 {
@@ -130,32 +128,20 @@ inline training_input parse_training_command_line(int argc, char** argv, const h
         return in;
 
     std::string file = in.hyperparameters_file;
-    if (file.empty() && given.empty() && std::filesystem::exists(std::string(sagemaker_hyperparameters)))
-        file = sagemaker_hyperparameters;
+    if (file.empty() && given.empty()
+        && std::filesystem::exists(std::string(pipemode::sagemaker::default_hyperparameters_path)))
+        file = pipemode::sagemaker::default_hyperparameters_path;
     if (!file.empty()) {
-        std::ifstream f(file, std::ios::binary);
-        if (!f)
-            throw usage_error("cannot read the hyperparameters file " + file);
-        const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        pipemode::detail::parse_error err;
-        const auto doc = pipemode::detail::json::parse(text, err);
-        if (!doc || !doc->is_object())
-            throw usage_error(file + ": not a JSON object" + (err ? " (" + err.to_string() + ")" : std::string()));
-        for (const auto& [name, value] : doc->as_object()) {
-            // SageMaker writes every value as a string; numbers and booleans are taken as well.
-            std::string text_value;
-            if (value.is_string())
-                text_value = value.as_string();
-            else if (value.is_number())
-                text_value = value.as_number().text;
-            else if (value.is_bool())
-                text_value = value.as_bool() ? "true" : "false";
-            else
-                throw usage_error(file + ": hyperparameter '" + name + "' is not a string, number or boolean");
-            if (!set(hyperparameter_name(name), text_value))
+        pipemode::sagemaker::hyperparameters hp;
+        try {
+            hp = pipemode::sagemaker::hyperparameters::read_file(file);
+        } catch (const std::exception& e) {
+            throw usage_error(e.what());  // the message starts with the path
+        }
+        for (const auto& [name, value] : hp.items())
+            if (!set(hyperparameter_name(name), value))
                 std::fprintf(stderr, "%.*s: ignoring hyperparameter '%s' from %s\n", static_cast<int>(program.size()),
                              program.data(), name.c_str(), file.c_str());
-        }
     }
     for (const auto& [name, value] : given)
         if (!set(hyperparameter_name(name), value))
