@@ -218,24 +218,29 @@ TEST_CASE("garbage between records is skipped by resync")
         REQUIRE(transcript(d, stream, cuts) == expected);
 }
 
-TEST_CASE("reset(b) and resync() start a piece at the first record at or after b")
+namespace {
+
+// For every b, the transcript of reset(b) and resync() over stream[b..] in one piece, byte by
+// byte and in two halves: exactly the records whose header starts at or after b.
+void check_pieces(const std::string& stream, const std::vector<std::string>& payloads)
 {
     std::vector<std::uint64_t> starts;
     std::uint64_t offset = 0;
-    for (const auto& p : python_payloads) {
+    for (const auto& p : payloads) {
         starts.push_back(offset);
         offset += p.size() + 16;
     }
+    REQUIRE(offset == stream.size());
     tfrecord_decoder d;
-    for (std::size_t b = 0; b <= python_stream.size(); ++b) {
+    for (std::size_t b = 0; b <= stream.size(); ++b) {
         INFO("piece starts at " << b);
         std::size_t first = 0;
         while (first < starts.size() && starts[first] < b)
             ++first;
         std::vector<std::string> expected;
-        for (std::size_t i = first; i < python_payloads.size(); ++i)
-            expected.push_back(record_event(starts[i], i - first, python_payloads[i]));
-        const auto piece = std::string_view(python_stream).substr(b);
+        for (std::size_t i = first; i < payloads.size(); ++i)
+            expected.push_back(record_event(starts[i], i - first, payloads[i]));
+        const auto piece = std::string_view(stream).substr(b);
         const test::feed_options opt{.start_offset = b, .resync_first = true};
         REQUIRE(transcript(d, piece, opt) == expected);
         std::vector<std::size_t> every;
@@ -244,6 +249,72 @@ TEST_CASE("reset(b) and resync() start a piece at the first record at or after b
         REQUIRE(transcript(d, piece, every, opt) == expected);
         REQUIRE(transcript(d, piece, {piece.size() / 2}, opt) == expected);
     }
+}
+
+// A 12-byte window that passes the header test: a length and its correct masked CRC.
+std::string fake_header(std::uint64_t length)
+{
+    std::string h;
+    for (int i = 0; i < 8; ++i)
+        h += static_cast<char>((length >> (8 * i)) & 0xff);
+    const std::uint32_t crc = tfrecord_masked_crc(as_bytes(h));
+    for (int i = 0; i < 4; ++i)
+        h += static_cast<char>((crc >> (8 * i)) & 0xff);
+    return h;
+}
+
+} // namespace
+
+TEST_CASE("reset(b) and resync() start a piece at the first record at or after b")
+{
+    check_pieces(python_stream, python_payloads);
+}
+
+TEST_CASE("a payload holding something that looks like a header does not fool resync")
+{
+    // Fake headers inside payloads: one whose fake record ends inside the payload, two whose
+    // fake records reach into the next real records, and one holding a whole valid TFRecord
+    // (whose data CRC does match).
+    const std::vector<std::string> payloads{
+        "ab" + fake_header(3) + "xyz!!!!cd",
+        "ef" + fake_header(30) + "tail",
+        "B",
+        "gh" + fake_header(15) + "end",
+        "nested:" + frame("inner"),
+        "C",
+    };
+    std::string stream;
+    for (const auto& p : payloads)
+        stream += frame(p);
+    // A piece that starts inside "nested:" finds the inner record: it is a record by every test
+    // a reader can make, so the split rule is only as good as the data's own framing.
+    const std::size_t nested = stream.find("nested:");
+    tfrecord_decoder d;
+    const auto got = transcript(d, std::string_view(stream).substr(nested),
+                                test::feed_options{.start_offset = nested, .resync_first = true});
+    // Then the outer record's data CRC is where the next header should be: one error, and the
+    // search finds the last record.
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == record_event(nested + 7, 0, "inner"));
+    CHECK(got[1] == test::error_event('E', errc::crc_mismatch, nested + 7 + 21, 1));
+    CHECK(got[2] == record_event(stream.size() - 17, 2, "C"));
+
+    // Pieces that start anywhere but inside "nested:" see exactly the real records.
+    std::vector<std::string> outer(payloads.begin(), payloads.begin() + 4);
+    std::string head;
+    for (const auto& p : outer)
+        head += frame(p);
+    check_pieces(head + frame("C"), [&] {
+        auto v = outer;
+        v.push_back("C");
+        return v;
+    }());
+
+    // A fake record that reaches past the end cannot be told from a truncated real one: an
+    // error, never a silent loss.
+    const std::string tail = frame("ab" + fake_header(1000) + "end") + frame("C");
+    const auto cut = transcript(d, std::string_view(tail).substr(3), test::feed_options{.start_offset = 3, .resync_first = true});
+    CHECK(cut == std::vector<std::string>{test::error_event('F', errc::truncated_record, 14, 0)});
 }
 
 TEST_CASE("random streams round-trip through writer and decoder")

@@ -42,7 +42,27 @@ inline std::size_t tfrecord_decoder::put_slow(std::span<const std::byte> in, err
             p = scan(p, end);
             if (state_ == state::scan)
                 goto done;
-            break;  // a candidate is in header_ (have_ == header_size)
+            // A candidate is in header_: it is a record start only if its data CRC matches too.
+            have_ = 0;
+            record_offset_ = header_offset_;
+            length_ = detail::tfrecord_le64(header_);
+            buffer_.assign(header_, header_ + header_size);
+            state_ = state::verify;
+            break;
+
+        case state::verify: {
+            // Gather the candidate record whole (header included), then judge it.
+            const std::size_t need = static_cast<std::size_t>(length_) + header_size + footer_size;
+            const std::size_t take = std::min(need - buffer_.size(), available());
+            buffer_.insert(buffer_.end(), p, p + take);
+            p += take;
+            if (buffer_.size() < need)
+                goto done;
+            verify_candidate();
+            if (state_ == state::ready)
+                goto done;
+            break;  // another candidate to gather, or the search goes on in the input
+        }
 
         case state::header: {
             const std::byte* h;
@@ -188,6 +208,56 @@ inline const std::byte* tfrecord_decoder::scan(const std::byte* p, const std::by
     return end;
 }
 
+inline void tfrecord_decoder::verify_candidate()
+{
+    // buffer_ holds a whole candidate record (header, data, data CRC) found by scan(), at
+    // record_offset_. A false start (a 12-byte window that only looks like a header) fails the
+    // data CRC; the search then resumes at the candidate's second byte.
+    const auto n = static_cast<std::size_t>(length_);
+    const std::byte* data = buffer_.data() + header_size;
+    if (tfrecord_mask_crc(detail::crc32c_extend(0, data, n)) == detail::tfrecord_le32(data + n)) {
+        view_ = {data, n};
+        state_ = state::ready;
+        return;
+    }
+    rescan(1);
+}
+
+inline void tfrecord_decoder::rescan(std::size_t from)
+{
+    // The search goes on through bytes already received, which buffer_ holds (from offset
+    // record_offset_); they may hold the next candidate, partly or whole, and more after it.
+    for (;;) {
+        have_ = 0;
+        header_offset_ = record_offset_ + from;
+        state_ = state::scan;
+        const std::byte* q = scan(buffer_.data() + from, buffer_.data() + buffer_.size());
+        if (state_ == state::scan) {
+            // No candidate in them; scan() kept their last few in header_.
+            buffer_.clear();
+            return;
+        }
+        const auto at = static_cast<std::size_t>(q - buffer_.data()) - header_size;
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(at));
+        have_ = 0;
+        record_offset_ = header_offset_;
+        length_ = detail::tfrecord_le64(header_);
+        state_ = state::verify;
+        const std::size_t need = static_cast<std::size_t>(length_) + header_size + footer_size;
+        if (buffer_.size() < need)
+            return;  // the rest of this candidate is still to come
+        const std::byte* data = buffer_.data() + header_size;
+        if (tfrecord_mask_crc(detail::crc32c_extend(0, data, static_cast<std::size_t>(length_)))
+            == detail::tfrecord_le32(data + length_)) {
+            view_ = {data, static_cast<std::size_t>(length_)};
+            state_ = state::ready;
+            surplus_ = buffer_.size() > need;  // pop() searches on through the rest
+            return;
+        }
+        from = 1;
+    }
+}
+
 inline void tfrecord_decoder::fail(errc e, error_code& ec) noexcept
 {
     error_ = e;
@@ -205,6 +275,7 @@ inline void tfrecord_decoder::finish(error_code& ec)
         record_offset_ = header_offset_;
         break;
     case state::payload:
+    case state::verify:
         break;
     case state::ready:
         return;
@@ -241,6 +312,7 @@ inline void tfrecord_decoder::reset(std::uint64_t start_offset) noexcept
     error_ = {};
     skip_after_ = false;
     bad_header_ = false;
+    surplus_ = false;
     buffer_.clear();
 }
 
