@@ -180,7 +180,7 @@ TEST_CASE("pipe_channel: pipe_path and channel names")
     const std::vector<std::string> bad_names{"", ".", "..", "a/b", "../train", "tr ain", "train\n", std::string(65, 'x'),
                                              "tr\xc3\xa4in"};
     for (const auto& bad : bad_names)
-        CHECK_THROWS_WITH(pipe_path("d", bad, 0), Catch::Contains("not a valid channel name"));
+        CHECK_THROWS_WITH(pipe_path("d", bad, 0), Catch::Contains("channel name"));
     CHECK_THROWS_AS(pipe_channel("a/b"), std::invalid_argument);
     CHECK_THROWS_AS(pipe_channel("train", {.wait = {.poll_interval = 0ms}}), std::invalid_argument);
     CHECK(pipe_channel("train", {.data_dir = "/x"}).path(3) == fs::path("/x/train_3"));

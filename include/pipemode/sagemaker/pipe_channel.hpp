@@ -26,7 +26,7 @@ inline constexpr std::string_view default_data_dir = "/opt/ml/input/data";
 /// e.g. `pipe_path("/opt/ml/input/data", "train", 0)` is "/opt/ml/input/data/train_0".
 ///
 /// Throws `std::invalid_argument` unless `channel` is a valid channel name: 1 to 64
-/// characters from `A-Z a-z 0-9 . - _`, and not "." or "..".
+/// characters from `A-Z a-z 0-9 . - _`, and not "." or ".." (`validate_channel_name`).
 std::filesystem::path pipe_path(const std::filesystem::path& data_dir, std::string_view channel, std::uint64_t epoch);
 
 /// How the consumer waits for an epoch's FIFO. Use designated initializers:

@@ -4,6 +4,7 @@
 #include <pipemode/core/error.hpp>
 #include <pipemode/detail/json.hpp>
 #include <pipemode/detail/parse_error.hpp>
+#include <pipemode/sagemaker/channel.hpp>
 #include <pipemode/sources/any_source.hpp>
 #include <pipemode/sources/fifo_source.hpp>
 
@@ -24,22 +25,6 @@
 
 namespace pipemode::sagemaker {
 namespace detail {
-
-/// Throws `std::invalid_argument` unless `name` is a channel name that can be part of a FIFO's
-/// file name: `[A-Za-z0-9.\-_]{1,64}`, not "." or "..".
-// TODO(config): sagemaker/channel.hpp's validate_channel_name states the same rule; use it once
-// that header is complete, so that the rule lives in one place.
-inline void check_pipe_channel_name(std::string_view name)
-{
-    const auto allowed = [](char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'
-            || c == '_';
-    };
-    if (name.empty() || name.size() > 64 || name == "." || name == ".." || !std::all_of(name.begin(), name.end(), allowed))
-        throw std::invalid_argument("pipemode: '" + std::string(name)
-                                    + "' is not a valid channel name: use 1 to 64 characters from A-Z a-z 0-9 . - _ "
-                                      "(not \".\" or \"..\"), as the channel is named in the training job");
-}
 
 /// The channel of a Pipe-mode FIFO's file name `<channel>_<digits>`, or nothing.
 inline std::optional<std::string> channel_of_pipe_name(std::string_view file_name)
@@ -93,6 +78,9 @@ inline std::filesystem::path input_data_config_path(const std::filesystem::path&
 
 /// Looks at data_dir's FIFOs and at inputdataconfig.json. Never throws for what it finds
 /// (an unreadable or malformed configuration counts as absent): it only feeds a diagnosis.
+/// The configuration is read with the plain JSON reader, not `parse_input_data_config`,
+/// because only its member names matter here and a field that reader would reject must not
+/// hide them.
 inline channel_survey survey_channels(const std::filesystem::path& data_dir, std::string_view channel)
 {
     namespace fs = std::filesystem;
@@ -317,7 +305,7 @@ inline void check_pipe_wait_options(const pipe_wait_options& o)
 inline std::filesystem::path pipe_path(const std::filesystem::path& data_dir, std::string_view channel,
                                        std::uint64_t epoch)
 {
-    detail::check_pipe_channel_name(channel);
+    validate_channel_name(channel);
     return data_dir / (std::string(channel) + '_' + std::to_string(epoch));
 }
 
@@ -331,7 +319,7 @@ inline std::unique_ptr<source_provider> pipe_channel_epoch(std::filesystem::path
 inline pipe_channel::pipe_channel(std::string channel, pipe_channel_options options)
     : name_(std::move(channel)), options_(std::move(options))
 {
-    detail::check_pipe_channel_name(name_);
+    validate_channel_name(name_);
     detail::check_pipe_wait_options(options_.wait);
 }
 
