@@ -46,8 +46,9 @@ struct fifo_writer_options {
     std::size_t pipe_size = 1 * mib;
 
     /// Whether `close()` (and the destructor) unlinks the FIFO. True by default: each epoch's
-    /// FIFO is read once, and a consumer that opens it again must see "no such file" at once
-    /// rather than wait for a writer that will never come (docs/pipe-mode-fifos.md).
+    /// FIFO is read once, and a consumer that opened it again would find a FIFO with no writer
+    /// (a blocking `open()` waits for ever); without the path it gets "no such file" instead
+    /// (docs/pipe-mode-fifos.md). A reader that has it open keeps reading.
     bool remove_on_close = true;
 };
 
