@@ -334,6 +334,18 @@ TEST_CASE("pipe_channel: without a configuration ruling it out, a missing channe
         CHECK_THAT(e.what(), Catch::Contains("TrainingInputMode 'File', so its data is the directory "
                                              + (c.data / "train").string()));
     }
+    SECTION("the channel is there, at another epoch")
+    {
+        c.fifo("train_2");
+        auto [elapsed, e] = timed_error([&] {
+            reader r(pipe_channel_epoch(c.data, "train", 1, wait));
+            (void)r.next();
+        });
+        CHECK(e.code() == errc::timed_out);
+        CHECK_THAT(e.what(), Catch::Contains("channel 'train' has FIFOs here for epochs 0, 2 (epochs count from 0"));
+        CHECK_THAT(e.what(), Catch::Contains("the channels here are: train, validation"));
+        CHECK_THAT(e.what(), !Catch::Contains("did you mean"));
+    }
     SECTION("no channels at all")
     {
         fs::remove(c.data / "train_0");

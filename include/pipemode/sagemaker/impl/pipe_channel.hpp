@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <fstream>
 #include <optional>
@@ -26,16 +27,24 @@
 namespace pipemode::sagemaker {
 namespace detail {
 
-/// The channel of a Pipe-mode FIFO's file name `<channel>_<digits>`, or nothing.
-inline std::optional<std::string> channel_of_pipe_name(std::string_view file_name)
+/// A Pipe-mode FIFO's file name `<channel>_<epoch>`, taken apart.
+struct pipe_name {
+    std::string channel;
+    std::uint64_t epoch = 0;
+};
+
+/// The channel and epoch of a file name `<channel>_<digits>`, or nothing.
+inline std::optional<pipe_name> parse_pipe_name(std::string_view file_name)
 {
     const auto us = file_name.rfind('_');
     if (us == std::string_view::npos || us == 0 || us + 1 == file_name.size())
         return std::nullopt;
     const auto digits = file_name.substr(us + 1);
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    std::uint64_t epoch = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), epoch);
+    if (ec != std::errc() || end != digits.data() + digits.size())
         return std::nullopt;
-    return std::string(file_name.substr(0, us));
+    return pipe_name{std::string(file_name.substr(0, us)), epoch};
 }
 
 /// What the container shows about its channels: looked at when an epoch's FIFO is missing.
@@ -43,6 +52,8 @@ struct channel_survey {
     bool data_dir_exists = false;
     /// Channels with at least one `<channel>_<N>` FIFO in data_dir, sorted.
     std::vector<std::string> fifo_channels;
+    /// The epochs of the FIFOs of the channel looked for that are there, sorted.
+    std::vector<std::uint64_t> channel_epochs;
     /// Whether inputdataconfig.json was read: a readable JSON object.
     bool config_read = false;
     /// Its members' names (the configured channels), sorted.
@@ -92,9 +103,13 @@ inline channel_survey survey_channels(const std::filesystem::path& data_dir, std
             std::error_code sec;
             if (!fs::is_fifo(it->symlink_status(sec)))
                 continue;
-            if (auto c = channel_of_pipe_name(it->path().filename().string()))
-                s.fifo_channels.push_back(std::move(*c));
+            if (auto p = parse_pipe_name(it->path().filename().string())) {
+                if (p->channel == channel)
+                    s.channel_epochs.push_back(p->epoch);
+                s.fifo_channels.push_back(std::move(p->channel));
+            }
         }
+        std::sort(s.channel_epochs.begin(), s.channel_epochs.end());
         std::sort(s.fifo_channels.begin(), s.fifo_channels.end());
         s.fifo_channels.erase(std::unique(s.fifo_channels.begin(), s.fifo_channels.end()), s.fifo_channels.end());
     }
@@ -178,6 +193,16 @@ inline std::string describe_missing_pipe(const std::filesystem::path& data_dir, 
         m += "; inputdataconfig.json gives channel '" + std::string(channel) + "' TrainingInputMode '" + s.channel_mode
             + "', so its data is the directory " + (data_dir / std::string(channel)).string()
             + ", not a FIFO: read it as files, or make the channel Pipe mode";
+    if (!s.channel_epochs.empty()) {
+        // The channel is there, with other epochs: epochs counted from 1, or one re-read.
+        m += "; channel '" + std::string(channel) + "' has FIFOs here for epoch" + (s.channel_epochs.size() > 1 ? "s " : " ");
+        for (std::size_t i = 0; i < s.channel_epochs.size() && i < 5; ++i)
+            m.append(i == 0 ? "" : ", ").append(std::to_string(s.channel_epochs[i]));
+        if (s.channel_epochs.size() > 5)
+            m += ", ...";
+        m += " (epochs count from 0; each epoch's FIFO appears once the previous one has been read or closed, and is "
+             "read once)";
+    }
     const auto all = s.all_channels();
     if (all.empty()) {
         m += "; there are no channels here (no <channel>_<epoch> FIFOs, ";
