@@ -57,10 +57,11 @@ std::vector<std::string> make_data_set(const temp_dir& dir, std::size_t objects,
     return all;
 }
 
-reader_options small_batches(std::size_t n = 7)
+reader_options small_batches(std::size_t n = 7, std::size_t shuffle_records = 0)
 {
     return reader_options{.batch_size = n, .format = data_format::recordio, .memory_budget = 64 * mib,
-                          .max_record_size = 1 * mib, .read_size = 64 * kib};
+                          .max_record_size = 1 * mib, .read_size = 64 * kib, .shuffle_records = shuffle_records,
+                          .shuffle_seed = 99, .shuffle_buffer_bytes = 1 * mib};
 }
 
 /// The payloads of each epoch of a data set reader, split by the batches' epoch tags.
@@ -277,19 +278,21 @@ TEST_CASE("a reader resumed from a saved state continues exactly where the old o
 {
     temp_dir dir;
     make_data_set(dir, 4, 25);
-    for (auto mode : {shard_mode::replicated, shard_mode::by_object, shard_mode::by_byte_range}) {
+    for (auto [mode, shuffle] : {std::pair{shard_mode::replicated, 0u}, std::pair{shard_mode::by_object, 0u},
+                                 std::pair{shard_mode::by_byte_range, 0u}, std::pair{shard_mode::replicated, 13u},
+                                 std::pair{shard_mode::by_byte_range, 50u}}) {
         const std::size_t world = mode == shard_mode::replicated ? 1 : 2;
         for (std::size_t stop_after : {0u, 1u, 5u, 13u, 30u}) {
-            CAPTURE(int(mode), stop_after);
+            CAPTURE(int(mode), shuffle, stop_after);
             const data_set_options options{
                 .plan = {.shard = {.rank = world - 1, .world_size = world, .mode = mode}, .shuffle_seed = 21}, .epochs = 3};
-            data_set_reader whole(local_store({dir.path().string()}), options, small_batches());
+            data_set_reader whole(local_store({dir.path().string()}), options, small_batches(7, shuffle));
             const auto uninterrupted = payloads_by_epoch(whole);
 
             std::map<std::uint64_t, std::vector<std::string>> got;
             std::string saved;
             {
-                data_set_reader first(local_store({dir.path().string()}), options, small_batches());
+                data_set_reader first(local_store({dir.path().string()}), options, small_batches(7, shuffle));
                 for (std::size_t b = 0; b < stop_after; ++b) {
                     auto batch = first.next();
                     if (!batch)
@@ -303,9 +306,16 @@ TEST_CASE("a reader resumed from a saved state continues exactly where the old o
             }  // the old reader is destroyed mid-stream
             auto resumed_options = options;
             resumed_options.resume = data_set_state::from_json(saved);
-            data_set_reader second(local_store({dir.path().string()}), resumed_options, small_batches());
+            data_set_reader second(local_store({dir.path().string()}), resumed_options, small_batches(7, shuffle));
             for (auto& [e, records] : payloads_by_epoch(second))
                 got[e].insert(got[e].end(), records.begin(), records.end());
+            for (auto& [e, recs] : uninterrupted) {
+                const auto& g = got[e];
+                std::size_t i = 0;
+                while (i < g.size() && i < recs.size() && g[i] == recs[i]) ++i;
+                if (i != recs.size() || g.size() != recs.size())
+                    FAIL_CHECK("epoch " << e << ": " << g.size() << " vs " << recs.size() << " records, first difference at " << i << " saved " << saved);
+            }
             CHECK(got == uninterrupted);
         }
     }
@@ -315,9 +325,11 @@ TEST_CASE("resuming with another world size delivers every remaining record of t
 {
     temp_dir dir;
     const auto all = make_data_set(dir, 7, 20);
-    for (auto mode : {shard_mode::by_object, shard_mode::by_bytes, shard_mode::by_byte_range}) {
+    for (auto [mode, shuffle] : {std::pair{shard_mode::by_object, 0u}, std::pair{shard_mode::by_bytes, 0u},
+                                 std::pair{shard_mode::by_byte_range, 0u}, std::pair{shard_mode::by_object, 11u},
+                                 std::pair{shard_mode::by_byte_range, 40u}}) {
         for (std::size_t new_world : {1u, 2u, 5u}) {
-            CAPTURE(int(mode), new_world);
+            CAPTURE(int(mode), shuffle, new_world);
             const std::size_t old_world = 3;
             const auto options_for = [&](std::size_t rank, std::size_t world) {
                 return data_set_options{
@@ -326,7 +338,7 @@ TEST_CASE("resuming with another world size delivers every remaining record of t
             std::map<std::uint64_t, std::vector<std::string>> got;
             std::vector<data_set_state> states;
             for (std::size_t rank = 0; rank < old_world; ++rank) {
-                data_set_reader r(local_store({dir.path().string()}), options_for(rank, old_world), small_batches());
+                data_set_reader r(local_store({dir.path().string()}), options_for(rank, old_world), small_batches(7, shuffle));
                 for (std::size_t b = 0; b < 2 + rank; ++b)  // ranks stop at different places
                     if (auto batch = r.next())
                         for (std::size_t i = 0; i < batch->size(); ++i) {
@@ -339,7 +351,7 @@ TEST_CASE("resuming with another world size delivers every remaining record of t
             for (std::size_t rank = 0; rank < new_world; ++rank) {
                 auto o = options_for(rank, new_world);
                 o.resume = resume_state(states, rank, new_world);
-                data_set_reader r(local_store({dir.path().string()}), o, small_batches());
+                data_set_reader r(local_store({dir.path().string()}), o, small_batches(7, shuffle));
                 // Stop the first new rank once more, mid-epoch, and resume it at the same size.
                 if (rank == 0) {
                     if (auto batch = r.next())
@@ -348,7 +360,7 @@ TEST_CASE("resuming with another world size delivers every remaining record of t
                             got[batch->epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
                         }
                     o.resume = data_set_state::from_json(r.state().to_json());
-                    data_set_reader again(local_store({dir.path().string()}), o, small_batches());
+                    data_set_reader again(local_store({dir.path().string()}), o, small_batches(7, shuffle));
                     for (auto& [e, records] : payloads_by_epoch(again))
                         got[e].insert(got[e].end(), records.begin(), records.end());
                     continue;
@@ -358,6 +370,21 @@ TEST_CASE("resuming with another world size delivers every remaining record of t
             }
             // Epoch 0 was shared by both runs; epoch 1 was read by the new ranks alone, each
             // with its own shard of a fresh plan.
+            for (int e = 0; e < 2; ++e) {
+                auto g = as_multiset(got[e]);
+                std::string diff;
+                for (const auto& p : all) {
+                    auto it = g.find(p);
+                    if (it == g.end())
+                        diff += " missing " + p.substr(0, p.find(':'));
+                    else
+                        g.erase(it);
+                }
+                for (const auto& p : g)
+                    diff += " extra " + p.substr(0, p.find(':'));
+                if (!diff.empty())
+                    FAIL_CHECK("epoch " << e << ":" << diff);
+            }
             CHECK(as_multiset(got[0]) == as_multiset(all));
             CHECK(as_multiset(got[1]) == as_multiset(all));
         }
@@ -405,4 +432,33 @@ TEST_CASE("a rank with nothing to read, or an empty listing, is an error that sa
     data_set_reader r(local_store({dir.path().string()}),
                       {.plan = {.shard = {.rank = 2, .world_size = 3, .mode = shard_mode::by_object}}}, small_batches());
     CHECK_THROWS_WITH(r.next(), Catch::Contains("rank 2 of 3 has nothing to read") && Catch::Contains("by_byte_range"));
+}
+
+TEST_CASE("the record-level shuffle delivers a reproducible permutation, different in every epoch")
+{
+    temp_dir dir;
+    const auto all = make_data_set(dir, 3, 30);
+    const auto read = [&](std::size_t block, std::uint64_t seed) {
+        auto o = small_batches(5, block);
+        o.shuffle_seed = seed;
+        data_set_reader r(local_store({dir.path().string()}), {.epochs = 2}, o);
+        return payloads_by_epoch(r);
+    };
+    const auto a = read(16, 1);
+    CHECK(as_multiset(a.at(0)) == as_multiset(all));
+    CHECK(as_multiset(a.at(1)) == as_multiset(all));
+    CHECK(a.at(0) != all);
+    CHECK(a.at(0) != a.at(1));
+    CHECK(read(16, 1) == a);
+    CHECK(read(16, 2) != a);
+    // A block holds at most `shuffle_records` records: no record moves further than a block.
+    const auto& e0 = a.at(0);
+    for (std::size_t i = 0; i < e0.size(); ++i) {
+        const auto home = std::size_t(std::find(all.begin(), all.end(), e0[i]) - all.begin());
+        CHECK(home / 16 == i / 16);
+    }
+    // A block large enough for the whole data set mixes records of every object.
+    const auto whole = read(100000, 1).at(0);
+    CHECK(as_multiset(whole) == as_multiset(all));
+    CHECK(whole.front().substr(0, 2) != whole[1].substr(0, 2));
 }

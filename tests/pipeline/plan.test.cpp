@@ -242,3 +242,35 @@ TEST_CASE("plan_all_ranks_resumed hands every remaining item to exactly one new 
         CHECK(got == want);
     }
 }
+
+TEST_CASE("a partly delivered shuffle block is re-created whole: its items stay together and its order is re-drawn")
+{
+    const std::vector<work_item> plan = {{.object = 4}, {.object = 2}, {.object = 9}, {.object = 1}};
+    // The block started at record 3 of item 1, ran into item 2, and 5 of its records were delivered.
+    const auto left = remaining_work(plan, {.item = 1, .records = 3, .in_block = 5, .block_end_item = 2});
+    REQUIRE(left.size() == 3);
+    CHECK(left[0] == work_item{.object = 2, .skip = 3, .block_start = true, .block_drop = 5, .group = 1});
+    CHECK(left[1] == work_item{.object = 9, .block_end_after = true});
+    CHECK(left[2] == plan[3]);
+    // Resuming again before that item delivered anything keeps the block to re-create...
+    CHECK(remaining_work(left, {0, 3}).front().block_start);
+    // ...and past it (a plain position further in the item) the block is done.
+    CHECK(!remaining_work(left, {0, 9}).front().block_start);
+
+    // Dealt to new ranks, a group is never split.
+    const std::vector<object_entry> objects(10, object_entry{"x", 100});
+    const std::vector<std::vector<work_item>> olds = {left, remaining_work(plan, {2, 0})};
+    for (std::size_t world : {1u, 2u, 3u}) {
+        const auto plans = redistribute(olds, objects, world);
+        bool found = false;
+        for (const auto& p : plans)
+            for (std::size_t i = 0; i < p.size(); ++i)
+                if (p[i].block_start) {
+                    found = true;
+                    REQUIRE(i + 1 < p.size());
+                    CHECK(p[i + 1].object == 9);
+                    CHECK(p[i + 1].block_end_after);
+                }
+        CHECK(found);
+    }
+}

@@ -65,6 +65,20 @@ struct reader_options {
     /// Size of one read from a local file or FIFO.
     std::size_t read_size = 4 * mib;
 
+    /// Record-level shuffle: records are gathered in blocks of this many, and each block is
+    /// delivered in an order drawn from `shuffle_seed`, the epoch and the block's first record
+    /// (so a resumed reader draws the same order). 0 delivers records in the order read. A
+    /// block also ends at the end of an epoch and when it holds `shuffle_buffer_bytes`.
+    /// Combine with the object-order shuffle of a data set reader for a thorough shuffle.
+    std::size_t shuffle_records = 0;
+
+    /// The seed of the record-level shuffle.
+    std::uint64_t shuffle_seed = 0;
+
+    /// The most payload bytes one shuffle block holds; reserved out of `memory_budget` when
+    /// `shuffle_records` is not 0.
+    std::size_t shuffle_buffer_bytes = 32 * mib;
+
     /// Called, on the reader's thread, with a one-line message for every record skipped under
     /// `bad_record_policy::skip_and_warn`. Defaults to printing on stderr.
     std::function<void(std::string_view)> on_warning = nullptr;

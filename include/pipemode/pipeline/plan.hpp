@@ -74,6 +74,13 @@ struct work_item {
     std::optional<std::uint64_t> end{};      ///< records starting at or after this byte too; empty: the object's end
     std::uint64_t skip = 0;                  ///< records already delivered (a resumed position)
 
+    // How a resumed reader re-creates a record-shuffle block that was partly delivered
+    // (see `reader_options::shuffle_records` and docs/data-sets.md):
+    bool block_start = false;        ///< a new block starts at the item's first kept record...
+    std::uint64_t block_drop = 0;    ///< ...whose first `block_drop` records in shuffled order were delivered
+    std::uint64_t group = 0;         ///< the next `group` items held the rest of that block: keep them with this one
+    bool block_end_after = false;    ///< end the block in progress at this item's end
+
     /// True when the item starts inside the object, so decoding must first find a record start.
     bool starts_inside() const noexcept { return begin != 0; }
 
@@ -170,9 +177,15 @@ std::vector<work_item> plan_epoch(std::span<const object_entry> objects, const p
 /// A position in a rank's plan: the next item to read, and how many of its records (counted
 /// from the start of its byte range, records skipped on an earlier resume included) have been
 /// delivered already.
+///
+/// Under a record-level shuffle, `item` and `records` locate the start of the shuffle block in
+/// progress, `in_block` counts its records delivered (0: none, the cursor is then an ordinary
+/// position) and `block_end_item` is the item holding its last record.
 struct plan_cursor {
     std::uint64_t item = 0;
     std::uint64_t records = 0;
+    std::uint64_t in_block = 0;
+    std::uint64_t block_end_item = 0;
 
     friend bool operator==(const plan_cursor&, const plan_cursor&) = default;
 };

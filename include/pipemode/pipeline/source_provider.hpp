@@ -38,15 +38,31 @@ struct source_plan {
     std::optional<std::uint64_t> end{};
     /// Records of the source to drop before delivering any: a resumed position.
     std::uint64_t skip = 0;
+    /// The object the source reads, as an index into the data set's listing; with `begin`
+    /// and a record's index it names a record independently of any rank's plan.
+    std::uint64_t object = 0;
+    /// Start a new record-shuffle block at the source's first kept record (ending the block
+    /// in progress), and drop the first `block_drop` records of the block's shuffled order:
+    /// how a resumed reader re-creates a block it had partly delivered.
+    bool block_start = false;
+    std::uint64_t block_drop = 0;
+    /// End the record-shuffle block in progress at the end of this source.
+    bool block_end_after = false;
 };
 
 /// How far a consumer has got in a planned data set: in `epoch`, the item `item` of the
 /// plan, of whose records (numbered from the start of the item's byte range, bad ones
 /// included) the first `records` have been delivered.
+///
+/// With a record-level shuffle (`reader_options::shuffle_records`), `item` and `records` are
+/// where the current shuffle block starts, `in_block` how many of the block's records have
+/// been delivered, and `block_end_item` the item holding the block's last record.
 struct read_position {
     std::uint64_t epoch = 0;
     std::uint64_t item = 0;
     std::uint64_t records = 0;
+    std::uint64_t in_block = 0;
+    std::uint64_t block_end_item = 0;
 
     friend bool operator==(const read_position&, const read_position&) = default;
 };
@@ -81,7 +97,8 @@ public:
         if (!source)
             co_return std::nullopt;
         planned_source out{std::move(*source), {}};
-        out.plan.item = sources_handed_out_++;
+        out.plan.item = sources_handed_out_;
+        out.plan.object = sources_handed_out_++;
         co_return out;
     }
 

@@ -140,9 +140,11 @@ public:
                                                                    .item = next_item_,
                                                                    .begin = w.begin,
                                                                    .end = w.end,
-                                                                   .skip = w.skip}};
-                if (next_item_ == first_item_)
-                    out.plan.skip = std::max(out.plan.skip, first_skip_);
+                                                                   .skip = w.skip,
+                                                                   .object = w.object,
+                                                                   .block_start = w.block_start,
+                                                                   .block_drop = w.block_drop,
+                                                                   .block_end_after = w.block_end_after}};
                 ++next_item_;
                 co_return out;
             }
@@ -178,12 +180,14 @@ private:
         if (resumed) {
             plan_ = plan_all_ranks_resumed(objects_, options_.plan, epoch_, options_.resume->history)
                         [options_.plan.shard.rank];
-            first_item_ = options_.resume->cursor.item;
-            first_skip_ = options_.resume->cursor.records;
+            const plan_cursor& at = options_.resume->cursor;
+            first_item_ = at.item;
+            // The items keep their numbers, so later positions mean the same plan.
+            if (at.item < plan_.size())
+                plan_[at.item] = remaining_work(plan_, at).front();
         } else {
             plan_ = plan_epoch(objects_, options_.plan, epoch_);
             first_item_ = 0;
-            first_skip_ = 0;
             if (plan_.empty())
                 throw data_error(errc::empty_data_set, {store_->describe(), 0, 0},
                                  "rank " + std::to_string(options_.plan.shard.rank) + " of "
@@ -220,7 +224,6 @@ private:
     std::uint64_t epoch_ = 0;
     std::vector<work_item> plan_;
     std::uint64_t first_item_ = 0;
-    std::uint64_t first_skip_ = 0;
     std::uint64_t next_item_ = 0;
     std::unique_ptr<source_provider> inner_;
 };
@@ -372,7 +375,7 @@ inline data_set_state data_set_reader::state() const
     if (pos->epoch != s.epoch)
         s.history.clear();  // the history describes how the resumed epoch was divided only
     s.epoch = pos->epoch;
-    s.cursor = {pos->item, pos->records};
+    s.cursor = {pos->item, pos->records, pos->in_block, pos->block_end_item};
     return s;
 }
 
@@ -424,7 +427,8 @@ inline std::string data_set_state::to_json() const
 {
     const auto n = [](std::uint64_t v) { return std::to_string(v); };
     std::string s = "{\"version\":1,\"epoch\":" + n(epoch) + ",\"item\":" + n(cursor.item) + ",\"records\":"
-                    + n(cursor.records) + ",\"rank\":" + n(rank) + ",\"world_size\":" + n(world_size)
+                    + n(cursor.records) + ",\"in_block\":" + n(cursor.in_block) + ",\"block_end_item\":"
+                    + n(cursor.block_end_item) + ",\"rank\":" + n(rank) + ",\"world_size\":" + n(world_size)
                     + ",\"objects\":" + n(objects) + ",\"fingerprint\":\"" + n(fingerprint) + "\",\"history\":[";
     for (std::size_t g = 0; g < history.size(); ++g) {
         if (g)
@@ -433,7 +437,8 @@ inline std::string data_set_state::to_json() const
         for (std::size_t r = 0; r < history[g].cursors.size(); ++r) {
             if (r)
                 s += ',';
-            s += '[' + n(history[g].cursors[r].item) + ',' + n(history[g].cursors[r].records) + ']';
+            const plan_cursor& c = history[g].cursors[r];
+            s += '[' + n(c.item) + ',' + n(c.records) + ',' + n(c.in_block) + ',' + n(c.block_end_item) + ']';
         }
         s += "]}";
     }
@@ -469,7 +474,7 @@ inline data_set_state data_set_state::from_json(std::string_view text)
         detail::state_error("unknown version (this pipemode reads version 1)");
     data_set_state s;
     s.epoch = field("epoch");
-    s.cursor = {field("item"), field("records")};
+    s.cursor = {field("item"), field("records"), field("in_block"), field("block_end_item")};
     s.rank = static_cast<std::size_t>(field("rank"));
     s.world_size = static_cast<std::size_t>(field("world_size"));
     s.objects = field("objects");
@@ -486,11 +491,13 @@ inline data_set_state data_set_state::from_json(std::string_view text)
         run.world_size = static_cast<std::size_t>(uint(g.find("world_size"), "world_size"));
         const auto* cursors = g.find("cursors");
         if (!cursors || !cursors->is_array() || cursors->as_array().size() != run.world_size || run.world_size == 0)
-            detail::state_error("a history entry's 'cursors' must list one [item, records] pair per rank");
+            detail::state_error("a history entry's 'cursors' must list one cursor per rank");
         for (const auto& c : cursors->as_array()) {
-            if (!c.is_array() || c.as_array().size() != 2)
-                detail::state_error("a history cursor is not an [item, records] pair");
-            run.cursors.push_back({uint(&c.as_array()[0], "item"), uint(&c.as_array()[1], "records")});
+            if (!c.is_array() || c.as_array().size() != 4)
+                detail::state_error("a history cursor is not an [item, records, in_block, block_end_item] array");
+            const auto& a = c.as_array();
+            run.cursors.push_back({uint(&a[0], "item"), uint(&a[1], "records"), uint(&a[2], "in_block"),
+                                   uint(&a[3], "block_end_item")});
         }
         s.history.push_back(std::move(run));
     }

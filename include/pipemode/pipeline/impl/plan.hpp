@@ -150,7 +150,23 @@ inline std::vector<work_item> remaining_work(std::span<const work_item> plan, pl
         return left;
     left.assign(plan.begin() + static_cast<std::ptrdiff_t>(at.item), plan.end());
     // The cursor counts the item's records from its start, earlier skipped ones included.
-    left.front().skip = std::max(left.front().skip, at.records);
+    work_item& first = left.front();
+    const bool item_started = at.records > first.skip;  // records of this item were delivered
+    first.skip = std::max(first.skip, at.records);
+    if (at.in_block != 0) {
+        // A shuffle block was partly delivered: it must be re-read whole, from its first
+        // record to its last, and the records already delivered dropped from its order.
+        first.block_start = true;
+        first.block_drop = at.in_block;
+        const std::uint64_t last = std::max(at.block_end_item, at.item);
+        first.group = std::min<std::uint64_t>(last - at.item, left.size() - 1);
+        left[first.group].block_end_after = true;
+    } else if (item_started) {
+        // Past the item's first records: a block the item was to re-create is delivered.
+        first.block_start = false;
+        first.block_drop = 0;
+        first.group = 0;
+    }
     return left;
 }
 
@@ -162,17 +178,23 @@ inline std::vector<std::vector<work_item>> redistribute(std::span<const std::vec
     std::vector<std::vector<work_item>> plans(new_world);
     std::vector<std::uint64_t> load(new_world, 0);
     const bool sized = std::all_of(objects.begin(), objects.end(), [](const object_entry& e) { return e.size.has_value(); });
-    // Interleave the old ranks' lists so each new rank continues a mix of them, in order.
-    std::size_t longest = 0;
-    for (const auto& l : left)
-        longest = std::max(longest, l.size());
-    for (std::size_t k = 0; k < longest; ++k) {
-        for (const auto& l : left) {
-            if (k >= l.size())
+    // Interleave the old ranks' lists so each new rank continues a mix of them, in order. A
+    // unit is an item with the items grouped with it (a shuffle block to re-create), which go
+    // to the same rank, together.
+    std::vector<std::size_t> next(left.size(), 0);
+    for (bool more = true; more;) {
+        more = false;
+        for (std::size_t o = 0; o < left.size(); ++o) {
+            const auto& l = left[o];
+            if (next[o] >= l.size())
                 continue;
+            more = true;
             const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-            plans[r].push_back(l[k]);
-            load[r] += sized ? std::max<std::uint64_t>(detail::item_bytes(l[k], objects), 1) : 1;
+            const std::size_t unit_end = std::min<std::size_t>(l.size(), next[o] + 1 + l[next[o]].group);
+            for (; next[o] < unit_end; ++next[o]) {
+                plans[r].push_back(l[next[o]]);
+                load[r] += sized ? std::max<std::uint64_t>(detail::item_bytes(l[next[o]], objects), 1) : 1;
+            }
         }
     }
     return plans;

@@ -7,6 +7,7 @@
 #include <pipemode/decoders/raw_record.hpp>
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
+#include <pipemode/pipeline/plan.hpp>
 #include <pipemode/sinks/spsc_ring.hpp>
 #include <pipemode/sources/fifo_source.hpp>
 #include <pipemode/sources/file_source.hpp>
@@ -24,6 +25,7 @@
 #include <chrono>
 #include <future>
 #include <iostream>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 
@@ -146,137 +148,255 @@ inline void on_bad_record(reader_core* core, const error_code& ec, data_location
     }
 }
 
-/// What the pipeline carries from one source to the next.
-struct pipeline_state {
-    read_position position{};  ///< after the last record added to the builder
-};
-
-/// Decodes one planned source to its end (or to the end of its byte range) into `builder`,
-/// delivering every batch that fills up. Returns false when the consumer has gone away.
+/// One pass of the pipeline over a provider's sources: framing, the optional record-level
+/// shuffle, parsing into batches and delivery, with the position each batch ends at.
+///
+/// Lives in the pipeline coroutine's frame on the network thread.
 template <class Decoder, class Parser>
-asio::awaitable<bool> decode_source(reader_core* core, planned_source* planned, Decoder* decoder, Parser* parser,
-                                    batch_builder* builder, pipeline_state* state)
-{
-    any_byte_source& source = planned->source;
-    const source_plan& plan = planned->plan;
-    decoder->reset(source.start_offset());
-    if (plan.begin != 0)
-        decoder->resync();  // the source starts inside its object: find the first record start
-    const std::string name(source.name());
-    const auto past_end = [&](std::uint64_t offset) { return plan.end && offset >= *plan.end; };
-    state->position = {plan.epoch, plan.item, 0};
+class pipeline_run {
+public:
+    pipeline_run(reader_core* core, Decoder decoder, Parser parser)
+        : core_(core)
+        , decoder_(std::move(decoder))
+        , parser_(std::move(parser))
+        , builder_(core->options.batch_size)
+    {
+    }
 
-    std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
-    for (;;) {
-        auto [ec, chunk] = co_await source.async_next();
-        if (ec == asio::error::eof) {
-            error_code fec;
-            decoder->finish(fec);
-            // A record cut off after the end of the range belongs to the next range's reader.
-            if (fec && !past_end(decoder->offset()))
-                on_bad_record(core, fec, {name, decoder->offset(), decoder->records_started()},
-                              "the source ended inside a record");
-            break;
+    /// Every source of the provider, in order. Returns when the data ends (the ring is then
+    /// closed) or the consumer has gone away; throws what the sources and the policies throw.
+    asio::awaitable<void> run()
+    {
+        const auto ex = co_await asio::this_coro::executor;
+        const source_context ctx{ex, core_->blocking_pool.get_executor()};
+        std::uint64_t sources = 0;
+        while (auto planned = co_await core_->provider->async_next_planned(ctx)) {
+            if (sources != 0 && planned->plan.epoch != epoch_ && !co_await end_epoch())
+                co_return;
+            epoch_ = planned->plan.epoch;
+            ++sources;
+            if (!co_await decode_source(*planned))
+                co_return;
         }
-        if (ec) {
-            const std::string detail = source.error_detail();
-            throw data_error(ec, {name, position, decoder->records_started()},
-                             detail.empty() ? "reading the source failed" : detail);
-        }
-        position += chunk.size();
-        stats_counters::add(core->stats.bytes, std::uint64_t(chunk.size()));
+        // A data set with no sources at all is almost always a wrong path or prefix; an
+        // empty epoch would hide that. (Empty sources among others are fine.)
+        if (sources == 0)
+            throw data_error(errc::empty_data_set, {core_->provider->describe(), 0, 0}, "no sources to read");
+        if (!co_await end_epoch())
+            co_return;
+        core_->producer->close();
+    }
 
-        // Take every record the chunk completes; the decoder stops after each one.
-        bool range_done = false;
-        while (!chunk.empty() || decoder->has_record()) {
-            error_code dec_ec;
-            chunk = chunk.subspan(decoder->put(chunk, dec_ec));
-            if (dec_ec) {
-                if (past_end(decoder->offset())) {
-                    range_done = true;
-                    break;
-                }
-                on_bad_record(core, dec_ec, {name, decoder->offset(), decoder->records_started()}, {});
-                decoder->resync();
-                continue;
-            }
-            if (!decoder->has_record())
-                break;  // need more bytes
-            const record_view rec = decoder->record();
-            if (past_end(rec.offset)) {
-                range_done = true;
+private:
+    /// A record held in a shuffle block: where its bytes are in the block and where it came from.
+    struct held_record {
+        std::size_t begin = 0;
+        std::size_t size = 0;
+        std::uint32_t source = 0;  ///< index into `block_sources_`
+        std::uint64_t offset = 0;
+        std::uint64_t index = 0;
+    };
+
+    bool shuffling() const noexcept { return core_->options.shuffle_records != 0; }
+
+    /// Decodes one planned source to its end (or to the end of its byte range). Returns false
+    /// when the consumer has gone away.
+    asio::awaitable<bool> decode_source(planned_source& planned)
+    {
+        any_byte_source& source = planned.source;
+        const source_plan& plan = planned.plan;
+        decoder_.reset(source.start_offset());
+        if (plan.begin != 0)
+            decoder_.resync();  // the source starts inside its object: find the first record start
+        const std::string name(source.name());
+        const auto past_end = [&](std::uint64_t offset) { return plan.end && offset >= *plan.end; };
+        bool first_kept = true;
+
+        std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
+        for (bool range_done = false; !range_done;) {
+            auto [ec, chunk] = co_await source.async_next();
+            if (ec == asio::error::eof) {
+                error_code fec;
+                decoder_.finish(fec);
+                // A record cut off after the end of the range belongs to the next range's reader.
+                if (fec && !past_end(decoder_.offset()))
+                    on_bad_record(core_, fec, {name, decoder_.offset(), decoder_.records_started()},
+                                  "the source ended inside a record");
                 break;
             }
-            // Records are numbered from the start of the source's range, bad ones included, so
-            // a saved position means the same records on every run.
-            state->position.records = rec.index + 1;
-            if (rec.index < plan.skip) {
-                decoder->pop();
-                continue;
+            if (ec) {
+                const std::string detail = source.error_detail();
+                throw data_error(ec, {name, position, decoder_.records_started()},
+                                 detail.empty() ? "reading the source failed" : detail);
             }
-            error_code parse_ec;
-            const bool full = parser->parse(rec, name, *builder, parse_ec);
-            decoder->pop();
-            if (parse_ec) {
-                on_bad_record(core, parse_ec, {name, rec.offset, rec.index}, parser->error_detail());
-                continue;
+            position += chunk.size();
+            stats_counters::add(core_->stats.bytes, std::uint64_t(chunk.size()));
+
+            // Take every record the chunk completes; the decoder stops after each one.
+            while (!chunk.empty() || decoder_.has_record()) {
+                error_code dec_ec;
+                chunk = chunk.subspan(decoder_.put(chunk, dec_ec));
+                if (dec_ec) {
+                    if (past_end(decoder_.offset())) {
+                        range_done = true;
+                        break;
+                    }
+                    on_bad_record(core_, dec_ec, {name, decoder_.offset(), decoder_.records_started()}, {});
+                    decoder_.resync();
+                    continue;
+                }
+                if (!decoder_.has_record())
+                    break;  // need more bytes
+                const record_view rec = decoder_.record();
+                if (past_end(rec.offset)) {
+                    range_done = true;  // the rest of the source is the next range's
+                    break;
+                }
+                // Records are numbered from the start of the source's range, bad ones included,
+                // so a saved position means the same records on every run.
+                if (rec.index < plan.skip) {
+                    decoder_.pop();
+                    continue;
+                }
+                // (Named, not braced in the co_await: GCC 12 destroys such temporaries twice.)
+                const read_position after{plan.epoch, plan.item, rec.index + 1, 0, plan.item};
+                const bool ok = shuffling() ? co_await hold(rec, name, plan, std::exchange(first_kept, false))
+                                            : co_await emit(rec, name, after);
+                decoder_.pop();
+                if (!ok)
+                    co_return false;
             }
-            if (full && !co_await deliver(core, builder->take(plan.epoch), state->position))
+        }
+        // A re-created block ends where the interrupted run's block ended, at the latest.
+        if (shuffling() && plan.block_end_after && recreating_ && !co_await flush_block())
+            co_return false;
+        stats_counters::add(core_->stats.sources, std::uint64_t{1});
+        co_return true;
+    }
+
+    /// Parses one record into the batch being built and delivers the batch when full; `after`
+    /// is the consumer's position once it has this record. Returns false when the consumer has
+    /// gone away.
+    asio::awaitable<bool> emit(const record_view& rec, std::string_view source, read_position after)
+    {
+        last_ = after;
+        error_code parse_ec;
+        const bool full = parser_.parse(rec, source, builder_, parse_ec);
+        if (parse_ec) {
+            on_bad_record(core_, parse_ec, {std::string(source), rec.offset, rec.index}, parser_.error_detail());
+            co_return true;
+        }
+        if (!full)
+            co_return true;
+        batch b = builder_.take(epoch_);
+        co_return co_await deliver(core_, std::move(b), last_);
+    }
+
+    /// Adds a record to the shuffle block, shuffling and delivering the block when it is full.
+    asio::awaitable<bool> hold(const record_view& rec, std::string_view source, const source_plan& plan, bool first_kept)
+    {
+        if (first_kept && plan.block_start && !co_await flush_block())
+            co_return false;
+        if (block_.empty()) {
+            block_start_ = {plan.epoch, plan.item, rec.index, 0, plan.item};
+            block_seed_ = derive_seed(core_->options.shuffle_seed, plan.epoch,
+                                      derive_seed(plan.object, plan.begin, rec.index));
+            recreating_ = first_kept && plan.block_start;
+            block_drop_ = recreating_ ? plan.block_drop : 0;
+        }
+        if (block_bytes_.capacity() == 0)
+            block_bytes_.reserve(core_->options.shuffle_buffer_bytes + core_->options.max_record_size);
+        if (block_sources_.empty() || block_sources_.back() != source)
+            block_sources_.emplace_back(source);
+        const std::size_t at = block_bytes_.size();
+        block_bytes_.insert(block_bytes_.end(), rec.payload.begin(), rec.payload.end());
+        block_.push_back({at, rec.payload.size(), static_cast<std::uint32_t>(block_sources_.size() - 1), rec.offset,
+                          rec.index});
+        block_end_ = {plan.epoch, plan.item, rec.index + 1, 0, plan.item};
+        if (block_.size() >= core_->options.shuffle_records || block_bytes_.size() >= core_->options.shuffle_buffer_bytes)
+            co_return co_await flush_block();
+        co_return true;
+    }
+
+    /// Delivers the shuffle block in its drawn order, less the records a resumed reader had
+    /// delivered already.
+    asio::awaitable<bool> flush_block()
+    {
+        if (block_.empty())
+            co_return true;
+        std::vector<std::uint32_t> order(block_.size());
+        std::iota(order.begin(), order.end(), std::uint32_t{0});
+        stable_shuffle(std::span(order), block_seed_);
+        for (std::size_t k = block_drop_; k < order.size(); ++k) {
+            const held_record& h = block_[order[k]];
+            const record_view rec{std::span<const std::byte>(block_bytes_.data() + h.begin, h.size), h.offset, h.index};
+            // Inside the block, a position names the block and how much of its order was
+            // delivered; after its last record, simply the place after the block.
+            read_position after = block_start_;
+            after.in_block = k + 1;
+            after.block_end_item = block_end_.item;
+            if (k + 1 == order.size())
+                after = block_end_;
+            if (!co_await emit(rec, block_sources_[h.source], after))
                 co_return false;
         }
-        if (range_done)
-            break;  // the rest of the source is the next range's
-    }
-    stats_counters::add(core->stats.sources, std::uint64_t{1});
-    co_return true;
-}
-
-/// Ends an epoch: delivers its short last batch as the options say. Returns false when the
-/// consumer has gone away.
-inline asio::awaitable<bool> end_epoch(reader_core* core, batch_builder* builder, const pipeline_state& state)
-{
-    if (builder->empty())
+        block_.clear();
+        block_bytes_.clear();
+        block_sources_.clear();
+        block_drop_ = 0;
+        recreating_ = false;
         co_return true;
-    switch (core->options.last_batch) {
-    case last_batch::drop: (void)builder->take(state.position.epoch); co_return true;
-    case last_batch::pad: builder->pad(); break;
-    case last_batch::keep_short: break;
     }
-    co_return co_await deliver(core, builder->take(state.position.epoch), state.position);
-}
 
-/// The pipeline: every source of the data set, in order, through the decoder into batches.
-template <class Parser>
-asio::awaitable<void> run_pipeline(reader_core* core, Parser parser)
+    /// Ends an epoch: delivers the shuffle block and the short last batch as the options say.
+    /// Returns false when the consumer has gone away.
+    asio::awaitable<bool> end_epoch()
+    {
+        if (!co_await flush_block())
+            co_return false;
+        if (builder_.empty())
+            co_return true;
+        if (core_->options.last_batch == last_batch::drop) {
+            (void)builder_.take(epoch_);
+            co_return true;
+        }
+        if (core_->options.last_batch == last_batch::pad)
+            builder_.pad();
+        batch last = builder_.take(epoch_);
+        co_return co_await deliver(core_, std::move(last), last_);
+    }
+
+    reader_core* core_;
+    Decoder decoder_;
+    Parser parser_;
+    batch_builder builder_;
+    std::uint64_t epoch_ = 0;
+    read_position last_{};  ///< after the last record added to the builder
+
+    // The record-shuffle block.
+    std::vector<std::byte> block_bytes_;
+    std::vector<held_record> block_;
+    std::vector<std::string> block_sources_;
+    read_position block_start_{};
+    read_position block_end_{};
+    std::uint64_t block_seed_ = 0;
+    std::uint64_t block_drop_ = 0;
+    bool recreating_ = false;  ///< the block re-creates one a resumed reader had partly delivered
+};
+
+template <class Decoder, class Parser>
+asio::awaitable<void> run_pipeline(reader_core* core, Decoder decoder, Parser parser)
 {
-    const auto ex = co_await asio::this_coro::executor;
-    const source_context ctx{ex, core->blocking_pool.get_executor()};
-    recordio_decoder decoder(recordio_options{.max_record_size = core->options.max_record_size});
-    batch_builder builder(core->options.batch_size);
-    pipeline_state state;
-
-    std::uint64_t sources = 0;
-    while (auto planned = co_await core->provider->async_next_planned(ctx)) {
-        if (sources != 0 && planned->plan.epoch != state.position.epoch && !co_await end_epoch(core, &builder, state))
-            co_return;
-        ++sources;
-        if (!co_await decode_source(core, &*planned, &decoder, &parser, &builder, &state))
-            co_return;
-    }
-    // A data set with no sources at all is almost always a wrong path or prefix; an empty
-    // epoch would hide that. (Empty sources among others are fine.)
-    if (sources == 0)
-        throw data_error(errc::empty_data_set, {core->provider->describe(), 0, 0}, "no sources to read");
-    if (!co_await end_epoch(core, &builder, state))
-        co_return;
-    core->producer->close();
+    pipeline_run<Decoder, Parser> run(core, std::move(decoder), std::move(parser));
+    co_await run.run();
 }
 
 inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
 {
+    recordio_decoder recordio(recordio_options{.max_record_size = core->options.max_record_size});
     switch (core->options.format) {
-    case data_format::recordio_protobuf: co_await run_pipeline(core, protobuf_record_parser{}); break;
-    case data_format::recordio: co_await run_pipeline(core, raw_record_parser{}); break;
+    case data_format::recordio_protobuf: co_await run_pipeline(core, std::move(recordio), protobuf_record_parser{}); break;
+    case data_format::recordio: co_await run_pipeline(core, std::move(recordio), raw_record_parser{}); break;
     }
 }
 
@@ -291,7 +411,9 @@ inline std::size_t checked_batch_budget(const reader_options& o, std::size_t sou
         fail("read_size is 0; reads of a few MiB are right for files and pipes.");
     if (o.max_record_size == 0 || o.max_record_size > (std::size_t{1} << 31))
         fail("max_record_size must be between 1 byte and 2 GiB.");
-    const auto reserved = source_buffers + o.max_record_size;
+    if (o.shuffle_records != 0 && o.shuffle_buffer_bytes == 0)
+        fail("shuffle_buffer_bytes is 0 while shuffle_records is set; give the shuffle block room (32 MiB is the default).");
+    const auto reserved = source_buffers + o.max_record_size + (o.shuffle_records != 0 ? o.shuffle_buffer_bytes + o.max_record_size : 0);
     if (o.memory_budget <= reserved)
         fail("memory_budget (" + std::to_string(o.memory_budget / mib) + " MiB) leaves nothing for decoded batches after "
              + "the source buffers (" + std::to_string(source_buffers / mib)
