@@ -10,7 +10,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
 #include <limits>
 #include <string>
 #include <vector>
@@ -143,6 +147,53 @@ TEST_CASE("a row with another column count than the first is ragged")
     CHECK(r[3].ec == errc::ragged_csv_row);
     CHECK_FALSE(r[4].ec);
     CHECK(b.size() == 2);
+}
+
+TEST_CASE("the fast float path gives exactly what std::from_chars gives, or defers to it")
+{
+    std::mt19937 rng(9);
+    const auto check_text = [](const std::string& text) {
+        float fast = 0;
+        const char* end = detail::csv_fast_float(text.data(), text.data() + text.size(), fast);
+        if (end == nullptr)
+            return false;
+        float slow = 0;
+        const auto [q, ec] = std::from_chars(text.data(), text.data() + text.size(), slow);
+        INFO(text);
+        REQUIRE(ec == std::errc{});
+        REQUIRE(q == end);
+        REQUIRE(std::memcmp(&fast, &slow, sizeof fast) == 0);
+        return true;
+    };
+    std::size_t fast_ones = 0;
+    char buffer[64];
+    for (int i = 0; i < 200000; ++i) {
+        const float x = std::ldexp(static_cast<float>(rng() % 100000000) / 1e8f, static_cast<int>(rng() % 40) - 20)
+            * (rng() % 2 ? 1.0f : -1.0f);
+        const char* formats[] = {"%.6g", "%g", "%.9g", "%.3f", "%.8e", "%.1e", "%.0f"};
+        std::snprintf(buffer, sizeof buffer, formats[i % 7], static_cast<double>(x));
+        fast_ones += check_text(buffer);
+        // Random digit strings with a point and an exponent somewhere.
+        std::string t;
+        if (rng() % 2)
+            t += '-';
+        for (std::uint32_t k = 0, n = rng() % 12; k < n; ++k)
+            t += static_cast<char>('0' + rng() % 10);
+        if (rng() % 2)
+            t.insert(rng() % (t.size() + 1), ".");
+        if (rng() % 3 == 0)
+            t += "e" + std::string(rng() % 2 ? "-" : "") + std::to_string(rng() % 14);
+        if (rng() % 5 == 0)
+            t += "x";
+        fast_ones += check_text(t);
+    }
+    CHECK(fast_ones > 150000);  // the fast path is taken for most of them
+    for (const char* s : {"-", ".", "", "nan", "inf", "1e", "1e-", "1e0001", "12345678901", "0.0000000001", "16777217",
+                          "1e11"}) {
+        INFO(s);
+        float v;
+        CHECK(detail::csv_fast_float(s, s + std::strlen(s), v) == nullptr);
+    }
 }
 
 TEST_CASE("a CSV row and the equivalent SageMaker protobuf Record give the same batch layout")

@@ -35,6 +35,61 @@ inline bool csv_space(char c) noexcept { return c == ' ' || c == '\t'; }
     return negative ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
 }
 
+// Exactly the float32 values of 10^0 .. 10^10 (5^10 < 2^24, so each is a float exactly).
+inline constexpr float csv_powers_of_ten[] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
+
+// Clinger's fast path for the numbers CSV writers usually print ("%.6g", "%g", numpy.savetxt):
+// a mantissa of at most 2^24 and a decimal exponent within +-10 are both exact floats, so one
+// IEEE float multiplication or division rounds correctly, and the result is bit for bit what
+// std::from_chars gives. Returns the end of the number, or nullptr when the text is not of
+// that simple kind (the caller then asks std::from_chars).
+inline const char* csv_fast_float(const char* p, const char* end, float& out) noexcept
+{
+    const bool negative = p != end && *p == '-';
+    p += negative;
+    std::uint32_t mantissa = 0;
+    int digits = 0;     // digits read into the mantissa (leading zeros included)
+    int exponent = 0;   // minus the digits after the point
+    while (p != end && static_cast<unsigned>(*p - '0') < 10) {
+        mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+        ++digits;
+        ++p;
+    }
+    if (p != end && *p == '.') {
+        ++p;
+        while (p != end && static_cast<unsigned>(*p - '0') < 10) {
+            mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+            ++digits;
+            --exponent;
+            ++p;
+        }
+    }
+    if (digits == 0 || digits > 9)
+        return nullptr;  // no digits, or more than fit: the general path
+    if (p != end && (*p == 'e' || *p == 'E')) {
+        const char* q = p + 1;
+        const bool minus = q != end && *q == '-';
+        q += (q != end && (*q == '-' || *q == '+'));
+        int e = 0;
+        int n = 0;
+        while (q != end && static_cast<unsigned>(*q - '0') < 10 && n < 4) {
+            e = e * 10 + (*q - '0');
+            ++q;
+            ++n;
+        }
+        if (n == 0 || n == 4)
+            return nullptr;  // "1e" (from_chars stops before the 'e') or a long exponent
+        exponent += minus ? -e : e;
+        p = q;
+    }
+    if (mantissa > (1U << 24) || exponent < -10 || exponent > 10)
+        return nullptr;
+    float v = static_cast<float>(mantissa);
+    v = exponent < 0 ? v / csv_powers_of_ten[-exponent] : v * csv_powers_of_ten[exponent];
+    out = negative ? -v : v;
+    return p;
+}
+
 } // namespace detail
 
 inline bool csv_record_parser::parse(const record_view& rec, std::string_view source, batch_builder& out,
@@ -115,12 +170,16 @@ inline bool csv_record_parser::parse_row(const char* p, const char* const end)
                 return bad_field(column, field, end, "is not a number");
         }
         float v;
-        auto [q, e] = std::from_chars(number, stop, v);
-        if (e == std::errc::invalid_argument) [[unlikely]]
-            return bad_field(column, field, end, "is not a number");
-        if (e == std::errc::result_out_of_range) [[unlikely]]
-            v = detail::csv_out_of_range(number, q);
-        p = q;
+        if (const char* q = detail::csv_fast_float(number, stop, v); q != nullptr) [[likely]] {
+            p = q;
+        } else {
+            auto [r, e] = std::from_chars(number, stop, v);
+            if (e == std::errc::invalid_argument) [[unlikely]]
+                return bad_field(column, field, end, "is not a number");
+            if (e == std::errc::result_out_of_range) [[unlikely]]
+                v = detail::csv_out_of_range(number, r);
+            p = r;
+        }
         if (quoted) {
             while (p != stop && csv_space(*p))
                 ++p;
