@@ -270,7 +270,7 @@ inline void append_json_matrix(std::string& out, std::span<const double> m, std:
     out += "  ]";
 }
 
-/// Progress of a training run: epoch, records, records/s and MB/s. On a terminal (stderr is a
+/// Progress of a training run: epoch (or pass), records, records/s and MB/s. On a terminal (stderr is a
 /// tty) one line rewritten in place at most 4 times a second; otherwise a plain line every 10
 /// seconds and at the end of each epoch. Silent when `enabled` is false (ranks other than 0,
 /// --quiet).
@@ -283,11 +283,17 @@ public:
     {
     }
 
-    /// Starts an epoch (`epochs` in all, 0 when unknown).
+    /// Starts epoch `epoch` (from 0) of `epochs`.
     void start_epoch(std::uint64_t epoch, std::uint64_t epochs)
     {
-        epoch_ = epoch;
-        epochs_ = epochs;
+        label_ = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
+        start_ = last_ = clock::now();
+    }
+
+    /// Starts a pass that is not a training epoch (e.g. "final pass").
+    void start_pass(std::string label)
+    {
+        label_ = std::move(label);
         start_ = last_ = clock::now();
     }
 
@@ -313,11 +319,8 @@ private:
             return;
         const double s = std::chrono::duration<double>(clock::now() - start_).count();
         const double per = s > 0 ? 1 / s : 0;
-        char epochs[32] = "";
-        if (epochs_ != 0)
-            std::snprintf(epochs, sizeof epochs, "/%llu", static_cast<unsigned long long>(epochs_));
-        std::fprintf(stderr, "%s%s: epoch %llu%s: %llu records, %.0f records/s, %.1f MB/s, %.1f s%s",
-                     tty_ ? "\r\033[K" : "", program_.c_str(), static_cast<unsigned long long>(epoch_ + 1), epochs,
+        std::fprintf(stderr, "%s%s: %s: %llu records, %.0f records/s, %.1f MB/s, %.1f s%s",
+                     tty_ ? "\r\033[K" : "", program_.c_str(), label_.c_str(),
                      static_cast<unsigned long long>(records), static_cast<double>(records) * per,
                      static_cast<double>(bytes) / 1e6 * per, s, tty_ && !final ? "" : "\n");
         std::fflush(stderr);
@@ -326,8 +329,7 @@ private:
     bool enabled_;
     bool tty_;
     std::string program_;
-    std::uint64_t epoch_ = 0;
-    std::uint64_t epochs_ = 0;
+    std::string label_;
     clock::time_point start_{};
     clock::time_point last_{};
 };

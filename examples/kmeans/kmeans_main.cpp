@@ -302,7 +302,7 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
     }
     // A final pass: every row against the final centres.
     minibatch_kmeans final_model(out.centres, s.k, d);  // for its assignment code; never applied
-    progress.start_epoch(s.epochs, 0);
+    progress.start_pass("final pass");
     auto reader = open_epoch(in, s.epochs, rank_batch, mpi);
     std::vector<double> totals(s.k + 1, 0.0);
     std::uint64_t records = 0;

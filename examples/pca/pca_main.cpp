@@ -10,6 +10,7 @@
 
 #include <pipemode/pipeline/reader.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
