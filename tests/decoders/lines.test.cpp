@@ -91,7 +91,7 @@ TEST_CASE("a line longer than the cap is line_too_long, without buffering it, an
     CHECK(d.buffer_capacity() <= 16);
 }
 
-TEST_CASE("a piece [b, e) read from b - 1 after resync() yields exactly the lines starting at or after b")
+TEST_CASE("a piece starting at b, read from b - 1 after resync(), yields exactly the lines starting at or after b")
 {
     std::mt19937 rng(3);
     for (const std::string& text : {std::string("ab\ncd\n\nefg\r\nh\n"), std::string("\n\nx\ny"), std::string("no newline")}) {
