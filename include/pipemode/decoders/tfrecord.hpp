@@ -89,7 +89,8 @@ struct tfrecord_options {
 /// uint32 masked_crc32c(data)`, all little-endian. A record that lies inside the span given to
 /// one `put()` is handed out without a copy; one that straddles `put()` calls is reassembled in
 /// an internal buffer that grows only with the bytes actually received (never beyond
-/// `max_record_size + 4`) and is reused for the following records.
+/// `max_record_size + 16`, a whole record with its framing) and is reused for the following
+/// records.
 ///
 /// Errors (`errc::crc_mismatch` for a bad length or data CRC, `errc::record_too_large` from
 /// `put()`, `errc::truncated_record` from `finish()`) are sticky until `resync()` or
