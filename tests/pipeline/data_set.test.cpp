@@ -462,3 +462,72 @@ TEST_CASE("the record-level shuffle delivers a reproducible permutation, differe
     CHECK(as_multiset(whole) == as_multiset(all));
     CHECK(whole.front().substr(0, 2) != whole[1].substr(0, 2));
 }
+
+TEST_CASE("every splittable format reads byte-range shards exactly, and whole objects refuse byte ranges")
+{
+    temp_dir dir;
+    std::mt19937_64 rng(12);
+    std::vector<std::string> lines_all;
+    std::vector<std::string> tf_all;
+    std::vector<float> labels_all;
+    std::filesystem::create_directories(dir.path() / "lines");
+    std::filesystem::create_directories(dir.path() / "tf");
+    std::filesystem::create_directories(dir.path() / "csv");
+    for (int f = 0; f < 3; ++f) {
+        std::string lines, csv;
+        std::vector<std::byte> tf;
+        for (int r = 0; r < 40 + f * 7; ++r) {
+            std::string text = "f" + std::to_string(f) + "r" + std::to_string(r) + std::string(rng() % 90, 'z');
+            lines += text + (r % 3 ? "\n" : "\r\n");
+            lines_all.push_back(text);
+            append_tfrecord(tf, test::bytes_of(text));
+            tf_all.push_back(text);
+            const float label = float(f * 1000 + r);
+            csv += std::to_string(int(label)) + ", 1.5,-2e3, " + std::to_string(rng() % 100) + "\n";
+            labels_all.push_back(label);
+        }
+        test::write_file(dir / ("lines/" + std::to_string(f) + ".txt"), test::bytes_of(lines));
+        test::write_file(dir / ("tf/" + std::to_string(f) + ".tfrecord"), tf);
+        test::write_file(dir / ("csv/" + std::to_string(f) + ".csv"), test::bytes_of(csv));
+    }
+    const auto sharded = [&](const std::string& sub, data_format format, std::size_t world) {
+        std::vector<std::string> out;
+        std::vector<float> labels;
+        for (std::size_t rank = 0; rank < world; ++rank) {
+            auto o = small_batches(5);
+            o.format = format;
+            data_set_reader r(local_store({dir / sub}),
+                              {.plan = {.shard = {.rank = rank, .world_size = world, .mode = shard_mode::by_byte_range}}}, o);
+            for (auto& b : r) {
+                if (format == data_format::csv) {
+                    const auto l = b.label("values").values<float>();
+                    labels.insert(labels.end(), l.begin(), l.end());
+                    CHECK(b.feature("values").row_size() == 3);
+                    continue;
+                }
+                for (std::size_t i = 0; i < b.size(); ++i) {
+                    const auto bytes = b.feature("payload").item(i, 0);
+                    out.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                }
+            }
+        }
+        return std::pair{out, labels};
+    };
+    for (std::size_t world : {1u, 2u, 5u, 11u}) {
+        CAPTURE(world);
+        CHECK(sharded("lines", data_format::lines, world).first == lines_all);
+        CHECK(sharded("tf", data_format::tfrecord, world).first == tf_all);
+        CHECK(sharded("csv", data_format::csv, world).second == labels_all);
+    }
+    // Whole objects: one record per file, by object; byte ranges are refused up front.
+    auto o = small_batches(2);
+    o.format = data_format::whole_object;
+    data_set_reader whole(local_store({dir / "lines"}), {}, o);
+    const auto objects = payloads_of(whole);
+    REQUIRE(objects.size() == 3);
+    CHECK(objects[0] == std::string(reinterpret_cast<const char*>(test::read_file(dir / "lines/0.txt").data()),
+                                    test::read_file(dir / "lines/0.txt").size()));
+    CHECK_THROWS_WITH(data_set_reader(local_store({dir / "lines"}),
+                                      {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_byte_range}}}, o),
+                      Catch::Contains("by_bytes instead"));
+}

@@ -28,7 +28,15 @@ enum class bad_record_policy {
 enum class data_format {
     recordio_protobuf,  ///< RecordIO-framed `aialgs.data.Record` (SageMaker's application/x-recordio-protobuf)
     recordio,           ///< RecordIO-framed opaque payloads, delivered as a `bytes` feature
+    csv,                ///< text/csv as SageMaker's algorithms read it: label column(s) first, then features
+    tfrecord,           ///< TFRecord-framed payloads (CRCs checked), delivered as a `bytes` feature
+    lines,              ///< newline-delimited text records (JSON Lines, text), as a `bytes` feature
+    whole_object,       ///< each object (source) is one record, as a `bytes` feature (images, documents)
 };
+
+/// Whether records of `f` can be found from an arbitrary byte of an object, so that an object
+/// can be read in byte ranges (sharding by byte range, resuming mid-object).
+constexpr bool splittable(data_format f) noexcept { return f != data_format::whole_object; }
 
 inline constexpr std::size_t kib = 1024;
 inline constexpr std::size_t mib = 1024 * kib;
@@ -48,6 +56,10 @@ struct reader_options {
 
     /// How the bytes are decoded.
     data_format format = data_format::recordio_protobuf;
+
+    /// With `data_format::csv`: how many leading columns are the label (SageMaker's
+    /// `text/csv;label_size=N`); 0 for none.
+    std::size_t csv_label_size = 1;
 
     /// Decoded batches that may wait for the training loop (the ring's capacity).
     std::size_t prefetch_batches = 4;

@@ -78,7 +78,10 @@ private:
 
 /// Bytes before a range's first byte the decoder needs to find the range's first record: a
 /// line starts at `begin` only if the byte before it is a newline.
-constexpr std::uint64_t framing_lead(data_format) noexcept { return 0; }
+constexpr std::uint64_t framing_lead(data_format f) noexcept
+{
+    return f == data_format::lines || f == data_format::csv ? 1 : 0;
+}
 
 class planned_epochs_provider final : public source_provider {
 public:
@@ -106,6 +109,10 @@ public:
     std::size_t reserve_buffers(const reader_options& o) override
     {
         lead_ = framing_lead(o.format);
+        if (!splittable(o.format)) {
+            options_.plan.splittable = false;
+            check_plan_options(options_.plan);
+        }
         // A range's last record may run past the range's end by up to a whole record
         // (reassembled from parts, each with a header).
         slack_ = 2 * std::uint64_t{o.max_record_size} + 64;

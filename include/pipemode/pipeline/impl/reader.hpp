@@ -3,9 +3,13 @@
 
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
+#include <pipemode/decoders/csv.hpp>
+#include <pipemode/decoders/lines.hpp>
 #include <pipemode/decoders/protobuf_record.hpp>
 #include <pipemode/decoders/raw_record.hpp>
 #include <pipemode/decoders/recordio.hpp>
+#include <pipemode/decoders/tfrecord.hpp>
+#include <pipemode/decoders/whole_object.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
 #include <pipemode/pipeline/plan.hpp>
 #include <pipemode/sinks/spsc_ring.hpp>
@@ -222,6 +226,9 @@ private:
                 if (fec && !past_end(decoder_.offset()))
                     on_bad_record(core_, fec, {name, decoder_.offset(), decoder_.records_started()},
                                   "the source ended inside a record");
+                // The end of the input completes a last line without a newline, or a whole object.
+                if (!fec && decoder_.has_record() && !co_await take_record(name, plan, first_kept))
+                    co_return false;
                 break;
             }
             if (ec) {
@@ -247,23 +254,11 @@ private:
                 }
                 if (!decoder_.has_record())
                     break;  // need more bytes
-                const record_view rec = decoder_.record();
-                if (past_end(rec.offset)) {
+                if (past_end(decoder_.record().offset)) {
                     range_done = true;  // the rest of the source is the next range's
                     break;
                 }
-                // Records are numbered from the start of the source's range, bad ones included,
-                // so a saved position means the same records on every run.
-                if (rec.index < plan.skip) {
-                    decoder_.pop();
-                    continue;
-                }
-                // (Named, not braced in the co_await: GCC 12 destroys such temporaries twice.)
-                const read_position after{plan.epoch, plan.item, rec.index + 1, 0, plan.item};
-                const bool ok = shuffling() ? co_await hold(rec, name, plan, std::exchange(first_kept, false))
-                                            : co_await emit(rec, name, after);
-                decoder_.pop();
-                if (!ok)
+                if (!co_await take_record(name, plan, first_kept))
                     co_return false;
             }
         }
@@ -272,6 +267,24 @@ private:
             co_return false;
         stats_counters::add(core_->stats.sources, std::uint64_t{1});
         co_return true;
+    }
+
+    /// Passes the decoder's waiting record on (unless the plan skips it) and pops it. Returns
+    /// false when the consumer has gone away.
+    asio::awaitable<bool> take_record(const std::string& name, const source_plan& plan, bool& first_kept)
+    {
+        const record_view rec = decoder_.record();
+        // Records are numbered from the start of the source's range, bad ones included, so a
+        // saved position means the same records on every run.
+        bool ok = true;
+        if (rec.index >= plan.skip) {
+            // (Named, not braced in the co_await: GCC 12 destroys such temporaries twice.)
+            const read_position after{plan.epoch, plan.item, rec.index + 1, 0, plan.item};
+            ok = shuffling() ? co_await hold(rec, name, plan, std::exchange(first_kept, false))
+                             : co_await emit(rec, name, after);
+        }
+        decoder_.pop();
+        co_return ok;
     }
 
     /// Parses one record into the batch being built and delivers the batch when full; `after`
@@ -393,10 +406,28 @@ asio::awaitable<void> run_pipeline(reader_core* core, Decoder decoder, Parser pa
 
 inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
 {
-    recordio_decoder recordio(recordio_options{.max_record_size = core->options.max_record_size});
+    const std::size_t max = core->options.max_record_size;
     switch (core->options.format) {
-    case data_format::recordio_protobuf: co_await run_pipeline(core, std::move(recordio), protobuf_record_parser{}); break;
-    case data_format::recordio: co_await run_pipeline(core, std::move(recordio), raw_record_parser{}); break;
+    case data_format::recordio_protobuf:
+        co_await run_pipeline(core, recordio_decoder(recordio_options{.max_record_size = max}), protobuf_record_parser{});
+        break;
+    case data_format::recordio:
+        co_await run_pipeline(core, recordio_decoder(recordio_options{.max_record_size = max}), raw_record_parser{});
+        break;
+    case data_format::csv:
+        co_await run_pipeline(core, line_decoder(line_options{.max_record_size = max}),
+                              csv_record_parser(csv_options{.label_size = core->options.csv_label_size}));
+        break;
+    case data_format::tfrecord:
+        co_await run_pipeline(core, tfrecord_decoder(tfrecord_options{.max_record_size = max}), raw_record_parser{});
+        break;
+    case data_format::lines:
+        co_await run_pipeline(core, line_decoder(line_options{.max_record_size = max}), raw_record_parser{});
+        break;
+    case data_format::whole_object:
+        co_await run_pipeline(core, whole_object_decoder(whole_object_options{.max_record_size = max}),
+                              raw_record_parser{});
+        break;
     }
 }
 
