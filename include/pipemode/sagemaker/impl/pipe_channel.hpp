@@ -243,8 +243,8 @@ inline asio::awaitable<void> wait_for_pipe(asio::any_io_executor ex, std::filesy
         struct ::stat st {};
         if (::lstat(path.c_str(), &st) == 0)
             co_return;  // whatever it is: fifo_source opens it and refuses anything but a FIFO
-        if (errno != ENOENT && errno != ENOTDIR)
-            throw data_error({errno, boost::system::system_category()}, {path.string(), 0, 0},
+        if (const int e = errno; e != ENOENT && e != ENOTDIR)
+            throw data_error({e, boost::system::system_category()}, {path.string(), 0, 0},
                              "looking for the FIFO of channel '" + channel + "' failed");
         const auto now = clock::now();
         if (now >= next_check) {
