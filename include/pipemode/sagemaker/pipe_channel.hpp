@@ -96,7 +96,8 @@ struct pipe_channel_options {
 /// Read each epoch's reader to its end, or destroy it early: destroying a reader mid-stream
 /// closes the FIFO's read end, so the writer (SageMaker, or `fifo_writer`) sees the reader
 /// gone and moves on to the next epoch. Each epoch's FIFO can be read once: open epochs in
-/// order, each once.
+/// order, each once. (A reader destroyed before it had opened its FIFO told the writer nothing:
+/// open that epoch again.)
 ///
 /// Thread safety: a `pipe_channel` is an immutable description; each reader follows the
 /// reader's rules (one consuming thread).
