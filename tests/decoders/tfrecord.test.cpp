@@ -58,15 +58,27 @@ TEST_CASE("CRC-32C: the check value, and the portable and hardware versions agre
     CHECK(detail::crc32c(as_bytes("123456789")) == 0xe3069283U);
     CHECK(detail::crc32c_extend_portable(0, as_bytes("123456789").data(), 9) == 0xe3069283U);
     CHECK(detail::crc32c({}) == 0);
+    // Feeding zeros through the operator is feeding them one by one.
+    const std::string zeros(detail::crc32c_block, '\0');
+    CHECK(detail::crc32c_shift(0x12345678U, 0)
+          == ~detail::crc32c_extend_portable(~0x12345678U, as_bytes(zeros).data(), zeros.size()));
     // Extending in two steps is the CRC of the whole.
     CHECK(detail::crc32c_extend(detail::crc32c(as_bytes("1234")), as_bytes("56789").data(), 5) == 0xe3069283U);
 
     std::mt19937 rng(7);
-    std::vector<std::byte> data(600);
+    std::vector<std::byte> data(6000);
     for (auto& b : data)
         b = static_cast<std::byte>(rng());
+    // Short lengths one by one; long ones around the interleaved path's 1536-byte steps.
+    std::vector<std::size_t> lengths;
+    for (std::size_t n = 0; n < 40; ++n)
+        lengths.push_back(n);
+    for (std::size_t n = 40; n < 5900; n += 137)
+        lengths.push_back(n);
+    for (std::size_t n : {1535U, 1536U, 1537U, 1543U, 1544U, 3071U, 3072U, 3080U, 4608U, 4615U})
+        lengths.push_back(n);
     for (std::size_t start = 0; start < 9; ++start) {
-        for (std::size_t n = 0; start + n <= data.size(); n += (n < 40 ? 1 : 37)) {
+        for (std::size_t n : lengths) {
             const auto portable = detail::crc32c_extend_portable(0x1234567U, data.data() + start, n);
 #if PIPEMODE_CRC32C_HW
             if (detail::crc32c_has_hw())
