@@ -51,6 +51,9 @@ public:
     /// The bytes of buffers the providers of `open()` hold at most; see
     /// `source_provider::reserve_buffers()`.
     virtual std::size_t reserve_buffers(const reader_options& options) { return 2 * options.read_size; }
+
+    /// Whether objects can be read from the middle (false for compressed objects).
+    virtual bool splittable() const noexcept { return true; }
 };
 
 /// A store over local paths. A directory stands for every regular file or FIFO below it

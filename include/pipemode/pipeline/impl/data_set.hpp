@@ -108,8 +108,9 @@ public:
 
     std::size_t reserve_buffers(const reader_options& o) override
     {
+        reader_options_ = o;
         lead_ = framing_lead(o.format);
-        if (!splittable(o.format)) {
+        if (!splittable(o.format) || !store_->splittable()) {
             options_.plan.splittable = false;
             check_plan_options(options_.plan);
         }
@@ -218,11 +219,13 @@ private:
             reads.push_back(std::move(r));
         }
         inner_ = store_->open(std::move(reads));
+        (void)inner_->reserve_buffers(reader_options_);  // sizes its buffers (an HTTP stream's window)
     }
 
     std::unique_ptr<object_store> store_;
     data_set_options options_;
     std::shared_ptr<data_set_shared> shared_;
+    reader_options reader_options_{};
     std::uint64_t lead_ = 0;
     std::uint64_t slack_ = 0;
 
