@@ -6,9 +6,12 @@
 #include "source_helpers.hpp"
 #include "fault_server.hpp"
 #include "reader_helpers.hpp"
+#include "run_coro.hpp"
 #include "test_servers.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <boost/asio/this_coro.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -353,5 +356,376 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::retries_exhausted);
         CHECK_THAT(std::string(e.what()), Catch::Contains("SlowDown") && Catch::Contains("4 attempts"));
+    }
+}
+
+// ----- byte ranges of objects ------------------------------------------------------------------
+
+namespace {
+
+/// What one object's byte source delivered.
+struct range_read {
+    std::vector<std::byte> bytes;
+    error_code ec;            ///< eof when the source ended well
+    std::string detail;       ///< the source's error detail
+    std::uint64_t start = 0;  ///< its start_offset()
+};
+
+/// Reads every source of `stream` to its end (stopping after a failed one, as the stream does),
+/// then destroys the stream, all on one io_context.
+std::vector<range_read> read_ranges(std::unique_ptr<http::object_stream> stream)
+{
+    return test::run_coro([&]() -> asio::awaitable<std::vector<range_read>> {
+        const auto ex = co_await asio::this_coro::executor;
+        const source_context ctx{ex, ex};
+        std::vector<range_read> out;
+        for (;;) {
+            auto source = co_await stream->async_next_source(ctx);
+            if (!source)
+                break;
+            auto d = co_await test::read_all(*source);
+            out.push_back({std::move(d.bytes), d.ec, source->error_detail(), source->start_offset()});
+            if (d.ec != asio::error::eof)
+                break;
+        }
+        stream.reset();
+        co_return out;
+    });
+}
+
+/// A byte range of an object, and the bytes [first, min(end, size)) it must deliver.
+struct byte_range_case {
+    std::uint64_t first;
+    std::optional<std::uint64_t> end;
+};
+
+std::vector<std::byte> slice(const std::vector<std::byte>& all, const byte_range_case& r)
+{
+    const std::uint64_t stop = std::min<std::uint64_t>(r.end.value_or(all.size()), all.size());
+    if (r.first >= stop)
+        return {};
+    return {all.begin() + static_cast<std::ptrdiff_t>(r.first), all.begin() + static_cast<std::ptrdiff_t>(stop)};
+}
+
+constexpr std::uint64_t range_part = 64 * kib;
+constexpr std::uint64_t range_object_size = 5 * range_part + 12'345;  // six parts, the last one short
+
+/// Ranges of a `range_object_size`-byte object read in `range_part` parts.
+const std::vector<byte_range_case>& range_cases()
+{
+    constexpr std::uint64_t p = range_part, n = range_object_size;
+    static const std::vector<byte_range_case> cases{
+        {0, std::nullopt},            // the whole object
+        {0, 1000},                    // a prefix inside the first part
+        {1000, 50'000},               // inside one part
+        {1000, 3 * p + 7},            // from mid-part across part boundaries
+        {p, 2 * p},                   // exactly one part, aligned
+        {100, 3 * p},                 // ending exactly at a part boundary
+        {2 * p - 1, 2 * p + 1},       // two bytes astride a boundary
+        {p + 17, std::nullopt},       // from mid-object to the end
+        {4 * p + 3, n + 100'000},     // an end past the object: clamped
+        {n - 1, std::nullopt},        // the last byte
+        {n, std::nullopt},            // starting at the end: empty
+        {n, n + 10},                  // the same, with an end
+        {5000, 5000},                 // empty range
+        {7000, 10},                   // an end before the first byte: empty
+        {0, 0},                       // empty at 0
+    };
+    return cases;
+}
+
+/// Options with small parts, so a range spans many of them.
+http::stream_options range_options(std::size_t max_connections, std::size_t window)
+{
+    auto so = fault_options();
+    so.part_size = range_part;
+    so.max_connections = max_connections;
+    so.window_bytes = window;
+    return so;
+}
+
+/// The objects of `cases`, all at `url`, with or without their size (and `etag`), as a
+/// listing would give them.
+std::vector<http::object_info> range_objects(const std::string& url, const std::vector<byte_range_case>& cases,
+                                             bool known_size, std::uint64_t size = range_object_size,
+                                             const std::string& etag = {})
+{
+    std::vector<http::object_info> objects;
+    for (const auto& c : cases) {
+        http::object_info o;
+        o.url = url;
+        o.name = url;
+        if (known_size) {
+            o.size = size;
+            o.etag = etag;
+        }
+        o.first = c.first;
+        o.end = c.end;
+        objects.push_back(std::move(o));
+    }
+    return objects;
+}
+
+std::unique_ptr<http::object_stream> range_stream(std::vector<http::object_info> objects, http::stream_options so)
+{
+    const auto n = objects.size();
+    return std::make_unique<http::object_stream>(std::make_unique<http::object_list>(std::move(objects),
+                                                                                     std::to_string(n) + " ranges"),
+                                                 std::make_unique<http::plain_http_requests>(), std::move(so));
+}
+
+/// Checks that each source delivered its range's bytes exactly and started at its `first`.
+void check_ranges(const std::vector<range_read>& got, const std::vector<byte_range_case>& cases,
+                  const std::vector<std::byte>& all)
+{
+    REQUIRE(got.size() == cases.size());
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        CAPTURE(i, cases[i].first, cases[i].end.value_or(0), got[i].detail);
+        CHECK(got[i].ec == asio::error::eof);
+        CHECK(got[i].start == cases[i].first);
+        const auto want = slice(all, cases[i]);
+        CHECK(got[i].bytes.size() == want.size());
+        CHECK(got[i].bytes == want);
+    }
+}
+
+/// The [first, last] of a `Range: bytes=first-last` header.
+std::pair<std::uint64_t, std::uint64_t> range_of(const std::string& header)
+{
+    const auto dash = header.find('-');
+    return {std::stoull(header.substr(6, dash - 6)), std::stoull(header.substr(dash + 1))};
+}
+
+} // namespace
+
+TEST_CASE("A byte range of an object delivers exactly its bytes, from nginx, with or without a known size",
+          "[http][ranges]")
+{
+    test::temp_dir dir;
+    const auto bytes = test::pattern(range_object_size, 3);
+    test::write_file(dir / "blob.bin", bytes);
+    test::nginx_server server(dir.path());
+    const std::string url = server.url("blob.bin");
+    struct config {
+        std::size_t max_connections, window;
+    };
+    // Every range of the table in one stream: many ranges of the same object fetched
+    // concurrently, the window running across them.
+    const config configs[] = {{1, range_part}, {4, 4 * range_part}, {8, 32 * range_part}};
+    for (const bool known : {true, false}) {
+        for (const auto& cfg : configs) {
+            CAPTURE(known, cfg.max_connections, cfg.window);
+            auto got = read_ranges(range_stream(range_objects(url, range_cases(), known),
+                                                range_options(cfg.max_connections, cfg.window)));
+            check_ranges(got, range_cases(), bytes);
+        }
+    }
+    // Each range alone in its stream, with the default (8 MiB) parts.
+    for (const auto& c : range_cases()) {
+        for (const bool known : {true, false}) {
+            CAPTURE(c.first, c.end.value_or(0), known);
+            auto got = read_ranges(range_stream(range_objects(url, {c}, known), http::stream_options{}));
+            check_ranges(got, {c}, bytes);
+        }
+    }
+}
+
+TEST_CASE("Ranged reads ask only for the bytes of the range, with If-Match once the ETag is known", "[http][ranges]")
+{
+    test::fault_server server;
+    const auto bytes = test::pattern(range_object_size, 5);
+    server.put("/bucket/blob", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    const std::string url = server.url() + "/bucket/blob";
+    for (const bool known : {true, false}) {
+        for (const auto& c : range_cases()) {
+            CAPTURE(known, c.first, c.end.value_or(0));
+            const std::size_t before = server.requests().size();
+            const auto objects = range_objects(url, {c}, known, range_object_size, server.etag("/bucket/blob"));
+            auto got = read_ranges(range_stream(objects, range_options(3, 8 * range_part)));
+            check_ranges(got, {c}, bytes);
+            const auto all = server.requests();
+            const std::vector<test::request_record> reqs(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
+            const std::uint64_t stop = std::min(c.end.value_or(range_object_size), range_object_size);
+            const bool empty = c.first >= stop;
+            if (empty && (known || (c.end && *c.end <= c.first))) {
+                CHECK(reqs.empty());  // decided before sending anything
+                continue;
+            }
+            REQUIRE(!reqs.empty());
+            CHECK(range_of(reqs.front().range).first == c.first);
+            std::uint64_t covered = 0;
+            for (std::size_t i = 0; i < reqs.size(); ++i) {
+                CAPTURE(reqs[i].range);
+                const auto [a, b] = range_of(reqs[i].range);
+                CHECK(a >= c.first);
+                if (known || i > 0) {
+                    // Never past the range's end; the listing's ETag, or the first answer's.
+                    CHECK(b < stop);
+                    CHECK(reqs[i].if_match == server.etag("/bucket/blob"));
+                }
+                if (a < stop)
+                    covered += std::min(b + 1, stop) - a;
+            }
+            CHECK(covered == (empty ? 0 : stop - c.first));  // no byte asked for twice
+        }
+    }
+}
+
+TEST_CASE("A range that starts past the object's end fails naming the object and both offsets", "[http][ranges]")
+{
+    test::temp_dir dir;
+    const auto bytes = test::pattern(range_object_size, 7);
+    test::write_file(dir / "blob.bin", bytes);
+    test::nginx_server nginx(dir.path());
+    test::fault_server faults;
+    faults.put("/bucket/blob", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    const std::uint64_t first = range_object_size + 1;
+    for (const std::string& url : {nginx.url("blob.bin"), faults.url() + "/bucket/blob"}) {
+        for (const bool known : {true, false}) {
+            CAPTURE(url, known);
+            // A good range first: it is delivered before the failing one.
+            auto objects = range_objects(url, {{100, 200}, {first, first + 10}, {0, std::nullopt}}, known);
+            auto got = read_ranges(range_stream(objects, range_options(2, 4 * range_part)));
+            REQUIRE(got.size() == 2);
+            CHECK(got[0].bytes == slice(bytes, {100, 200}));
+            CHECK(got[1].ec == errc::range_past_end);
+            CHECK(got[1].start == first);
+            CHECK_THAT(got[1].detail, Catch::Contains(std::to_string(first))
+                                          && Catch::Contains(std::to_string(range_object_size)));
+
+            // Through the reader: the error names the object and the offsets.
+            reader r(range_stream(range_objects(url, {{first, std::nullopt}}, known), range_options(2, 4 * range_part)),
+                     {.batch_size = 10, .format = data_format::recordio});
+            auto e = error_from([&] { payloads_of(r); });
+            CHECK(e.code() == errc::range_past_end);
+            CHECK(e.where().source == url);
+            CHECK_THAT(std::string(e.what()), Catch::Contains(url) && Catch::Contains(std::to_string(first))
+                                                  && Catch::Contains(std::to_string(range_object_size)));
+        }
+    }
+}
+
+TEST_CASE("Faults in the middle of a range are resumed from the first missing byte, byte for byte", "[http][ranges][faults]")
+{
+    using test::fault;
+    const auto bytes = test::pattern(range_object_size, 11);
+    const byte_range_case c{range_part / 2 + 3, 4 * range_part + 999};  // 4 parts, none aligned to the range
+    const std::uint64_t hit = c.first + 2 * range_part;  // the third part of the range
+    const fault faults[] = {fault::drop_after(10'000), fault::drop_after(30'000, true), fault::short_body(),
+                            fault::status(503, "SlowDown")};
+    for (const bool known : {true, false}) {
+        for (const auto& f : faults) {
+            CAPTURE(known, test::to_string(f.kind));
+            test::fault_server server;
+            server.put("/bucket/blob", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+            server.script({f.only_from(hit), f.only_from(hit)});
+            const std::string url = server.url() + "/bucket/blob";
+            auto got = read_ranges(range_stream(range_objects(url, {c}, known), range_options(3, 8 * range_part)));
+            check_ranges(got, {c}, bytes);
+            CHECK(server.faults_injected() == 2);
+            const auto reqs = server.requests();
+            for (const auto& req : reqs) {
+                const auto [a, b] = range_of(req.range);
+                CHECK(a >= c.first);
+                CHECK(b < *c.end);
+                if (req.fault != test::fault_kind::drop_after)
+                    continue;
+                const std::string resumed = "bytes=" + std::to_string(a + f.bytes) + "-" + std::to_string(b);
+                CHECK(std::any_of(reqs.begin(), reqs.end(), [&](const auto& r) { return r.range == resumed; }));
+            }
+        }
+    }
+}
+
+TEST_CASE("Random faults across many concurrent ranges still deliver every range byte for byte", "[http][ranges][faults]")
+{
+    using test::fault;
+    const auto bytes = test::pattern(range_object_size, 13);
+    {
+        test::fault_server server;
+        server.put("/bucket/blob", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+        server.random_faults(0.3, {fault::drop_after(5000), fault::drop_after(20'000, true), fault::short_body(),
+                                   fault::status(500, "InternalError")},
+                             9);
+        auto so = range_options(4, 6 * range_part);
+        so.retry.budget_capacity = 5000;
+        auto got = read_ranges(range_stream(range_objects(server.url() + "/bucket/blob", range_cases(), false), so));
+        check_ranges(got, range_cases(), bytes);
+        CHECK(server.faults_injected() > 3);
+    }
+}
+
+TEST_CASE("A range of a RecordIO object decodes its records and reports object offsets", "[http][ranges]")
+{
+    faulty_object o(3000);
+    // Record boundaries: the offset of each record's header.
+    std::vector<std::uint64_t> starts{0};
+    for (const auto& p : o.payloads)
+        starts.push_back(starts.back() + 8 + (p.size() + 3) / 4 * 4);
+    const std::size_t from = 1000, to = 2100;
+    for (const bool known : {true, false}) {
+        CAPTURE(known);
+        auto objects = range_objects(o.url(), {{starts[from], starts[to]}}, known, starts.back());
+        reader r(range_stream(objects, range_options(2, 4 * range_part)),
+                 {.batch_size = 64, .format = data_format::recordio});
+        const auto got = payloads_of(r);
+        CHECK(got == std::vector<std::string>(o.payloads.begin() + from, o.payloads.begin() + to));
+
+        // A range starting inside a record: the decoder's error is at the object's offset.
+        auto inside = range_objects(o.url(), {{starts[from] + 4, std::nullopt}}, known, starts.back());
+        reader bad(range_stream(inside, range_options(2, 4 * range_part)),
+                   {.batch_size = 64, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(bad); });
+        CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == starts[from] + 4);
+    }
+}
+
+namespace {
+
+/// Asks for two ranges at once, which the fault server (as RFC 9110 allows) answers with the
+/// whole object: a server that does not support ranges.
+class whole_object_requests final : public http::request_builder {
+public:
+    asio::awaitable<http::request> async_make(http::client&, const http::object_info& object, std::uint64_t first,
+                                              std::uint64_t last, std::string if_match) override
+    {
+        http::request r;
+        r.url = object.url;
+        r.headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last) + ",0-0");
+        if (!if_match.empty())
+            r.headers.emplace_back("If-Match", std::move(if_match));
+        co_return r;
+    }
+};
+
+} // namespace
+
+TEST_CASE("A whole-object answer (HTTP 200) serves only a range from byte 0 that fits one part", "[http][ranges]")
+{
+    test::fault_server server;
+    const auto bytes = test::pattern(range_object_size, 17);
+    server.put("/bucket/blob", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    const std::string url = server.url() + "/bucket/blob";
+    auto stream_of = [&](const byte_range_case& c, bool known) {
+        auto objects = range_objects(url, {c}, known);
+        return std::make_unique<http::object_stream>(std::make_unique<http::object_list>(std::move(objects), "1 range"),
+                                                     std::make_unique<whole_object_requests>(),
+                                                     range_options(2, 4 * range_part));
+    };
+    for (const bool known : {true, false}) {
+        CAPTURE(known);
+        // The range's bytes, and no more, though the whole object was on its way.
+        const byte_range_case fits{0, 1000};
+        auto got = read_ranges(stream_of(fits, known));
+        check_ranges(got, {fits}, bytes);
+        // Not from byte 0, or longer than a part: the server cannot serve it.
+        for (const byte_range_case c : {byte_range_case{10, 1000}, byte_range_case{0, 2 * range_part}}) {
+            CAPTURE(c.first, c.end.value_or(0));
+            auto failed = read_ranges(stream_of(c, known));
+            REQUIRE(failed.size() == 1);
+            CHECK(failed[0].ec == errc::range_not_supported);
+            CHECK(failed[0].bytes.empty());
+        }
     }
 }

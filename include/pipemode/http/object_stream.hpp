@@ -25,12 +25,21 @@
 
 namespace pipemode::http {
 
-/// One object of a data set: where it is and, when a listing said so, its size and ETag.
+/// One object of a data set: where it is, when a listing said so its size and ETag, and the
+/// byte range [first, end) of it to read (all of it by default).
+///
+/// The stream delivers exactly the bytes [first, min(end, size)) of the object, and its byte
+/// source's `start_offset()` is `first`, so decoders report offsets within the object. A
+/// range starting at the object's end (`first == size`) or ending at or before its start
+/// (`end <= first`) is empty; one starting past the object's end fails with
+/// `errc::range_past_end`.
 struct object_info {
     std::string url;     ///< what `request_builder` needs to address it (a URL, or "bucket/key")
     std::string name;    ///< for messages: "s3://bucket/key" or the URL
     std::optional<std::uint64_t> size{};  ///< known from a listing; else learnt from the first response
     std::string etag{};  ///< opaque; empty when unknown
+    std::uint64_t first = 0;              ///< the first byte to read
+    std::optional<std::uint64_t> end{};   ///< one past the last byte to read; empty: the object's end
 };
 
 /// Hands out the objects of a data set in order, on the network thread (an S3 listing, a
@@ -92,7 +101,8 @@ struct stream_core;
 /// reservation is the backpressure (a slow decoder means fewer ranges issued, never paused
 /// connections). Parts are delivered strictly in order, each byte as soon as it has arrived,
 /// and the window runs ahead across object boundaries, so the next objects are fetched while
-/// the current one is decoded. The first response gives an object's size and ETag (no HEAD);
+/// the current one is decoded. An object may be read in part (`object_info::first` and `end`):
+/// only that byte range is requested. The first response gives an object's size and ETag (no HEAD);
 /// later ranges carry `If-Match`, so an object replaced mid-read fails with
 /// `errc::object_changed` rather than mixing versions. A failed range is retried with
 /// full-jitter backoff from the first byte it did not get.

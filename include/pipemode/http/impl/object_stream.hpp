@@ -80,7 +80,19 @@ struct object_state {
     std::optional<std::uint64_t> size;  ///< known from the listing or the first response
     std::string etag;
     std::uint64_t next_offset = 0;      ///< first byte not yet planned into a part
+
+    /// One past the last byte to deliver, `info.end` clamped to the object (size known).
+    std::uint64_t stop() const noexcept { return std::min(info.end.value_or(*size), *size); }
+    /// Nothing to read, whatever the object's size: the range ends at or before its start.
+    bool empty_range() const noexcept { return info.end && *info.end <= info.first; }
 };
+
+/// Why a range starting at `first` cannot be read from an object of `size` bytes.
+inline std::string past_end_detail(std::uint64_t first, std::uint64_t size)
+{
+    return "the range to read starts at byte " + std::to_string(first) + ", past the end of the object ("
+         + std::to_string(size) + (size == 1 ? " byte)" : " bytes)");
+}
 
 /// What the network thread and the reader's thread share.
 struct stream_core : std::enable_shared_from_this<stream_core> {
@@ -201,11 +213,16 @@ public:
         status_ = h.status;
         auto& obj = *obj_;
         auto& part = *part_;
+        // The first request of an object whose size is not known yet: its answer tells the size.
+        const bool sizing = !obj.size && first_ == obj.info.first && part.offset == obj.info.first;
         if (h.status == 206 && h.range && !h.range->unsatisfied) {
             const auto total = h.range->complete;
             if (h.range->first != first_)
                 return refuse(errc::bad_http_response, "the server sent bytes from " + std::to_string(h.range->first)
                                                            + " when asked for bytes from " + std::to_string(first_));
+            if (total && *total <= first_)
+                return refuse(errc::bad_http_response, "the server sent bytes from " + std::to_string(first_)
+                                                           + " of an object of " + std::to_string(*total) + " bytes");
             if (obj.size && total && *total != *obj.size)
                 return refuse(errc::object_changed, "its size changed from " + std::to_string(*obj.size) + " to "
                                                         + std::to_string(*total) + " bytes");
@@ -215,19 +232,39 @@ public:
                 learn_size(*total);
             }
         } else if (h.status == 200) {
-            // The whole object: the server ignored the range (or the object is empty: nginx
-            // answers ranges on empty files this way). Usable only if it fits this part.
-            if (first_ != 0 || part.offset != 0 || !h.content_length || (obj.size && *h.content_length != *obj.size)
-                || *h.content_length > part.reserved)
+            // The whole object from byte 0: the server ignored the range (or the object is
+            // empty: nginx answers ranges on empty files this way). Usable only for a range
+            // starting at 0 whose wanted bytes all fit this part; bytes past them are dropped.
+            if (first_ != 0 || part.offset != 0 || part.received != 0 || !h.content_length
+                || (obj.size && *h.content_length != *obj.size)
+                || std::min(obj.info.end.value_or(*h.content_length), *h.content_length) > part.length)
                 return refuse(errc::range_not_supported,
                               "the server answered a range request with the whole object (HTTP 200); "
                               "use a server that supports Range requests");
+            whole_object_ = true;
+            whole_length_ = *h.content_length;
             if (!obj.size)
                 learn_size(*h.content_length);
-        } else if (h.status == 416 && part.offset == 0 && first_ == 0 && !obj.size) {
-            // bytes=0-N is unsatisfiable only for an empty object (S3 says InvalidRange).
+        } else if (h.status == 416 && sizing) {
+            // The range starts at or past the object's end (S3 says InvalidRange): the object
+            // is empty, or as large as `first` (an empty read), or smaller (an error).
+            // `Content-Range: bytes */SIZE` tells which; without it only first == 0 is clear.
+            std::optional<std::uint64_t> size;
+            if (h.range && h.range->unsatisfied && h.range->complete)
+                size = h.range->complete;
+            else if (first_ == 0)
+                size = 0;
+            if (!size)
+                return refuse(errc::range_past_end, "the range to read starts at byte " + std::to_string(first_)
+                                                        + ", at or past the end of the object (HTTP 416 "
+                                                          "without the object's size)");
+            if (*size > first_)
+                return refuse(errc::bad_http_response, "HTTP 416 for a range from byte " + std::to_string(first_)
+                                                           + " of an object of " + std::to_string(*size) + " bytes");
+            if (*size < first_)
+                return refuse(errc::range_past_end, past_end_detail(first_, *size));
             discard_body_ = true;
-            learn_size(0);
+            learn_size(*size);
             return true;
         } else if (h.status < 300) {
             return refuse(errc::bad_http_response, "unexpected HTTP status " + std::to_string(h.status)
@@ -255,6 +292,8 @@ public:
             return true;
         }
         auto& part = *part_;
+        if (whole_object_)  // the bytes past the range wanted are not the stream's
+            bytes = bytes.first(static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), part.length - part.received)));
         if (part.received + bytes.size() > part.length)
             return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
         std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
@@ -273,10 +312,16 @@ public:
         }
         if (awaited)
             core_->notify_consumer();
-        return true;
+        // A whole object sent for a shorter range: stop receiving once the range is in.
+        return !(whole_object_ && part.received == part.length && whole_length_ > part.length);
     }
 
     unsigned status() const noexcept { return status_; }
+    /// The response was cut short on purpose: the part is complete, the rest was not wanted.
+    bool cut_short() const noexcept
+    {
+        return whole_object_ && part_->received == part_->length && whole_length_ > part_->length;
+    }
     bool error_response() const noexcept { return error_response_; }
     const std::string& error_body() const noexcept { return error_body_; }
     /// A fatal problem found in the response (not retried), with its description.
@@ -294,20 +339,21 @@ private:
         return false;
     }
 
-    /// The first response told the object's size: fix this part's length, give back the
-    /// window it does not need, and let the scheduler plan the rest.
+    /// The first response told the object's size (at least the range's first byte): fix this
+    /// part's length, give back the window it does not need, and let the scheduler plan the
+    /// rest.
     void learn_size(std::uint64_t size)
     {
         auto& obj = *obj_;
         auto& part = *part_;
         obj.size = size;
-        const std::uint64_t length = std::min<std::uint64_t>(part.length, size);
+        const std::uint64_t length = std::min<std::uint64_t>(part.length, obj.stop() - part.offset);
         {
             std::lock_guard lock(core_->mutex);
             part.length = length;
             part.complete = part.received == length;
         }
-        obj.next_offset = length;
+        obj.next_offset = part.offset + length;
         if (length == 0 || length < part.reserved) {
             // A short object: keep the buffer (it is in use) but not the window bytes beyond
             // it. The buffer goes back to the allocator, not the pool, on release.
@@ -325,6 +371,8 @@ private:
     unsigned status_ = 0;
     bool error_response_ = false;
     bool discard_body_ = false;
+    bool whole_object_ = false;  ///< a 200 answer: the object from byte 0, maybe past the range
+    std::uint64_t whole_length_ = 0;  ///< its Content-Length
     std::string error_body_;
     error_code refusal_;
     std::string refusal_detail_;
@@ -359,6 +407,10 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         if (receiver.refusal()) {
             core->fail_object(obj, receiver.refusal(), receiver.refusal_detail(), first);
             co_return;
+        }
+        if (receiver.cut_short()) {
+            core->policy.on_success(attempt);
+            break;
         }
         failure_kind kind{};
         std::string why;
@@ -414,7 +466,7 @@ inline std::shared_ptr<part_state> plan_part(stream_core& core, object_state& ob
 {
     auto part = std::make_shared<part_state>();
     part->offset = obj.next_offset;
-    part->length = std::min<std::uint64_t>(core.options.part_size, *obj.size - obj.next_offset);
+    part->length = std::min<std::uint64_t>(core.options.part_size, obj.stop() - obj.next_offset);
     part->reserved = static_cast<std::size_t>(part->length);
     obj.next_offset += part->length;
     return part;
@@ -440,7 +492,7 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
         if (core->stop_scheduling)
             co_return;
         if (!pending) {
-            if (current && current->size && current->next_offset < *current->size) {
+            if (current && current->size && current->next_offset < current->stop()) {
                 pending = plan_part(*core, *current);
             } else if (current && !current->size) {
                 co_await sleep_until_woken(core.get());  // the first response will tell the size
@@ -465,23 +517,37 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
                 current->info = std::move(*next);
                 current->size = current->info.size;
                 current->etag = current->info.etag;
+                current->next_offset = current->info.first;
+                // With the size known, a range past the object's end fails and an empty one
+                // is done before anything is sent.
+                const bool past_end = !current->empty_range() && current->size && current->info.first > *current->size;
+                const bool nothing = current->empty_range() || (current->size && current->info.first == *current->size);
+                if (past_end)  // failed before the reader can see it
+                    core->fail_object(current, make_error_code(errc::range_past_end),
+                                      past_end_detail(current->info.first, *current->size), current->info.first);
                 {
                     std::lock_guard lock(core->mutex);
                     core->opened.push_back(current);
-                    if (current->size && *current->size == 0)
+                    if (nothing)
                         current->all_planned = true;
                 }
                 core->notify_consumer();
-                if (current->size && *current->size == 0) {
+                if (past_end)
+                    co_return;
+                if (nothing) {
                     current.reset();
                     continue;
                 }
                 if (!current->size) {
-                    // Unknown size: the first part asks for a whole part and learns the size.
+                    // Unknown size: the first part asks for a whole part (or the whole range,
+                    // if shorter) and learns the size.
+                    const std::uint64_t wanted = current->info.end ? *current->info.end - current->info.first
+                                                                   : std::uint64_t{core->options.part_size};
                     pending = std::make_shared<part_state>();
-                    pending->length = core->options.part_size;
-                    pending->reserved = core->options.part_size;
-                    current->next_offset = core->options.part_size;  // fixed by learn_size
+                    pending->offset = current->info.first;
+                    pending->length = std::min<std::uint64_t>(core->options.part_size, wanted);
+                    pending->reserved = static_cast<std::size_t>(pending->length);
+                    current->next_offset = pending->offset + pending->length;  // fixed by learn_size
                 } else {
                     pending = plan_part(*core, *current);
                 }
@@ -524,7 +590,7 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
 class object_source {
 public:
     object_source(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj)
-        : core_(std::move(core)), obj_(std::move(obj)), name_(obj_->info.name)
+        : core_(std::move(core)), obj_(std::move(obj)), name_(obj_->info.name), first_(obj_->info.first)
     {
     }
     object_source(object_source&&) noexcept = default;
@@ -537,7 +603,8 @@ public:
     }
 
     std::string_view name() const noexcept { return name_; }
-    std::uint64_t start_offset() const noexcept { return 0; }
+    /// The object's offset of the first byte delivered (`object_info::first`).
+    std::uint64_t start_offset() const noexcept { return first_; }
     const std::string& error_detail() const noexcept { return error_detail_; }
 
     asio::awaitable<chunk_result> async_next()
@@ -610,6 +677,7 @@ private:
     std::shared_ptr<stream_core> core_;
     std::shared_ptr<object_state> obj_;
     std::string name_;
+    std::uint64_t first_ = 0;
     std::shared_ptr<part_state> part_;
     std::uint64_t delivered_ = 0;
     std::string error_detail_;
