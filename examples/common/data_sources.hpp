@@ -39,7 +39,8 @@ struct source_arg {
     bool manifest = false;
 };
 
-/// How to reach URL and S3 sources, and the read size of local ones.
+/// How to reach URL and S3 sources, and the read size of local ones (each member is the
+/// option of the same name; see `source_options_help`).
 struct source_options {
     std::size_t read_size = 4 * pipemode::mib;
     std::string endpoint_url;

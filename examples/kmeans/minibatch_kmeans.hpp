@@ -30,6 +30,7 @@ enum class kmeans_init {
 /// from mt19937_64 by exact arithmetic, so a seed gives the same centres everywhere.
 class kmeans_random {
 public:
+    /// A generator started from `seed`.
     explicit kmeans_random(std::uint64_t seed) : engine_(seed) {}
 
     /// Uniform in [0, 1).
@@ -195,6 +196,8 @@ inline double weighted_lloyd(std::span<const double> points, std::span<const dou
 /// Not thread-safe.
 class minibatch_kmeans {
 public:
+    /// Starts from `centres` (k x d, row-major), no row absorbed yet (v = 0, so a centre's
+    /// first batch moves it to the mean of the rows assigned to it).
     minibatch_kmeans(std::vector<double> centres, std::size_t k, std::size_t d)
         : k_(k), d_(d), centres_(std::move(centres)), counts_(k, 0.0), sums_(k * d, 0.0), batch_counts_(k, 0.0),
           norms_(k)
@@ -204,7 +207,9 @@ public:
         refresh_norms();
     }
 
+    /// Number of centres.
     std::size_t k() const noexcept { return k_; }
+    /// Their dimension.
     std::size_t dim() const noexcept { return d_; }
     /// The centres, k x d row-major.
     std::span<const double> centres() const noexcept { return centres_; }

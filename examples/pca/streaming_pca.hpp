@@ -42,7 +42,9 @@ struct pca_options {
 
 /// The result of a PCA.
 struct pca_model {
+    /// d.
     std::size_t feature_dim = 0;
+    /// Rows the model was computed from.
     std::uint64_t records = 0;
     /// The mean of the rows (d values).
     std::vector<double> mean;
@@ -81,12 +83,17 @@ public:
             throw std::invalid_argument("moments: the projection is not dim x p");
     }
 
+    /// The dimension d of the rows.
     std::size_t dim() const noexcept { return dim_; }
     /// Columns of M2: d, or p when projected.
     std::size_t columns() const noexcept { return cols_; }
+    /// Whether M2 is kept projected (`M2 * P`).
     bool projected() const noexcept { return !projection_.empty(); }
+    /// The projection P (d x p, row-major); empty when unprojected.
     const std::vector<double>& projection() const noexcept { return projection_; }
+    /// Rows seen (merged ones included).
     std::uint64_t count() const noexcept { return count_; }
+    /// Their mean (d values; zeros before any row).
     std::span<const double> mean() const noexcept { return mean_; }
     /// The trace of the unprojected M2 (the sum of squared deviations from the mean), kept
     /// in both modes so that the randomized mode knows the total variance.

@@ -16,6 +16,7 @@ namespace pipemode::examples {
 
 /// Eigenvalues and eigenvectors of a symmetric matrix.
 struct symmetric_eigen {
+    /// The matrix's order.
     std::size_t n = 0;
     /// The eigenvalues, in decreasing order.
     std::vector<double> values;
