@@ -205,6 +205,9 @@ private:
 
     /// Decodes one planned source to its end (or to the end of its byte range). Returns false
     /// when the consumer has gone away.
+    ///
+    /// The per-record path is plain function calls; the coroutine suspends only for a chunk, a
+    /// full batch or a full shuffle block.
     asio::awaitable<bool> decode_source(planned_source& planned)
     {
         any_byte_source& source = planned.source;
@@ -214,6 +217,9 @@ private:
             decoder_.resync();  // the source starts inside its object: find the first record start
         const std::string name(source.name());
         const auto past_end = [&](std::uint64_t offset) { return plan.end && offset >= *plan.end; };
+        // A block to re-create starts with this source's first kept record: end the one in progress.
+        if (shuffling() && plan.block_start && !co_await flush_block())
+            co_return false;
         bool first_kept = true;
 
         std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
@@ -227,7 +233,8 @@ private:
                     on_bad_record(core_, fec, {name, decoder_.offset(), decoder_.records_started()},
                                   "the source ended inside a record");
                 // The end of the input completes a last line without a newline, or a whole object.
-                if (!fec && decoder_.has_record() && !co_await take_record(name, plan, first_kept))
+                if (!fec && decoder_.has_record() && !past_end(decoder_.record().offset)
+                    && !co_await settle(take_record(name, plan, first_kept)))
                     co_return false;
                 break;
             }
@@ -258,7 +265,8 @@ private:
                     range_done = true;  // the rest of the source is the next range's
                     break;
                 }
-                if (!co_await take_record(name, plan, first_kept))
+                const step next = take_record(name, plan, first_kept);
+                if (next != step::none && !co_await settle(next))
                     co_return false;
             }
         }
@@ -269,47 +277,57 @@ private:
         co_return true;
     }
 
-    /// Passes the decoder's waiting record on (unless the plan skips it) and pops it. Returns
-    /// false when the consumer has gone away.
-    asio::awaitable<bool> take_record(const std::string& name, const source_plan& plan, bool& first_kept)
+    /// What must happen after a record was taken before the next one.
+    enum class step { none, deliver_batch, flush_block };
+
+    /// Does what `take_record` asked for. Returns false when the consumer has gone away.
+    asio::awaitable<bool> settle(step next)
+    {
+        if (next == step::flush_block)
+            co_return co_await flush_block();
+        if (next == step::deliver_batch) {
+            batch b = builder_.take(epoch_);
+            co_return co_await deliver(core_, std::move(b), last_);
+        }
+        co_return true;
+    }
+
+    /// Passes the decoder's waiting record on (unless the plan skips it) and pops it.
+    step take_record(const std::string& name, const source_plan& plan, bool& first_kept)
     {
         const record_view rec = decoder_.record();
         // Records are numbered from the start of the source's range, bad ones included, so a
         // saved position means the same records on every run.
-        bool ok = true;
+        step next = step::none;
         if (rec.index >= plan.skip) {
-            // (Named, not braced in the co_await: GCC 12 destroys such temporaries twice.)
-            const read_position after{plan.epoch, plan.item, rec.index + 1, 0, plan.item};
-            ok = shuffling() ? co_await hold(rec, name, plan, std::exchange(first_kept, false))
-                             : co_await emit(rec, name, after);
+            if (shuffling())
+                next = hold(rec, name, plan, std::exchange(first_kept, false)) ? step::flush_block : step::none;
+            else
+                next = emit(rec, name, {plan.epoch, plan.item, rec.index + 1, 0, plan.item}) ? step::deliver_batch
+                                                                                           : step::none;
         }
         decoder_.pop();
-        co_return ok;
+        return next;
     }
 
-    /// Parses one record into the batch being built and delivers the batch when full; `after`
-    /// is the consumer's position once it has this record. Returns false when the consumer has
-    /// gone away.
-    asio::awaitable<bool> emit(const record_view& rec, std::string_view source, read_position after)
+    /// Parses one record into the batch being built; `after` is the consumer's position once it
+    /// has this record. Returns true when the batch is full and must be delivered.
+    bool emit(const record_view& rec, std::string_view source, const read_position& after)
     {
         last_ = after;
         error_code parse_ec;
         const bool full = parser_.parse(rec, source, builder_, parse_ec);
         if (parse_ec) {
             on_bad_record(core_, parse_ec, {std::string(source), rec.offset, rec.index}, parser_.error_detail());
-            co_return true;
+            return false;
         }
-        if (!full)
-            co_return true;
-        batch b = builder_.take(epoch_);
-        co_return co_await deliver(core_, std::move(b), last_);
+        return full;
     }
 
-    /// Adds a record to the shuffle block, shuffling and delivering the block when it is full.
-    asio::awaitable<bool> hold(const record_view& rec, std::string_view source, const source_plan& plan, bool first_kept)
+    /// Adds a record to the shuffle block. Returns true when the block is full and must be
+    /// delivered.
+    bool hold(const record_view& rec, std::string_view source, const source_plan& plan, bool first_kept)
     {
-        if (first_kept && plan.block_start && !co_await flush_block())
-            co_return false;
         if (block_.empty()) {
             block_start_ = {plan.epoch, plan.item, rec.index, 0, plan.item};
             block_seed_ = derive_seed(core_->options.shuffle_seed, plan.epoch,
@@ -326,9 +344,8 @@ private:
         block_.push_back({at, rec.payload.size(), static_cast<std::uint32_t>(block_sources_.size() - 1), rec.offset,
                           rec.index});
         block_end_ = {plan.epoch, plan.item, rec.index + 1, 0, plan.item};
-        if (block_.size() >= core_->options.shuffle_records || block_bytes_.size() >= core_->options.shuffle_buffer_bytes)
-            co_return co_await flush_block();
-        co_return true;
+        return block_.size() >= core_->options.shuffle_records
+            || block_bytes_.size() >= core_->options.shuffle_buffer_bytes;
     }
 
     /// Delivers the shuffle block in its drawn order, less the records a resumed reader had
@@ -350,8 +367,11 @@ private:
             after.block_end_item = block_end_.item;
             if (k + 1 == order.size())
                 after = block_end_;
-            if (!co_await emit(rec, block_sources_[h.source], after))
-                co_return false;
+            if (emit(rec, block_sources_[h.source], after)) {
+                batch b = builder_.take(epoch_);
+                if (!co_await deliver(core_, std::move(b), last_))
+                    co_return false;
+            }
         }
         block_.clear();
         block_bytes_.clear();
