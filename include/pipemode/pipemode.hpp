@@ -10,15 +10,20 @@
 #include <pipemode/core/batch.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/concepts.hpp>
+#include <pipemode/core/content_type.hpp>
 #include <pipemode/core/digest.hpp>
 #include <pipemode/core/error.hpp>
 #include <pipemode/core/options.hpp>
 #include <pipemode/core/record_view.hpp>
 
+#include <pipemode/decoders/csv.hpp>
+#include <pipemode/decoders/lines.hpp>
 #include <pipemode/decoders/protobuf_record.hpp>
 #include <pipemode/decoders/protobuf_writer.hpp>
 #include <pipemode/decoders/raw_record.hpp>
 #include <pipemode/decoders/recordio.hpp>
+#include <pipemode/decoders/tfrecord.hpp>
+#include <pipemode/decoders/whole_object.hpp>
 
 #include <pipemode/sinks/spsc_ring.hpp>
 
@@ -27,6 +32,8 @@
 #include <pipemode/sources/file_source.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include <pipemode/pipeline/data_set.hpp>
+#include <pipemode/pipeline/plan.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 #include <pipemode/pipeline/stats.hpp>
