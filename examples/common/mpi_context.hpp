@@ -1,6 +1,7 @@
 // The few MPI operations the example algorithms need, behind one class that also works without
 // MPI: a target built with PIPEMODE_EXAMPLES_WITH_MPI=1 (CMake found MPI) runs them through
-// MPI; otherwise the program is one process of one, and every collective is the identity.
+// MPI when an MPI launcher started it; otherwise the program is one process of one, and every
+// collective is the identity.
 #pragma once
 
 #ifndef PIPEMODE_EXAMPLES_WITH_MPI
@@ -13,6 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -26,10 +29,16 @@ namespace pipemode::examples {
 /// thread-safe: call from the main thread only.
 class mpi_context {
 public:
-    /// Initialises MPI (when built with it); `argc`/`argv` as given to `main`.
+    /// Initialises MPI when built with it and started by an MPI launcher (`mpirun`, `srun`:
+    /// see `launched_by_mpi`); `argc`/`argv` as given to `main`. A program started on its own
+    /// skips MPI_Init, whose singleton start-up (spawning Open MPI's runtime daemon) costs about
+    /// 0.35 s before the first byte is read.
     mpi_context([[maybe_unused]] int* argc, [[maybe_unused]] char*** argv)
     {
 #if PIPEMODE_EXAMPLES_WITH_MPI
+        if (!launched_by_mpi())
+            return;
+        initialized_ = true;
         MPI_Init(argc, argv);
         int r = 0, s = 1;
         MPI_Comm_rank(MPI_COMM_WORLD, &r);
@@ -44,8 +53,20 @@ public:
     ~mpi_context()
     {
 #if PIPEMODE_EXAMPLES_WITH_MPI
-        MPI_Finalize();
+        if (initialized_)
+            MPI_Finalize();
 #endif
+    }
+
+    /// Whether the environment says an MPI launcher started this process: the variables Open
+    /// MPI (`OMPI_COMM_WORLD_SIZE`), PMIx (`PMIX_RANK`), PMI-1/2 (`PMI_RANK`, used by MPICH's
+    /// Hydra and Slurm) and MVAPICH (`MV2_COMM_WORLD_SIZE`) set for their processes.
+    static bool launched_by_mpi() noexcept
+    {
+        for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "MV2_COMM_WORLD_SIZE"})
+            if (std::getenv(name) != nullptr)
+                return true;
+        return false;
     }
 
     /// This process's rank, from 0.
@@ -126,6 +147,7 @@ private:
 
     std::size_t rank_ = 0;
     std::size_t size_ = 1;
+    bool initialized_ = false;  // MPI_Init was called
 };
 
 } // namespace pipemode::examples
