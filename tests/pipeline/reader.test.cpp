@@ -3,6 +3,7 @@
 
 #include <pipemode/decoders/protobuf_writer.hpp>
 #include <pipemode/decoders/recordio.hpp>
+#include <pipemode/decoders/tfrecord.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
@@ -512,4 +513,42 @@ TEST_CASE("reader: an empty data set is an error, not an empty epoch")
     CHECK(e.code() == errc::empty_data_set);
     CHECK(std::string(e.what()).find("0 local paths") != std::string::npos);
     CHECK(r.done());
+}
+
+TEST_CASE("reader: TFRecord CRC failures name the source, offset and record; a corrupt-record budget bounds skipping")
+{
+    temp_dir dir;
+    std::vector<std::byte> data;
+    std::vector<std::size_t> offsets;
+    for (int i = 0; i < 10; ++i) {
+        offsets.push_back(data.size());
+        append_tfrecord(data, test::bytes_of("record " + std::to_string(i)));
+    }
+    // Damage the data of records 3 and 7 (one byte of each payload: the data CRC fails).
+    data[offsets[3] + 12] ^= std::byte{1};
+    data[offsets[7] + 12] ^= std::byte{1};
+    test::write_file(dir / "a.tfrecord", data);
+
+    reader failing({dir / "a.tfrecord"}, {.batch_size = 4, .format = data_format::tfrecord});
+    const auto [rows, e] = test::rows_until_error(failing);
+    CHECK(rows == 0);  // records 0-2 were in a batch that never filled
+    CHECK(e.code() == errc::crc_mismatch);
+    CHECK(e.where().source == dir / "a.tfrecord");
+    CHECK(e.where().byte_offset == offsets[3]);
+    CHECK(e.where().record_index == 3);
+
+    reader skipping({dir / "a.tfrecord"}, {.batch_size = 4, .bad_records = bad_record_policy::skip, .max_bad_records = 2,
+                                           .format = data_format::tfrecord});
+    const auto payloads = test::payloads_of(skipping);
+    CHECK(payloads == std::vector<std::string>{"record 0", "record 1", "record 2", "record 4", "record 5", "record 6",
+                                               "record 8", "record 9"});
+    CHECK(skipping.stats().bad_records == 2);
+
+    reader over_budget({dir / "a.tfrecord"}, {.batch_size = 4, .bad_records = bad_record_policy::skip, .max_bad_records = 1,
+                                              .format = data_format::tfrecord});
+    const auto [before, budget] = test::rows_until_error(over_budget);
+    CHECK(before == 4);  // records 0-2 and 4 made a batch; record 7 broke the budget
+    CHECK(budget.code() == errc::crc_mismatch);
+    CHECK(budget.where().record_index == 7);
+    CHECK_THAT(budget.what(), Catch::Contains("max_bad_records (1)"));
 }

@@ -6,7 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace pipemode {
 
@@ -32,6 +35,7 @@ enum class data_format {
     tfrecord,           ///< TFRecord-framed payloads (CRCs checked), delivered as a `bytes` feature
     lines,              ///< newline-delimited text records (JSON Lines, text), as a `bytes` feature
     whole_object,       ///< each object (source) is one record, as a `bytes` feature (images, documents)
+    augmented_manifest, ///< RecordIO records grouped `attribute_names.size()` at a time into one row (SageMaker augmented manifests)
 };
 
 /// Whether records of `f` can be found from an arbitrary byte of an object, so that an object
@@ -54,12 +58,21 @@ struct reader_options {
     /// What happens to records that cannot be decoded.
     bad_record_policy bad_records = bad_record_policy::fail;
 
+    /// Under a skip policy, the most bad records skipped before the reader gives up with the
+    /// error of the next one (a corrupt-record budget: a few damaged records are tolerable, a
+    /// data set that is mostly damaged is not). Counted over the reader's whole life.
+    std::uint64_t max_bad_records = std::numeric_limits<std::uint64_t>::max();
+
     /// How the bytes are decoded.
     data_format format = data_format::recordio_protobuf;
 
     /// With `data_format::csv`: how many leading columns are the label (SageMaker's
     /// `text/csv;label_size=N`); 0 for none.
     std::size_t csv_label_size = 1;
+
+    /// With `data_format::augmented_manifest`: the attributes of each line, in record order;
+    /// each becomes a `bytes` feature of that name (see `grouped_record_parser`).
+    std::vector<std::string> attribute_names{};
 
     /// Decoded batches that may wait for the training loop (the ring's capacity).
     std::size_t prefetch_batches = 4;

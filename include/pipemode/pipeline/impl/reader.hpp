@@ -4,6 +4,7 @@
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
 #include <pipemode/decoders/csv.hpp>
+#include <pipemode/decoders/grouped_record.hpp>
 #include <pipemode/decoders/lines.hpp>
 #include <pipemode/decoders/protobuf_record.hpp>
 #include <pipemode/decoders/raw_record.hpp>
@@ -140,6 +141,11 @@ inline void on_bad_record(reader_core* core, const error_code& ec, data_location
 {
     if (core->options.bad_records == bad_record_policy::fail)
         throw data_error(ec, std::move(where), detail);
+    const auto skipped = core->stats.bad_records.load(std::memory_order_relaxed);
+    if (skipped >= core->options.max_bad_records)
+        throw data_error(ec, std::move(where),
+                         std::string(detail) + (detail.empty() ? "" : "; ") + "more than max_bad_records ("
+                             + std::to_string(core->options.max_bad_records) + ") bad records");
     stats_counters::add(core->stats.bad_records, std::uint64_t{1});
     if (core->options.bad_records == bad_record_policy::skip_and_warn) {
         std::string msg = "pipemode: skipped a bad record: " + where.to_string() + ": " + ec.message();
@@ -448,6 +454,18 @@ inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
         co_await run_pipeline(core, whole_object_decoder(whole_object_options{.max_record_size = max}),
                               raw_record_parser{});
         break;
+    case data_format::augmented_manifest: {
+        // A record-level shuffle would separate a line's attributes; the store refuses it at
+        // construction, this guards readers built over other providers.
+        if (core->options.shuffle_records != 0)
+            throw std::invalid_argument("pipemode::reader: data_format::augmented_manifest needs shuffle_records = 0: a "
+                                        "record-level shuffle would separate a line's attributes");
+        grouped_record_parser parser(core->options.attribute_names);
+        const std::size_t n = parser.group_size();
+        co_await run_pipeline(core, record_group_decoder(recordio_decoder(recordio_options{.max_record_size = max}), n),
+                              std::move(parser));
+        break;
+    }
     }
 }
 
