@@ -1,13 +1,14 @@
 // The data-set plumbing pipemode's example programs share: turning command-line sources (local
 // paths and FIFOs, http(s):// URLs, s3:// keys and prefixes, SageMaker manifests) into one
-// pipemode::source_provider, the URL and S3 options that go with them, and the plain rank/size
-// split of a source list that the MPI programs use.
+// pipemode::source_provider, and the URL and S3 options that go with them (shard.hpp has the
+// plain rank/size split of a source list that the MPI programs use).
 //
 // A target built without pipemode::http defines PIPEMODE_TOOLS_NO_HTTP: it reads local paths
 // only and refuses URLs with a sentence saying so.
 #pragma once
 
 #include "../tools/command_line.hpp"
+#include "shard.hpp"
 
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/reader.hpp>
@@ -274,20 +275,6 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
     if (parts.size() == 1)
         return std::move(parts.front());
     return std::make_unique<chained_provider>(std::move(parts));
-}
-
-/// The part of `objects` that process `rank` of `size` reads: object i goes to rank i % size,
-/// in order. Every object goes to exactly one rank; a rank may get none when there are fewer
-/// objects than ranks. A prefix or manifest counts as one object (it is not listed here).
-///
-/// A stand-in for the library's sharding (ShardedByS3Key), which will replace it.
-template <class T>
-std::vector<T> shard_objects(const std::vector<T>& objects, std::size_t rank, std::size_t size)
-{
-    std::vector<T> mine;
-    for (std::size_t i = rank; size != 0 && i < objects.size(); i += size)
-        mine.push_back(objects[i]);
-    return mine;
 }
 
 } // namespace pipemode::tools
