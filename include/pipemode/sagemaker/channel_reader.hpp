@@ -12,6 +12,7 @@
 #include <pipemode/http/store.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/s3/store.hpp>
+#include <pipemode/sagemaker/augmented_manifest.hpp>
 #include <pipemode/sagemaker/channel.hpp>
 #include <pipemode/sagemaker/cluster.hpp>
 #include <pipemode/sources/gunzip.hpp>
@@ -45,6 +46,8 @@ struct channel_read_options {
 };
 
 /// The format records of `channel` are decoded with, read directly from its objects:
+/// - `S3DataType: AugmentedManifestFile`: `augmented_manifest` (one row per manifest line,
+///   one feature per attribute), whatever the content type and record wrapper;
 /// - `RecordWrapperType: RecordIO`: each object is one record (`whole_object`), whatever its
 ///   content type, as Pipe mode wraps each object in one RecordIO record;
 /// - `application/x-recordio-protobuf` (or no content type): `recordio_protobuf`;
@@ -59,6 +62,8 @@ struct channel_read_options {
 /// content type that does not parse.
 inline std::pair<data_format, std::size_t> format_for(const channel_config& channel)
 {
+    if (channel.data_type == s3_data_type::augmented_manifest_file)
+        return {data_format::augmented_manifest, 0};
     if (channel.record_wrapper == record_wrapper::recordio)
         return {data_format::whole_object, 0};
     if (channel.content_type.empty())
@@ -89,9 +94,13 @@ inline std::string local_path_of(const std::string& uri)
 /// a key, or a manifest), HTTP(S) (one object URL), or local (a directory, file or path
 /// prefix; `file://` accepted), decompressed when `CompressionType` is `Gzip`.
 ///
+/// An `AugmentedManifestFile` channel gives an `augmented_manifest_store` (an `s3://`, `file://`
+/// or local manifest) whose objects are the manifest's lines and whose bytes for a line are the
+/// RecordIO records Pipe mode writes for it (`RecordWrapperType: None` writes them unframed).
+///
 /// Throws `std::invalid_argument` naming the channel for what cannot work (an empty URI, a
-/// manifest that is not on S3, an augmented manifest: read those with the augmented-manifest
-/// reader).
+/// manifest that is not on S3, an augmented manifest without `AttributeNames` or with
+/// `CompressionType: Gzip`).
 inline std::unique_ptr<object_store> channel_store(const channel_config& channel, const s3::s3_options& s3 = {},
                                                    std::size_t read_size = 4 * mib)
 {
@@ -118,8 +127,19 @@ inline std::unique_ptr<object_store> channel_store(const channel_config& channel
                  "directory as an S3Prefix");
         store = s3::s3_manifest_store(channel.uri, s3);
         break;
-    case s3_data_type::augmented_manifest_file:
-        fail("an AugmentedManifestFile is read attribute by attribute; use the augmented-manifest reader");
+    case s3_data_type::augmented_manifest_file: {
+        if (channel.attribute_names.empty())
+            fail("an AugmentedManifestFile needs AttributeNames: the attributes to deliver from each line, e.g. "
+                 "[\"source-ref\", \"class\"]");
+        if (channel.compression == compression::gzip)
+            fail("CompressionType Gzip is not supported with an AugmentedManifestFile; give the manifest and its "
+                 "objects uncompressed");
+        if (is_http)
+            fail("an AugmentedManifestFile must be an s3:// object, a file:// URI or a local path");
+        augmented_manifest_options ao{.attribute_names = channel.attribute_names, .s3 = s3};
+        ao.recordio = channel.record_wrapper == record_wrapper::recordio;
+        return augmented_manifest_store(channel.uri, std::move(ao));
+    }
     }
     if (channel.compression == compression::gzip)
         store = gunzip(std::move(store));
@@ -159,6 +179,16 @@ inline data_set_reader open_channel(const channel_config& channel, channel_read_
     o.reader.format = format;
     if (format == data_format::csv)
         o.reader.csv_label_size = label_size;
+    if (format == data_format::augmented_manifest)
+        o.reader.attribute_names = channel.attribute_names;
+    // A channel read directly is decoded from the RecordIO framing of each line, whatever
+    // RecordWrapperType says (that field says how the agent writes a FIFO).
+    if (format == data_format::augmented_manifest && channel.record_wrapper != record_wrapper::recordio) {
+        channel_config framed = channel;
+        framed.record_wrapper = record_wrapper::recordio;
+        return data_set_reader(channel_store(framed, o.s3, o.reader.read_size), channel_data_set_options(channel, o),
+                               o.reader);
+    }
     return data_set_reader(channel_store(channel, o.s3, o.reader.read_size), channel_data_set_options(channel, o), o.reader);
 }
 
