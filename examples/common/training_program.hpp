@@ -9,6 +9,7 @@
 
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sagemaker/hyperparameters.hpp>
+#include <pipemode/sagemaker/pipe_channel.hpp>
 
 #include <unistd.h>
 
@@ -34,7 +35,6 @@ namespace pipemode::examples {
 using tools::usage_error;
 
 /// SageMaker's places in a training container.
-inline constexpr std::string_view sagemaker_data_dir = "/opt/ml/input/data";
 inline constexpr std::string_view sagemaker_model_dir = "/opt/ml/model";
 
 /// The part of a training program's command line that is not a hyperparameter.
@@ -42,7 +42,7 @@ struct training_input {
     std::vector<tools::source_arg> sources;
     tools::source_options source;
     std::string pipe_channel;                           ///< read <data_dir>/<channel>_<epoch> FIFOs
-    std::string data_dir = std::string(sagemaker_data_dir);
+    std::string data_dir = std::string(sagemaker::default_data_dir);
     std::string model_dir;                              ///< empty: /opt/ml/model if it exists, else "."
     std::string hyperparameters_file;                   ///< empty: SageMaker's, if it exists
     std::size_t memory_budget = reader_options{}.memory_budget;
@@ -166,16 +166,16 @@ inline bool parse_bool(std::string_view name, std::string_view text)
     throw usage_error(std::string(name) + " is true or false, not '" + std::string(text) + "'");
 }
 
-/// The sources this rank reads in `epoch`: the Pipe-mode FIFO of the epoch (each host's agent
-/// already feeds it that host's shard), or this rank's share of the command-line sources
-/// (`shard_objects`).
+/// The sources this rank reads in `epoch`: the Pipe-mode FIFO of the epoch
+/// (`sagemaker::pipe_channel_epoch`; each host's agent already feeds it that host's shard), or
+/// this rank's share of the command-line sources (`shard_objects`).
 inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, std::uint64_t epoch,
                                                       const mpi_context& mpi, std::string_view program)
 {
     if (!in.pipe_channel.empty()) {
-        // SageMaker's protocol: the channel's FIFO for epoch e is <dir>/<channel>_<e>.
-        const auto fifo = (std::filesystem::path(in.data_dir) / (in.pipe_channel + "_" + std::to_string(epoch))).string();
-        return local_files({fifo}, in.source.read_size);
+        // SageMaker's protocol: the channel's FIFO for epoch e is <dir>/<channel>_<e>, waited
+        // for until it appears (a misspelt channel fails fast, naming the ones there are).
+        return sagemaker::pipe_channel_epoch(in.data_dir, in.pipe_channel, epoch);
     }
     const auto mine = tools::shard_objects(in.sources, mpi.rank(), mpi.size());
     if (mine.empty())
