@@ -107,6 +107,7 @@ http {
         server_name localhost;
         root $root;
         location / {
+            autoindex on;
         }
     }
 }

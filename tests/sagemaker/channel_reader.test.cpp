@@ -122,10 +122,50 @@ TEST_CASE("HTTP objects: an http_store sharded by object over two ranks, and an 
     // Sizes are unknown before reading: byte-based sharding says so.
     data_set_reader by_bytes(http::http_store(urls), {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_bytes}}}, o);
     CHECK_THROWS_WITH(by_bytes.next(), Catch::Contains("needs every object's size"));
-    CHECK_THROWS_WITH(http::http_store({server.url() + "/"}), Catch::Contains("cannot list"));
+
+    // Prefixes are listed through the server's directory listings, HTML or JSON (with sizes),
+    // subdirectories included.
+    std::filesystem::create_directories(dir.path() / "sub dir");
+    test::write_file(dir / "sub dir/z.txt", test::bytes_of("zz\n"));
+    for (const std::string& index : {server.url() + "/", server.url("json-index/")}) {
+        CAPTURE(index);
+        auto store = http::http_store({index});
+        data_set_reader listed(std::move(store), {}, o);
+        auto lines = test::payloads_of(listed);
+        auto want = all;
+        want.push_back("zz");  // "sub dir/" sorts after "part-3.txt"
+        CHECK(lines == want);
+    }
+    data_set_reader sized(http::http_store({server.url("json-index/")}),
+                          {.plan = {.shard = {.rank = 1, .world_size = 3, .mode = shard_mode::by_byte_range}}}, o);
+    CHECK(!test::payloads_of(sized).empty());
+    std::filesystem::create_directories(dir.path() / "empty");
+    data_set_reader empty(http::http_store({server.url("empty/")}), {}, o);
+    CHECK_THROWS_WITH(empty.next(), Catch::Contains("names no objects"));
+    data_set_reader missing(http::http_store({server.url("missing/")}), {}, o);
+    CHECK_THROWS_WITH(missing.next(), Catch::Contains("HTTP status 404"));
 
     const channel_config ch{.name = "text", .uri = urls[2], .content_type = "application/jsonlines"};
     auto r = open_channel(ch);
     const auto lines = test::payloads_of(r);
     CHECK(lines == std::vector<std::string>(all.begin() + 50, all.begin() + 75));
+}
+
+TEST_CASE("parse_directory_index reads nginx's and Apache's generated listings and nothing outside the directory")
+{
+    const std::string nginx_html = R"(<html><head><title>Index of /data/</title></head><body><h1>Index of /data/</h1><hr><pre><a href="../">../</a>
+<a href="sub%20dir/">sub dir/</a>                                          28-Nov-2026 15:00       -
+<a href="b.rec">b.rec</a>                                              28-Nov-2026 15:00    1234
+<a href="a%2Bb.rec">a+b.rec</a>                                            28-Nov-2026 15:00      12
+</pre><hr></body></html>)";
+    CHECK(http::parse_directory_index(nginx_html)
+          == std::vector<http::index_entry>{{"a%2Bb.rec"}, {"b.rec"}, {"sub%20dir/"}});
+    const std::string apache = R"(<tr><th><a href="?C=N;O=D">Name</a></th></tr><tr><td><a href="/parent/">Parent Directory</a></td></tr>
+<tr><td><a HREF = 'x.csv'>x.csv</a></td></tr><tr><td><a href="https://elsewhere/y.csv">y</a><a href="d/e.csv">deep</a><a href="a&amp;b.csv">a&amp;b</a></td></tr>)";
+    CHECK(http::parse_directory_index(apache) == std::vector<http::index_entry>{{"a&b.csv"}, {"x.csv"}});
+    const std::string json = R"([{"name":"a b.rec","type":"file","mtime":"x","size":10},{"name":"d","type":"directory","mtime":"x"},{"name":"s","type":"other"}])";
+    CHECK(http::parse_directory_index(json)
+          == std::vector<http::index_entry>{{"a%20b.rec", 10}, {"d/"}});
+    CHECK(http::parse_directory_index("[not json").empty());
+    CHECK(http::parse_directory_index("").empty());
 }

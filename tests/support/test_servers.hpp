@@ -434,7 +434,9 @@ std::pair<pid_t, unsigned short> start_http_server(std::string_view what, const 
 /// multipart/byteranges; past the end with 416), `If-Match` (412 on a mismatch) and sends an
 /// `ETag` built from the file's mtime in seconds and its size, so a rewrite of the same size
 /// within one second keeps the ETag. A ranged GET of an empty file gets 200 with no body.
-/// Keep-alive lasts 100000 requests or 60 s idle; files go out with sendfile.
+/// Keep-alive lasts 100000 requests or 60 s idle; files go out with sendfile. Directories
+/// are listed (autoindex): in HTML under `/`, and in nginx's JSON format (with sizes) under
+/// `/json-index/`, which serves the same root.
 ///
 /// Starting takes about 0.1 to 0.3 s. The constructor throws `std::runtime_error` when nginx is
 /// missing or does not come up (with the tail of its error log). The destructor stops it by
@@ -538,6 +540,12 @@ private:
                "        server_name localhost;\n"
                "        root " << root_.string() << ";\n"
                "        location / {\n"
+               "            autoindex on;\n"
+               "        }\n"
+               "        location /json-index/ {\n"
+               "            alias " << root_.string() << "/;\n"
+               "            autoindex on;\n"
+               "            autoindex_format json;\n"
                "        }\n"
                "    }\n"
                "}\n";

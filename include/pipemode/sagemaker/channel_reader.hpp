@@ -91,7 +91,8 @@ inline std::string local_path_of(const std::string& uri)
 }
 
 /// The store holding `channel`'s objects: S3 (`s3://`: a prefix listed with ListObjectsV2,
-/// a key, or a manifest), HTTP(S) (one object URL), or local (a directory, file or path
+/// a key, or a manifest), HTTP(S) (an object URL, or a prefix ending in '/' listed through
+/// the server's directory listings), or local (a directory, file or path
 /// prefix; `file://` accepted), decompressed when `CompressionType` is `Gzip`.
 ///
 /// An `AugmentedManifestFile` channel gives an `augmented_manifest_store` (an `s3://`, `file://`
