@@ -10,6 +10,7 @@
 
 #include <pipemode/pipeline/reader.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -50,7 +51,8 @@ Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparam
 Not SageMaker's:
   --seed S                       seed of the initialisation (default 1)
   --init_sample_size N           records (over all ranks) the initial centres are chosen
-                                 from: the first N of epoch 1 (default 10000)
+                                 from: the first N of epoch 1 (default 10000; at most 64 MiB
+                                 of dense rows a rank)
   --wcss final_pass|last_epoch   how the within-cluster sum of squares is measured: a pass
                                  over the data with the final centres (default), or summed
                                  during the last epoch against the centres of the moment
@@ -216,7 +218,11 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
             std::optional<pipemode::batch> first = reader ? reader->next() : std::nullopt;
             d = s.feature_dim = agree_on_dimension(s.feature_dim, first ? feature_rows::dimension_of(*first, "values") : 0, mpi);
             feeder.emplace(d);
-            const std::size_t target = (s.init_sample_size + ranks - 1) / ranks;
+            // The sample is dense: at most 64 MiB of it a rank (8,388,608 values), but never
+            // fewer rows than centres.
+            constexpr std::size_t sample_values = (64u << 20) / sizeof(double);
+            const std::size_t target = std::max(big_k, std::min((s.init_sample_size + ranks - 1) / ranks,
+                                                                sample_values / d));
             std::vector<double> sample, scratch;
             std::vector<double> row(d);
             std::size_t sampled = 0;
