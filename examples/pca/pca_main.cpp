@@ -27,6 +27,9 @@ using pipemode::tools::parse_count;
 
 constexpr std::string_view program = "pipemode-pca";
 
+// The largest feature_dim the regular mode accepts.
+constexpr std::size_t max_regular_dim = 16384;
+
 constexpr std::string_view usage_head = R"(Usage: pipemode-pca [options] SOURCE...
        pipemode-pca [options] --pipe-channel NAME [--data-dir DIR]
 
@@ -121,6 +124,11 @@ pass_result one_pass(const training_input& in, pca_settings& s, const mpi_contex
     const std::size_t d = s.pca.feature_dim;
     if (s.pca.num_components == 0 || s.pca.num_components > d)
         throw usage_error("num_components must be between 1 and feature_dim = " + std::to_string(d));
+    // Regular mode holds d x d doubles three times over at the end (M2, and the eigensolver's
+    // two work matrices) and decomposes in O(d^3): 6 GiB and about an hour at d = 16384.
+    if (s.pca.mode == pca_mode::regular && d > max_regular_dim)
+        throw usage_error("algorithm_mode regular keeps feature_dim x feature_dim matrices (" + std::to_string(d)
+                          + " here); above " + std::to_string(max_regular_dim) + " use algorithm_mode randomized");
     s.pca.extra_components = s.extra_components < 0 ? std::max<std::size_t>(10, s.pca.num_components)
                                                     : static_cast<std::size_t>(s.extra_components);
     r.stats.emplace(make_pca_moments(s.pca));

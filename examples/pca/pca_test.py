@@ -245,6 +245,10 @@ def main():
     p = subprocess.run([prog, "--num_components", "3", "--feature_dim", "25", "--model-dir", w("x"), dense_files[0]],
                        capture_output=True, text=True)
     check(p.returncode == 1 and "not feature_dim = 25" in p.stderr, "wrong feature_dim: data error")
+    p = subprocess.run([prog, "--num_components", "3", "--feature_dim", "20000", "--model-dir", w("x"),
+                        sparse_files[0]], capture_output=True, text=True)
+    check(p.returncode == 2 and "use algorithm_mode randomized" in p.stderr,
+          "regular mode above feature_dim 16384: usage error pointing to randomized")
 
 
 if __name__ == "__main__":
