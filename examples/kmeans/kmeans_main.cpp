@@ -246,7 +246,7 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
 
         std::uint64_t records = 0;
         double wcss = 0;
-        std::vector<double> shared;  // sums, counts, "has a batch" and wcss, added over ranks
+        std::vector<double> shared;  // batch sums, batch counts and "had a batch", added over ranks
         for (;;) {
             std::optional<pipemode::batch> b;
             if (!held.empty()) {
@@ -278,7 +278,7 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
                 break;
             }
             model->apply();
-            if (reader)
+            if (reader)  // rank 0's share times the ranks: an estimate, exact at the epoch's end
                 progress.update(records * ranks, reader->stats().bytes * ranks);
         }
         const std::uint64_t epoch_bytes = mpi.sum(reader ? reader->stats().bytes : 0);
