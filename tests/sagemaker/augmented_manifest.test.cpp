@@ -383,3 +383,44 @@ TEST_CASE("Listing gives each line's URI and, without -ref attributes, the bytes
     REQUIRE_FALSE(store->splittable());
     REQUIRE(attribute_json_text(R"({"a": {"k": "v\n", "n": -1.5e3}})", "a") == R"({"k":"v\n","n":-1.5e3})");
 }
+
+TEST_CASE("A reader of a shuffled augmented manifest resumes mid-epoch with the same lines in the same order", "[augmented_manifest]")
+{
+    temp_dir dir;
+    std::string manifest;
+    for (std::size_t i = 0; i < 9; ++i) {
+        dir.write("img" + std::to_string(i), "image " + std::to_string(i));
+        manifest += R"({"source-ref": "img)" + std::to_string(i) + R"(", "class": )" + std::to_string(i) + "}\n";
+    }
+    dir.write("m.jsonl", manifest);
+    const std::string path = (dir.path / "m.jsonl").string();
+    const data_set_options plan{.plan = {.shuffle_seed = 5}, .epochs = 2};
+    const auto all_rows = [&](std::optional<data_set_state> resume, std::size_t stop_after,
+                              std::optional<data_set_state>* saved) {
+        data_set_options o = plan;
+        o.resume = std::move(resume);
+        data_set_reader r(augmented_manifest_store(path, {.attribute_names = attributes, .fetch_ahead = 3}), o, grouped(2));
+        std::vector<std::string> out;
+        std::size_t batches = 0;
+        for (auto& b : r) {
+            for (std::size_t i = 0; i < b.size(); ++i)
+                out.push_back(text_of(b.feature("source-ref").item(i, 0)) + "|" + text_of(b.feature("class").item(i, 0)));
+            if (++batches == stop_after) {
+                *saved = data_set_state::from_json(r.state().to_json());
+                break;
+            }
+        }
+        return out;
+    };
+    const auto whole = all_rows(std::nullopt, 0, nullptr);
+    REQUIRE(whole.size() == 18);
+    for (std::size_t stop = 1; stop <= 9; stop += 4) {
+        CAPTURE(stop);
+        std::optional<data_set_state> saved;
+        auto before = all_rows(std::nullopt, stop, &saved);
+        REQUIRE(saved);
+        const auto after = all_rows(saved, 0, nullptr);
+        before.insert(before.end(), after.begin(), after.end());
+        REQUIRE(before == whole);
+    }
+}
