@@ -414,6 +414,16 @@ TEST_CASE("A reader of a shuffled augmented manifest resumes mid-epoch with the 
     };
     const auto whole = all_rows(std::nullopt, 0, nullptr);
     REQUIRE(whole.size() == 18);
+    {
+        // No window and no fetch-ahead still reads every line (one at a time), in the same order.
+        data_set_reader r(augmented_manifest_store(path, {.attribute_names = attributes, .fetch_ahead = 0, .window = 0}),
+                          plan, grouped(2));
+        std::vector<std::string> got;
+        for (auto& b : r)
+            for (std::size_t i = 0; i < b.size(); ++i)
+                got.push_back(text_of(b.feature("source-ref").item(i, 0)) + "|" + text_of(b.feature("class").item(i, 0)));
+        REQUIRE(got == whole);
+    }
     for (std::size_t stop = 1; stop <= 9; stop += 4) {
         CAPTURE(stop);
         std::optional<data_set_state> saved;

@@ -377,7 +377,8 @@ public:
 
 private:
     /// Starts fetches while fewer than `fetch_ahead_` are in the queue and the fetched ones
-    /// hold less than the window.
+    /// hold less than the window. Always leaves at least one line in the queue while lines
+    /// remain, so that an empty queue means the end.
     void fill(const source_context& ctx)
     {
         for (;;) {
@@ -387,7 +388,7 @@ private:
             for (const auto& a : ahead_)
                 if (a->done)
                     held += a->bytes.size();
-            if (held >= window_)
+            if (!ahead_.empty() && held >= window_)
                 return;
             auto f = std::make_shared<line_fetch>();
             f->line = lines_[next_++];
