@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Pipe versus File (issue 5, docs/pipe-vs-file.md): SageMaker's Pipe-mode launch experiment on
+# this machine. Writes a synthetic data set of dense float32 protobuf RecordIO rows (cached
+# under build/pipe-vs-file-data/, keyed by size and file count), serves it from a loopback
+# nginx, and trains pipemode-pca (one pass) and pipemode-kmeans (3 epochs) on it in File mode
+# (download everything with pipemode's downloader, `aws s3 cp --recursive` and `rclone copy`,
+# then train from local disk) and in Stream mode (train from the server directly). Prints the
+# measured table (medians), writes it as CSV and draws a PNG chart with gnuplot.
+#
+# Also checks the S3 listing path once: a few of the objects go into a moto_server bucket and
+# pipemode-pca reads them back from s3://BUCKET/PREFIX/ (moto reads a whole object for every
+# ranged GET, so it is too slow to time anything on; nginx serves the timed runs).
+#
+# Usage: scripts/bench_pipe_vs_file.sh [--size SIZE] [--files N] [--repeats N] [--quick]
+#            [--downloaders LIST] [--algorithms LIST] [--out PREFIX] [--build-dir DIR]
+#   --size SIZE         data set size: MiB, or with a suffix M or G (default 1G)
+#   --files N           number of objects (default 64)
+#   --repeats N         runs of each configuration; medians are reported (default 3)
+#   --quick             a smoke run: 64 MiB in 8 objects, 1 repetition (about a minute)
+#   --downloaders LIST  File-mode downloaders, comma-separated (default pipemode,aws,rclone)
+#   --algorithms LIST   pca,kmeans (default both)
+#   --out PREFIX        write PREFIX.csv and PREFIX.png (default
+#                       build/pipe-vs-file/<size>-<files>/pipe-vs-file)
+#   --build-dir DIR     use (and update with ninja) this build tree instead of the release
+#                       preset's build/release
+#   --no-deps           do not check or install Debian packages
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/deps.sh
+source scripts/lib/deps.sh
+# shellcheck source=scripts/lib/servers.sh
+source scripts/lib/servers.sh
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+number() {
+    [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "bench_pipe_vs_file.sh: $1 needs a positive number, not '$2'" >&2; exit 2; }
+}
+
+# Prints SIZE (a number of MiB, or with a suffix M or G) in MiB.
+size_mib_of() {
+    local v=${1^^}
+    case "$v" in
+        *G|*GIB|*GB) v=${v%%G*}; [[ $v =~ ^[1-9][0-9]*$ ]] && { echo $((v * 1024)); return; } ;;
+        *M|*MIB|*MB) v=${v%%M*}; [[ $v =~ ^[1-9][0-9]*$ ]] && { echo "$v"; return; } ;;
+        *) [[ $v =~ ^[1-9][0-9]*$ ]] && { echo "$v"; return; } ;;
+    esac
+    echo "bench_pipe_vs_file.sh: --size takes MiB or a size like 512M or 4G, not '$1'" >&2
+    exit 2
+}
+
+size_mib=1024
+files=64
+repeats=3
+epochs=3
+downloaders=pipemode,aws,rclone
+algorithms=pca,kmeans
+out=""
+build_dir=""
+deps=1
+while (($#)); do
+    case "$1" in
+        --size) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --size needs a value" >&2; exit 2; }
+            size_mib=$(size_mib_of "$2"); shift ;;
+        --size=*) size_mib=$(size_mib_of "${1#*=}") ;;
+        --files) number "$1" "${2:-}"; files=$2; shift ;;
+        --repeats) number "$1" "${2:-}"; repeats=$2; shift ;;
+        --quick) size_mib=64; files=8; repeats=1 ;;
+        --downloaders) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --downloaders needs a list" >&2; exit 2; }
+            downloaders=$2; shift ;;
+        --algorithms) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --algorithms needs a list" >&2; exit 2; }
+            algorithms=$2; shift ;;
+        --out) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --out needs a path prefix" >&2; exit 2; }
+            out=$2; shift ;;
+        --build-dir) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --build-dir needs a directory" >&2; exit 2; }
+            build_dir=$2; shift ;;
+        --no-deps) deps=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench_pipe_vs_file.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+label="${size_mib}MiB-${files}files"
+[[ -n $out ]] || out="build/pipe-vs-file/$label/pipe-vs-file"
+
+# The build's packages, and the peers this benchmark runs: rclone from Debian, the aws CLI
+# from pip (it is not in Debian 12's main archive in a usable version).
+if ((deps)); then
+    pipemode_install_deps
+    mapfile -t missing < <(pipemode_missing_packages rclone)
+    if ((${#missing[@]})); then
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "bench_pipe_vs_file.sh: missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+            exit 1
+        fi
+        echo "bench_pipe_vs_file.sh: installing ${missing[*]}"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+fi
+if [[ ,$downloaders, == *,aws,* ]] && ! command -v aws >/dev/null; then
+    echo "bench_pipe_vs_file.sh: the aws CLI is not on the PATH: install it with 'python3 -m pip install awscli'," >&2
+    echo "  or leave it out with --downloaders pipemode,rclone" >&2
+    exit 1
+fi
+
+targets=(bench_pipe_vs_file pipemode-gen pipemode-pca pipemode-kmeans)
+if [[ -n $build_dir ]]; then
+    ninja -C "$build_dir" "${targets[@]}"
+else
+    build_dir=build/release
+    cmake --preset release >/dev/null
+    cmake --build --preset release --target "${targets[@]}"
+fi
+bench=$build_dir/benchmarks/bench_pipe_vs_file
+gen=$build_dir/examples/tools/pipemode-gen
+pca=$build_dir/examples/pca/pipemode-pca
+kmeans=$build_dir/examples/kmeans/pipemode-kmeans
+
+# The data set, written once for each size and file count: 50 float32 values a row around 10
+# cluster centres (so K-Means has clusters to find) and a label. The server's root holds one
+# directory, "data", which is also the bucket name the aws CLI sees.
+cache=build/pipe-vs-file-data/$label
+if [[ ! -e $cache/complete ]]; then
+    rm -rf -- "$cache"
+    mkdir -p "$cache/data"
+    echo "=== bench_pipe_vs_file.sh: writing $size_mib MiB in $files objects under $cache (once)"
+    "$gen" --out "$cache/data" --size-mib "$size_mib" --files "$files" --dim 50 --clusters 10 --format dense >"$cache/gen.txt"
+    touch "$cache/complete"
+fi
+cache=$(cd "$cache" && pwd)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/pipemode-pipe-vs-file.XXXXXX")
+cleanup() {
+    pipemode_stop_servers
+    rm -rf -- "$work"
+}
+trap cleanup EXIT
+
+# nginx also answers the aws CLI's ListObjectsV2 for the bucket "data" (GET /data?list-type=2,
+# which a static server would redirect to /data/) with a listing written here, so `aws s3 cp
+# --recursive` runs against the same fast server as the other downloaders. Its GETs of the
+# objects are plain (ranged) GETs of /data/KEY; nginx ignores the signature.
+listing=$work/listing.xml
+{
+    echo '<?xml version="1.0" encoding="UTF-8"?>'
+    echo '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    echo "<Name>data</Name><Prefix></Prefix><KeyCount>$files</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
+    # The ETag is nginx's own ("hex mtime-hex size"): the aws CLI sends the listed one back
+    # as If-Match on its ranged GETs.
+    for f in "$cache"/data/*; do
+        mtime=$(stat -c %Y "$f")
+        size=$(stat -c %s "$f")
+        printf '<Contents><Key>%s</Key><LastModified>%s</LastModified><ETag>"%x-%x"</ETag><Size>%s</Size><StorageClass>STANDARD</StorageClass></Contents>\n' \
+            "${f##*/}" "$(date -u -d "@$mtime" +%Y-%m-%dT%H:%M:%S.000Z)" "$mtime" "$size" "$size"
+    done
+    echo '</ListBucketResult>'
+} >"$listing"
+eval "$(declare -f pipemode_write_nginx_conf | sed '1s/pipemode_write_nginx_conf/pipemode_write_nginx_conf_plain/')"
+pipemode_write_nginx_conf() {
+    pipemode_write_nginx_conf_plain "$@"
+    local listing_block
+    listing_block="        location = /data {\n            default_type application/xml;\n            alias $listing;\n        }"
+    sed -i "s|^        location / {|$listing_block\n        location / {|" "$1/nginx.conf"
+}
+pipemode_start_nginx "$cache"
+base="http://127.0.0.1:$PIPEMODE_NGINX_PORT"
+
+# The aws CLI against loopback: fake credentials, path-style addressing, and no
+# AWS_CA_BUNDLE (set for real endpoints, it breaks plain-http ones; rclone honours it too).
+cat >"$work/aws-config" <<'EOF'
+[default]
+region = us-east-1
+s3 =
+    addressing_style = path
+EOF
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+    AWS_CONFIG_FILE=$work/aws-config AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_CA_BUNDLE AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
+
+# The S3 listing path, on a few objects in moto: pipemode-pca lists s3://bench/data/ and must
+# read the records it reads from the same local files.
+check_files=("$cache"/data/*)
+check_files=("${check_files[@]:0:3}")
+echo "=== bench_pipe_vs_file.sh: S3 listing check on moto_server (${#check_files[@]} objects)"
+pipemode_start_moto
+pipemode_aws s3api create-bucket --bucket bench >/dev/null
+for f in "${check_files[@]}"; do
+    pipemode_aws s3 cp --only-show-errors "$f" "s3://bench/data/${f##*/}"
+done
+from_s3=$("$pca" --num-components 10 --quiet --model-dir "$work" \
+    --endpoint-url "http://127.0.0.1:$PIPEMODE_MOTO_PORT" s3://bench/data/ | awk '$1 == "records:" {print $2}')
+local_records=$("$pca" --num-components 10 --quiet --model-dir "$work" "${check_files[@]}" | awk '$1 == "records:" {print $2}')
+if [[ -z $from_s3 || $from_s3 != "$local_records" ]]; then
+    echo "bench_pipe_vs_file.sh: the S3 listing check failed: $from_s3 records from s3://bench/data/, $local_records from the files" >&2
+    exit 1
+fi
+echo "=== bench_pipe_vs_file.sh: ok: $from_s3 records from s3://bench/data/ (listed by pipemode), as from the files"
+pipemode_stop_pid "$PIPEMODE_MOTO_PID" group
+PIPEMODE_MOTO_PID=""
+
+# Dropping the page cache before each job needs root; without it File mode's training and
+# nginx read warm pages and the comparison says so in its header.
+drop=()
+if [[ -w /proc/sys/vm/drop_caches ]] && (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+    drop=(--drop-caches)
+else
+    echo "=== bench_pipe_vs_file.sh: cannot drop the page cache (not root?): every job runs with warm caches"
+fi
+
+mkdir -p "$(dirname "$out")"
+echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms"
+"$bench" --url "$base/data" --dir "$cache/data" --work "$work/jobs" --pca "$pca" --kmeans "$kmeans" \
+    --s3-endpoint "$base" --bucket data --downloaders "$downloaders" --algorithms "$algorithms" \
+    --repeats "$repeats" --epochs "$epochs" "${drop[@]}" --csv "$out.csv" | tee "$out.txt"
+
+# The chart: start-up (log scale) and total time of every configuration, File mode in one
+# colour and Stream mode in another; in the total, the download's share is hatched.
+if gnuplot -e 'set terminal' 2>&1 | grep -qw pngcairo; then
+    terminal="pngcairo size 1300,600 font 'sans,10'"
+else
+    terminal="png size 1300,600"  # libgd's terminal, when gnuplot lacks cairo
+fi
+awk -F, 'NR > 1 {
+    name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : "Stream")
+    printf "\"%s\" %s %s %s %s\n", name, ($2 == "file" ? 1 : 2), $8, $12, $10
+}' "$out.csv" >"$work/chart.dat"
+gnuplot <<EOF
+set terminal $terminal
+set output '$out.png'
+set multiplot layout 1,2 title "Pipe vs File: PCA (1 pass) and K-Means ($epochs epochs) on $size_mib MiB in $files objects from a loopback nginx (medians of $repeats)"
+set boxwidth 0.7
+set grid ytics
+set xtics font ',8'
+set bmargin 4
+unset key
+set title 'Time to first batch (s, log scale); File mode includes the download'
+set logscale y
+set style fill solid 0.8 border -1
+plot '$work/chart.dat' using 0:3:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable, \
+     '' using 0:3:(sprintf(\$3 < 0.1 ? '%.3f' : '%.2f', \$3)) with labels offset 0,0.7 font ',8'
+unset logscale y
+set title 'Total time (s); hatched: the download'
+set yrange [0:*]
+plot '$work/chart.dat' using 0:4:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable fs solid 0.8 border -1, \
+     '' using 0:5 with boxes lc rgb 'black' fs pattern 4 transparent border -1, \
+     '' using 0:4:(sprintf('%.2f', \$4)) with labels offset 0,0.7 font ',8'
+unset multiplot
+EOF
+echo "=== bench_pipe_vs_file.sh: wrote $out.csv, $out.txt and $out.png"
