@@ -358,6 +358,23 @@ TEST_CASE("A local manifest with relative and file:// -ref paths, and its errors
         REQUIRE(e.code() == errc::malformed_manifest);
         REQUIRE_THAT(e.what(), Catch::Contains("line 2: not valid JSON"));
     }
+    for (const auto& [line, why] : std::vector<std::pair<std::string, std::string>>{
+             {R"({"image-ref": "https://example.com/a.jpg", "label": 1})", "must be an s3:// URI or a local path"},
+             {R"({"image-ref": "s3://", "label": 1})", "not a valid S3 URI"},
+             {R"({"image-ref": 3, "label": 1})", "ends in -ref but is not a URI string"},
+             {R"(["image-ref", "label"])", "not a JSON object"}}) {
+        CAPTURE(line);
+        dir.write("refs.manifest", R"({"image-ref": "a.bin", "label": 1})" "\n" + line + "\n");
+        reader_options o = grouped(3);
+        o.attribute_names = names;
+        data_set_reader r(augmented_manifest_store((dir.path / "refs.manifest").string(), {.attribute_names = names}), {}, o);
+        const auto e = test::error_from([&] {
+            for (auto& b : r)
+                (void)b;
+        });
+        REQUIRE(e.code() == errc::malformed_manifest);
+        REQUIRE_THAT(e.what(), Catch::Contains("line 2: ") && Catch::Contains(why));
+    }
 }
 
 TEST_CASE("Listing gives each line's URI and, without -ref attributes, the bytes of its records", "[augmented_manifest]")

@@ -198,6 +198,17 @@ inline std::vector<object_entry> index_manifest(manifest_data& d, bool recordio)
             if (is_ref_attribute(name)) {
                 if (!v->is_string() || v->as_string().empty())
                     fail("the attribute '" + name + "' ends in -ref but is not a URI string");
+                const std::string& ref = v->as_string();
+                if (ref.starts_with("s3://")) {
+                    try {
+                        (void)s3::parse_s3_uri(ref);
+                    } catch (const std::exception& e) {
+                        fail("the attribute '" + name + "' is not a valid S3 URI: " + e.what());
+                    }
+                } else if (ref.find("://") != std::string::npos && !ref.starts_with("file://")) {
+                    fail("the attribute '" + name + "' = " + ref
+                         + ": a -ref value must be an s3:// URI or a local path (file:// accepted)");
+                }
                 weight.reset();  // the object's size is known only once it is fetched
             } else if (weight) {
                 std::string json_text;
@@ -259,9 +270,7 @@ inline asio::awaitable<std::string> fetch_ref(std::shared_ptr<fetch_core> core, 
             failure = what + ": " + failure;
         throw data_error(errc::http_error, {where, 0, 0}, failure);
     }
-    if (uri.find("://") != std::string::npos && !uri.starts_with("file://"))
-        throw data_error(errc::malformed_manifest, {where, 0, 0},
-                         what + ": a -ref value must be an s3:// URI or a local path (file:// accepted)");
+    // Anything else is a local path (URI schemes were checked when the manifest was listed).
     std::filesystem::path path(uri.starts_with("file://") ? uri.substr(7) : uri);
     if (path.is_relative() && d.local)
         path = d.base / path;
