@@ -15,6 +15,9 @@
 
 using namespace pipemode;
 
+static_assert(record_decoder<record_group_decoder<recordio_decoder>>);
+static_assert(!record_decoder<grouped_record_parser>);
+
 namespace {
 
 std::string text_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }

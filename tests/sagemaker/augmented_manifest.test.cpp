@@ -451,3 +451,23 @@ TEST_CASE("A reader of a shuffled augmented manifest resumes mid-epoch with the 
         REQUIRE(before == whole);
     }
 }
+
+TEST_CASE("Destroying a reader while lines are being fetched stops promptly", "[augmented_manifest]")
+{
+    auto& f = fixture();
+    for (std::size_t batches = 0; batches <= 2; ++batches) {
+        CAPTURE(batches);
+        const auto start = std::chrono::steady_clock::now();
+        {
+            data_set_reader r(augmented_manifest_store(f.uri(good_manifest), {.attribute_names = attributes, .s3 = moto_options()}),
+                              {.epochs = 0}, grouped(1));
+            for (std::size_t i = 0; i < batches; ++i) {
+                auto b = r.next();
+                REQUIRE(b);
+                REQUIRE(text_of(b->feature("source-ref").item(0, 0)) == image(i));
+            }
+        }
+        // The reader waits up to 10 s for a pipeline that does not stop; this one must not.
+        REQUIRE(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    }
+}
