@@ -421,7 +421,6 @@ job file_job(const config& c, const data_set& d, const std::string& tool, const 
     if (c.drop)
         drop_caches();
     job j;
-    const auto start = clock_type::now();
     child_result dl;
     {
         disk_watch watch(dest);
@@ -448,7 +447,6 @@ job file_job(const config& c, const data_set& d, const std::string& tool, const 
     const auto tr = run_child(trainer_argv(c, algorithm, local, model), c.work + "/train.log");
     j.train = tr.seconds;
     j.total = j.download + seconds_since(train_start);
-    (void)start;
     j.startup = j.download + std::stod(probe.out) / 1e3;
     j.io_mbps = double(d.bytes) / j.download / 1e6;
     j.rss_kib = std::max(dl.max_rss_kib, tr.max_rss_kib);
@@ -613,6 +611,14 @@ int run_benchmark(int argc, char** argv)
             rows.push_back({"file", t, a, {}});
         rows.push_back({"stream", "pipemode", a, {}});
     }
+    // The machine is shared: its load, before and after, says how much the figures are worth.
+    auto load = [] {
+        std::ifstream in("/proc/loadavg");
+        std::string one, five;
+        in >> one >> five;
+        return one + " (1 min), " + five + " (5 min)";
+    };
+    std::printf("Load average before: %s\n", load().c_str());
     std::printf("Pipe vs File: %zu objects, %.1f MiB, %zu repetitions%s\n", d.names.size(), double(d.bytes) / double(mib),
                 c.repeats, c.drop ? ", page cache dropped before each job" : ", page cache NOT dropped");
     for (std::size_t r = 0; r < c.repeats; ++r)
@@ -634,6 +640,7 @@ int run_benchmark(int argc, char** argv)
                 + " records, " + rows.front().mode + "/" + rows.front().tool + " on "
                 + std::to_string(rows.front().runs.front().records));
 
+    std::printf("Load average after: %s\n", load().c_str());
     std::printf("\nMedians of %zu (%llu records, %.1f MiB in %zu objects):\n\n", c.repeats,
                 static_cast<unsigned long long>(rows.front().runs.front().records), double(d.bytes) / double(mib),
                 d.names.size());
