@@ -184,6 +184,11 @@ private:
     asio::awaitable<std::optional<timed_credentials>> from_instance_metadata(std::string& note);
     asio::awaitable<void> wait_for_refresh();
     void finish_refresh(std::exception_ptr failure);
+
+    // Scope guards of the coroutines above. Declared here rather than inside the coroutines:
+    // GCC 12 cannot mangle a class local to a coroutine when it writes a precompiled header.
+    struct refresh_guard;  // ends an abandoned refresh so that its waiters do not wait for ever
+    struct waiter_guard;   // takes a waiting coroutine's timer off the list, however it ends
     std::chrono::system_clock::time_point now() const;
 
     environment env_;

@@ -378,19 +378,22 @@ private:
     std::string refusal_detail_;
 };
 
+/// Frees a fetch's connection slot however the fetch ends. (At namespace scope: GCC 12 fails
+/// to mangle a class local to a coroutine when it writes a precompiled header.)
+struct active_slot {
+    stream_core* core;
+    ~active_slot()
+    {
+        --core->active;
+        core->wake_scheduler();
+    }
+};
+
 /// Fetches one part, retrying from the first byte not received. Runs on the network thread.
 inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj,
                                         std::shared_ptr<part_state> part)
 {
-    // However the fetch ends, its connection slot is free again.
-    struct active_slot {
-        stream_core* core;
-        ~active_slot()
-        {
-            --core->active;
-            core->wake_scheduler();
-        }
-    } slot{core.get()};
+    active_slot slot{core.get()};
     retry_policy::request_state attempt;
     asio::steady_timer backoff(*core->io);
     for (;;) {

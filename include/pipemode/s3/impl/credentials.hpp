@@ -729,6 +729,22 @@ inline std::chrono::system_clock::time_point credentials_provider::now() const
     return options_.clock ? options_.clock() : std::chrono::system_clock::now();
 }
 
+struct credentials_provider::refresh_guard {
+    credentials_provider* self;
+    bool armed = true;
+    ~refresh_guard()
+    {
+        if (armed)
+            self->finish_refresh(nullptr);
+    }
+};
+
+struct credentials_provider::waiter_guard {
+    std::vector<asio::steady_timer*>& list;
+    asio::steady_timer* timer;
+    ~waiter_guard() { std::erase(list, timer); }
+};
+
 inline asio::awaitable<timed_credentials> credentials_provider::async_get()
 {
     auto usable = [this](std::chrono::system_clock::time_point t) {
@@ -755,15 +771,7 @@ inline asio::awaitable<timed_credentials> credentials_provider::async_get()
 
     refreshing_ = true;
     // If this coroutine is destroyed while suspended, the waiters must not wait forever.
-    struct abandon_guard {
-        credentials_provider* self;
-        bool armed = true;
-        ~abandon_guard()
-        {
-            if (armed)
-                self->finish_refresh(nullptr);
-        }
-    } guard{this};
+    refresh_guard guard{this};
     std::optional<resolved> fresh;
     std::exception_ptr failure;
     try {
@@ -802,11 +810,7 @@ inline asio::awaitable<void> credentials_provider::wait_for_refresh()
 {
     asio::steady_timer timer(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
     waiters_.push_back(&timer);
-    struct unregister {
-        std::vector<asio::steady_timer*>& list;
-        asio::steady_timer* timer;
-        ~unregister() { std::erase(list, timer); }
-    } guard{waiters_, &timer};
+    waiter_guard guard{waiters_, &timer};
     // Woken by cancel(): the result is always operation_aborted and carries no information.
     (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
 }
