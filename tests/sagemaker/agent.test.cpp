@@ -361,10 +361,10 @@ TEST_CASE("agent: refuses a bad channel name, a FIFO path that escapes the data 
     ranges.sharded_mode = shard_mode::by_byte_range;
     CHECK_THROWS_WITH(agent({channel_config{.name = "t", .uri = "/x", .distribution = distribution::sharded_by_s3_key}}, ranges),
                       Catch::Contains("byte range"));
-    {
-        agent a({channel_config{.name = "m", .data_type = s3_data_type::augmented_manifest_file, .uri = "s3://b/m"}}, o);
-        CHECK_THROWS_WITH(a.run(), Catch::Contains("AugmentedManifestFile"));
-    }
+    CHECK_THROWS_WITH(agent({channel_config{.name = "e", .uri = ""}}, o), Catch::Contains("S3Uri is empty"));
+    CHECK_THROWS_WITH(agent({channel_config{.name = "m", .data_type = s3_data_type::augmented_manifest_file, .uri = "s3://b/m"}}, o),
+                      Catch::Contains("AttributeNames"));
+    CHECK_FALSE(fs::exists(o.data_dir));  // nothing created by a refused configuration
 
     // The FIFO's path is a symbolic link to a file outside the data directory: refused, the
     // file untouched.
@@ -377,6 +377,58 @@ TEST_CASE("agent: refuses a bad channel name, a FIFO path that escapes the data 
     // A data directory that is itself a link elsewhere is followed (canonical), but the FIFO
     // stays inside it; a channel cannot name a path outside it at all (pipe_path).
     CHECK_THROWS_AS(pipe_path(o.data_dir, "../train", 0), std::invalid_argument);
+}
+
+TEST_CASE("agent: an AugmentedManifestFile channel delivers each line's attributes as RecordIO records, shuffled by line")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    std::string manifest;
+    for (int i = 0; i < 6; ++i) {
+        const std::string image = "image " + std::to_string(i) + std::string(std::size_t(i) * 1000, '#');
+        write_text(root / ("img-" + std::to_string(i) + ".bin"), image);
+        manifest += R"({"source-ref": ")" + (root / ("img-" + std::to_string(i) + ".bin")).string() + R"(", "class": )"
+            + std::to_string(i % 3) + "}\n";
+    }
+    write_text(root / "train.manifest", manifest);
+    const auto channels = parse_input_data_config(R"([{"ChannelName": "train", "DataSource": {"S3DataSource": {
+        "S3DataType": "AugmentedManifestFile", "S3Uri": ")" + (root / "train.manifest").string() + R"(",
+        "AttributeNames": ["source-ref", "class"]}}, "RecordWrapperType": "RecordIO", "ShuffleConfig": {"Seed": 3},
+        "InputMode": "Pipe"}])");
+    REQUIRE(channels.size() == 1);
+
+    // The direct read gives one row per line with a feature per attribute; through the FIFO the
+    // same bytes come as one RecordIO record per attribute, in the same line order.
+    std::vector<std::vector<std::string>> want(2);
+    {
+        channel_read_options ro;
+        ro.epochs = 2;
+        ro.reader = raw_reader(256 * mib);  // the store fetches ahead within 64 MiB
+        ro.reader.attribute_names = {"source-ref", "class"};
+        auto r = open_channel(channels[0], ro);
+        for (auto& b : r)
+            for (std::size_t i = 0; i < b.size(); ++i)
+                for (const char* attribute : {"source-ref", "class"}) {
+                    const auto x = b.feature(attribute).item(i, 0);
+                    want[b.epoch()].emplace_back(reinterpret_cast<const char*>(x.data()), x.size());
+                }
+    }
+    REQUIRE(want[0].size() == 12);
+    CHECK(want[0] != want[1]);  // lines reshuffled
+
+    agent_options o;
+    o.data_dir = root / "data";
+    o.config_dir = root / "config";
+    o.epochs = 2;
+    agent a(channels, o);
+    a.write_config_files();
+    agent_thread running(a);
+    pipe_channel train("train", consumer(o.data_dir));
+    for (std::uint64_t e = 0; e < 2; ++e) {
+        auto r = train.open_epoch(e);
+        CHECK(payloads_of(r) == want[e]);
+    }
+    running.join();
 }
 
 TEST_CASE("agent: stop() while waiting for a reader returns and removes the FIFOs")

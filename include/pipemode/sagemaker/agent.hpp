@@ -113,7 +113,8 @@ struct agent_options {
 /// This is the single place where the kind of a channel decides how it is read: objects of
 /// an `S3Prefix` or `ManifestFile` channel are read through `channel_store()` (gunzipped for
 /// `CompressionType: Gzip`) and, under `RecordWrapperType: RecordIO`, each wrapped as one
-/// record. An `AugmentedManifestFile` channel is refused here until its store exists.
+/// record. An `AugmentedManifestFile` channel's objects are its manifest's lines, each already
+/// the RecordIO records of its attributes (`augmented_manifest_store`): written as they are.
 struct agent_source {
     std::unique_ptr<object_store> store;
     /// Wrap each object in one RecordIO record (false when the store's objects are framed
@@ -163,8 +164,9 @@ public:
     /// An agent for the channels of `job` (all of them, or those named in `only`). Throws
     /// `std::invalid_argument` with a sentence naming the channel for: no channels, a name in
     /// `only` that the job lacks, an invalid channel name, a channel whose mode is not Pipe,
-    /// a channel that cannot be streamed (an empty URI, an `AugmentedManifestFile`), or a
-    /// sharded channel with `shard_mode::by_byte_range`.
+    /// a channel that cannot be streamed (an empty URI, a `ManifestFile` not on S3, an
+    /// `AugmentedManifestFile` without `AttributeNames`), or a sharded channel with
+    /// `shard_mode::by_byte_range`. Nothing is read or created yet.
     agent(std::vector<channel_config> job, agent_options options, const std::vector<std::string>& only = {});
 
     agent(const agent&) = delete;
@@ -198,6 +200,7 @@ public:
 private:
     std::vector<channel_config> job_;
     std::vector<channel_config> streamed_;
+    std::vector<agent_source> sources_;  // of streamed_, taken by run()
     agent_options options_;
     std::shared_ptr<detail::agent_shared> shared_;
 };

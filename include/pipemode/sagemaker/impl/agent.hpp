@@ -325,18 +325,13 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
 inline agent_source agent_source_for(const channel_config& channel, const agent_options& options)
 {
     agent_source s;
-    if (channel.data_type == s3_data_type::augmented_manifest_file) {
-        // ---- The place where AugmentedManifestFile channels plug in. ----------------------
-        // Their store's every "object" is one manifest line whose bytes are already a RecordIO
-        // stream of that line's attributes (one record per attribute, `-ref` attributes read
-        // from S3): set `s.store` to it (gunzip does not apply), `s.wrap_recordio = false` and
-        // `s.sizes_exact` as that store's listing warrants. Until it exists, refuse:
-        throw std::invalid_argument("pipemode-agent: channel '" + channel.name
-                                    + "' is an AugmentedManifestFile, which the agent cannot stream yet; read it "
-                                      "with the augmented-manifest reader, or list its objects as an S3Prefix or "
-                                      "ManifestFile channel");
-    }
     s.store = channel_store(channel, options.s3, options.read_size);
+    if (channel.data_type == s3_data_type::augmented_manifest_file) {
+        // Each object is one manifest line whose bytes are already what Pipe mode writes for
+        // it: one RecordIO record per attribute (unframed under RecordWrapperType None).
+        s.wrap_recordio = false;
+        return s;
+    }
     s.wrap_recordio = channel.record_wrapper == record_wrapper::recordio;
     s.sizes_exact = channel.compression == compression::none;
     return s;
@@ -347,6 +342,9 @@ inline agent::agent(std::vector<channel_config> job, agent_options options, cons
 {
     if (job_.empty())
         throw std::invalid_argument("pipemode-agent: the configuration has no channels");
+    // Absolute, so that a FIFO's path means the same to the writer and in messages.
+    options_.data_dir = std::filesystem::absolute(options_.data_dir);
+    options_.config_dir = std::filesystem::absolute(options_.config_dir);
     std::string names;
     for (const auto& c : job_) {
         validate_channel_name(c.name);
@@ -375,6 +373,10 @@ inline agent::agent(std::vector<channel_config> job, agent_options options, cons
         throw std::invalid_argument("pipemode-agent: this host's rank must be below the number of hosts");
     if (options_.recordio_window == 0)
         throw std::invalid_argument("pipemode-agent: the RecordIO window must be at least 1 byte");
+    // A channel that cannot be read at all (an empty URI, a manifest that is not on S3) fails
+    // here, before any file or FIFO exists.
+    for (const auto& c : streamed_)
+        sources_.push_back(agent_source_for(c, options_));
 }
 
 inline agent::~agent() = default;
@@ -407,14 +409,14 @@ inline void agent::run()
     }
     shared.writers.assign(streamed_.size(), nullptr);
     shared.cancel.clear();
+    if (sources_.size() != streamed_.size())
+        throw std::logic_error("pipemode-agent: agent::run() may be called once");
     std::vector<std::shared_ptr<detail::agent_channel_job>> jobs;
-    // Stores are made here, before anything is spawned: a channel that cannot be read at all
-    // (an empty URI, a manifest that is not on S3) fails before any FIFO exists.
     for (std::size_t i = 0; i < streamed_.size(); ++i) {
         auto job = std::make_shared<detail::agent_channel_job>();
         job->index = i;
         job->channel = streamed_[i];
-        job->source = agent_source_for(streamed_[i], options_);
+        job->source = std::move(sources_[i]);
         job->options = options_;
         channel_read_options ro;
         ro.cluster = options_.cluster;
@@ -424,6 +426,7 @@ inline void agent::run()
         job->shared = shared_;
         jobs.push_back(std::move(job));
     }
+    sources_.clear();
     for (auto& job : jobs) {
         shared.cancel.push_back(std::make_unique<asio::cancellation_signal>());
         asio::co_spawn(shared.io, detail::agent_channel(job, ctx),
