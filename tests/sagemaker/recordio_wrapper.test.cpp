@@ -182,7 +182,7 @@ TEST_CASE("recordio_wrapper: cuts at the magic words it holds, then passes the r
     CHECK(decode(framed) == std::vector<bytes>{payload});
 }
 
-TEST_CASE("recordio_wrapper: unknown length asks for it once the window is full, and holds no more than the window and a piece")
+TEST_CASE("recordio_wrapper: with the length unknown, frames nothing until the window is full, then asks for the length")
 {
     bytes payload(1 << 20, std::byte{'x'});
     recordio_wrapper w(std::nullopt, 64 * 1024);

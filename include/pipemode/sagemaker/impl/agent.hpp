@@ -10,7 +10,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -54,7 +53,7 @@ struct agent_shared {
 /// Thrown inside a channel's coroutine when the agent is stopping: not an error.
 struct agent_stopping {};
 
-/// One channel's job: what its coroutine needs, shared with nothing else.
+/// One channel's job: what its coroutine needs; owned by that coroutine.
 struct agent_channel_job {
     std::size_t index = 0;
     channel_config channel;
@@ -62,7 +61,6 @@ struct agent_channel_job {
     agent_options options;
     data_set_options plan;
     std::shared_ptr<agent_shared> shared;
-    asio::any_io_executor blocking;
 
     void event(agent_event_kind kind, std::uint64_t epoch, std::uint64_t bytes, std::uint64_t objects,
                std::chrono::steady_clock::time_point since = {}) const
