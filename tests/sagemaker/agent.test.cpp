@@ -2,7 +2,8 @@
 // real FIFOs: a job of two channels (train: a local S3Prefix of RecordIO-protobuf files,
 // ShardedByS3Key over 2 hosts, shuffled; validation: FullyReplicated, Gzip, RecordIO-wrapped)
 // streamed for 3 epochs and read with pipe_channel, one epoch left early, every epoch's records
-// compared, order included, with a direct read of the same channel (same shard, same shuffle);
+// compared, order included, with a direct read of the same channel (same shard, same shuffle)
+// and with the labels open_channel decodes;
 // the same over moto_server with s3:// URIs; and what must be refused (a bad channel name, a
 // FIFO path that escapes the data directory, an AugmentedManifestFile, a missing bucket).
 #include <pipemode/sagemaker/agent.hpp>
@@ -16,6 +17,8 @@
 #include "record_encode.hpp"
 #include "source_helpers.hpp"
 #include "test_servers.hpp"
+
+#include "record.pb.h"
 
 #include <catch2/catch.hpp>
 
@@ -325,6 +328,28 @@ TEST_CASE("agent: two channels over 3 epochs through real FIFOs, one epoch left 
     CHECK(std::equal(got_train[1].begin(), got_train[1].end(), want_train[1].begin()));
     for (std::uint64_t e = 0; e < 3; ++e)
         CHECK(got_validation[e] == want_validation[e]);
+
+    // And what open_channel itself decodes (labels, in order) is what the FIFO carried.
+    {
+        channel_read_options ro;
+        ro.cluster = {.rank = 1, .world_size = 2};
+        ro.epochs = 3;
+        ro.reader.batch_size = 64;
+        auto r = open_channel(channels[0], ro);
+        std::vector<std::vector<float>> labels(3);
+        for (auto& b : r)
+            for (float y : b.label("values").values<float>())
+                labels[b.epoch()].push_back(y);
+        for (std::uint64_t e : {0, 2}) {
+            std::vector<float> through_fifo;
+            for (const auto& payload : got_train[e]) {
+                aialgs::data::Record record;
+                REQUIRE(record.ParseFromString(payload));
+                through_fifo.push_back(record.label().at("values").float32_tensor().values(0));
+            }
+            CHECK(through_fifo == labels[e]);
+        }
+    }
 
     CHECK(log.count("train", agent_event_kind::reader_closed) == 1);
     CHECK(log.count("train", agent_event_kind::epoch_done) == 2);
