@@ -3,9 +3,10 @@
 // ShardedByS3Key over 2 hosts, shuffled; validation: FullyReplicated, Gzip, RecordIO-wrapped)
 // streamed for 3 epochs and read with pipe_channel, one epoch left early, every epoch's records
 // compared, order included, with a direct read of the same channel (same shard, same shuffle)
-// and with the labels open_channel decodes;
-// the same over moto_server with s3:// URIs; and what must be refused (a bad channel name, a
-// FIFO path that escapes the data directory, an AugmentedManifestFile, a missing bucket).
+// and with the labels open_channel decodes; an augmented manifest's lines as RecordIO records;
+// the same over moto_server with s3:// URIs; stop(); and what must be refused (a bad channel
+// name, a FIFO path that escapes the data directory, channels that cannot be streamed, a
+// missing bucket).
 #include <pipemode/sagemaker/agent.hpp>
 
 #include <pipemode/decoders/protobuf_writer.hpp>
