@@ -36,6 +36,10 @@ function(pipemode_add_header_check)
 
     add_library(pipemode_header_check OBJECT EXCLUDE_FROM_ALL ${sources})
     target_link_libraries(pipemode_header_check PRIVATE pipemode::pipemode)
+    # Parsing is what the check needs; code generation tripled its time (7 s of CPU a header
+    # instead of 22). With -fsyntax-only no object file is written: nothing links these, and
+    # Ninja and Make accept a rule that leaves its output missing (it just runs again).
+    target_compile_options(pipemode_header_check PRIVATE -fsyntax-only)
 
     list(LENGTH headers count)
     add_test(NAME header_check
