@@ -87,6 +87,19 @@ struct agent_channel_job {
     }
 };
 
+/// Makes a channel's writer of the moment reachable by `stop()` for its lifetime. (A class of
+/// its own: GCC 12 cannot precompile a class local to a coroutine.)
+class agent_writer_registration {
+public:
+    agent_writer_registration(agent_channel_job& job, fifo_writer& w) : job_(job) { job_.shared->writers[job_.index] = &w; }
+    agent_writer_registration(const agent_writer_registration&) = delete;
+    agent_writer_registration& operator=(const agent_writer_registration&) = delete;
+    ~agent_writer_registration() { job_.shared->writers[job_.index] = nullptr; }
+
+private:
+    agent_channel_job& job_;
+};
+
 /// The reader options the store's providers size their buffers from.
 inline reader_options agent_reader_options(const agent_options& o)
 {
@@ -231,11 +244,7 @@ inline asio::awaitable<bool> agent_epoch(std::shared_ptr<agent_channel_job> job,
 
     fifo_writer w(ctx.executor, job->options.data_dir, pipe_path(job->options.data_dir, job->channel.name, epoch),
                   job->options.fifo);
-    job->shared->writers[job->index] = &w;
-    struct forget {
-        agent_channel_job* job;
-        ~forget() { job->shared->writers[job->index] = nullptr; }
-    } forget_writer{job.get()};
+    const agent_writer_registration registered(*job, w);
 
     job->update([&](channel_progress& p) {
         p.epoch = epoch;
