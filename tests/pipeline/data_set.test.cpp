@@ -531,3 +531,29 @@ TEST_CASE("every splittable format reads byte-range shards exactly, and whole ob
                                       {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_byte_range}}}, o),
                       Catch::Contains("by_bytes instead"));
 }
+
+TEST_CASE("concat_stores reads several stores as one data set, sharded and resumable across their boundary")
+{
+    temp_dir a, b;
+    const auto first = make_data_set(a, 2, 15, 3);
+    const auto second = make_data_set(b, 3, 15, 4);
+    auto all = first;
+    all.insert(all.end(), second.begin(), second.end());
+    const auto both = [&] {
+        std::vector<std::unique_ptr<object_store>> parts;
+        parts.push_back(local_store({a.path().string()}));
+        parts.push_back(local_store({b.path().string()}));
+        return concat_stores(std::move(parts));
+    };
+    data_set_reader whole(both(), {}, small_batches());
+    CHECK(payloads_of(whole) == all);
+    std::vector<std::string> shards;
+    for (std::size_t rank = 0; rank < 3; ++rank) {
+        data_set_reader r(both(), {.plan = {.shard = {.rank = rank, .world_size = 3, .mode = shard_mode::by_byte_range}}},
+                          small_batches());
+        for (auto& p : payloads_of(r))
+            shards.push_back(p);
+    }
+    CHECK(shards == all);
+    CHECK_THROWS_AS(concat_stores({}), std::invalid_argument);
+}

@@ -62,6 +62,12 @@ public:
 /// `file://` URIs are accepted. Listing fails, naming the path, when a path matches nothing.
 std::unique_ptr<object_store> local_store(std::vector<std::string> paths, std::size_t read_size = 4 * mib);
 
+/// A store holding the objects of `parts`, in order: the first store's listing, then the
+/// second's, and so on (for data sets spread over several places, such as a command line
+/// mixing local paths, URLs and S3 prefixes). Reads go to the store that listed the object;
+/// only one part's provider is open at a time.
+std::unique_ptr<object_store> concat_stores(std::vector<std::unique_ptr<object_store>> parts);
+
 /// What a reader saves with a checkpoint to continue later exactly where it stopped.
 ///
 /// The state is small (a few numbers, plus one pair per rank for each time the current epoch

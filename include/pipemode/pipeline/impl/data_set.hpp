@@ -19,6 +19,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <unordered_map>
 
 namespace pipemode {
 
@@ -346,7 +347,125 @@ private:
     std::size_t read_size_;
 };
 
+/// The sources of several providers, one provider after the other.
+class chained_provider final : public source_provider {
+public:
+    explicit chained_provider(std::vector<std::unique_ptr<source_provider>> parts) : parts_(std::move(parts))
+    {
+        for (const auto& p : parts_)
+            description_ += (description_.empty() ? "" : " + ") + p->describe();
+    }
+
+    asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) override
+    {
+        for (; current_ < parts_.size(); ++current_) {
+            if (auto source = co_await parts_[current_]->async_next_source(ctx))
+                co_return source;
+            parts_[current_].reset();  // its buffers go before the next part fetches
+        }
+        co_return std::nullopt;
+    }
+
+    std::string describe() const override { return description_; }
+
+    std::size_t reserve_buffers(const reader_options& o) override
+    {
+        // One part is open at a time: the largest reservation, not the sum.
+        std::size_t most = 0;
+        for (const auto& p : parts_)
+            most = std::max(most, p->reserve_buffers(o));
+        return most;
+    }
+
+private:
+    std::vector<std::unique_ptr<source_provider>> parts_;
+    std::size_t current_ = 0;
+    std::string description_;
+};
+
+class concatenated_store final : public object_store {
+public:
+    explicit concatenated_store(std::vector<std::unique_ptr<object_store>> parts) : parts_(std::move(parts))
+    {
+        if (parts_.empty())
+            throw std::invalid_argument("pipemode::concat_stores: no stores given");
+        for (const auto& p : parts_)
+            if (!p)
+                throw std::invalid_argument("pipemode::concat_stores: a store is null");
+    }
+
+    asio::awaitable<std::vector<object_entry>> async_list(source_context ctx) override
+    {
+        std::vector<object_entry> all;
+        owner_.clear();
+        for (std::size_t k = 0; k < parts_.size(); ++k) {
+            auto listed = co_await parts_[k]->async_list(ctx);
+            for (auto& e : listed) {
+                owner_[e.uri] = k;
+                all.push_back(std::move(e));
+            }
+        }
+        co_return all;
+    }
+
+    std::unique_ptr<source_provider> open(std::vector<object_read> reads) override
+    {
+        // Consecutive reads of one store become one of its providers; the providers are
+        // chained in order.
+        std::vector<std::unique_ptr<source_provider>> providers;
+        std::vector<object_read> run;
+        std::size_t run_owner = 0;
+        const auto flush = [&] {
+            if (!run.empty())
+                providers.push_back(parts_[run_owner]->open(std::exchange(run, {})));
+        };
+        for (auto& r : reads) {
+            const auto it = owner_.find(r.uri);
+            if (it == owner_.end())
+                throw std::logic_error("pipemode: '" + r.uri + "' was not in the listing");
+            if (it->second != run_owner)
+                flush();
+            run_owner = it->second;
+            run.push_back(std::move(r));
+        }
+        flush();
+        return std::make_unique<chained_provider>(std::move(providers));
+    }
+
+    std::string describe() const override
+    {
+        std::string s;
+        for (const auto& p : parts_)
+            s += (s.empty() ? "" : " + ") + p->describe();
+        return s;
+    }
+
+    std::size_t reserve_buffers(const reader_options& o) override
+    {
+        std::size_t most = 0;
+        for (const auto& p : parts_)
+            most = std::max(most, p->reserve_buffers(o));
+        return most;
+    }
+
+    bool splittable() const noexcept override
+    {
+        return std::all_of(parts_.begin(), parts_.end(), [](const auto& p) { return p->splittable(); });
+    }
+
+private:
+    std::vector<std::unique_ptr<object_store>> parts_;
+    std::unordered_map<std::string, std::size_t> owner_;  ///< URI -> the store that listed it
+};
+
 } // namespace detail
+
+inline std::unique_ptr<object_store> concat_stores(std::vector<std::unique_ptr<object_store>> parts)
+{
+    if (parts.size() == 1)
+        return std::move(parts.front());
+    return std::make_unique<detail::concatenated_store>(std::move(parts));
+}
 
 inline std::unique_ptr<object_store> local_store(std::vector<std::string> paths, std::size_t read_size)
 {
