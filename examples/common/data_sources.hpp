@@ -11,12 +11,15 @@
 #include "shard.hpp"
 
 #include <pipemode/core/options.hpp>
+#include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 
 #ifndef PIPEMODE_TOOLS_NO_HTTP
 #include <pipemode/http/object_stream.hpp>
+#include <pipemode/http/store.hpp>
 #include <pipemode/s3/data_set.hpp>
+#include <pipemode/s3/store.hpp>
 #endif
 
 #include <boost/asio/awaitable.hpp>
@@ -275,6 +278,53 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
     if (parts.size() == 1)
         return std::move(parts.front());
     return std::make_unique<chained_provider>(std::move(parts));
+}
+
+/// The command-line sources as one object store, for reading them as a planned data set
+/// (sharded, shuffled, over epochs): local paths (directories, files, path prefixes) one
+/// `local_store`, URLs (objects, or prefixes ending in '/') one `http_store`, s3:// URIs one
+/// `s3_store`, each manifest an `s3_manifest_store`, concatenated in argument order.
+inline std::unique_ptr<pipemode::object_store>
+make_store(const std::vector<source_arg>& sources, const source_options& o, std::string_view program)
+{
+    std::vector<std::unique_ptr<pipemode::object_store>> parts;
+    std::vector<std::string> run;
+    source_kind run_kind = source_kind::local;
+    auto flush = [&] {
+        if (run.empty())
+            return;
+        auto texts = std::exchange(run, {});
+        switch (run_kind) {
+        case source_kind::local:
+            parts.push_back(pipemode::local_store(std::move(texts), o.read_size));
+            return;
+#ifndef PIPEMODE_TOOLS_NO_HTTP
+        case source_kind::http:
+            parts.push_back(pipemode::http::http_store(std::move(texts), stream_options_of(o)));
+            return;
+        case source_kind::s3:
+            parts.push_back(pipemode::s3::s3_store(texts, s3_options_of(o)));
+            return;
+        case source_kind::manifest:
+            parts.push_back(pipemode::s3::s3_manifest_store(texts.front(), s3_options_of(o)));
+            return;
+#else
+        default:
+            throw usage_error("'" + texts.front() + "': this " + std::string(program) +
+                              " was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it reads local paths only");
+#endif
+        }
+    };
+    for (const auto& arg : sources) {
+        const auto kind = kind_of(arg);
+        if (kind != run_kind || kind == source_kind::manifest)
+            flush();
+        run_kind = kind;
+        run.push_back(arg.text);
+    }
+    flush();
+    (void)program;
+    return pipemode::concat_stores(std::move(parts));
 }
 
 } // namespace pipemode::tools

@@ -61,6 +61,15 @@ Options:
                          within half of it
   -h, --help             print this help
 
+Data-set options (any of them reads the SOURCEs as one planned data set: directories,
+path prefixes, URL prefixes ending in '/' and S3 prefixes are listed once, then planned):
+  --rank R --world-size N  read the share of rank R of N ranks (default 0 of 1)
+  --shard-mode MODE      object (ShardedByS3Key, the default with --world-size), bytes, or
+                         byte-range (objects cut at record boundaries)
+  --shuffle-seed S       shuffle the object order every epoch with seed S
+  --epochs E             read E epochs (default 1)
+  --record-shuffle N     shuffle records in blocks of N (seed: --shuffle-seed, or 0)
+
 )";
 
 constexpr std::string_view usage_tail = R"(
@@ -79,6 +88,11 @@ struct cat_options {
     std::vector<source_arg> sources;
     source_options source;  // --read-size and the URL and S3 options
     bool help = false;
+
+    // Data-set reading (`planned` when any of these was given).
+    bool planned = false;
+    pipemode::data_set_options data_set{};
+    std::size_t record_shuffle = 0;
 };
 
 cat_options parse_command_line(int argc, char** argv)
@@ -117,6 +131,44 @@ cat_options parse_command_line(int argc, char** argv)
             o.memory_budget = parse_bytes(name, c.value());
             if (o.memory_budget == 0)
                 throw usage_error("--memory-budget must be at least 1 byte");
+        }
+        else if (name == "--rank") {
+            o.data_set.plan.shard.rank = parse_count(name, c.value());
+            o.planned = true;
+        }
+        else if (name == "--world-size") {
+            o.data_set.plan.shard.world_size = parse_count(name, c.value());
+            if (o.data_set.plan.shard.mode == pipemode::shard_mode::replicated)
+                o.data_set.plan.shard.mode = pipemode::shard_mode::by_object;
+            o.planned = true;
+        }
+        else if (name == "--shard-mode") {
+            const auto v = c.value();
+            if (v == "object")
+                o.data_set.plan.shard.mode = pipemode::shard_mode::by_object;
+            else if (v == "bytes")
+                o.data_set.plan.shard.mode = pipemode::shard_mode::by_bytes;
+            else if (v == "byte-range")
+                o.data_set.plan.shard.mode = pipemode::shard_mode::by_byte_range;
+            else if (v == "replicated")
+                o.data_set.plan.shard.mode = pipemode::shard_mode::replicated;
+            else
+                throw usage_error("--shard-mode is object, bytes, byte-range or replicated, not '" + std::string(v) + "'");
+            o.planned = true;
+        }
+        else if (name == "--shuffle-seed") {
+            o.data_set.plan.shuffle_seed = parse_count(name, c.value());
+            o.planned = true;
+        }
+        else if (name == "--epochs") {
+            o.data_set.epochs = parse_count(name, c.value());
+            if (o.data_set.epochs == 0)
+                throw usage_error("--epochs must be at least 1");
+            o.planned = true;
+        }
+        else if (name == "--record-shuffle") {
+            o.record_shuffle = parse_count(name, c.value());
+            o.planned = true;
         }
         else if (parse_source_option(c, o.source, o.sources)) {
         }
@@ -202,15 +254,20 @@ run_result run(const cat_options& o, output_buffer& out)
     using clock = std::chrono::steady_clock;
     run_result result;
     const auto start = clock::now();
-    pipemode::reader reader(make_provider(o.sources, o.source, "pipemode-cat"),
-                            pipemode::reader_options{
-                                .batch_size = o.batch_size,
-                                .bad_records = o.bad_records,
-                                .format = o.mode == output_mode::raw ? pipemode::data_format::recordio
-                                                                     : pipemode::data_format::recordio_protobuf,
-                                .memory_budget = o.memory_budget,
-                                .read_size = o.source.read_size,
-                            });
+    const pipemode::reader_options reader_opts{
+        .batch_size = o.batch_size,
+        .bad_records = o.bad_records,
+        .format = o.mode == output_mode::raw ? pipemode::data_format::recordio : pipemode::data_format::recordio_protobuf,
+        .memory_budget = o.memory_budget,
+        .read_size = o.source.read_size,
+        .shuffle_records = o.record_shuffle,
+        .shuffle_seed = o.data_set.plan.shuffle_seed.value_or(0),
+    };
+    // A planned data set (listed once, sharded, shuffled, over epochs) reads through the same
+    // reader type; the plain path keeps the command line's order and opens FIFOs as given.
+    pipemode::reader reader = o.planned
+        ? pipemode::reader(pipemode::planned_epochs(make_store(o.sources, o.source, "pipemode-cat"), o.data_set), reader_opts)
+        : pipemode::reader(make_provider(o.sources, o.source, "pipemode-cat"), reader_opts);
     const std::uint64_t limit = o.limit.value_or(UINT64_MAX);
     if (limit != 0) {
         for (auto& b : reader) {

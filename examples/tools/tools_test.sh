@@ -217,6 +217,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Data-set options: shards read by separate processes add up to the whole data set, in every
+# sharding mode (scripts/shard_check.sh compares the ranks' digests with one process's), and
+# epochs repeat the data.
+
+run "$gen" --out shards --rows 6000 --files 5 --dim 12 --seed 5 >/dev/null
+for check in "3 object" "3 bytes" "7 byte-range"; do
+    read -r world mode <<<"$check"
+    if out=$(bash "$source_dir/scripts/shard_check.sh" "$cat" "$world" "$mode" --shuffle-seed 9 shards/ 2>&1); then
+        pass "$world ranks by $mode: $(tail -n 1 <<<"$out")"
+    else
+        fail "$world ranks by $mode: $out"
+    fi
+done
+two=$(run "$cat" --epochs 2 --shuffle-seed 3 --record-shuffle 100 shards/)
+if [[ $(field records "$two") == 12000 ]]; then pass "2 epochs: 12000 records"; else fail "2 epochs gave '$(field records "$two")' records"; fi
+expect_status 2 "$cat" --shard-mode diagonal shards/
+expect_status 1 "$cat" --rank 6 --world-size 7 --shard-mode object shards/
+
+# ---------------------------------------------------------------------------------------------
 # The same data over HTTP and S3, from servers on loopback.
 
 # The digest of the four files of "net", read locally, is what every network read must give.
