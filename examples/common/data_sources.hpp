@@ -231,40 +231,16 @@ inline pipemode::s3::s3_options s3_options_of(const source_options& o)
 
 #endif
 
-/// The one place that turns command-line sources into the reader's sources. Each run of
-/// consecutive arguments of one kind becomes one provider (local paths one `local_files`,
-/// URLs one `http_objects` stream, s3:// URIs one `s3_objects` stream, each manifest its own
-/// `s3_manifest` stream), chained in argument order. `program` names the program in messages.
-inline std::unique_ptr<pipemode::source_provider>
-make_provider(const std::vector<source_arg>& sources, const source_options& o, std::string_view program)
+/// Calls `f(kind, texts)` for each run of consecutive command-line sources of one kind, in
+/// argument order; every manifest is a run of its own.
+template <class F>
+void for_each_run(const std::vector<source_arg>& sources, F&& f)
 {
-    std::vector<std::unique_ptr<pipemode::source_provider>> parts;
     std::vector<std::string> run;
     source_kind run_kind = source_kind::local;
-    auto flush = [&] {
-        if (run.empty())
-            return;
-        auto texts = std::exchange(run, {});
-        switch (run_kind) {
-        case source_kind::local:
-            parts.push_back(pipemode::local_files(std::move(texts), o.read_size));
-            return;
-#ifndef PIPEMODE_TOOLS_NO_HTTP
-        case source_kind::http:
-            parts.push_back(pipemode::http::http_objects(std::move(texts), stream_options_of(o)));
-            return;
-        case source_kind::s3:
-            parts.push_back(pipemode::s3::s3_objects(texts, s3_options_of(o)));
-            return;
-        case source_kind::manifest:
-            parts.push_back(pipemode::s3::s3_manifest(texts.front(), s3_options_of(o)));
-            return;
-#else
-        default:
-            throw usage_error("'" + texts.front() + "': this " + std::string(program) +
-                              " was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it reads local paths only");
-#endif
-        }
+    const auto flush = [&] {
+        if (!run.empty())
+            f(run_kind, std::exchange(run, {}));
     };
     for (const auto& arg : sources) {
         const auto kind = kind_of(arg);
@@ -274,6 +250,35 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
         run.push_back(arg.text);
     }
     flush();
+}
+
+/// The refusal of a network source by a build without pipemode::http.
+[[noreturn]] inline void refuse_without_http(const std::string& source, std::string_view program)
+{
+    throw usage_error("'" + source + "': this " + std::string(program) +
+                      " was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it reads local paths only");
+}
+
+/// The one place that turns command-line sources into the reader's sources. Each run of
+/// consecutive arguments of one kind becomes one provider (local paths one `local_files`,
+/// URLs one `http_objects` stream, s3:// URIs one `s3_objects` stream, each manifest its own
+/// `s3_manifest` stream), chained in argument order. `program` names the program in messages.
+inline std::unique_ptr<pipemode::source_provider>
+make_provider(const std::vector<source_arg>& sources, const source_options& o, std::string_view program)
+{
+    std::vector<std::unique_ptr<pipemode::source_provider>> parts;
+    for_each_run(sources, [&](source_kind kind, std::vector<std::string> texts) {
+        switch (kind) {
+        case source_kind::local: parts.push_back(pipemode::local_files(std::move(texts), o.read_size)); return;
+#ifndef PIPEMODE_TOOLS_NO_HTTP
+        case source_kind::http: parts.push_back(pipemode::http::http_objects(std::move(texts), stream_options_of(o))); return;
+        case source_kind::s3: parts.push_back(pipemode::s3::s3_objects(texts, s3_options_of(o))); return;
+        case source_kind::manifest: parts.push_back(pipemode::s3::s3_manifest(texts.front(), s3_options_of(o))); return;
+#else
+        default: refuse_without_http(texts.front(), program);
+#endif
+        }
+    });
     (void)program;
     if (parts.size() == 1)
         return std::move(parts.front());
@@ -288,41 +293,18 @@ inline std::unique_ptr<pipemode::object_store>
 make_store(const std::vector<source_arg>& sources, const source_options& o, std::string_view program)
 {
     std::vector<std::unique_ptr<pipemode::object_store>> parts;
-    std::vector<std::string> run;
-    source_kind run_kind = source_kind::local;
-    auto flush = [&] {
-        if (run.empty())
-            return;
-        auto texts = std::exchange(run, {});
-        switch (run_kind) {
-        case source_kind::local:
-            parts.push_back(pipemode::local_store(std::move(texts), o.read_size));
-            return;
+    for_each_run(sources, [&](source_kind kind, std::vector<std::string> texts) {
+        switch (kind) {
+        case source_kind::local: parts.push_back(pipemode::local_store(std::move(texts), o.read_size)); return;
 #ifndef PIPEMODE_TOOLS_NO_HTTP
-        case source_kind::http:
-            parts.push_back(pipemode::http::http_store(std::move(texts), stream_options_of(o)));
-            return;
-        case source_kind::s3:
-            parts.push_back(pipemode::s3::s3_store(texts, s3_options_of(o)));
-            return;
-        case source_kind::manifest:
-            parts.push_back(pipemode::s3::s3_manifest_store(texts.front(), s3_options_of(o)));
-            return;
+        case source_kind::http: parts.push_back(pipemode::http::http_store(std::move(texts), stream_options_of(o))); return;
+        case source_kind::s3: parts.push_back(pipemode::s3::s3_store(texts, s3_options_of(o))); return;
+        case source_kind::manifest: parts.push_back(pipemode::s3::s3_manifest_store(texts.front(), s3_options_of(o))); return;
 #else
-        default:
-            throw usage_error("'" + texts.front() + "': this " + std::string(program) +
-                              " was built without pipemode::http (PIPEMODE_WITH_CURL=OFF), so it reads local paths only");
+        default: refuse_without_http(texts.front(), program);
 #endif
         }
-    };
-    for (const auto& arg : sources) {
-        const auto kind = kind_of(arg);
-        if (kind != run_kind || kind == source_kind::manifest)
-            flush();
-        run_kind = kind;
-        run.push_back(arg.text);
-    }
-    flush();
+    });
     (void)program;
     return pipemode::concat_stores(std::move(parts));
 }
