@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pipemode/core/batch.hpp>
+#include <pipemode/detail/json_writer.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -24,30 +25,7 @@ namespace pipemode::tools {
 /// is valid UTF-8 stays valid UTF-8.
 inline void append_json_string(std::string& out, std::string_view s)
 {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20) {
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 0xf];
-            }
-            else {
-                out += ch;
-            }
-        }
-    }
-    out += '"';
+    pipemode::detail::json::append_quoted_bytes(out, s);
 }
 
 /// The most characters `write_json_number` writes (a double takes at most 24).

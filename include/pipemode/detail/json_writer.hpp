@@ -48,15 +48,11 @@ inline bool is_valid_utf8(std::string_view s) noexcept
     return true;
 }
 
-/// Appends `s` to `out` as a JSON string literal, quotes included.
-///
-/// `"` and `\` are escaped, control characters become `\b \f \n \r \t` or `\u00XX`, and
-/// everything else (UTF-8 included) is copied as is. Throws `std::invalid_argument` when `s` is
-/// not valid UTF-8; `out` is then unchanged.
-inline void append_quoted(std::string& out, std::string_view s)
+/// Appends `s` to `out` as a JSON string literal, quotes included, without checking that `s`
+/// is UTF-8: `"` and `\` are escaped, control characters become `\b \f \n \r \t` or
+/// `\u00XX`, and every other byte is copied as is (so valid UTF-8 stays valid).
+inline void append_quoted_bytes(std::string& out, std::string_view s)
 {
-    if (!is_valid_utf8(s))
-        throw std::invalid_argument("cannot write a JSON string that is not valid UTF-8");
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
     for (char ch : s) {
@@ -80,6 +76,16 @@ inline void append_quoted(std::string& out, std::string_view s)
         }
     }
     out += '"';
+}
+
+/// Appends `s` to `out` as a JSON string literal, quotes included, escaped as
+/// `append_quoted_bytes` does. Throws `std::invalid_argument` when `s` is not valid UTF-8;
+/// `out` is then unchanged.
+inline void append_quoted(std::string& out, std::string_view s)
+{
+    if (!is_valid_utf8(s))
+        throw std::invalid_argument("cannot write a JSON string that is not valid UTF-8");
+    append_quoted_bytes(out, s);
 }
 
 /// `s` as a JSON string literal, quotes included (see `append_quoted`).
