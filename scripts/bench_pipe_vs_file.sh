@@ -12,18 +12,23 @@
 # ranged GET, so it is too slow to time anything on; nginx serves the timed runs).
 #
 # Usage: scripts/bench_pipe_vs_file.sh [--size SIZE] [--files N] [--repeats N] [--quick]
-#            [--downloaders LIST] [--algorithms LIST] [--out PREFIX] [--build-dir DIR]
+#            [--downloaders LIST] [--algorithms LIST] [--connection-rate MIB_S] [--out PREFIX]
+#            [--build-dir DIR] [--no-deps]
 #   --size SIZE         data set size: MiB, or with a suffix M or G (default 1G)
 #   --files N           number of objects (default 64)
 #   --repeats N         runs of each configuration; medians are reported (default 3)
 #   --quick             a smoke run: 64 MiB in 8 objects, 1 repetition (about a minute)
 #   --downloaders LIST  File-mode downloaders, comma-separated (default pipemode,aws,rclone)
 #   --algorithms LIST   pca,kmeans (default both)
+#   --connection-rate N nginx sends at most N MiB/s on each connection (limit_rate), a stand-in
+#                       for S3's per-connection bandwidth, so downloads are bound by the
+#                       network rather than by this machine's CPU (default: no limit)
 #   --out PREFIX        write PREFIX.csv and PREFIX.png (default
 #                       build/pipe-vs-file/<size>-<files>/pipe-vs-file)
 #   --build-dir DIR     use (and update with ninja) this build tree instead of the release
 #                       preset's build/release
 #   --no-deps           do not check or install Debian packages
+#   --replot            only redraw PREFIX.png from an existing PREFIX.csv (with --out)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,6 +55,51 @@ size_mib_of() {
     exit 2
 }
 
+# Draws $1.png from $1.csv ($2: the per-connection rate, if any): start-up (log scale) and
+# total time of every configuration, File mode in one colour and Stream mode in another; in
+# the total, the download's share is hatched. The title's figures come from the CSV, so a
+# chart can be redrawn later (--replot).
+draw_chart() {
+    local out=$1 rate=$2 terminal tmp size_mib files repeats
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/pipemode-chart.XXXXXX")
+    IFS=, read -r size_mib files repeats < <(awk -F, 'NR == 2 {printf "%d,%d,%d\n", $5 / 1048576, $6, $4}' "$out.csv")
+    if gnuplot -e 'set terminal' 2>&1 | grep -qw pngcairo; then
+        terminal="pngcairo size 1300,600 font 'sans,10'"
+    else
+        terminal="png size 1300,600"  # libgd's terminal, when gnuplot lacks cairo
+    fi
+    awk -F, 'NR > 1 {
+        name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : "Stream")
+        printf "\"%s\" %s %s %s %s\n", name, ($2 == "file" ? 1 : 2), $8, $12, $10
+    }' "$out.csv" >"$tmp/chart.dat"
+    gnuplot <<EOF
+set terminal $terminal
+set output '$out.png'
+set multiplot layout 1,2 title "Pipe vs File: PCA (1 pass) and K-Means (3 epochs) on $size_mib MiB in $files objects from a loopback nginx${rate:+ at $rate MiB/s a connection} (medians of $repeats)"
+set boxwidth 0.7
+set grid ytics
+set xtics font ',8'
+set bmargin 4
+unset key
+set title 'Time to first batch (s, log scale); File mode includes the download'
+set logscale y
+set yrange [0.001:*]
+set offsets 0, 0, graph 0.08, 0
+set style fill solid 0.8 border -1
+plot '$tmp/chart.dat' using 0:3:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable, \
+     '' using 0:3:(sprintf(\$3 < 0.1 ? '%.3f' : '%.2f', \$3)) with labels offset 0,0.7 font ',8'
+unset logscale y
+set title 'Total time (s); hatched: the download'
+set yrange [0:*]
+set offsets 0, 0, graph 0.05, 0
+plot '$tmp/chart.dat' using 0:4:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable fs solid 0.8 border -1, \
+     '' using 0:5 with boxes lc rgb 'black' fs pattern 4 transparent border -1, \
+     '' using 0:4:(sprintf('%.2f', \$4)) with labels offset 0,0.7 font ',8'
+unset multiplot
+EOF
+    rm -rf -- "$tmp"
+}
+
 size_mib=1024
 files=64
 repeats=3
@@ -59,6 +109,8 @@ algorithms=pca,kmeans
 out=""
 build_dir=""
 deps=1
+rate=""
+replot=0
 while (($#)); do
     case "$1" in
         --size) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --size needs a value" >&2; exit 2; }
@@ -75,14 +127,22 @@ while (($#)); do
             out=$2; shift ;;
         --build-dir) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --build-dir needs a directory" >&2; exit 2; }
             build_dir=$2; shift ;;
+        --connection-rate) number "$1" "${2:-}"; rate=$2; shift ;;
         --no-deps) deps=0 ;;
+        --replot) replot=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench_pipe_vs_file.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+if ((replot)); then
+    [[ -n $out && -f $out.csv ]] || { echo "bench_pipe_vs_file.sh: --replot needs --out PREFIX with an existing PREFIX.csv" >&2; exit 2; }
+    draw_chart "$out" "$rate"
+    echo "=== bench_pipe_vs_file.sh: wrote $out.png"
+    exit 0
+fi
 label="${size_mib}MiB-${files}files"
-[[ -n $out ]] || out="build/pipe-vs-file/$label/pipe-vs-file"
+[[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}/pipe-vs-file"
 
 # The build's packages, and the peers this benchmark runs: rclone from Debian, the aws CLI
 # from pip (it is not in Debian 12's main archive in a usable version).
@@ -163,6 +223,9 @@ pipemode_write_nginx_conf() {
     local listing_block
     listing_block="        location = /data {\n            default_type application/xml;\n            alias $listing;\n        }"
     sed -i "s|^        location / {|$listing_block\n        location / {|" "$1/nginx.conf"
+    if [[ -n $rate ]]; then
+        sed -i "s|^        location / {|        location / {\n            limit_rate ${rate}m;|" "$1/nginx.conf"
+    fi
 }
 pipemode_start_nginx "$cache"
 base="http://127.0.0.1:$PIPEMODE_NGINX_PORT"
@@ -210,42 +273,10 @@ else
 fi
 
 mkdir -p "$(dirname "$out")"
-echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms"
+echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms${rate:+, $rate MiB/s per connection}"
 "$bench" --url "$base/data" --dir "$cache/data" --work "$work/jobs" --pca "$pca" --kmeans "$kmeans" \
     --s3-endpoint "$base" --bucket data --downloaders "$downloaders" --algorithms "$algorithms" \
     --repeats "$repeats" --epochs "$epochs" "${drop[@]}" --csv "$out.csv" | tee "$out.txt"
 
-# The chart: start-up (log scale) and total time of every configuration, File mode in one
-# colour and Stream mode in another; in the total, the download's share is hatched.
-if gnuplot -e 'set terminal' 2>&1 | grep -qw pngcairo; then
-    terminal="pngcairo size 1300,600 font 'sans,10'"
-else
-    terminal="png size 1300,600"  # libgd's terminal, when gnuplot lacks cairo
-fi
-awk -F, 'NR > 1 {
-    name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : "Stream")
-    printf "\"%s\" %s %s %s %s\n", name, ($2 == "file" ? 1 : 2), $8, $12, $10
-}' "$out.csv" >"$work/chart.dat"
-gnuplot <<EOF
-set terminal $terminal
-set output '$out.png'
-set multiplot layout 1,2 title "Pipe vs File: PCA (1 pass) and K-Means ($epochs epochs) on $size_mib MiB in $files objects from a loopback nginx (medians of $repeats)"
-set boxwidth 0.7
-set grid ytics
-set xtics font ',8'
-set bmargin 4
-unset key
-set title 'Time to first batch (s, log scale); File mode includes the download'
-set logscale y
-set style fill solid 0.8 border -1
-plot '$work/chart.dat' using 0:3:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable, \
-     '' using 0:3:(sprintf(\$3 < 0.1 ? '%.3f' : '%.2f', \$3)) with labels offset 0,0.7 font ',8'
-unset logscale y
-set title 'Total time (s); hatched: the download'
-set yrange [0:*]
-plot '$work/chart.dat' using 0:4:(\$2 == 1 ? 0xd95f02 : 0x1b9e77):xtic(1) with boxes lc rgb variable fs solid 0.8 border -1, \
-     '' using 0:5 with boxes lc rgb 'black' fs pattern 4 transparent border -1, \
-     '' using 0:4:(sprintf('%.2f', \$4)) with labels offset 0,0.7 font ',8'
-unset multiplot
-EOF
+draw_chart "$out" "$rate"
 echo "=== bench_pipe_vs_file.sh: wrote $out.csv, $out.txt and $out.png"
