@@ -144,11 +144,16 @@ fi
 label="${size_mib}MiB-${files}files"
 [[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}/pipe-vs-file"
 
-# The build's packages, and the peers this benchmark runs: rclone from Debian, the aws CLI
-# from pip (it is not in Debian 12's main archive in a usable version).
+# The build's packages, and the peers this benchmark runs: rclone, and the aws CLI unless one
+# is already on the PATH (e.g. aws-cli from pip, as on the development machine), both from
+# Debian.
 if ((deps)); then
     pipemode_install_deps
-    mapfile -t missing < <(pipemode_missing_packages rclone)
+    peers=(rclone)
+    if [[ ,$downloaders, == *,aws,* ]] && ! command -v aws >/dev/null; then
+        peers+=(awscli)
+    fi
+    mapfile -t missing < <(pipemode_missing_packages "${peers[@]}")
     if ((${#missing[@]})); then
         if [[ $(id -u) -ne 0 ]]; then
             echo "bench_pipe_vs_file.sh: missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
@@ -160,7 +165,7 @@ if ((deps)); then
     fi
 fi
 if [[ ,$downloaders, == *,aws,* ]] && ! command -v aws >/dev/null; then
-    echo "bench_pipe_vs_file.sh: the aws CLI is not on the PATH: install it with 'python3 -m pip install awscli'," >&2
+    echo "bench_pipe_vs_file.sh: the aws CLI is not on the PATH: apt-get install awscli (or pip)," >&2
     echo "  or leave it out with --downloaders pipemode,rclone" >&2
     exit 1
 fi

@@ -52,5 +52,6 @@ cmake --preset release
 cmake --build --preset release "${build_args[@]}" \
     --target bench_pipe_vs_file pipemode-gen pipemode-pca pipemode-kmeans
 
-# bench_pipe_vs_file.sh installs rclone when missing (the packages above are already there).
+# bench_pipe_vs_file.sh installs rclone and the aws CLI (Debian's awscli) when missing; the
+# packages above are already there.
 exec scripts/bench_pipe_vs_file.sh --build-dir build/release "${bench_args[@]}"
