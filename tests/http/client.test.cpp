@@ -318,15 +318,20 @@ TEST_CASE("Destroying the client with transfers in flight aborts them and closes
     std::vector<error_code> results;
     for (auto& h : handlers)
         c->async_perform(get(w.url("big.bin")), h, [&](error_code ec, http::transfer_info) { results.push_back(ec); });
-    // Let the bodies start flowing, then pull the rug.
+    // Let the bodies start flowing, then pull the rug. (On loopback one transfer may finish
+    // its 24 MiB before another has sent its request: those count as completed, not aborted.)
     while (std::none_of(handlers.begin(), handlers.end(), [](auto& h) { return !h.body.empty(); }))
         io.run_one_for(std::chrono::seconds(5));
-    CHECK(c->active_transfers() == 4);
+    const std::size_t in_flight = c->active_transfers();
+    CHECK(in_flight >= 1);
     c.reset();
     io.run_for(std::chrono::seconds(5));
     REQUIRE(results.size() == 4);
-    for (auto& ec : results)
-        CHECK(ec == asio::error::operation_aborted);
+    const auto aborted = std::count(results.begin(), results.end(), error_code(asio::error::operation_aborted));
+    CHECK(std::size_t(aborted) == in_flight);
+    // The ones that completed before the rug was pulled completed whole.
+    const auto whole = std::count_if(handlers.begin(), handlers.end(), [&](auto& h) { return h.body.size() == w.big.size(); });
+    CHECK(std::size_t(whole) >= 4 - in_flight);
     io_owner.reset();  // its own descriptors (epoll, eventfd, timerfd) go too
     CHECK(open_fds() == fds_before);
 }
