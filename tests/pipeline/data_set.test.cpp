@@ -557,3 +557,21 @@ TEST_CASE("concat_stores reads several stores as one data set, sharded and resum
     CHECK(shards == all);
     CHECK_THROWS_AS(concat_stores({}), std::invalid_argument);
 }
+
+TEST_CASE("first_epoch reads one epoch alone with the plan and shuffle a multi-epoch reader gives it")
+{
+    temp_dir dir;
+    make_data_set(dir, 6, 10);
+    const plan_options plan{.shard = {.rank = 1, .world_size = 2, .mode = shard_mode::by_object}, .shuffle_seed = 17};
+    data_set_reader all(local_store({dir.path().string()}), {.plan = plan, .epochs = 3}, small_batches());
+    const auto epochs = payloads_by_epoch(all);
+    for (std::uint64_t e = 0; e < 3; ++e) {
+        data_set_reader one(local_store({dir.path().string()}), {.plan = plan, .epochs = e + 1, .first_epoch = e},
+                            small_batches());
+        CHECK(one.state().epoch == e);
+        const auto got = payloads_by_epoch(one);
+        REQUIRE(got.size() == 1);
+        CHECK(got.begin()->first == e);
+        CHECK(got.begin()->second == epochs.at(e));
+    }
+}

@@ -104,6 +104,10 @@ struct data_set_options {
     plan_options plan{};
     /// Epochs to read; 0 reads until the consumer stops.
     std::uint64_t epochs = 1;
+    /// The first epoch to read, with that epoch's plan and shuffle: `{.epochs = e + 1,
+    /// .first_epoch = e}` reads epoch e alone (a program that opens a reader per epoch).
+    /// Ignored when resuming (the state says where to start).
+    std::uint64_t first_epoch = 0;
     /// Continue from a saved state (see `data_set_reader::state()` and `resume_state()`);
     /// its rank and world size must be those of `plan.shard`.
     std::optional<data_set_state> resume{};

@@ -91,6 +91,7 @@ public:
         : store_(std::move(store)), options_(std::move(o)), shared_(std::move(shared))
     {
         check_plan_options(options_.plan);
+        epoch_ = options_.first_epoch;
         if (options_.resume) {
             const auto& r = *options_.resume;
             if (r.rank != options_.plan.shard.rank || r.world_size != options_.plan.shard.world_size)
@@ -486,6 +487,7 @@ inline data_set_reader::data_set_reader(std::unique_ptr<object_store> store, dat
     , reader_([&] {
         data_set_state start = options.resume.value_or(data_set_state{});
         if (!options.resume) {
+            start.epoch = options.first_epoch;
             start.rank = options.plan.shard.rank;
             start.world_size = options.plan.shard.world_size;
         }
