@@ -1,14 +1,13 @@
 // The data-set plumbing pipemode's example programs share: turning command-line sources (local
 // paths and FIFOs, http(s):// URLs, s3:// keys and prefixes, SageMaker manifests) into one
-// pipemode::source_provider, and the URL and S3 options that go with them (shard.hpp has the
-// plain rank/size split of a source list that the MPI programs use).
+// pipemode::source_provider (or one object store, to read them as a planned data set), and the
+// URL and S3 options that go with them.
 //
 // A target built without pipemode::http defines PIPEMODE_TOOLS_NO_HTTP: it reads local paths
 // only and refuses URLs with a sentence saying so.
 #pragma once
 
 #include "../tools/command_line.hpp"
-#include "shard.hpp"
 
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/data_set.hpp>

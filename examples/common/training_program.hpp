@@ -7,12 +7,14 @@
 #include "data_sources.hpp"
 #include "mpi_context.hpp"
 
+#include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sagemaker/hyperparameters.hpp>
 #include <pipemode/sagemaker/pipe_channel.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -46,6 +48,7 @@ struct training_input {
     std::string model_dir;                              ///< empty: /opt/ml/model if it exists, else "."
     std::string hyperparameters_file;                   ///< empty: SageMaker's, if it exists
     std::size_t memory_budget = reader_options{}.memory_budget;
+    std::optional<shard_mode> sharding;                 ///< under MPI; empty: see `epoch_sources`
     bool quiet = false;                                 ///< no progress output
     bool help = false;
 };
@@ -62,6 +65,10 @@ inline constexpr std::string_view input_options_help = R"(Input and output optio
   --model-dir DIR        where model.json goes (default /opt/ml/model when it exists, else .)
   --memory-budget BYTES  memory the reader may hold (default 256M)
   --read-size BYTES      size of one read from a file or FIFO (default 4M)
+  --shard-mode MODE      under MPI, how ranks share the SOURCEs: object (default: SageMaker's
+                         ShardedByS3Key), bytes (balanced sizes), or byte-range (objects cut
+                         at record boundaries; every rank gets work). bytes and byte-range
+                         need sizes: local paths and s3:// prefixes have them
   --quiet                no progress output
   -h, --help             print this help
 )";
@@ -82,6 +89,17 @@ inline bool parse_input_option(tools::option_cursor& c, training_input& in)
         in.hyperparameters_file = c.value();
     else if (name == "--quiet")
         in.quiet = true;
+    else if (name == "--shard-mode") {
+        const auto v = c.value();
+        if (v == "object")
+            in.sharding = shard_mode::by_object;
+        else if (v == "bytes")
+            in.sharding = shard_mode::by_bytes;
+        else if (v == "byte-range")
+            in.sharding = shard_mode::by_byte_range;
+        else
+            throw usage_error("--shard-mode is object, bytes or byte-range, not '" + std::string(v) + "'");
+    }
     else if (name == "--memory-budget") {
         in.memory_budget = tools::parse_bytes(name, c.value());
         if (in.memory_budget == 0)
@@ -168,7 +186,10 @@ inline bool parse_bool(std::string_view name, std::string_view text)
 
 /// The sources this rank reads in `epoch`: the Pipe-mode FIFO of the epoch
 /// (`sagemaker::pipe_channel_epoch`; each host's agent already feeds it that host's shard), or
-/// this rank's share of the command-line sources (`shard_objects`).
+/// this rank's share of the command-line sources, planned by the library as one data set:
+/// listed once (directories and S3 prefixes object by object), then sharded with
+/// `in.sharding`, by default whole objects dealt out in turn as SageMaker's ShardedByS3Key.
+/// Returns nullptr when this rank has nothing to read (more ranks than objects).
 inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, std::uint64_t epoch,
                                                       const mpi_context& mpi, std::string_view program)
 {
@@ -177,10 +198,20 @@ inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, 
         // for until it appears (a misspelt channel fails fast, naming the ones there are).
         return sagemaker::pipe_channel_epoch(in.data_dir, in.pipe_channel, epoch);
     }
-    const auto mine = tools::shard_objects(in.sources, mpi.rank(), mpi.size());
-    if (mine.empty())
-        return nullptr;  // more ranks than objects: this rank has no data
-    return tools::make_provider(mine, in.source, program);
+    const shard_mode mode = mpi.size() == 1 ? shard_mode::replicated : in.sharding.value_or(shard_mode::by_object);
+    // When every source is one object (not a directory, prefix or manifest), their count is
+    // the object count, and a rank beyond it has nothing to read: it still takes part in the
+    // collectives, with no data. (With prefixes the planner says so instead.)
+    const bool single_objects = std::all_of(in.sources.begin(), in.sources.end(), [](const tools::source_arg& a) {
+        return !a.manifest && !a.text.ends_with('/') && !std::filesystem::is_directory(a.text);
+    });
+    if (mode == shard_mode::by_object && single_objects && mpi.rank() >= in.sources.size())
+        return nullptr;
+    data_set_options d;
+    d.plan.shard = {.rank = mpi.rank(), .world_size = mpi.size(), .mode = mode};
+    d.epochs = epoch + 1;
+    d.first_epoch = epoch;
+    return planned_epochs(tools::make_store(in.sources, in.source, program), std::move(d));
 }
 
 /// The feature dimension all ranks agree on: `given` (the option) when not 0, else the one

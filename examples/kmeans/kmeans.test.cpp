@@ -1,7 +1,6 @@
 // The math of pipemode-kmeans: seeded initialisation (k-means++ and random), Sculley's
 // mini-batch update against its per-row definition, the split of a batch over ranks, sparse
 // against dense assignment, weighted Lloyd's and the reduction of extra centres.
-#include "../common/shard.hpp"
 #include "minibatch_kmeans.hpp"
 
 #include <catch2/catch.hpp>
@@ -207,17 +206,4 @@ TEST_CASE("reduce_centres: extra centres collapse onto k weighted means")
     }
     kmeans_random r(1);
     CHECK(reduce_centres(centres, counts, 6, 2, 6, kmeans_init::kmeans_plus_plus, 300, 1e-4, r) == centres);
-}
-
-TEST_CASE("shard_objects: object i goes to rank i % size; every object to exactly one rank")
-{
-    const std::vector<int> objects{0, 1, 2, 3, 4, 5, 6};
-    using pipemode::tools::shard_objects;
-    CHECK(shard_objects(objects, 0, 3) == std::vector<int>{0, 3, 6});
-    CHECK(shard_objects(objects, 1, 3) == std::vector<int>{1, 4});
-    CHECK(shard_objects(objects, 2, 3) == std::vector<int>{2, 5});
-    CHECK(shard_objects(objects, 0, 1) == objects);
-    // More ranks than objects: the last ranks get none.
-    CHECK(shard_objects(std::vector<int>{7, 8}, 2, 3).empty());
-    CHECK(shard_objects(objects, 0, 0).empty());
 }
