@@ -53,6 +53,10 @@ function(pipemode_training_example name)
                 --program "$<TARGET_FILE:${target}>" --work "${work}/mpi" --mpirun "${PIPEMODE_MPIRUN}")
         set_tests_properties("examples/${name}: mpi reference" PROPERTIES
             LABELS "examples;mpi" TIMEOUT 180 SKIP_RETURN_CODE 77)
+        if(PIPEMODE_MPI_SANITIZER_ENVIRONMENT)
+            set_tests_properties("examples/${name}: mpi reference" PROPERTIES
+                ENVIRONMENT "${PIPEMODE_MPI_SANITIZER_ENVIRONMENT}")
+        endif()
     endif()
     if(PIPEMODE_SANITIZER_ENVIRONMENT)
         set_tests_properties("examples/${name}: reference" PROPERTIES ENVIRONMENT "${PIPEMODE_SANITIZER_ENVIRONMENT}")
