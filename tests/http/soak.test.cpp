@@ -73,7 +73,13 @@ public:
     {
         std::ofstream("/proc/self/clear_refs") << "5";
         start_ = status_bytes("VmRSS");
+        // Where the reset is not allowed, VmHWM still holds an earlier peak: say so, not fail.
+        valid_ = status_bytes("VmHWM") <= start_ + 1 * mib;
+        if (!valid_)
+            WARN("could not reset VmHWM through /proc/self/clear_refs: peak memory not checked");
     }
+    /// Whether `peak_growth()` measures this window only.
+    bool valid() const { return valid_; }
     /// Bytes by which the peak exceeded the resident memory at construction.
     std::uint64_t peak_growth() const
     {
@@ -83,6 +89,7 @@ public:
 
 private:
     std::uint64_t start_ = 0;
+    bool valid_ = false;
 };
 
 /// Objects of protobuf RecordIO records: a dense float32 feature of 64 values and a float32
@@ -223,6 +230,7 @@ TEST_CASE("soak: random faults of every kind a retry can fix, at a fixed rate: t
     std::size_t peak_window = 0;
     std::size_t window = 0;
     std::uint64_t rss_growth = 0;
+    bool rss_valid = false;
     {
         rss_window rss;
         auto stream = http::http_objects(ds.urls(server), soak_stream_options());
@@ -234,6 +242,7 @@ TEST_CASE("soak: random faults of every kind a retry can fix, at a fixed rate: t
         peak_window = s->peak_window_bytes();
         window = s->window_bytes();
         rss_growth = rss.peak_growth();
+        rss_valid = rss.valid();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const data_set_digest clean = ds.clean_digest(options);
@@ -266,7 +275,7 @@ TEST_CASE("soak: random faults of every kind a retry can fix, at a fixed rate: t
     CHECK(stats.peak_batch_bytes <= options.memory_budget);
     // The budget bounds pipemode's buffers; libcurl's receive buffers, the fault server's
     // sending and the threads' stacks come on top, a few MiB.
-    if (!sanitized)
+    if (!sanitized && rss_valid)
         CHECK(rss_growth <= options.memory_budget + 24 * mib);
 }
 
@@ -304,6 +313,6 @@ TEST_CASE("soak: a slow consumer holds memory within the budget while the networ
     CHECK(stats.producer_stall > std::chrono::milliseconds(100));  // the consumer was the slow side
     CHECK(s->peak_window_bytes() <= s->window_bytes());
     CHECK(stats.peak_batch_bytes <= options.memory_budget);
-    if (!sanitized)
+    if (!sanitized && rss.valid())
         CHECK(growth <= options.memory_budget + 16 * mib);
 }
