@@ -76,12 +76,26 @@ inline std::vector<index_entry> parse_html_index(std::string_view html)
         const auto end = html.find(quote, p + 1);
         if (end == std::string_view::npos)
             break;
-        std::string href(html.substr(p + 1, end - p - 1));
-        // The few entities a generated listing uses in attribute values.
-        for (const auto& [entity, ch] : {std::pair<std::string_view, char>{"&amp;", '&'}, {"&quot;", '"'},
-                                         {"&#39;", '\''}, {"&lt;", '<'}, {"&gt;", '>'}}) {
-            for (std::size_t e = href.find(entity); e != std::string::npos; e = href.find(entity, e + 1))
-                href.replace(e, entity.size(), 1, ch);
+        // The few entities a generated listing uses in attribute values, decoded in one pass
+        // so that an escaped '&' is not read again as the start of another entity
+        // ("&amp;quot;" is the text "&quot;", not '"').
+        const std::string_view raw = html.substr(p + 1, end - p - 1);
+        std::string href;
+        for (std::size_t k = 0; k < raw.size(); ++k) {
+            bool decoded = false;
+            if (raw[k] == '&') {
+                for (const auto& [entity, ch] : {std::pair<std::string_view, char>{"&amp;", '&'}, {"&quot;", '"'},
+                                                 {"&#39;", '\''}, {"&lt;", '<'}, {"&gt;", '>'}}) {
+                    if (raw.substr(k, entity.size()) == entity) {
+                        href += ch;
+                        k += entity.size() - 1;
+                        decoded = true;
+                        break;
+                    }
+                }
+            }
+            if (!decoded)
+                href += raw[k];
         }
         if (is_child_link(href))
             out.push_back({std::move(href), std::nullopt});
