@@ -321,6 +321,7 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         CHECK(rows == before);
         CHECK(e.code() == errc::http_error);
         CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);
         CHECK_THAT(std::string(e.what()), Catch::Contains("403") && Catch::Contains("AccessDenied")
                                               && Catch::Contains("Access Denied"));
         std::size_t refused = 0;
@@ -336,6 +337,7 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::bad_http_response);
         CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);
     }
     SECTION("an object replaced between ranges fails as object_changed")
     {
@@ -344,6 +346,8 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         reader r(http::http_objects({o.url()}, fault_options()), {.batch_size = 500, .format = data_format::recordio});
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::object_changed);
+        CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);  // the first byte of the range that found the new version
     }
     SECTION("a server that keeps failing exhausts the retries with a clear error")
     {
@@ -355,6 +359,8 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::retries_exhausted);
+        CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);  // the first byte no attempt delivered
         CHECK_THAT(std::string(e.what()), Catch::Contains("SlowDown") && Catch::Contains("4 attempts"));
     }
 }
