@@ -71,9 +71,11 @@ public:
         ec = {};
         const std::size_t n = names_.size();
         const std::size_t k = static_cast<std::size_t>(rec.index % n);
-        if (!ends_.empty() && (k != ends_.size() || source != source_)) {
+        if (!ends_.empty() && (k != ends_.size() || source != source_ || rec.index != first_.index + ends_.size())) {
             // The group in progress cannot be completed any more: its source ended early (the
-            // decoder reported that) or one of its records was skipped as bad.
+            // decoder reported that) or one of its records was skipped as bad. The index check
+            // catches skips of a whole multiple of the group size, after which the attribute
+            // number alone would wrongly continue the group with a later line's record.
             ends_.clear();
         }
         if (k != ends_.size()) {
