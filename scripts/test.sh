@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing, then configures, builds and tests pipemode under each preset
-# (dev, asan, tsan by default), reusing the build trees under build/. Runs every preset even
-# after one fails, prints one summary line per preset, and exits non-zero if any failed.
+# (dev, asan, tsan, fuzz by default; fuzz runs each libFuzzer target for 10 seconds, see
+# docs/fuzzing.md), reusing the build trees under build/. Runs every preset even after one
+# fails, prints one summary line per preset, and exits non-zero if any failed.
 #
 # Usage: scripts/test.sh [--quick] [--preset NAME]... [--long] [--jobs N]
 #   --quick        the dev preset only
 #   --preset NAME  this preset (repeatable; instead of the default list)
-#   --long         also the long soak and fuzz runs (exports PIPEMODE_LONG_TESTS=1)
+#   --long         also the long soak runs and longer fuzz replays (exports PIPEMODE_LONG_TESTS=1;
+#                  the long libFuzzer run is scripts/fuzz.sh)
 #   --jobs N       parallel compile jobs and tests (default: the presets' 2)
 set -euo pipefail
 
@@ -37,7 +39,7 @@ while (($#)); do
     shift
 done
 if ((${#presets[@]} == 0)); then
-    if ((quick)); then presets=(dev); else presets=(dev asan tsan); fi
+    if ((quick)); then presets=(dev); else presets=(dev asan tsan fuzz); fi
 fi
 
 pipemode_install_deps
