@@ -380,8 +380,10 @@ bool protobuf_record_parser::decode_numeric(const std::byte* p, const std::byte*
                 auto write = [out](std::size_t count) {
                     if constexpr (Store)
                         return out->extend_values<std::int32_t>(count);
-                    else
+                    else {
+                        (void)out;  // used only when storing (clang's -Wunused-lambda-capture)
                         return static_cast<std::int32_t*>(nullptr);
+                    }
                 };
                 if (!decode_packed_varints<Store>(p, n, write))
                     return false;
@@ -412,8 +414,10 @@ bool protobuf_record_parser::decode_numeric(const std::byte* p, const std::byte*
             auto write = [out](std::size_t count) {
                 if constexpr (Store)
                     return out->extend_keys(count);
-                else
+                else {
+                    (void)out;  // used only when storing (clang's -Wunused-lambda-capture)
                     return static_cast<std::uint64_t*>(nullptr);
+                }
             };
             if (!decode_packed_varints<Store>(p, n, write))
                 return false;
