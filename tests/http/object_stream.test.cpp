@@ -561,7 +561,14 @@ TEST_CASE("Ranged reads ask only for the bytes of the range, with If-Match once 
                 continue;
             }
             REQUIRE(!reqs.empty());
-            CHECK(range_of(reqs.front().range).first == c.first);
+            // With the size known, concurrent ranges reach the server in any order; without
+            // it, the first request goes alone, since its answer gives the size.
+            std::uint64_t lowest = range_of(reqs.front().range).first;
+            for (const auto& r : reqs)
+                lowest = std::min(lowest, range_of(r.range).first);
+            CHECK(lowest == c.first);
+            if (!known)
+                CHECK(range_of(reqs.front().range).first == c.first);
             std::uint64_t covered = 0;
             for (std::size_t i = 0; i < reqs.size(); ++i) {
                 CAPTURE(reqs[i].range);
