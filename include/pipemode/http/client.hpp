@@ -65,6 +65,9 @@ struct request {
     std::string url;
     /// Header fields as (name, value) pairs, sent in order.
     std::vector<std::pair<std::string, std::string>> headers{};
+    /// The request body, sent with any method other than GET and HEAD (and ignored with them);
+    /// its `Content-Type` goes in `headers`. Empty: no body (`Content-Length: 0`).
+    std::string body{};
     /// The whole transfer must finish within this (`CURLOPT_TIMEOUT_MS`); none when zero.
     /// Bulk transfers rely on the client's low-speed limit instead.
     std::chrono::milliseconds timeout{0};

@@ -58,13 +58,17 @@ struct environment {
     static environment process();
 };
 
-/// One HTTP request to a metadata service (container credentials or EC2 instance metadata).
+/// One HTTP request of a credentials source: to a metadata service (container credentials,
+/// EC2 instance metadata) or to AWS STS (web identity).
 struct metadata_request {
-    std::string method = "GET";  ///< "GET" or "PUT"
+    std::string method = "GET";  ///< "GET", "PUT" or "POST"
     std::string url;             ///< absolute http(s) URL
     std::vector<std::pair<std::string, std::string>> headers{};
     /// The whole request, connection included, must finish within this.
     std::chrono::milliseconds timeout{1000};
+    /// The body sent with a PUT or POST (its `Content-Type` is in `headers`); empty: none. May
+    /// hold a secret (a web identity token): never log it.
+    std::string body{};
 };
 
 /// The answer to a `metadata_request`.
@@ -73,8 +77,8 @@ struct metadata_response {
     std::string body;     ///< may hold credentials: never log it
 };
 
-/// Performs one HTTP request and returns the response whatever its status, or nothing when no
-/// connection could be made or the timeout passed. Supplied by the network code; tests give a
+/// Performs one HTTP request (sending its body, if any) and returns the response whatever its
+/// status, or nothing when no connection could be made or the timeout passed. Supplied by the network code; tests give a
 /// scripted fake. It may throw only for programming errors: an unreachable service is nothing,
 /// not an exception.
 using metadata_fetcher = std::function<asio::awaitable<std::optional<metadata_response>>(metadata_request)>;

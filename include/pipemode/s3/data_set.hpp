@@ -79,6 +79,14 @@ private:
     std::unique_ptr<credentials_provider> credentials_;
 };
 
+/// The fetcher that the default credentials chain of an S3 stream uses: performs each
+/// `metadata_request` (method, headers, body and timeout) with `c`, keeping at most 1 MiB of
+/// the response, and answers nothing for a transport failure (no connection, timeout, TLS
+/// error). `c` must outlive the fetcher, and the fetcher must be used on `c`'s thread.
+///
+/// Example: `credentials_provider p(environment::process(), make_metadata_fetcher(client));`
+metadata_fetcher make_metadata_fetcher(http::client& c);
+
 /// Ranged GETs of S3 objects (`object_info::name` is the object's `s3://bucket/key`).
 class s3_requests final : public http::request_builder {
 public:

@@ -269,9 +269,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             set(CURLOPT_NOBODY, 1L);
         } else if (req.method != "GET") {
             set(CURLOPT_CUSTOMREQUEST, req.method.c_str());
-            // An empty body, sent with Content-Length: 0 (the metadata service's token PUT).
-            set(CURLOPT_POSTFIELDS, "");
-            set(CURLOPT_POSTFIELDSIZE, 0L);
+            if (req.body.empty()) {
+                // An empty body, sent with Content-Length: 0 (the metadata service's token PUT).
+                set(CURLOPT_POSTFIELDS, "");
+                set(CURLOPT_POSTFIELDSIZE, 0L);
+            } else {
+                // Copied: `req` does not outlive this call. The size first, so that curl copies
+                // exactly that many bytes (a body may hold '\0').
+                set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+                set(CURLOPT_COPYPOSTFIELDS, req.body.data());
+            }
         }
         for (const auto& [name, value] : req.headers) {
             // "Name;" is curl's way to send a header with an empty value.

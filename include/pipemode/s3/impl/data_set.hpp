@@ -6,6 +6,29 @@
 
 namespace pipemode::s3 {
 
+inline metadata_fetcher make_metadata_fetcher(http::client& c)
+{
+    // Each source sets its own timeout (short for the metadata services, which answer in
+    // milliseconds or not at all); an unreachable service is "no answer", so that the chain can
+    // say what it tried.
+    http::client* client = &c;
+    return [client](metadata_request m) -> asio::awaitable<std::optional<metadata_response>> {
+        http::request r;
+        r.method = std::move(m.method);
+        r.url = std::move(m.url);
+        r.headers = std::move(m.headers);
+        r.body = std::move(m.body);
+        r.timeout = m.timeout;
+        auto resp = co_await http::async_fetch_document(*client, std::move(r), 1 * mib);
+        if (resp.ec)
+            co_return std::nullopt;
+        metadata_response out;
+        out.status = resp.head.status;
+        out.body = std::move(resp.body);
+        co_return out;
+    };
+}
+
 inline s3_context::s3_context(s3_options options)
     : options_(std::move(options)), env_(options_.env ? *options_.env : environment::process())
 {
@@ -45,26 +68,9 @@ inline asio::awaitable<http::request> s3_context::async_make(http::client& c, st
         if (options_.credentials) {
             credentials_ = std::make_unique<credentials_provider>(*options_.credentials);
         } else {
-            // Metadata services answer in milliseconds or not at all: short timeouts, and an
-            // unreachable service is "nothing here", so the chain can say what it tried.
-            http::client* client = &c;
-            metadata_fetcher fetch = [client](metadata_request m) -> asio::awaitable<std::optional<metadata_response>> {
-                http::request r;
-                r.method = m.method;
-                r.url = m.url;
-                r.headers = m.headers;
-                r.timeout = m.timeout;
-                auto resp = co_await http::async_fetch_document(*client, std::move(r), 1 * mib);
-                if (resp.ec)
-                    co_return std::nullopt;
-                metadata_response out;
-                out.status = resp.head.status;
-                out.body = std::move(resp.body);
-                co_return out;
-            };
             credentials_options co;
             co.profile = options_.profile;
-            credentials_ = std::make_unique<credentials_provider>(env_, std::move(fetch), std::move(co));
+            credentials_ = std::make_unique<credentials_provider>(env_, make_metadata_fetcher(c), std::move(co));
         }
     }
     const timed_credentials creds = co_await credentials_->async_get();
