@@ -35,6 +35,8 @@ namespace {
 // Secrets the tests plant; no error message may ever contain them.
 const std::string secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
 const std::string token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN";
+// A web identity token (a JWT's three parts), with the characters a form body must encode.
+const std::string web_token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJXEBIDENTITYTOKEN+/w==.c2lnbmF0dXJl+/==";
 
 void check_no_secrets(const std::string& message)
 {
@@ -43,6 +45,8 @@ void check_no_secrets(const std::string& message)
     CHECK(message.find(token) == std::string::npos);
     CHECK(message.find("SECRETKEY") == std::string::npos);
     CHECK(message.find("SESSIONTOKEN") == std::string::npos);
+    CHECK(message.find(web_token) == std::string::npos);
+    CHECK(message.find("WEBIDENTITYTOKEN") == std::string::npos);
 }
 
 /// A process environment and file system made of two maps.
@@ -443,6 +447,7 @@ TEST_CASE("credentials: nothing found names every source tried")
     CHECK(error_of([&] { get(p); })
           == "no AWS credentials found for profile 'default'. Tried: "
              "the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set); "
+             "web identity (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set); "
              "the shared credentials file (~/.aws/credentials (HOME is not set)); "
              "the config file (~/.aws/config (HOME is not set)); "
              "container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI "
@@ -1005,4 +1010,473 @@ TEST_CASE("credentials: the process environment reads bounded regular files")
     CHECK(env.read_file("/dev/null") == std::optional<std::string>(""));
     CHECK(error_of([&] { env.read_file("/dev/zero"); }) == "/dev/zero is not a regular file");
     fs::remove_all(dir);
+}
+
+namespace {
+
+const std::string role = "arn:aws:iam::123456789012:role/pipemode-reader";
+
+std::string sts_document(std::string_view id, std::string_view expiration)
+{
+    return "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+           "  <AssumeRoleWithWebIdentityResult>\n"
+           "    <SubjectFromWebIdentityToken>system:serviceaccount:ml:trainer</SubjectFromWebIdentityToken>\n"
+           "    <Credentials>\n"
+           "      <AccessKeyId>" + std::string(id) + "</AccessKeyId>\n"
+           "      <SecretAccessKey>" + secret + "</SecretAccessKey>\n"
+           "      <SessionToken>" + token + "</SessionToken>\n"
+           "      <Expiration>" + std::string(expiration) + "</Expiration>\n"
+           "    </Credentials>\n"
+           "  </AssumeRoleWithWebIdentityResult>\n"
+           "  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>\n"
+           "</AssumeRoleWithWebIdentityResponse>\n";
+}
+
+std::string sts_error(std::string_view code, std::string_view message)
+{
+    return "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>"
+         + std::string(code) + "</Code><Message>" + std::string(message)
+         + "</Message></Error><RequestId>4f1a</RequestId></ErrorResponse>";
+}
+
+/// STS at `url`, answering AssumeRoleWithWebIdentity with key `id` (or with `answer`).
+struct sts_service {
+    std::string url = "https://sts.us-east-1.amazonaws.com/";
+    std::string id = "ASIASTSKEY1";
+    std::string expiration = "2026-11-28T12:00:00Z";
+    std::optional<metadata_response> answer;
+    bool up = true;
+
+    std::optional<metadata_response> operator()(const metadata_request& r) const
+    {
+        if (r.url.find("169.254.") != std::string::npos)
+            FAIL("a configured web identity must not fall through to the metadata services");
+        if (!up || r.url != url)
+            return std::nullopt;
+        if (answer)
+            return *answer;
+        return ok(sts_document(id, expiration));
+    }
+};
+
+std::string percent_decode(std::string_view s)
+{
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%') {
+            REQUIRE(i + 2 < s.size());
+            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            REQUIRE(s[i] != '+');  // a '+' must be sent encoded: a form decoder reads it as a space
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, decoded.
+std::map<std::string, std::string> form_fields(std::string_view body)
+{
+    std::map<std::string, std::string> out;
+    std::size_t pos = 0;
+    while (pos <= body.size()) {
+        std::size_t end = body.find('&', pos);
+        if (end == std::string_view::npos)
+            end = body.size();
+        const std::string_view pair = body.substr(pos, end - pos);
+        const std::size_t eq = pair.find('=');
+        REQUIRE(eq != std::string_view::npos);
+        out[percent_decode(pair.substr(0, eq))] = percent_decode(pair.substr(eq + 1));
+        pos = end + 1;
+    }
+    return out;
+}
+
+/// An environment configured for web identity by the variables, the token file holding `web_token`.
+fake_environment web_identity_environment()
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_ROLE_ARN", role}, {"AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"}};
+    env.files["/var/run/secrets/token"] = web_token + "\n";
+    return env;
+}
+
+credentials_options at_clock(std::string_view iso)
+{
+    const auto t = at(iso);
+    return {.profile = {}, .clock = [t] { return t; }};
+}
+
+} // namespace
+
+TEST_CASE("credentials: web identity from the environment through STS AssumeRoleWithWebIdentity")
+{
+    auto env = web_identity_environment();
+    fake_service service;
+    sts_service sts;
+    service.script = std::ref(sts);
+    auto first_request = [&](std::string_view url) {
+        sts.url = std::string(url);
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto c = get(p);
+        CHECK(c.credentials.access_key_id == "ASIASTSKEY1");
+        REQUIRE(service.requests.size() == 1);
+        return service.requests[0];
+    };
+
+    credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIASTSKEY1");
+    CHECK(c.credentials.secret_access_key == secret);
+    CHECK(c.credentials.session_token == token);
+    CHECK(c.expiration == at("2026-11-28T12:00:00Z"));
+    CHECK(c.source == "web identity (" + role + ")");
+    REQUIRE(service.requests.size() == 1);
+    const auto& r = service.requests[0];
+    CHECK(r.method == "POST");
+    CHECK(r.url == "https://sts.us-east-1.amazonaws.com/");
+    CHECK(r.timeout == 10000ms);
+    CHECK(header(r, "Content-Type") == "application/x-www-form-urlencoded; charset=utf-8");
+    CHECK(header(r, "Authorization") == "<absent>");  // unsigned: the token is the proof
+    const auto fields = form_fields(r.body);
+    CHECK(fields == std::map<std::string, std::string>{
+                        {"Action", "AssumeRoleWithWebIdentity"},
+                        {"Version", "2011-06-15"},
+                        {"RoleArn", role},
+                        {"RoleSessionName", "pipemode-" + std::to_string(1795845600000)},
+                        {"WebIdentityToken", web_token},  // the file's line break dropped
+                    });
+    CHECK(r.body.find("&WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJXEBIDENTITYTOKEN%2B%2Fw%3D%3D."
+                      "c2lnbmF0dXJl%2B%2F%3D%3D")
+          != std::string::npos);
+    CHECK(r.body.find("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fpipemode-reader&") != std::string::npos);
+
+    SECTION("a session name of the user's")
+    {
+        env.vars["AWS_ROLE_SESSION_NAME"] = "trainer-7@ml.example,a=b+c";
+        CHECK(form_fields(first_request("https://sts.us-east-1.amazonaws.com/").body).at("RoleSessionName")
+              == "trainer-7@ml.example,a=b+c");
+    }
+    SECTION("the region from AWS_REGION, AWS_DEFAULT_REGION or the profile")
+    {
+        env.files["/h/.aws/config"] = "[default]\nregion = ap-south-1\n";
+        CHECK(first_request("https://sts.ap-south-1.amazonaws.com/").url == "https://sts.ap-south-1.amazonaws.com/");
+        env.vars["AWS_DEFAULT_REGION"] = "eu-west-1";
+        CHECK(first_request("https://sts.eu-west-1.amazonaws.com/").url == "https://sts.eu-west-1.amazonaws.com/");
+        env.vars["AWS_REGION"] = "eu-west-3";
+        CHECK(first_request("https://sts.eu-west-3.amazonaws.com/").url == "https://sts.eu-west-3.amazonaws.com/");
+    }
+    SECTION("the endpoint from AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or the profile, unless ignored")
+    {
+        env.vars["AWS_ENDPOINT_URL_S3"] = "http://s3-only:1";  // S3's own: not for STS
+        env.files["/h/.aws/config"] = "[default]\n"
+                                      "services = local\n"
+                                      "[services local]\n"
+                                      "sts =\n"
+                                      "  endpoint_url = http://sts-service:3\n";
+        CHECK(first_request("http://sts-service:3/").url == "http://sts-service:3/");
+        env.files["/h/.aws/config"] = "[default]\nsts =\n  endpoint_url = http://sts-nested:4/base/\n";
+        CHECK(first_request("http://sts-nested:4/base/").url == "http://sts-nested:4/base/");
+        env.vars["AWS_ENDPOINT_URL"] = "http://127.0.0.1:5000";
+        const auto global = first_request("http://127.0.0.1:5000/");
+        CHECK(global.method == "POST");
+        CHECK(form_fields(global.body).at("WebIdentityToken") == web_token);
+        env.vars["AWS_ENDPOINT_URL_STS"] = "https://sts.example.com:8443";
+        CHECK(first_request("https://sts.example.com:8443/").url == "https://sts.example.com:8443/");
+        env.vars["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true";
+        CHECK(first_request("https://sts.us-east-1.amazonaws.com/").url == "https://sts.us-east-1.amazonaws.com/");
+        env.vars["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "false";
+        env.vars["AWS_ENDPOINT_URL_STS"] = "sts.example.com";
+        credentials_provider q(env.make(), service.make());
+        CHECK(error_of([&] { get(q); }).find("AWS_ENDPOINT_URL_STS: 'sts.example.com' is not a usable URL") == 0);
+    }
+}
+
+TEST_CASE("credentials: web identity from the profile in the config file")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "eks"}};
+    env.files["/h/.aws/config"] = "[profile eks]\n"
+                                  "region = eu-central-1\n"
+                                  "role_arn = " + role + "\n"
+                                  "web_identity_token_file = /tokens/eks\n"
+                                  "role_session_name = from-profile\n";
+    env.files["/tokens/eks"] = web_token;
+    fake_service service;
+    sts_service sts;
+    sts.url = "https://sts.eu-central-1.amazonaws.com/";
+    service.script = std::ref(sts);
+    credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIASTSKEY1");
+    CHECK(c.source == "web identity (" + role + ")");
+    REQUIRE(service.requests.size() == 1);
+    const auto fields = form_fields(service.requests[0].body);
+    CHECK(fields.at("RoleArn") == role);
+    CHECK(fields.at("RoleSessionName") == "from-profile");
+    CHECK(fields.at("WebIdentityToken") == web_token);
+
+    SECTION("the environment's pair wins over the profile's")
+    {
+        env.vars["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/from-environment";
+        env.vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = "/tokens/eks";
+        service.requests.clear();
+        credentials_provider q(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        CHECK(get(q).source == "web identity (arn:aws:iam::123456789012:role/from-environment)");
+        CHECK(form_fields(service.requests.at(0).body).at("RoleSessionName").rfind("pipemode-", 0) == 0);
+    }
+}
+
+TEST_CASE("credentials: web identity's place in the chain")
+{
+    auto env = web_identity_environment();
+    env.vars["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/creds";
+    env.files["/h/.aws/credentials"] = "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n";
+    env.files["/h/.aws/config"] = "[default]\naws_access_key_id = AKIACONFIG\naws_secret_access_key = s\n";
+    fake_service service;
+    sts_service sts;
+    service.script = [&](const metadata_request& r) -> std::optional<metadata_response> {
+        if (r.url == "http://169.254.170.2/creds")
+            return ok(credentials_json("ASIACONTAINER", "2026-11-28T12:00:00Z"));
+        return sts(r);
+    };
+    auto first = [&] {
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        return get(p).credentials.access_key_id;
+    };
+    // Keys in the environment come first: no token is read, STS is not asked.
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+    env.vars["AWS_SECRET_ACCESS_KEY"] = "s";
+    CHECK(first() == "AKIAENV");
+    CHECK(env.reads.empty());
+    CHECK(service.requests.empty());
+    // Web identity before the shared credentials file, the config file and the container.
+    env.vars.erase("AWS_ACCESS_KEY_ID");
+    env.vars.erase("AWS_SECRET_ACCESS_KEY");
+    CHECK(first() == "ASIASTSKEY1");
+    CHECK(service.requests.size() == 1);
+    env.vars.erase("AWS_ROLE_ARN");
+    env.vars.erase("AWS_WEB_IDENTITY_TOKEN_FILE");
+    CHECK(first() == "AKIAFILE");
+    CHECK(service.requests.size() == 1);
+    // The profile's web identity also comes before the files' keys.
+    env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role + "\nweb_identity_token_file = /var/run/secrets/token\n"
+                                  "aws_access_key_id = AKIACONFIG\naws_secret_access_key = s\n";
+    CHECK(first() == "ASIASTSKEY1");
+    CHECK(service.requests.size() == 2);
+}
+
+TEST_CASE("credentials: half a web identity is an error; other role profiles stay refused")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}};
+    env.files["/h/.aws/credentials"] = "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n"
+                                       "[p]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n";
+    env.files["/t"] = web_token;
+    fake_service service;
+    service.script = [](const metadata_request&) -> std::optional<metadata_response> {
+        FAIL("half a configuration must not reach STS nor fall through");
+        return std::nullopt;
+    };
+    auto failure = [&] {
+        credentials_provider p(env.make(), service.make());
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        return message;
+    };
+    SECTION("the role without the token file in the environment")
+    {
+        env.vars["AWS_ROLE_ARN"] = role;
+        CHECK(failure() == "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not: set both for web identity "
+                           "federation, or unset AWS_ROLE_ARN to use other credentials");
+    }
+    SECTION("the token file without the role in the environment")
+    {
+        env.vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = "/t";
+        CHECK(failure() == "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not: set both for web identity "
+                           "federation, or unset AWS_WEB_IDENTITY_TOKEN_FILE to use other credentials");
+    }
+    SECTION("the token file without the role in the profile")
+    {
+        env.files["/h/.aws/config"] = "[profile p]\nweb_identity_token_file = /t\n";
+        env.vars["AWS_PROFILE"] = "p";
+        CHECK(failure() == "/h/.aws/config, profile 'p' has web_identity_token_file but no role_arn: set both for web "
+                           "identity federation");
+    }
+    SECTION("the role without the token file in the profile")
+    {
+        env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role + "\n";
+        CHECK(failure() == "/h/.aws/config, profile 'default' has role_arn but no web_identity_token_file (nor "
+                           "source_profile): set web_identity_token_file for web identity federation");
+    }
+    SECTION("assuming a role from another profile, credential_process and SSO are still refused")
+    {
+        env.files["/h/.aws/credentials"] = "[other]\naws_access_key_id = A\naws_secret_access_key = s\n";
+        env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role + "\nsource_profile = other\n";
+        CHECK(failure().find("profile 'default' in /h/.aws/config gets its credentials through 'role_arn', which "
+                             "pipemode does not support")
+              == 0);
+        env.files["/h/.aws/config"] = "[default]\ncredential_process = /bin/creds\n";
+        CHECK(failure().find("profile 'default' in /h/.aws/config gets its credentials through 'credential_process'")
+              == 0);
+        env.files["/h/.aws/config"] = "[default]\nsso_session = corp\n";
+        CHECK(failure().find("profile 'default' in /h/.aws/config gets its credentials through 'sso_session'") == 0);
+    }
+}
+
+TEST_CASE("credentials: session names are checked before STS is asked")
+{
+    auto env = web_identity_environment();
+    fake_service service;
+    service.script = [](const metadata_request&) -> std::optional<metadata_response> {
+        FAIL("an invalid session name must not reach STS");
+        return std::nullopt;
+    };
+    for (const std::string& bad : std::vector<std::string>{"a", std::string(65, 'x'), "two words", "slash/name", "caf\xc3\xa9"}) {
+        INFO(bad);
+        env.vars["AWS_ROLE_SESSION_NAME"] = bad;
+        credentials_provider p(env.make(), service.make());
+        CHECK(error_of([&] { get(p); })
+              == "AWS_ROLE_SESSION_NAME must be 2 to 64 characters among letters, digits and _+=,.@-");
+    }
+    env.vars.erase("AWS_ROLE_SESSION_NAME");
+    env.vars.erase("AWS_ROLE_ARN");
+    env.vars.erase("AWS_WEB_IDENTITY_TOKEN_FILE");
+    env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role
+                                + "\nweb_identity_token_file = /var/run/secrets/token\nrole_session_name = x\n";
+    credentials_provider p(env.make(), service.make());
+    CHECK(error_of([&] { get(p); })
+          == "/h/.aws/config, profile 'default', setting 'role_session_name' must be 2 to 64 characters among letters, "
+             "digits and _+=,.@-");
+    CHECK(s3::detail::is_valid_role_session_name("pipemode-1795845600000"));
+    CHECK(s3::detail::is_valid_role_session_name(std::string(64, 'x')));
+}
+
+TEST_CASE("credentials: STS failures stop the chain and never show the token or the credentials")
+{
+    auto env = web_identity_environment();
+    fake_service service;
+    sts_service sts;
+    service.script = std::ref(sts);
+    auto failure = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        return message;
+    };
+    const std::string url = "https://sts.us-east-1.amazonaws.com/";
+    const std::string prefix = "web identity for role " + role + ": ";
+
+    sts.up = false;
+    CHECK(failure() == prefix + "no answer from STS at " + url + " within 10000 ms (3 attempts)");
+    CHECK(service.requests.size() == 3);
+    sts.up = true;
+    sts.answer = metadata_response{503, "<html>busy</html>"};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRoleWithWebIdentity: HTTP 503");
+    CHECK(service.requests.size() == 3);
+    sts.answer = metadata_response{403, sts_error("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRoleWithWebIdentity: HTTP 403 (AccessDenied: "
+                                "Not authorized to perform sts:AssumeRoleWithWebIdentity)");
+    CHECK(service.requests.size() == 1);
+    sts.answer = metadata_response{400, sts_error("InvalidIdentityToken", "Token eyJzdWIiOiJXEBIDENTITYTOKEN+/w== is bad")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRoleWithWebIdentity: HTTP 400 (InvalidIdentityToken: "
+                                "(STS's message is left out: it quotes the web identity token))");
+    sts.answer = metadata_response{400, sts_error("Expired<Token>", "line one\nline two")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRoleWithWebIdentity: HTTP 400");  // not XML
+    sts.answer = metadata_response{400, sts_error("Bad Code", "line one\nline two")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRoleWithWebIdentity: HTTP 400 (an unreadable error "
+                                "code: line one line two)");
+
+    const std::string unusable = prefix + "the answer of STS at " + url + " is unusable: ";
+    const std::string good = sts_document("ASIA1", "2026-11-28T12:00:00Z");
+    sts.answer = ok(good.substr(0, good.size() / 2));
+    CHECK(failure().find(unusable + "the response is not an XML document (malformed XML document at byte ") == 0);
+    sts.answer = ok("<ErrorResponse><Error><Code>" + secret + "</Code></Error></ErrorResponse>");
+    CHECK(failure() == unusable + "the response has no AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/"
+                                  "Credentials");
+    std::string no_token = good;
+    no_token.replace(no_token.find("<SessionToken>"), std::string("<SessionToken>").size() + token.size(),
+                     "<SessionToken>");
+    sts.answer = ok(no_token);
+    CHECK(failure() == unusable + "the response's Credentials have no usable SessionToken (a non-empty text without "
+                                  "control characters)");
+    sts.answer = ok(sts_document("ASIA1", token));
+    CHECK(failure() == unusable + "the response's Expiration is not an ISO 8601 time such as 2026-11-28T12:00:00Z");
+    sts.answer = ok(sts_document("ASIA1", "2026-11-28T05:00:00Z"));
+    CHECK(failure() == "web identity (" + role + ") gave credentials that expired at 2026-11-28T05:00:00Z while the "
+                       "clock reads 2026-11-28T06:00:00Z: check the system clock");
+    sts.answer.reset();
+
+    env.files.erase("/var/run/secrets/token");
+    CHECK(failure() == prefix + "AWS_WEB_IDENTITY_TOKEN_FILE names /var/run/secrets/token, which does not exist");
+    env.files["/var/run/secrets/token"] = " \n";
+    CHECK(failure() == prefix + "the web identity token file /var/run/secrets/token is empty");
+    CHECK(service.requests.empty());
+    env.files["/var/run/secrets/token"] = web_token;
+    {
+        credentials_provider p(env.make(), {});
+        const auto message = error_of([&] { get(p); });
+        CHECK(message == prefix + "no HTTP fetcher was given to reach STS at " + url);
+    }
+
+    // The token file goes through the environment's bounded reader.
+    namespace fs = std::filesystem;
+    const fs::path big = fs::temp_directory_path() / ("pipemode-web-token-" + std::to_string(::getpid()));
+    std::ofstream(big, std::ios::binary) << std::string(max_settings_file_size + 1, 'e');
+    env.vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = big.string();
+    environment bounded = env.make();
+    bounded.read_file = environment::process().read_file;
+    credentials_provider p(bounded, service.make());
+    CHECK(error_of([&] { get(p); }) == big.string() + " is larger than 1 MiB, too large for a settings file");
+    fs::remove(big);
+}
+
+TEST_CASE("credentials: web identity is refreshed from STS with the token file read again")
+{
+    auto env = web_identity_environment();
+    fake_service service;
+    sts_service sts;
+    service.script = std::ref(sts);
+    auto now = at("2026-11-28T11:00:00Z");
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [&] { return now; }});
+    CHECK(get(p).credentials.access_key_id == "ASIASTSKEY1");
+    REQUIRE(service.requests.size() == 1);
+
+    // EKS rotates the token in the file; the next fetch sends the new one.
+    const std::string rotated = "eyJhbGciOiJSUzI1NiJ9.ROTATEDTOKEN.c2ln";
+    env.files["/var/run/secrets/token"] = rotated + "\r\n";
+    sts.id = "ASIASTSKEY2";
+    sts.expiration = "2026-11-28T18:00:00Z";
+    // Keys that appear in the environment later do not replace the source being refreshed.
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+    env.vars["AWS_SECRET_ACCESS_KEY"] = "s";
+    now = at("2026-11-28T11:54:59Z");
+    CHECK(get(p).credentials.access_key_id == "ASIASTSKEY1");
+    CHECK(service.requests.size() == 1);
+    now = at("2026-11-28T11:55:01Z");
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIASTSKEY2");
+    CHECK(c.expiration == at("2026-11-28T18:00:00Z"));
+    CHECK(c.source == "web identity (" + role + ")");
+    REQUIRE(service.requests.size() == 2);
+    const auto fields = form_fields(service.requests[1].body);
+    CHECK(fields.at("WebIdentityToken") == rotated);
+    CHECK(fields.at("RoleSessionName") == "pipemode-" + std::to_string(1795866901000));
+
+    // A failed refresh keeps the valid credentials, then fails once they expire.
+    sts.answer = metadata_response{400, sts_error("ExpiredTokenException", "Token expired")};
+    now = at("2026-11-28T17:56:00Z");
+    CHECK(get(p).credentials.access_key_id == "ASIASTSKEY2");
+    CHECK(service.requests.size() == 3);
+    now = at("2026-11-28T18:00:00Z");
+    const auto message = error_of([&] { get(p); });
+    // A configured source that fails says so itself, as on first use.
+    CHECK(message == "web identity for role " + role
+                         + ": STS at https://sts.us-east-1.amazonaws.com/ refused AssumeRoleWithWebIdentity: HTTP 400 "
+                           "(ExpiredTokenException: Token expired)");
+    check_no_secrets(message);
+    CHECK(message.find("ROTATEDTOKEN") == std::string::npos);
 }

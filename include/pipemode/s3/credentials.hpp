@@ -110,10 +110,14 @@ inline s3_settings resolve_settings(const environment& env, std::string_view pro
 struct timed_credentials {
     aws_credentials credentials;
     std::optional<std::chrono::system_clock::time_point> expiration;
-    /// "explicit", "environment", "shared credentials file (profile NAME)", "config file
-    /// (profile NAME)", "container credentials" or "instance metadata (IMDSv2)".
+    /// "explicit", "environment", "web identity (ROLE_ARN)", "shared credentials file (profile
+    /// NAME)", "config file (profile NAME)", "container credentials" or "instance metadata (IMDSv2)".
     std::string source;
 };
+
+namespace detail {
+struct web_identity_settings;  // in impl/credentials.hpp
+}
 
 /// Settings of the default credentials chain.
 struct credentials_options {
@@ -129,19 +133,29 @@ struct credentials_options {
 /// The default chain, in order (docs/s3-credentials.md):
 /// 1. the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
 ///    (and `AWS_CREDENTIAL_EXPIRATION`);
-/// 2. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`),
+/// 2. web identity federation (EKS IAM roles for service accounts): `AWS_ROLE_ARN` and
+///    `AWS_WEB_IDENTITY_TOKEN_FILE` (optionally `AWS_ROLE_SESSION_NAME`), else the profile's
+///    `role_arn` and `web_identity_token_file` (optionally `role_session_name`) in the config
+///    file. The token file is read at every fetch and sent, unsigned, to STS
+///    `AssumeRoleWithWebIdentity` at `https://sts.REGION.amazonaws.com/` (region as
+///    `resolve_settings` finds it; `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL` or the profile's
+///    `sts` endpoint override it), with a 10 s timeout;
+/// 3. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`),
 ///    section `[PROFILE]`: `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`;
-/// 3. the config file (`AWS_CONFIG_FILE` or `~/.aws/config`), section `[profile PROFILE]`
+/// 4. the config file (`AWS_CONFIG_FILE` or `~/.aws/config`), section `[profile PROFILE]`
 ///    (`[default]`), the same keys;
-/// 4. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (fetched from
+/// 5. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (fetched from
 ///    `http://169.254.170.2`) or `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with an `Authorization`
 ///    header from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `AWS_CONTAINER_AUTHORIZATION_TOKEN`;
-/// 5. EC2 instance metadata, IMDSv2 only (`AWS_EC2_METADATA_DISABLED=true` skips it,
+/// 6. EC2 instance metadata, IMDSv2 only (`AWS_EC2_METADATA_DISABLED=true` skips it,
 ///    `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it).
 ///
-/// A source that is configured but broken (a key id without its secret, a container endpoint
-/// that refuses) stops the chain with an error instead of falling through to the next one, so
-/// that a typo never silently selects other credentials. Anonymous access is not part of the
+/// A source that is configured but broken (a key id without its secret, a role ARN without its
+/// token file, a container endpoint or STS that refuses or does not answer) stops the chain
+/// with an error instead of falling through to the next one, so that a typo never silently
+/// selects other credentials. Profiles that assume a role from another profile
+/// (`source_profile`, `credential_source`), run a `credential_process` or use SSO are refused
+/// with an error, not skipped. Anonymous access is not part of the
 /// chain: finding nothing is an error, and unsigned requests are a separate, explicit choice.
 ///
 /// Thread safety: use a provider from one thread (the network thread) only. Any number of
@@ -155,8 +169,9 @@ public:
     /// Example: `credentials_provider p(aws_credentials{"AKIA...", "secret", ""});`
     explicit credentials_provider(aws_credentials credentials);
 
-    /// The default chain, read through `env`; `fetch` performs the metadata services' HTTP
-    /// requests (when empty, the container and instance metadata sources are skipped).
+    /// The default chain, read through `env`; `fetch` performs the metadata services' and
+    /// STS's HTTP requests (when empty, the container and instance metadata sources are
+    /// skipped, and a configured web identity is an error).
     /// Nothing is read until the first `async_get`.
     credentials_provider(environment env, metadata_fetcher fetch, credentials_options options = {});
 
@@ -177,13 +192,22 @@ public:
     asio::awaitable<timed_credentials> async_get();
 
 private:
-    enum class source_kind { explicit_keys, environment, credentials_file, config_file, container, instance_metadata };
+    enum class source_kind {
+        explicit_keys,
+        environment,
+        web_identity,
+        credentials_file,
+        config_file,
+        container,
+        instance_metadata
+    };
     struct resolved {
         timed_credentials credentials;
         source_kind kind;
     };
 
     asio::awaitable<resolved> resolve(std::optional<source_kind> only);
+    asio::awaitable<timed_credentials> from_web_identity(detail::web_identity_settings settings);
     asio::awaitable<std::optional<timed_credentials>> from_container(std::string& note);
     asio::awaitable<std::optional<timed_credentials>> from_instance_metadata(std::string& note);
     asio::awaitable<void> wait_for_refresh();

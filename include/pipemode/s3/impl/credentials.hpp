@@ -3,6 +3,7 @@
 
 #include <pipemode/s3/credentials.hpp>
 #include <pipemode/detail/json.hpp>
+#include <pipemode/s3/xml.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/error.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -267,6 +269,87 @@ inline http_url parse_configured_url(std::string_view text, std::string_view ori
     } catch (const std::invalid_argument& e) {
         throw std::invalid_argument(std::string(origin) + ": " + e.what());
     }
+}
+
+/// "PATH, profile 'NAME'": where a profile's settings in the config file are named in messages.
+inline std::string profile_origin(const settings_file& config, std::string_view profile)
+{
+    return config.path + ", profile '" + std::string(profile) + "'";
+}
+
+/// The region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region` (`section`, named
+/// `where` in messages; null when the profile has no section), else "us-east-1". Throws
+/// `std::invalid_argument` naming the setting when it is not a region name.
+inline std::string configured_region(const environment& env, const ini_section* section, std::string_view where)
+{
+    std::string region;
+    std::string origin;
+    const std::string* in_profile = section ? section->find("region") : nullptr;
+    if (auto v = env_value(env, "AWS_REGION")) {
+        region = *v;
+        origin = "AWS_REGION";
+    } else if (auto d = env_value(env, "AWS_DEFAULT_REGION")) {
+        region = *d;
+        origin = "AWS_DEFAULT_REGION";
+    } else if (in_profile && !in_profile->empty()) {
+        region = *in_profile;
+        origin = std::string(where) + ", setting 'region'";
+    } else {
+        region = "us-east-1";
+    }
+    try {
+        (void)aws_endpoint(region);  // validates the name
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(origin + ": " + e.what());
+    }
+    return region;
+}
+
+/// The configured endpoint of `service` ("s3", "sts"), or nothing for AWS's own: the variable
+/// `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL`, then from the profile (`section` of
+/// `config`, named `where`): `endpoint_url` of `service` in its `[services NAME]` section, in
+/// its own nested `service =` block, then its `endpoint_url`. None of them when
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` (else the profile's `ignore_configured_endpoint_urls`)
+/// is true. Throws `std::invalid_argument` naming the setting for an unusable URL.
+inline std::optional<http_url> configured_endpoint(const environment& env, const settings_file& config,
+                                                   const ini_section* section, std::string_view where,
+                                                   std::string_view service)
+{
+    bool ignore_endpoints = false;
+    const std::string* ignore_in_profile = section ? section->find("ignore_configured_endpoint_urls") : nullptr;
+    if (auto v = env_value(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"))
+        ignore_endpoints = is_true(*v);
+    else if (ignore_in_profile && !ignore_in_profile->empty())
+        ignore_endpoints = is_true(*ignore_in_profile);
+    if (ignore_endpoints)
+        return std::nullopt;
+    std::string variable = "AWS_ENDPOINT_URL_";
+    for (char c : service)
+        variable += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    if (auto v = env_value(env, variable))
+        return parse_configured_url(*v, variable);
+    if (auto g = env_value(env, "AWS_ENDPOINT_URL"))
+        return parse_configured_url(*g, "AWS_ENDPOINT_URL");
+    if (!section)
+        return std::nullopt;
+    // Service-specific before global, as the CLI orders them.
+    const std::string* services = section->find("services");
+    const ini_section* services_section = nullptr;
+    if (services && config.contents)
+        if (auto it = config.contents->find("services " + *services); it != config.contents->end())
+            services_section = &it->second;
+    const std::string* url = nullptr;
+    std::string origin;
+    const std::string name(service);
+    if (services_section && (url = services_section->find(name, "endpoint_url")) && !url->empty())
+        origin = config.path + ", [services " + *services + "] " + name + " endpoint_url";
+    else if ((url = section->find(name, "endpoint_url")) && !url->empty())
+        origin = std::string(where) + ", " + name + " endpoint_url";
+    else if ((url = section->find("endpoint_url")) && !url->empty())
+        origin = std::string(where) + ", setting 'endpoint_url'";
+    if (origin.empty())
+        return std::nullopt;
+    return parse_configured_url(*url, origin);
 }
 
 /// Parses an ISO 8601 time with a date, a time, optional fractional seconds and a UTC offset:
@@ -568,6 +651,227 @@ inline metadata_request make_request(std::string method, std::string url,
     return r;
 }
 
+/// A web identity configuration: the role to assume, the file that holds the token, the
+/// session name, and the STS endpoint to ask, with the names of their settings for messages.
+/// The token itself is read from `token_file` at every fetch: EKS rotates it.
+struct web_identity_settings {
+    std::string role_arn;
+    std::string token_file;
+    std::string session_name;         // empty: "pipemode-<unix time in ms>" at every fetch
+    std::string token_file_setting;   // "AWS_WEB_IDENTITY_TOKEN_FILE" or the profile's setting
+    std::string url;                  // where AssumeRoleWithWebIdentity is POSTed
+};
+
+// An STS role session name: 2 to 64 of letters, digits and _+=,.@-.
+inline bool is_valid_role_session_name(std::string_view name) noexcept
+{
+    if (name.size() < 2 || name.size() > 64)
+        return false;
+    for (char c : name)
+        if (!(is_alnum(c) || c == '_' || c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == '-'))
+            return false;
+    return true;
+}
+
+/// The web identity configuration of the environment (`AWS_ROLE_ARN`,
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_SESSION_NAME`), else of the profile's section of
+/// the config file (`role_arn`, `web_identity_token_file`, `role_session_name`); nothing (with
+/// `note` saying why) when neither configures it. The region and the STS endpoint come from
+/// the same settings as S3's (`AWS_ENDPOINT_URL_STS` and the profile's `sts` endpoint instead
+/// of S3's).
+///
+/// Throws `std::runtime_error` naming the missing setting when only one of the role and the
+/// token file is set, and `std::invalid_argument` for an unusable role ARN, session name,
+/// region or endpoint. Reads no token.
+inline std::optional<web_identity_settings> find_web_identity(const environment& env, const settings_file& config,
+                                                              const ini_section* section, std::string_view profile,
+                                                              std::string& note)
+{
+    const std::string where = profile_origin(config, profile);
+    web_identity_settings w;
+    std::string role_setting;
+    std::string session_setting;
+    auto role = env_value(env, "AWS_ROLE_ARN");
+    auto file = env_value(env, "AWS_WEB_IDENTITY_TOKEN_FILE");
+    if (role && !file)
+        throw std::runtime_error("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not: set both for web "
+                                 "identity federation, or unset AWS_ROLE_ARN to use other credentials");
+    if (file && !role)
+        throw std::runtime_error("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not: set both for web "
+                                 "identity federation, or unset AWS_WEB_IDENTITY_TOKEN_FILE to use other credentials");
+    if (role) {
+        w.role_arn = std::move(*role);
+        w.token_file = std::move(*file);
+        w.session_name = env_value(env, "AWS_ROLE_SESSION_NAME").value_or("");
+        role_setting = "AWS_ROLE_ARN";
+        w.token_file_setting = "AWS_WEB_IDENTITY_TOKEN_FILE";
+        session_setting = "AWS_ROLE_SESSION_NAME";
+    } else {
+        const std::string not_set = "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set";
+        if (!section) {
+            note = not_set;
+            return std::nullopt;
+        }
+        auto get = [&](std::string_view key) -> std::string {
+            const std::string* v = section->find(key);
+            return v ? *v : std::string();
+        };
+        w.role_arn = get("role_arn");
+        w.token_file = get("web_identity_token_file");
+        if (w.role_arn.empty() && w.token_file.empty()) {
+            note = not_set + ", and " + where + " has no web_identity_token_file";
+            return std::nullopt;
+        }
+        if (w.role_arn.empty())
+            throw std::runtime_error(where + " has web_identity_token_file but no role_arn: set both for web identity "
+                                     "federation");
+        if (w.token_file.empty()) {
+            // Another way to assume the role, which the profile sources refuse with their own reason.
+            if (section->find("source_profile") || section->find("credential_source")) {
+                note = not_set + ", and " + where + " assumes its role from another source, not a web identity";
+                return std::nullopt;
+            }
+            throw std::runtime_error(where + " has role_arn but no web_identity_token_file (nor source_profile): set "
+                                     "web_identity_token_file for web identity federation");
+        }
+        w.session_name = get("role_session_name");
+        role_setting = where + ", setting 'role_arn'";
+        w.token_file_setting = where + ", setting 'web_identity_token_file'";
+        session_setting = where + ", setting 'role_session_name'";
+    }
+    if (w.role_arn.size() > 2048 || has_control_character(w.role_arn))
+        throw std::invalid_argument(role_setting + " is not a role ARN (longer than 2048 characters, or with a "
+                                                   "control character)");
+    if (!w.session_name.empty() && !is_valid_role_session_name(w.session_name))
+        throw std::invalid_argument(session_setting + " must be 2 to 64 characters among letters, digits and _+=,.@-");
+
+    const std::string region = configured_region(env, section, where);
+    if (auto endpoint = configured_endpoint(env, config, section, where, "sts")) {
+        if (endpoint->path.empty())
+            endpoint->path = "/";
+        w.url = endpoint->to_string();
+    } else {
+        w.url = "https://sts." + region + ".amazonaws.com/";
+    }
+    return w;
+}
+
+/// The STS `AssumeRoleWithWebIdentity` request: an unsigned form POST (the token is the proof).
+inline metadata_request web_identity_request(const web_identity_settings& w, std::string_view session_name,
+                                             std::string_view token, std::chrono::milliseconds timeout)
+{
+    metadata_request r;
+    r.method = "POST";
+    r.url = w.url;
+    r.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded; charset=utf-8");
+    r.timeout = timeout;
+    std::vector<std::pair<std::string, std::string>> form;
+    form.emplace_back("Action", "AssumeRoleWithWebIdentity");
+    form.emplace_back("Version", "2011-06-15");
+    form.emplace_back("RoleArn", w.role_arn);
+    form.emplace_back("RoleSessionName", std::string(session_name));
+    form.emplace_back("WebIdentityToken", std::string(token));
+    r.body = encode_query(form);
+    return r;
+}
+
+/// Reads the credentials of an `AssumeRoleWithWebIdentityResponse` document. On failure
+/// returns nothing and sets `why` to a reason that never quotes the document.
+inline std::optional<timed_credentials> parse_web_identity_response(std::string_view body, std::string& why)
+{
+    xml::limits lim;
+    lim.max_input = 64 * 1024;
+    lim.max_depth = 8;
+    lim.max_elements = 256;
+    xml::parse_error err;
+    auto root = xml::parse(body, err, lim);
+    if (!root) {
+        why = "the response is not an XML document (" + err.to_string() + ")";
+        return std::nullopt;
+    }
+    const xml::element* credentials = nullptr;
+    if (root->name == "AssumeRoleWithWebIdentityResponse")
+        if (const xml::element* result = root->child("AssumeRoleWithWebIdentityResult"))
+            credentials = result->child("Credentials");
+    if (!credentials) {
+        why = "the response has no AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials";
+        return std::nullopt;
+    }
+    auto field = [&](std::string_view name) -> std::optional<std::string> {
+        auto text = credentials->child_text(name);
+        if (!text)
+            return std::nullopt;
+        const std::string_view t = trim(*text);
+        if (t.empty() || has_control_character(t))
+            return std::nullopt;
+        return std::string(t);
+    };
+    timed_credentials c;
+    auto id = field("AccessKeyId");
+    auto secret = field("SecretAccessKey");
+    auto token = field("SessionToken");
+    auto expiration = field("Expiration");
+    for (auto [value, name] : {std::pair{&id, "AccessKeyId"}, std::pair{&secret, "SecretAccessKey"},
+                               std::pair{&token, "SessionToken"}, std::pair{&expiration, "Expiration"}})
+        if (!*value) {
+            why = std::string("the response's Credentials have no usable ") + name
+                + " (a non-empty text without control characters)";
+            return std::nullopt;
+        }
+    c.expiration = parse_iso8601(*expiration);
+    if (!c.expiration) {
+        why = "the response's Expiration is not an ISO 8601 time such as 2026-11-28T12:00:00Z";
+        return std::nullopt;
+    }
+    c.credentials = {std::move(*id), std::move(*secret), std::move(*token)};
+    return c;
+}
+
+/// The error of a failed STS call, "HTTP 403 (AccessDenied: Not authorized...)", from its
+/// `ErrorResponse/Error/{Code,Message}` document when it has one. STS's message is left out
+/// when it quotes any part of `token`; control characters and excess length are cut.
+inline std::string describe_sts_error(unsigned status, std::string_view body, std::string_view token)
+{
+    std::string out = "HTTP " + std::to_string(status);
+    xml::limits lim;
+    lim.max_input = 64 * 1024;
+    lim.max_depth = 8;
+    lim.max_elements = 256;
+    xml::parse_error err;
+    auto root = xml::parse(body, err, lim);
+    const xml::element* error = root && root->name == "ErrorResponse" ? root->child("Error") : nullptr;
+    if (!error)
+        return out;
+    std::string code(trim(error->child_text("Code").value_or("")));
+    if (code.size() > 128 || code.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+                                 != std::string::npos)
+        code = "an unreadable error code";
+    std::string message(trim(error->child_text("Message").value_or("")));
+    // The whole token, or any of its dot-separated parts (a JWT's), must not reach a message.
+    bool quotes_token = !token.empty() && message.find(token) != std::string::npos;
+    for (std::size_t begin = 0; !quotes_token && begin < token.size();) {
+        std::size_t end = std::min(token.find('.', begin), token.size());
+        if (end - begin >= 8 && message.find(token.substr(begin, end - begin)) != std::string::npos)
+            quotes_token = true;
+        begin = end + 1;
+    }
+    if (quotes_token)
+        message = "(STS's message is left out: it quotes the web identity token)";
+    for (char& c : message)
+        if (static_cast<unsigned char>(c) < 0x20 || c == '\x7f')
+            c = ' ';
+    if (message.size() > 512)
+        message = message.substr(0, 512) + "...";
+    if (code.empty() && message.empty())
+        return out;
+    out += " (";
+    out += code.empty() ? "no error code" : code;
+    if (!message.empty())
+        out += ": " + message;
+    out += ')';
+    return out;
+}
+
 inline bool is_cancellation(const std::exception_ptr& e)
 {
     if (!e)
@@ -635,63 +939,9 @@ inline s3_settings resolve_settings(const environment& env, std::string_view pro
     out.profile = profile.name;
     const auto config = detail::load_settings_file(env, "AWS_CONFIG_FILE", "config", "the config file");
     const detail::ini_section* section = config.contents ? detail::config_profile(*config.contents, profile.name) : nullptr;
-    const std::string where = config.path + ", profile '" + profile.name + "'";
-    auto from_profile = [&](std::string_view key) -> std::optional<std::string> {
-        const std::string* v = section ? section->find(key) : nullptr;
-        if (!v || v->empty())
-            return std::nullopt;
-        return *v;
-    };
-
-    std::string region_origin;
-    if (auto v = detail::env_value(env, "AWS_REGION")) {
-        out.region = *v;
-        region_origin = "AWS_REGION";
-    } else if (auto d = detail::env_value(env, "AWS_DEFAULT_REGION")) {
-        out.region = *d;
-        region_origin = "AWS_DEFAULT_REGION";
-    } else if (auto p = from_profile("region")) {
-        out.region = *p;
-        region_origin = where + ", setting 'region'";
-    } else {
-        out.region = "us-east-1";
-    }
-    try {
-        (void)aws_endpoint(out.region);  // validates the name
-    } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument(region_origin + ": " + e.what());
-    }
-
-    bool ignore_endpoints = false;
-    if (auto v = detail::env_value(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"))
-        ignore_endpoints = detail::is_true(*v);
-    else if (auto p = from_profile("ignore_configured_endpoint_urls"))
-        ignore_endpoints = detail::is_true(*p);
-    if (!ignore_endpoints) {
-        if (auto v = detail::env_value(env, "AWS_ENDPOINT_URL_S3")) {
-            out.endpoint = detail::parse_configured_url(*v, "AWS_ENDPOINT_URL_S3");
-        } else if (auto g = detail::env_value(env, "AWS_ENDPOINT_URL")) {
-            out.endpoint = detail::parse_configured_url(*g, "AWS_ENDPOINT_URL");
-        } else if (section) {
-            // Service-specific before global, as the CLI orders them.
-            const std::string* services = section->find("services");
-            const detail::ini_section* services_section = nullptr;
-            if (services && config.contents)
-                if (auto it = config.contents->find("services " + *services); it != config.contents->end())
-                    services_section = &it->second;
-            const std::string* url = nullptr;
-            std::string origin;
-            if (services_section && (url = services_section->find("s3", "endpoint_url")) && !url->empty())
-                origin = config.path + ", [services " + *services + "] s3 endpoint_url";
-            else if ((url = section->find("s3", "endpoint_url")) && !url->empty())
-                origin = where + ", s3 endpoint_url";
-            else if ((url = section->find("endpoint_url")) && !url->empty())
-                origin = where + ", setting 'endpoint_url'";
-            if (!origin.empty())
-                out.endpoint = detail::parse_configured_url(*url, origin);
-        }
-    }
-
+    const std::string where = detail::profile_origin(config, profile.name);
+    out.region = detail::configured_region(env, section, where);
+    out.endpoint = detail::configured_endpoint(env, config, section, where, "s3");
     if (section)
         if (const std::string* style = section->find("s3", "addressing_style")) {
             if (*style == "path")
@@ -836,40 +1086,55 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
         }
         tried.push_back("the environment (" + note + ")");
     }
-    if (!only && detail::env_value(env_, "AWS_ROLE_ARN") && detail::env_value(env_, "AWS_WEB_IDENTITY_TOKEN_FILE"))
-        throw std::runtime_error("AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE ask for web identity federation "
-                                 "(EKS service accounts), which pipemode does not support: use EKS Pod Identity "
-                                 "(container credentials) or give credentials in the environment");
-
-    if (wanted(source_kind::credentials_file) || wanted(source_kind::config_file)) {
-        const auto credentials_file = detail::load_settings_file(env_, "AWS_SHARED_CREDENTIALS_FILE", "credentials",
-                                                                 "the shared credentials file");
-        const auto config_file = detail::load_settings_file(env_, "AWS_CONFIG_FILE", "config", "the config file");
-        const detail::ini_section* in_credentials =
-            credentials_file.contents ? detail::credentials_profile(*credentials_file.contents, profile.name) : nullptr;
-        const detail::ini_section* in_config =
-            config_file.contents ? detail::config_profile(*config_file.contents, profile.name) : nullptr;
+    // The files are read once, for web identity (the config file's profile may configure it)
+    // and for the keys they hold.
+    detail::settings_file credentials_file;
+    detail::settings_file config_file;
+    const detail::ini_section* in_credentials = nullptr;
+    const detail::ini_section* in_config = nullptr;
+    if (wanted(source_kind::web_identity) || wanted(source_kind::credentials_file)
+        || wanted(source_kind::config_file)) {
+        if (wanted(source_kind::credentials_file)) {
+            credentials_file = detail::load_settings_file(env_, "AWS_SHARED_CREDENTIALS_FILE", "credentials",
+                                                          "the shared credentials file");
+            if (credentials_file.contents)
+                in_credentials = detail::credentials_profile(*credentials_file.contents, profile.name);
+        }
+        config_file = detail::load_settings_file(env_, "AWS_CONFIG_FILE", "config", "the config file");
+        if (config_file.contents)
+            in_config = detail::config_profile(*config_file.contents, profile.name);
         if (!only && !profile.origin.empty() && !in_credentials && !in_config)
             throw std::runtime_error("the profile '" + profile.name + "' named by " + profile.origin + " is in neither "
                                      + credentials_file.describe("credentials") + " nor "
                                      + config_file.describe("config"));
-        if (wanted(source_kind::credentials_file)) {
-            std::string note;
-            if (auto c = detail::from_profile(credentials_file, in_credentials, "credentials", profile.name,
-                                              "shared credentials file", note)) {
-                check_expiration(*c);
-                co_return resolved{std::move(*c), source_kind::credentials_file};
-            }
-            tried.push_back("the shared credentials file (" + note + ")");
+    }
+
+    if (wanted(source_kind::web_identity)) {
+        std::string note;
+        if (auto w = detail::find_web_identity(env_, config_file, in_config, profile.name, note)) {
+            auto c = co_await from_web_identity(std::move(*w));
+            check_expiration(c);
+            co_return resolved{std::move(c), source_kind::web_identity};
         }
-        if (wanted(source_kind::config_file)) {
-            std::string note;
-            if (auto c = detail::from_profile(config_file, in_config, "config", profile.name, "config file", note)) {
-                check_expiration(*c);
-                co_return resolved{std::move(*c), source_kind::config_file};
-            }
-            tried.push_back("the config file (" + note + ")");
+        tried.push_back("web identity (" + note + ")");
+    }
+
+    if (wanted(source_kind::credentials_file)) {
+        std::string note;
+        if (auto c = detail::from_profile(credentials_file, in_credentials, "credentials", profile.name,
+                                          "shared credentials file", note)) {
+            check_expiration(*c);
+            co_return resolved{std::move(*c), source_kind::credentials_file};
         }
+        tried.push_back("the shared credentials file (" + note + ")");
+    }
+    if (wanted(source_kind::config_file)) {
+        std::string note;
+        if (auto c = detail::from_profile(config_file, in_config, "config", profile.name, "config file", note)) {
+            check_expiration(*c);
+            co_return resolved{std::move(*c), source_kind::config_file};
+        }
+        tried.push_back("the config file (" + note + ")");
     }
 
     if (wanted(source_kind::container)) {
@@ -905,6 +1170,48 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
                    "~/.aws/credentials, or run with a container or instance role; for public buckets, "
                    "choose anonymous access explicitly";
     throw std::runtime_error(message);
+}
+
+inline asio::awaitable<timed_credentials> credentials_provider::from_web_identity(detail::web_identity_settings w)
+{
+    // STS is a remote service, not a local metadata endpoint: a longer timeout.
+    constexpr std::chrono::milliseconds timeout{10000};
+    constexpr int attempts = 3;
+    const std::string what = "web identity for role " + w.role_arn;
+    // Read at every fetch: EKS replaces the token file well before the token expires.
+    const auto text = env_.read_file(w.token_file);
+    if (!text)
+        throw std::runtime_error(what + ": " + w.token_file_setting + " names " + w.token_file
+                                 + ", which does not exist");
+    const std::string token(detail::trim(*text));
+    if (token.empty())
+        throw std::runtime_error(what + ": the web identity token file " + w.token_file + " is empty");
+    if (!fetch_)
+        throw std::runtime_error(what + ": no HTTP fetcher was given to reach STS at " + w.url);
+    std::string session_name = w.session_name;
+    if (session_name.empty())
+        session_name = "pipemode-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        now().time_since_epoch()).count());
+    std::optional<metadata_response> response;
+    for (int i = 0; i < attempts; ++i) {
+        metadata_request request = detail::web_identity_request(w, session_name, token, timeout);
+        response = co_await fetch_(std::move(request));
+        // Only "no answer" and server errors are worth another try; a refusal will not change.
+        if (response && response->status < 500)
+            break;
+    }
+    if (!response)
+        throw std::runtime_error(what + ": no answer from STS at " + w.url + " within "
+                                 + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
+    if (response->status != 200)
+        throw std::runtime_error(what + ": STS at " + w.url + " refused AssumeRoleWithWebIdentity: "
+                                 + detail::describe_sts_error(response->status, response->body, token));
+    std::string why;
+    auto c = detail::parse_web_identity_response(response->body, why);
+    if (!c)
+        throw std::runtime_error(what + ": the answer of STS at " + w.url + " is unusable: " + why);
+    c->source = "web identity (" + w.role_arn + ")";
+    co_return std::move(*c);
 }
 
 inline asio::awaitable<std::optional<timed_credentials>> credentials_provider::from_container(std::string& note)
