@@ -10,9 +10,16 @@
 #include "reader_helpers.hpp"
 #include "test_servers.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <map>
 
 using namespace pipemode;
@@ -360,4 +367,49 @@ TEST_CASE("s3_store resumes mid-object from a saved state; s3_manifest_store rea
                                       {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_bytes}}}, raw_batches())
                           .next(),
                       Catch::Contains("needs every object's size"));
+}
+
+TEST_CASE("Web identity: credentials from moto's STS through the real fetcher read objects from moto's S3", "[s3]")
+{
+    // moto answers STS's AssumeRoleWithWebIdentity on the same port as S3 and accepts any token;
+    // AWS_ENDPOINT_URL sends both STS and S3 there.
+    fixture().put("webid/part-0.rec", framed("read with web identity credentials"));
+    namespace fs = std::filesystem;
+    const fs::path token_file = fs::temp_directory_path() / ("pipemode-web-identity-" + std::to_string(::getpid()));
+    std::ofstream(token_file, std::ios::binary | std::ios::trunc) << "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2ln+/==\n";
+    const std::string role = "arn:aws:iam::123456789012:role/pipemode-reader";
+    const variables vars = {
+        {"AWS_ENDPOINT_URL", fixture().server.endpoint()},
+        {"AWS_ROLE_ARN", role},
+        {"AWS_WEB_IDENTITY_TOKEN_FILE", token_file.string()},
+        {"AWS_REGION", "us-east-1"},
+        {"AWS_EC2_METADATA_DISABLED", "true"},
+    };
+    // The variables above and no HOME, so no ~/.aws; the token file is read from the disk.
+    s3::environment env = environment_of(vars);
+    env.read_file = s3::environment::process().read_file;
+
+    const auto before = std::chrono::system_clock::now();
+    // The client is made outside any coroutine: GCC 12 destroys the default client_options
+    // temporary twice when the constructor runs inside one.
+    asio::io_context io;
+    http::client client(io.get_executor());
+    s3::credentials_provider provider(env, s3::make_metadata_fetcher(client));
+    auto done = asio::co_spawn(io, provider.async_get(), asio::use_future);
+    io.run_for(std::chrono::seconds(60));
+    REQUIRE(done.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    const s3::timed_credentials c = done.get();
+    CHECK_FALSE(c.credentials.access_key_id.empty());
+    CHECK_FALSE(c.credentials.secret_access_key.empty());
+    CHECK_FALSE(c.credentials.session_token.empty());
+    REQUIRE(c.expiration);
+    CHECK(*c.expiration > before);
+    CHECK(c.source == "web identity (" + role + ")");
+
+    // The S3 store resolves the same chain itself: listing and reading are signed with STS's keys.
+    s3::s3_options o;
+    o.env = env;
+    data_set_reader r(s3::s3_store({"s3://" + std::string(bucket) + "/webid/"}, o), {}, raw_batches());
+    CHECK(payloads_of(r) == std::vector<std::string>{"read with web identity credentials"});
+    fs::remove(token_file);
 }
