@@ -78,9 +78,9 @@ struct metadata_response {
 };
 
 /// Performs one HTTP request (sending its body, if any) and returns the response whatever its
-/// status, or nothing when no connection could be made or the timeout passed. Supplied by the network code; tests give a
-/// scripted fake. It may throw only for programming errors: an unreachable service is nothing,
-/// not an exception.
+/// status, or nothing when no connection could be made or the timeout passed. Supplied by the
+/// network code (`make_metadata_fetcher`); tests give a scripted fake. It may throw only for
+/// programming errors: an unreachable service is nothing, not an exception.
 using metadata_fetcher = std::function<asio::awaitable<std::optional<metadata_response>>(metadata_request)>;
 
 /// The S3 settings of a profile: the region, an endpoint override and the addressing style.
@@ -155,8 +155,8 @@ struct credentials_options {
 /// with an error instead of falling through to the next one, so that a typo never silently
 /// selects other credentials. Profiles that assume a role from another profile
 /// (`source_profile`, `credential_source`), run a `credential_process` or use SSO are refused
-/// with an error, not skipped. Anonymous access is not part of the
-/// chain: finding nothing is an error, and unsigned requests are a separate, explicit choice.
+/// with an error, not skipped. Anonymous access is not part of the chain: finding nothing is
+/// an error, and unsigned requests are a separate, explicit choice.
 ///
 /// Thread safety: use a provider from one thread (the network thread) only. Any number of
 /// coroutines may call `async_get` at once; they share one resolution or refresh. The provider
