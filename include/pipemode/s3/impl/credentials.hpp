@@ -775,16 +775,22 @@ inline metadata_request web_identity_request(const web_identity_settings& w, std
     return r;
 }
 
-/// Reads the credentials of an `AssumeRoleWithWebIdentityResponse` document. On failure
-/// returns nothing and sets `why` to a reason that never quotes the document.
-inline std::optional<timed_credentials> parse_web_identity_response(std::string_view body, std::string& why)
+/// Bounds for STS's answers, which are a few hundred bytes of shallow XML.
+inline xml::limits sts_document_limits() noexcept
 {
     xml::limits lim;
     lim.max_input = 64 * 1024;
     lim.max_depth = 8;
     lim.max_elements = 256;
+    return lim;
+}
+
+/// Reads the credentials of an `AssumeRoleWithWebIdentityResponse` document. On failure
+/// returns nothing and sets `why` to a reason that never quotes the document.
+inline std::optional<timed_credentials> parse_web_identity_response(std::string_view body, std::string& why)
+{
     xml::parse_error err;
-    auto root = xml::parse(body, err, lim);
+    auto root = xml::parse(body, err, sts_document_limits());
     if (!root) {
         why = "the response is not an XML document (" + err.to_string() + ")";
         return std::nullopt;
@@ -833,12 +839,8 @@ inline std::optional<timed_credentials> parse_web_identity_response(std::string_
 inline std::string describe_sts_error(unsigned status, std::string_view body, std::string_view token)
 {
     std::string out = "HTTP " + std::to_string(status);
-    xml::limits lim;
-    lim.max_input = 64 * 1024;
-    lim.max_depth = 8;
-    lim.max_elements = 256;
     xml::parse_error err;
-    auto root = xml::parse(body, err, lim);
+    auto root = xml::parse(body, err, sts_document_limits());
     const xml::element* error = root && root->name == "ErrorResponse" ? root->child("Error") : nullptr;
     if (!error)
         return out;
