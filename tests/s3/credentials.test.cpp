@@ -264,7 +264,8 @@ TEST_CASE("credentials: environment variables come first")
     CHECK_FALSE(c.expiration);
     CHECK(c.source == "environment");
     CHECK(service.requests.empty());
-    CHECK(env.reads.empty());
+    // Only the config file is read, to see whether the profile assumes a role from these keys.
+    CHECK(env.reads == std::vector<std::string>{"/home/u/.aws/config"});
     // Cached: a second call reads nothing again.
     env.vars.erase("AWS_ACCESS_KEY_ID");
     CHECK(get(p).credentials.access_key_id == "AKIAENV");
@@ -415,12 +416,13 @@ TEST_CASE("credentials: a profile with a missing secret or an unsupported method
         CHECK(message == "profile 'p' in /h/.aws/config has aws_secret_access_key but no aws_access_key_id");
         check_no_secrets(message);
     }
-    SECTION("assume-role profiles are refused, not skipped")
+    SECTION("a role profile whose source profile is missing fails, not skipped")
     {
         env.files["/h/.aws/config"] = "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = default\n";
         credentials_provider p(env.make(), {});
-        CHECK(error_of([&] { get(p); }).find("profile 'p' in /h/.aws/config gets its credentials through 'role_arn'")
-              == 0);
+        CHECK(error_of([&] { get(p); })
+              == "/h/.aws/config, profile 'p' names source_profile 'default', which is in neither /h/.aws/credentials "
+                 "nor /h/.aws/config");
     }
     SECTION("a malformed credentials file")
     {
@@ -447,6 +449,7 @@ TEST_CASE("credentials: nothing found names every source tried")
     CHECK(error_of([&] { get(p); })
           == "no AWS credentials found for profile 'default'. Tried: "
              "the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set); "
+             "an assumed role (~/.aws/config (HOME is not set)); "
              "web identity (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set); "
              "the shared credentials file (~/.aws/credentials (HOME is not set)); "
              "the config file (~/.aws/config (HOME is not set)); "
@@ -1246,11 +1249,12 @@ TEST_CASE("credentials: web identity's place in the chain")
         credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
         return get(p).credentials.access_key_id;
     };
-    // Keys in the environment come first: no token is read, STS is not asked.
+    // Keys in the environment come first: no token is read (only the config file, to see
+    // whether the profile assumes a role from those keys), STS is not asked.
     env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
     env.vars["AWS_SECRET_ACCESS_KEY"] = "s";
     CHECK(first() == "AKIAENV");
-    CHECK(env.reads.empty());
+    CHECK(env.reads == std::vector<std::string>{"/h/.aws/config"});
     CHECK(service.requests.empty());
     // Web identity before the shared credentials file, the config file and the container.
     env.vars.erase("AWS_ACCESS_KEY_ID");
@@ -1268,7 +1272,7 @@ TEST_CASE("credentials: web identity's place in the chain")
     CHECK(service.requests.size() == 2);
 }
 
-TEST_CASE("credentials: half a web identity is an error; other role profiles stay refused")
+TEST_CASE("credentials: half a web identity is an error; credential_process and SSO stay refused")
 {
     fake_environment env;
     env.vars = {{"HOME", "/h"}};
@@ -1308,16 +1312,14 @@ TEST_CASE("credentials: half a web identity is an error; other role profiles sta
     SECTION("the role without the token file in the profile")
     {
         env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role + "\n";
-        CHECK(failure() == "/h/.aws/config, profile 'default' has role_arn but no web_identity_token_file (nor "
-                           "source_profile): set web_identity_token_file for web identity federation");
+        CHECK(failure() == "/h/.aws/config, profile 'default' has role_arn but none of web_identity_token_file, "
+                           "source_profile and credential_source: set web_identity_token_file for web identity "
+                           "federation, or source_profile or credential_source to assume the role from other "
+                           "credentials");
     }
-    SECTION("assuming a role from another profile, credential_process and SSO are still refused")
+    SECTION("credential_process and SSO are still refused")
     {
         env.files["/h/.aws/credentials"] = "[other]\naws_access_key_id = A\naws_secret_access_key = s\n";
-        env.files["/h/.aws/config"] = "[default]\nrole_arn = " + role + "\nsource_profile = other\n";
-        CHECK(failure().find("profile 'default' in /h/.aws/config gets its credentials through 'role_arn', which "
-                             "pipemode does not support")
-              == 0);
         env.files["/h/.aws/config"] = "[default]\ncredential_process = /bin/creds\n";
         CHECK(failure().find("profile 'default' in /h/.aws/config gets its credentials through 'credential_process'")
               == 0);

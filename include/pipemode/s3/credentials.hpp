@@ -117,6 +117,8 @@ struct timed_credentials {
 
 namespace detail {
 struct web_identity_settings;  // in impl/credentials.hpp
+struct role_chain;
+struct assume_role_step;
 }
 
 /// Settings of the default credentials chain.
@@ -195,6 +197,7 @@ private:
     enum class source_kind {
         explicit_keys,
         environment,
+        assume_role,
         web_identity,
         credentials_file,
         config_file,
@@ -208,6 +211,9 @@ private:
 
     asio::awaitable<resolved> resolve(std::optional<source_kind> only);
     asio::awaitable<timed_credentials> from_web_identity(detail::web_identity_settings settings);
+    asio::awaitable<timed_credentials> from_assume_role(detail::role_chain chain);
+    asio::awaitable<timed_credentials> assume_role(std::string url, std::string region, detail::assume_role_step step,
+                                                   aws_credentials source);
     asio::awaitable<std::optional<timed_credentials>> from_container(std::string& note);
     asio::awaitable<std::optional<timed_credentials>> from_instance_metadata(std::string& note);
     asio::awaitable<void> wait_for_refresh();

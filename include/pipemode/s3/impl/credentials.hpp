@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
@@ -590,6 +591,14 @@ inline std::optional<timed_credentials> from_profile(const settings_file& file, 
     std::string id = get("aws_access_key_id");
     std::string secret = get("aws_secret_access_key");
     if (id.empty() && secret.empty()) {
+        if (file_name == "credentials")
+            for (std::string_view key : {"role_arn", "web_identity_token_file", "source_profile", "credential_source"})
+                if (section->find(key))
+                    throw std::runtime_error(where + " has '" + std::string(key) + "', which pipemode reads only in "
+                                             "the config file: move the profile's role settings to its "
+                                             + (profile == "default" ? std::string("[default]")
+                                                                     : "[profile " + std::string(profile) + "]")
+                                             + " section there");
         for (std::string_view key : {"role_arn", "credential_process", "sso_session", "sso_start_url",
                                      "web_identity_token_file"})
             if (section->find(key))
@@ -673,6 +682,19 @@ inline bool is_valid_role_session_name(std::string_view name) noexcept
     return true;
 }
 
+/// STS's URL for a profile: its configured `sts` endpoint (a URL without a path gets "/"),
+/// else `https://sts.REGION.amazonaws.com/`.
+inline std::string sts_url(const environment& env, const settings_file& config, const ini_section* section,
+                           std::string_view where, std::string_view region)
+{
+    if (auto endpoint = configured_endpoint(env, config, section, where, "sts")) {
+        if (endpoint->path.empty())
+            endpoint->path = "/";
+        return endpoint->to_string();
+    }
+    return "https://sts." + std::string(region) + ".amazonaws.com/";
+}
+
 /// The web identity configuration of the environment (`AWS_ROLE_ARN`,
 /// `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_SESSION_NAME`), else of the profile's section of
 /// the config file (`role_arn`, `web_identity_token_file`, `role_session_name`); nothing (with
@@ -726,13 +748,14 @@ inline std::optional<web_identity_settings> find_web_identity(const environment&
             throw std::runtime_error(where + " has web_identity_token_file but no role_arn: set both for web identity "
                                      "federation");
         if (w.token_file.empty()) {
-            // Another way to assume the role, which the profile sources refuse with their own reason.
+            // Another way to assume the role: the assumed-role source's, not web identity's.
             if (section->find("source_profile") || section->find("credential_source")) {
                 note = not_set + ", and " + where + " assumes its role from another source, not a web identity";
                 return std::nullopt;
             }
-            throw std::runtime_error(where + " has role_arn but no web_identity_token_file (nor source_profile): set "
-                                     "web_identity_token_file for web identity federation");
+            throw std::runtime_error(where + " has role_arn but none of web_identity_token_file, source_profile and "
+                                     "credential_source: set web_identity_token_file for web identity federation, or "
+                                     "source_profile or credential_source to assume the role from other credentials");
         }
         w.session_name = get("role_session_name");
         role_setting = where + ", setting 'role_arn'";
@@ -746,13 +769,7 @@ inline std::optional<web_identity_settings> find_web_identity(const environment&
         throw std::invalid_argument(session_setting + " must be 2 to 64 characters among letters, digits and _+=,.@-");
 
     const std::string region = configured_region(env, section, where);
-    if (auto endpoint = configured_endpoint(env, config, section, where, "sts")) {
-        if (endpoint->path.empty())
-            endpoint->path = "/";
-        w.url = endpoint->to_string();
-    } else {
-        w.url = "https://sts." + region + ".amazonaws.com/";
-    }
+    w.url = sts_url(env, config, section, where, region);
     return w;
 }
 
@@ -785,9 +802,11 @@ inline xml::limits sts_document_limits() noexcept
     return lim;
 }
 
-/// Reads the credentials of an `AssumeRoleWithWebIdentityResponse` document. On failure
-/// returns nothing and sets `why` to a reason that never quotes the document.
-inline std::optional<timed_credentials> parse_web_identity_response(std::string_view body, std::string& why)
+/// Reads the credentials of the answer to STS's `action` ("AssumeRoleWithWebIdentity",
+/// "AssumeRole"): `ACTIONResponse/ACTIONResult/Credentials`. On failure returns nothing and sets
+/// `why` to a reason that never quotes the document.
+inline std::optional<timed_credentials> parse_sts_credentials(std::string_view body, std::string_view action,
+                                                              std::string& why)
 {
     xml::parse_error err;
     auto root = xml::parse(body, err, sts_document_limits());
@@ -795,12 +814,14 @@ inline std::optional<timed_credentials> parse_web_identity_response(std::string_
         why = "the response is not an XML document (" + err.to_string() + ")";
         return std::nullopt;
     }
+    const std::string response_name = std::string(action) + "Response";
+    const std::string result_name = std::string(action) + "Result";
     const xml::element* credentials = nullptr;
-    if (root->name == "AssumeRoleWithWebIdentityResponse")
-        if (const xml::element* result = root->child("AssumeRoleWithWebIdentityResult"))
+    if (root->name == response_name)
+        if (const xml::element* result = root->child(result_name))
             credentials = result->child("Credentials");
     if (!credentials) {
-        why = "the response has no AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials";
+        why = "the response has no " + response_name + "/" + result_name + "/Credentials";
         return std::nullopt;
     }
     auto field = [&](std::string_view name) -> std::optional<std::string> {
@@ -833,10 +854,17 @@ inline std::optional<timed_credentials> parse_web_identity_response(std::string_
     return c;
 }
 
+/// A text an STS error message must not quote, and how a message names it when it does.
+struct hidden_text {
+    std::string_view text;
+    std::string_view name;  // "the web identity token"
+};
+
 /// The error of a failed STS call, "HTTP 403 (AccessDenied: Not authorized...)", from its
 /// `ErrorResponse/Error/{Code,Message}` document when it has one. STS's message is left out
-/// when it quotes any part of `token`; control characters and excess length are cut.
-inline std::string describe_sts_error(unsigned status, std::string_view body, std::string_view token)
+/// when it quotes any part of a `hidden` text (the whole text, or a dot-separated part of 8
+/// characters or more, as a JWT has); control characters and excess length are cut.
+inline std::string describe_sts_error(unsigned status, std::string_view body, std::span<const hidden_text> hidden)
 {
     std::string out = "HTTP " + std::to_string(status);
     xml::parse_error err;
@@ -849,16 +877,20 @@ inline std::string describe_sts_error(unsigned status, std::string_view body, st
                                  != std::string::npos)
         code = "an unreadable error code";
     std::string message(trim(error->child_text("Message").value_or("")));
-    // The whole token, or any of its dot-separated parts (a JWT's), must not reach a message.
-    bool quotes_token = !token.empty() && message.find(token) != std::string::npos;
-    for (std::size_t begin = 0; !quotes_token && begin < token.size();) {
-        std::size_t end = std::min(token.find('.', begin), token.size());
-        if (end - begin >= 8 && message.find(token.substr(begin, end - begin)) != std::string::npos)
-            quotes_token = true;
-        begin = end + 1;
+    for (const hidden_text& h : hidden) {
+        const std::string_view token = h.text;
+        bool quotes_token = !token.empty() && message.find(token) != std::string::npos;
+        for (std::size_t begin = 0; !quotes_token && begin < token.size();) {
+            std::size_t end = std::min(token.find('.', begin), token.size());
+            if (end - begin >= 8 && message.find(token.substr(begin, end - begin)) != std::string::npos)
+                quotes_token = true;
+            begin = end + 1;
+        }
+        if (quotes_token) {
+            message = "(STS's message is left out: it quotes " + std::string(h.name) + ")";
+            break;
+        }
     }
-    if (quotes_token)
-        message = "(STS's message is left out: it quotes the web identity token)";
     for (char& c : message)
         if (static_cast<unsigned char>(c) < 0x20 || c == '\x7f')
             c = ' ';
@@ -872,6 +904,296 @@ inline std::string describe_sts_error(unsigned status, std::string_view body, st
         out += ": " + message;
     out += ')';
     return out;
+}
+
+/// The longest chain of roles assumed one from another (`source_profile` naming a profile
+/// that itself assumes a role), counting the chosen profile's own role.
+inline constexpr std::size_t max_role_chain = 8;
+
+/// Where the first role of a chain gets the credentials that sign its `AssumeRole` call.
+enum class role_source {
+    profile_keys,       // a source profile's aws_access_key_id and aws_secret_access_key
+    web_identity,       // a source profile's role_arn and web_identity_token_file
+    environment,        // credential_source = Environment
+    instance_metadata,  // credential_source = Ec2InstanceMetadata
+    container,          // credential_source = EcsContainer
+};
+
+/// One role to assume with STS `AssumeRole`, as a profile of the config file configures it.
+struct assume_role_step {
+    std::string profile;          // the profile with the role_arn
+    std::string role_arn;
+    std::string session_name;     // empty: "pipemode-<unix time in ms>" at every fetch
+    std::string external_id;      // empty: none; kept out of messages
+    std::uint32_t duration_seconds = 0;  // 0: STS's default (one hour)
+    std::string source;           // what signs the call, for `timed_credentials::source`: "profile 'base'"
+};
+
+/// A chosen profile's role and what it is assumed from: the base credentials, then each role
+/// in turn with the credentials of the one before.
+struct role_chain {
+    role_source base = role_source::profile_keys;
+    std::optional<timed_credentials> keys;             // profile_keys: read with the settings
+    std::optional<web_identity_settings> web_identity;  // web_identity
+    std::vector<assume_role_step> roles;  // roles.front() is assumed from the base, roles.back() is the chosen profile's
+    std::string url;                      // where AssumeRole is POSTed
+    std::string region;                   // the region the calls are signed for
+};
+
+inline bool has_static_keys(const ini_section* section)
+{
+    if (!section)
+        return false;
+    for (std::string_view key : {"aws_access_key_id", "aws_secret_access_key"})
+        if (const std::string* v = section->find(key); v && !v->empty())
+            return true;
+    return false;
+}
+
+inline bool has_setting(const ini_section* section, std::string_view key)
+{
+    const std::string* v = section ? section->find(key) : nullptr;
+    return v && !v->empty();
+}
+
+/// True when `section` assumes a role from another profile or source (rather than with a web
+/// identity token).
+inline bool is_role_profile(const ini_section* section)
+{
+    return has_setting(section, "role_arn") && !has_setting(section, "web_identity_token_file")
+        && (has_setting(section, "source_profile") || has_setting(section, "credential_source"));
+}
+
+// An STS external id: 2 to 1224 of letters, digits and _+=,.@:/-.
+inline bool is_valid_external_id(std::string_view id) noexcept
+{
+    if (id.size() < 2 || id.size() > 1224)
+        return false;
+    for (char c : id)
+        if (!(is_alnum(c) || c == '_' || c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == ':'
+              || c == '/' || c == '-'))
+            return false;
+    return true;
+}
+
+/// The role settings of a role profile (`section`, named `where`), checked. Messages name the
+/// setting at fault, never the external id.
+inline assume_role_step read_role_step(const ini_section& section, std::string_view profile, std::string_view where)
+{
+    auto get = [&](std::string_view key) -> std::string {
+        const std::string* v = section.find(key);
+        return v ? *v : std::string();
+    };
+    const std::string w(where);
+    assume_role_step step;
+    step.profile = std::string(profile);
+    step.role_arn = get("role_arn");
+    if (step.role_arn.size() > 2048 || has_control_character(step.role_arn))
+        throw std::invalid_argument(w + ", setting 'role_arn' is not a role ARN (longer than 2048 characters, or "
+                                        "with a control character)");
+    if (has_setting(&section, "source_profile") && has_setting(&section, "credential_source"))
+        throw std::runtime_error(w + " has both source_profile and credential_source: keep the one that says where "
+                                     "the credentials that assume role " + step.role_arn + " come from");
+    if (has_setting(&section, "mfa_serial"))
+        throw std::runtime_error(w + " has mfa_serial, which pipemode does not support (it cannot ask for an MFA "
+                                     "code): export the role's credentials first (for example with 'aws configure "
+                                     "export-credentials --format env')");
+    step.session_name = get("role_session_name");
+    if (!step.session_name.empty() && !is_valid_role_session_name(step.session_name))
+        throw std::invalid_argument(w + ", setting 'role_session_name' must be 2 to 64 characters among letters, "
+                                        "digits and _+=,.@-");
+    step.external_id = get("external_id");
+    if (!step.external_id.empty() && !is_valid_external_id(step.external_id))
+        throw std::invalid_argument(w + ", setting 'external_id' must be 2 to 1224 characters among letters, "
+                                        "digits and _+=,.@:/-");
+    const std::string duration(trim(get("duration_seconds")));
+    if (!duration.empty()) {
+        const bool digits = duration.size() <= 5 && duration.find_first_not_of("0123456789") == std::string::npos;
+        const unsigned long value = digits ? std::stoul(duration) : 0;
+        if (!digits || value < 900 || value > 43200)
+            throw std::invalid_argument(w + ", setting 'duration_seconds' must be a whole number of seconds from "
+                                            "900 to 43200");
+        step.duration_seconds = static_cast<std::uint32_t>(value);
+    }
+    return step;
+}
+
+/// The web identity of a source profile (its own `role_arn` and `web_identity_token_file`,
+/// not the environment's), asked at `url`.
+inline web_identity_settings source_web_identity(const ini_section& section, std::string_view where, std::string url)
+{
+    const std::string w(where);
+    web_identity_settings s;
+    s.role_arn = *section.find("role_arn");
+    s.token_file = *section.find("web_identity_token_file");
+    if (const std::string* name = section.find("role_session_name"))
+        s.session_name = *name;
+    s.token_file_setting = w + ", setting 'web_identity_token_file'";
+    s.url = std::move(url);
+    if (s.role_arn.size() > 2048 || has_control_character(s.role_arn))
+        throw std::invalid_argument(w + ", setting 'role_arn' is not a role ARN (longer than 2048 characters, or "
+                                        "with a control character)");
+    if (!s.session_name.empty() && !is_valid_role_session_name(s.session_name))
+        throw std::invalid_argument(w + ", setting 'role_session_name' must be 2 to 64 characters among letters, "
+                                        "digits and _+=,.@-");
+    return s;
+}
+
+/// "a -> b -> c": profile names in the order one names the next as its source_profile.
+inline std::string profile_path(const std::vector<std::string>& names)
+{
+    std::string out;
+    for (const std::string& n : names) {
+        if (!out.empty())
+            out += " -> ";
+        out += "'" + n + "'";
+    }
+    return out;
+}
+
+/// The role chain of the chosen profile (`section` of the config file) when it assumes a role
+/// with `source_profile` or `credential_source`; nothing (with `note` saying why) otherwise.
+///
+/// A source profile gives its static keys when it has some (shared credentials file first,
+/// then config file), else its web identity, else its own role, assumed in turn; a cycle, a
+/// chain longer than `max_role_chain` roles, a missing source profile, a source profile without
+/// credentials and both source settings in one profile are errors naming the profiles. The
+/// region and STS endpoint are the chosen profile's, for every call of the chain.
+inline std::optional<role_chain> find_assume_role(const environment& env, const settings_file& credentials,
+                                                  const settings_file& config, const ini_section* section,
+                                                  std::string_view profile, std::string& note)
+{
+    const std::string chosen_where = profile_origin(config, profile);
+    if (!is_role_profile(section)) {
+        note = config.contents ? (section ? chosen_where + " has no role_arn with source_profile or credential_source"
+                                          : config.describe("config") + " has no profile '" + std::string(profile) + "'")
+                               : config.describe("config") + (config.path.empty() ? "" : " does not exist");
+        return std::nullopt;
+    }
+    role_chain chain;
+    chain.region = configured_region(env, section, chosen_where);
+    chain.url = sts_url(env, config, section, chosen_where, chain.region);
+
+    std::vector<std::string> visited{std::string(profile)};
+    std::string name(profile);
+    const ini_section* current = section;
+    for (;;) {
+        const std::string where = profile_origin(config, name);
+        assume_role_step step = read_role_step(*current, name, where);
+        if (const std::string* kind = current->find("credential_source"); kind && !kind->empty()) {
+            if (*kind == "Environment")
+                chain.base = role_source::environment;
+            else if (*kind == "Ec2InstanceMetadata")
+                chain.base = role_source::instance_metadata;
+            else if (*kind == "EcsContainer")
+                chain.base = role_source::container;
+            else
+                throw std::invalid_argument(where + ", setting 'credential_source' must be Environment, "
+                                                    "Ec2InstanceMetadata or EcsContainer");
+            step.source = "credential_source " + *kind;
+            chain.roles.push_back(std::move(step));
+            break;
+        }
+        const std::string source = std::string(trim(*current->find("source_profile")));
+        step.source = "profile '" + source + "'";
+        chain.roles.push_back(std::move(step));
+        const ini_section* in_credentials =
+            credentials.contents ? credentials_profile(*credentials.contents, source) : nullptr;
+        const ini_section* in_config = config.contents ? config_profile(*config.contents, source) : nullptr;
+        const std::string named = where + " names source_profile '" + source + "'";
+        if (!in_credentials && !in_config)
+            throw std::runtime_error(named + ", which is in neither " + credentials.describe("credentials") + " nor "
+                                     + config.describe("config"));
+        // A source profile's own keys win over its own role settings: the role is its own
+        // profile's, assumed only when that profile is the one chosen.
+        std::string unused;
+        if (has_static_keys(in_credentials)) {
+            chain.keys = from_profile(credentials, in_credentials, "credentials", source, "shared credentials file", unused);
+            break;
+        }
+        if (has_static_keys(in_config)) {
+            chain.keys = from_profile(config, in_config, "config", source, "config file", unused);
+            break;
+        }
+        if (has_setting(in_config, "role_arn") && has_setting(in_config, "web_identity_token_file")) {
+            chain.base = role_source::web_identity;
+            chain.web_identity = source_web_identity(*in_config, profile_origin(config, source), chain.url);
+            break;
+        }
+        if (!is_role_profile(in_config)) {
+            for (std::string_view key : {"credential_process", "sso_session", "sso_start_url"})
+                if (has_setting(in_credentials, key) || has_setting(in_config, key))
+                    throw std::runtime_error(named + ", which gets its credentials through '" + std::string(key)
+                                             + "', which pipemode does not support: export them first (for example "
+                                               "with 'aws configure export-credentials --format env') or give '"
+                                             + source + "' aws_access_key_id and aws_secret_access_key");
+            throw std::runtime_error(named + ", which has no credentials: give it aws_access_key_id and "
+                                             "aws_secret_access_key, role_arn and web_identity_token_file, or a role "
+                                             "of its own (role_arn with source_profile or credential_source)");
+        }
+        visited.push_back(source);
+        if (std::find(visited.begin(), visited.end() - 1, source) != visited.end() - 1)
+            throw std::runtime_error("the source_profile settings of " + config.describe("config")
+                                     + " form a cycle: " + profile_path(visited));
+        if (chain.roles.size() >= max_role_chain)
+            throw std::runtime_error("the source_profile settings of " + config.describe("config") + " chain more than "
+                                     + std::to_string(max_role_chain) + " roles: " + profile_path(visited));
+        name = source;
+        current = in_config;
+    }
+    std::reverse(chain.roles.begin(), chain.roles.end());
+    return chain;
+}
+
+/// True when the chosen profile of the config file assumes its role from the environment's
+/// keys (`credential_source = Environment`), which then sign that call instead of being used
+/// directly. A config file that cannot be read or parsed is "no": the chain reports it later.
+inline bool assumes_role_from_environment(const environment& env, std::string_view profile)
+{
+    try {
+        const settings_file config = load_settings_file(env, "AWS_CONFIG_FILE", "config", "the config file");
+        const ini_section* section = config.contents ? config_profile(*config.contents, profile) : nullptr;
+        const std::string* kind = section ? section->find("credential_source") : nullptr;
+        return is_role_profile(section) && kind && *kind == "Environment" && !has_setting(section, "source_profile");
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+/// The STS `AssumeRole` request for `step`, signed with SigV4 for service "sts" in `region`
+/// with the `source` credentials at `now`: a form POST whose body is signed too.
+inline metadata_request assume_role_request(const std::string& url, const std::string& region,
+                                            const assume_role_step& step, std::string_view session_name,
+                                            const aws_credentials& source, std::chrono::system_clock::time_point now,
+                                            std::chrono::milliseconds timeout)
+{
+    std::vector<std::pair<std::string, std::string>> form;
+    form.emplace_back("Action", "AssumeRole");
+    form.emplace_back("Version", "2011-06-15");
+    form.emplace_back("RoleArn", step.role_arn);
+    form.emplace_back("RoleSessionName", std::string(session_name));
+    if (!step.external_id.empty())
+        form.emplace_back("ExternalId", step.external_id);
+    if (step.duration_seconds != 0)
+        form.emplace_back("DurationSeconds", std::to_string(step.duration_seconds));
+
+    metadata_request r;
+    r.method = "POST";
+    r.url = url;
+    r.timeout = timeout;
+    r.body = encode_query(form);
+    r.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded; charset=utf-8");
+
+    const http_url u = parse_http_url(url);
+    signing_request s;
+    s.method = "POST";
+    s.host = u.authority();
+    s.path = u.path.empty() ? "/" : u.path;
+    s.headers = r.headers;
+    s.payload_sha256 = sha256_hex(r.body);
+    for (auto& field : sign_request(s, source, region, "sts", sigv4_rules::generic, now).fields())
+        r.headers.push_back(std::move(field));
+    return r;
 }
 
 inline bool is_cancellation(const std::exception_ptr& e)
@@ -1083,10 +1405,14 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
     if (wanted(source_kind::environment)) {
         std::string note;
         if (auto c = detail::from_environment(env_, note)) {
-            check_expiration(*c);
-            co_return resolved{std::move(*c), source_kind::environment};
+            // Unless the chosen profile assumes its role from them: then they sign that call.
+            if (only || !detail::assumes_role_from_environment(env_, profile.name)) {
+                check_expiration(*c);
+                co_return resolved{std::move(*c), source_kind::environment};
+            }
+        } else {
+            tried.push_back("the environment (" + note + ")");
         }
-        tried.push_back("the environment (" + note + ")");
     }
     // The files are read once, for web identity (the config file's profile may configure it)
     // and for the keys they hold.
@@ -1094,9 +1420,9 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
     detail::settings_file config_file;
     const detail::ini_section* in_credentials = nullptr;
     const detail::ini_section* in_config = nullptr;
-    if (wanted(source_kind::web_identity) || wanted(source_kind::credentials_file)
-        || wanted(source_kind::config_file)) {
-        if (wanted(source_kind::credentials_file)) {
+    if (wanted(source_kind::assume_role) || wanted(source_kind::web_identity)
+        || wanted(source_kind::credentials_file) || wanted(source_kind::config_file)) {
+        if (wanted(source_kind::credentials_file) || wanted(source_kind::assume_role)) {
             credentials_file = detail::load_settings_file(env_, "AWS_SHARED_CREDENTIALS_FILE", "credentials",
                                                           "the shared credentials file");
             if (credentials_file.contents)
@@ -1109,6 +1435,16 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
             throw std::runtime_error("the profile '" + profile.name + "' named by " + profile.origin + " is in neither "
                                      + credentials_file.describe("credentials") + " nor "
                                      + config_file.describe("config"));
+    }
+
+    if (wanted(source_kind::assume_role)) {
+        std::string note;
+        if (auto chain = detail::find_assume_role(env_, credentials_file, config_file, in_config, profile.name, note)) {
+            auto c = co_await from_assume_role(std::move(*chain));
+            check_expiration(c);
+            co_return resolved{std::move(c), source_kind::assume_role};
+        }
+        tried.push_back("an assumed role (" + note + ")");
     }
 
     if (wanted(source_kind::web_identity)) {
@@ -1205,14 +1541,92 @@ inline asio::awaitable<timed_credentials> credentials_provider::from_web_identit
     if (!response)
         throw std::runtime_error(what + ": no answer from STS at " + w.url + " within "
                                  + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
-    if (response->status != 200)
+    if (response->status != 200) {
+        const detail::hidden_text hidden[] = {detail::hidden_text{token, "the web identity token"}};
         throw std::runtime_error(what + ": STS at " + w.url + " refused AssumeRoleWithWebIdentity: "
-                                 + detail::describe_sts_error(response->status, response->body, token));
+                                 + detail::describe_sts_error(response->status, response->body, hidden));
+    }
     std::string why;
-    auto c = detail::parse_web_identity_response(response->body, why);
+    auto c = detail::parse_sts_credentials(response->body, "AssumeRoleWithWebIdentity", why);
     if (!c)
         throw std::runtime_error(what + ": the answer of STS at " + w.url + " is unusable: " + why);
     c->source = "web identity (" + w.role_arn + ")";
+    co_return std::move(*c);
+}
+
+inline asio::awaitable<timed_credentials> credentials_provider::from_assume_role(detail::role_chain chain)
+{
+    const detail::assume_role_step& first = chain.roles.front();
+    const std::string what = "role " + first.role_arn + " of profile '" + first.profile + "'";
+    timed_credentials current;
+    if (chain.base == detail::role_source::profile_keys) {
+        current = std::move(*chain.keys);
+    } else if (chain.base == detail::role_source::web_identity) {
+        current = co_await from_web_identity(std::move(*chain.web_identity));
+    } else if (chain.base == detail::role_source::environment) {
+        std::string note;
+        auto c = detail::from_environment(env_, note);
+        if (!c)
+            throw std::runtime_error(what + " is assumed with credential_source Environment, but " + note);
+        current = std::move(*c);
+    } else {
+        std::string note;
+        const bool imds = chain.base == detail::role_source::instance_metadata;
+        std::optional<timed_credentials> c;
+        if (imds)
+            c = co_await from_instance_metadata(note);
+        else
+            c = co_await from_container(note);
+        if (!c)
+            throw std::runtime_error(what + " is assumed with credential_source "
+                                     + (imds ? "Ec2InstanceMetadata" : "EcsContainer") + ", which gave nothing: " + note);
+        current = std::move(*c);
+    }
+    for (const detail::assume_role_step& step : chain.roles)
+        current = co_await assume_role(chain.url, chain.region, step, current.credentials);
+    co_return current;
+}
+
+inline asio::awaitable<timed_credentials> credentials_provider::assume_role(std::string url, std::string region,
+                                                                            detail::assume_role_step step,
+                                                                            aws_credentials source)
+{
+    // STS is a remote service, not a local metadata endpoint: a longer timeout.
+    constexpr std::chrono::milliseconds timeout{10000};
+    constexpr int attempts = 3;
+    const std::string what = "role " + step.role_arn + " of profile '" + step.profile + "'";
+    if (!fetch_)
+        throw std::runtime_error(what + ": no HTTP fetcher was given to reach STS at " + url);
+    std::string session_name = step.session_name;
+    if (session_name.empty())
+        session_name = "pipemode-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        now().time_since_epoch()).count());
+    std::optional<metadata_response> response;
+    for (int i = 0; i < attempts; ++i) {
+        // Signed again for each attempt: the signature covers the time.
+        metadata_request request = detail::assume_role_request(url, region, step, session_name, source, now(), timeout);
+        response = co_await fetch_(std::move(request));
+        // Only "no answer" and server errors are worth another try; a refusal will not change.
+        if (response && response->status < 500)
+            break;
+    }
+    if (!response)
+        throw std::runtime_error(what + ": no answer from STS at " + url + " within "
+                                 + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
+    if (response->status != 200) {
+        const detail::hidden_text hidden[] = {
+            detail::hidden_text{source.secret_access_key, "the source credentials"},
+            detail::hidden_text{source.session_token, "the source credentials"},
+            detail::hidden_text{step.external_id, "the external id"},
+        };
+        throw std::runtime_error(what + ": STS at " + url + " refused AssumeRole: "
+                                 + detail::describe_sts_error(response->status, response->body, hidden));
+    }
+    std::string why;
+    auto c = detail::parse_sts_credentials(response->body, "AssumeRole", why);
+    if (!c)
+        throw std::runtime_error(what + ": the answer of STS at " + url + " is unusable: " + why);
+    c->source = "assumed role " + step.role_arn + " (from " + step.source + ")";
     co_return std::move(*c);
 }
 
