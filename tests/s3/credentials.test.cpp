@@ -1482,3 +1482,609 @@ TEST_CASE("credentials: web identity is refreshed from STS with the token file r
     check_no_secrets(message);
     CHECK(message.find("ROTATEDTOKEN") == std::string::npos);
 }
+
+namespace {
+
+const std::string data_role = "arn:aws:iam::123456789012:role/read-training-data";
+const std::string mid_role = "arn:aws:iam::210987654321:role/hop";
+// Not a secret, but kept out of messages all the same.
+const std::string external_id = "EXTERNAL-ID-4f1a9";
+
+std::string assume_role_document(std::string_view id, std::string_view expiration)
+{
+    return "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+           "  <AssumeRoleResult>\n"
+           "    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn>"
+           "<AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>\n"
+           "    <Credentials>\n"
+           "      <AccessKeyId>" + std::string(id) + "</AccessKeyId>\n"
+           "      <SecretAccessKey>" + secret + "</SecretAccessKey>\n"
+           "      <SessionToken>" + token + "</SessionToken>\n"
+           "      <Expiration>" + std::string(expiration) + "</Expiration>\n"
+           "    </Credentials>\n"
+           "  </AssumeRoleResult>\n"
+           "</AssumeRoleResponse>\n";
+}
+
+/// STS at `url`: AssumeRole answers with the key id `keys[RoleArn]`, AssumeRoleWithWebIdentity
+/// with "ASIASTSKEY1"; `answer` replaces every answer. Other URLs go to `other` (metadata).
+struct role_sts {
+    std::string url = "https://sts.eu-west-3.amazonaws.com/";
+    std::map<std::string, std::string> keys{{data_role, "ASIAROLEKEY"}, {mid_role, "ASIAMIDKEY"}};
+    std::string expiration = "2026-11-28T12:00:00Z";
+    std::optional<metadata_response> answer;
+    bool up = true;
+    std::function<std::optional<metadata_response>(const metadata_request&)> other;
+
+    std::optional<metadata_response> operator()(const metadata_request& r) const
+    {
+        if (r.url != url) {
+            if (other)
+                return other(r);
+            FAIL("unexpected request to " << r.url);
+        }
+        if (!up)
+            return std::nullopt;
+        if (answer)
+            return *answer;
+        const auto fields = form_fields(r.body);
+        if (fields.at("Action") == "AssumeRoleWithWebIdentity")
+            return ok(sts_document("ASIASTSKEY1", expiration));
+        REQUIRE(fields.at("Action") == "AssumeRole");
+        return ok(assume_role_document(keys.at(fields.at("RoleArn")), expiration));
+    }
+};
+
+/// The config and credentials files of a role profile 'data-reader' assumed from profile 'base'.
+fake_environment role_environment()
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "data-reader"}, {"AWS_EC2_METADATA_DISABLED", "true"}};
+    env.files["/h/.aws/config"] = "[profile data-reader]\n"
+                                  "region = eu-west-3\n"
+                                  "role_arn = " + data_role + "\n"
+                                  "source_profile = base\n";
+    env.files["/h/.aws/credentials"] = "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = " + secret + "\n";
+    return env;
+}
+
+/// Checks that `r` is an AssumeRole POST signed with SigV4 by `key_id` for sts in `region` at
+/// 2026-11-28T06:00:00Z, with `session_token` (or none) in X-Amz-Security-Token.
+void check_signed(const metadata_request& r, std::string_view key_id, std::string_view session_token,
+                  std::string_view region = "eu-west-3")
+{
+    CHECK(r.method == "POST");
+    CHECK(r.timeout == 10000ms);
+    CHECK(header(r, "Content-Type") == "application/x-www-form-urlencoded; charset=utf-8");
+    CHECK(header(r, "X-Amz-Date") == "20261128T060000Z");
+    const std::string expected_token = session_token.empty() ? "<absent>" : std::string(session_token);
+    CHECK(header(r, "X-Amz-Security-Token") == expected_token);
+    const std::string authorization = header(r, "Authorization");
+    const std::string prefix = "AWS4-HMAC-SHA256 Credential=" + std::string(key_id) + "/20261128/"
+                             + std::string(region) + "/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date"
+                             + (session_token.empty() ? "" : ";x-amz-security-token") + ", Signature=";
+    INFO(authorization);
+    REQUIRE(authorization.rfind(prefix, 0) == 0);
+    const std::string signature = authorization.substr(prefix.size());
+    CHECK(signature.size() == 64);
+    CHECK(signature.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(form_fields(r.body).at("Action") == "AssumeRole");
+}
+
+/// One AssumeRole request botocore signed (see scripts/dev/gen_assume_role_vectors.py).
+struct assume_role_vector {
+    std::string name;
+    std::string access_key_id;
+    std::string secret_access_key;
+    std::string session_token;
+    long long epoch_seconds;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> expected;
+};
+
+} // namespace
+
+TEST_CASE("assume role: an AssumeRole call signed with the source profile's keys")
+{
+    auto env = role_environment();
+    fake_service service;
+    role_sts sts;
+    service.script = std::ref(sts);
+    auto first = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto c = get(p);
+        REQUIRE(service.requests.size() == 1);
+        return c;
+    };
+
+    const auto c = first();
+    CHECK(c.credentials.access_key_id == "ASIAROLEKEY");
+    CHECK(c.credentials.secret_access_key == secret);
+    CHECK(c.credentials.session_token == token);
+    CHECK(c.expiration == at("2026-11-28T12:00:00Z"));
+    CHECK(c.source == "assumed role " + data_role + " (from profile 'base')");
+    const auto& r = service.requests[0];
+    CHECK(r.url == "https://sts.eu-west-3.amazonaws.com/");
+    check_signed(r, "AKIDBASE", "");
+    CHECK(form_fields(r.body) == std::map<std::string, std::string>{
+                                     {"Action", "AssumeRole"},
+                                     {"Version", "2011-06-15"},
+                                     {"RoleArn", data_role},
+                                     {"RoleSessionName", "pipemode-" + std::to_string(1795845600000)},
+                                 });
+    CHECK(r.body.rfind("Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2F", 0)
+          == 0);
+
+    SECTION("the optional settings become form fields")
+    {
+        env.files["/h/.aws/config"] += "role_session_name = trainer-7@ml.example\n"
+                                       "external_id = " + external_id + "\n"
+                                       "duration_seconds = 43200\n";
+        first();
+        const auto fields = form_fields(service.requests[0].body);
+        CHECK(fields.at("RoleSessionName") == "trainer-7@ml.example");
+        CHECK(fields.at("ExternalId") == external_id);
+        CHECK(fields.at("DurationSeconds") == "43200");
+        CHECK(fields.size() == 6);
+    }
+    SECTION("a source with a session token sends and signs X-Amz-Security-Token")
+    {
+        env.files["/h/.aws/credentials"] += "aws_session_token = " + token + "\n";
+        first();
+        check_signed(service.requests[0], "AKIDBASE", token);
+    }
+    SECTION("the source profile's keys from the config file when the credentials file has none")
+    {
+        env.files.erase("/h/.aws/credentials");
+        env.files["/h/.aws/config"] += "[profile base]\naws_access_key_id = AKIDCONFIGBASE\naws_secret_access_key = "
+                                     + secret + "\n";
+        first();
+        check_signed(service.requests[0], "AKIDCONFIGBASE", "");
+    }
+    SECTION("the STS endpoint and region as for web identity")
+    {
+        env.vars["AWS_ENDPOINT_URL"] = "http://127.0.0.1:5000";
+        env.vars["AWS_REGION"] = "ap-south-1";
+        sts.url = "http://127.0.0.1:5000/";
+        first();
+        check_signed(service.requests[0], "AKIDBASE", "", "ap-south-1");
+        env.vars["AWS_ENDPOINT_URL_STS"] = "https://sts.example.com:8443/base/";
+        sts.url = "https://sts.example.com:8443/base/";
+        first();
+        check_signed(service.requests[0], "AKIDBASE", "", "ap-south-1");
+    }
+    SECTION("a role profile with keys of its own assumes its role; as a source, it gives its keys")
+    {
+        env.files["/h/.aws/credentials"] += "[data-reader]\naws_access_key_id = AKIDOWN\naws_secret_access_key = s\n";
+        CHECK(first().credentials.access_key_id == "ASIAROLEKEY");
+        check_signed(service.requests[0], "AKIDBASE", "");
+        // 'base' assumes a role of its own, yet as data-reader's source it gives its keys.
+        env.files["/h/.aws/config"] += "[profile base]\nrole_arn = " + mid_role + "\nsource_profile = nowhere\n";
+        CHECK(first().credentials.access_key_id == "ASIAROLEKEY");
+        check_signed(service.requests[0], "AKIDBASE", "");
+        // A profile may be its own source when it has keys.
+        env.files["/h/.aws/config"] = "[profile data-reader]\nregion = eu-west-3\nrole_arn = " + data_role
+                                    + "\nsource_profile = data-reader\n";
+        CHECK(first().credentials.access_key_id == "ASIAROLEKEY");
+        check_signed(service.requests[0], "AKIDOWN", "");
+    }
+}
+
+TEST_CASE("assume role: the signature is botocore's, byte for byte")
+{
+    static const std::vector<assume_role_vector> vectors = {
+#include "assume_role_vectors.inc"
+    };
+    REQUIRE(vectors.size() == 2);
+    for (const auto& v : vectors) {
+        INFO(v.name);
+        fake_environment env;
+        env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "data-reader"}};
+        // The settings scripts/dev/gen_assume_role_vectors.py signs.
+        env.files["/h/.aws/config"] = "[profile data-reader]\n"
+                                      "region = eu-west-3\n"
+                                      "role_arn = arn:aws:iam::123456789012:role/read-training-data\n"
+                                      "source_profile = base\n"
+                                      "role_session_name = trainer-7@ml.example\n"
+                                      "external_id = ext/id+with=odd:chars\n"
+                                      "duration_seconds = 7200\n";
+        env.files["/h/.aws/credentials"] = "[base]\naws_access_key_id = " + v.access_key_id
+                                         + "\naws_secret_access_key = " + v.secret_access_key
+                                         + "\naws_session_token = " + v.session_token + "\n";
+        fake_service service;
+        role_sts sts;
+        service.script = std::ref(sts);
+        const auto t = std::chrono::system_clock::time_point{std::chrono::seconds{v.epoch_seconds}};
+        credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [t] { return t; }});
+        CHECK(get(p).credentials.access_key_id == "ASIAROLEKEY");
+        REQUIRE(service.requests.size() == 1);
+        const auto& r = service.requests[0];
+        CHECK(r.body == v.body);
+        std::vector<std::pair<std::string, std::string>> added;
+        for (const auto& [name, value] : r.headers)
+            if (name != "Content-Type")
+                added.emplace_back(name, value);
+        CHECK(added == v.expected);
+    }
+}
+
+TEST_CASE("assume role: credential_source Environment, Ec2InstanceMetadata and EcsContainer")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "data-reader"}};
+    auto configure = [&](std::string_view source) {
+        env.files["/h/.aws/config"] = "[profile data-reader]\nregion = eu-west-3\nrole_arn = " + data_role
+                                    + "\ncredential_source = " + std::string(source) + "\n";
+    };
+    fake_service service;
+    role_sts sts;
+    imds instance;
+    sts.other = [&](const metadata_request& r) -> std::optional<metadata_response> {
+        if (r.url == "http://169.254.170.2/creds")
+            return ok(credentials_json("ASIACONTAINER", "2026-11-28T12:00:00Z"));
+        return instance(r);
+    };
+    service.script = std::ref(sts);
+    auto first = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        return get(p);
+    };
+    auto failure = [&] {
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        return message;
+    };
+
+    SECTION("Environment: the environment's keys sign the call instead of being used directly")
+    {
+        configure("Environment");
+        env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+        env.vars["AWS_SECRET_ACCESS_KEY"] = secret;
+        env.vars["AWS_SESSION_TOKEN"] = token;
+        const auto c = first();
+        CHECK(c.credentials.access_key_id == "ASIAROLEKEY");
+        CHECK(c.source == "assumed role " + data_role + " (from credential_source Environment)");
+        REQUIRE(service.requests.size() == 1);
+        check_signed(service.requests[0], "AKIAENV", token);
+        // Without the keys: an error, not another source.
+        env.vars.erase("AWS_ACCESS_KEY_ID");
+        env.vars.erase("AWS_SECRET_ACCESS_KEY");
+        env.vars.erase("AWS_SESSION_TOKEN");
+        CHECK(failure() == "role " + data_role + " of profile 'data-reader' is assumed with credential_source "
+                           "Environment, but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
+        // Other role profiles do not stop the environment's keys from winning.
+        env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+        env.vars["AWS_SECRET_ACCESS_KEY"] = secret;
+        configure("Ec2InstanceMetadata");
+        CHECK(first().source == "environment");
+        CHECK(service.requests.empty());
+    }
+    SECTION("Ec2InstanceMetadata: IMDSv2's role credentials")
+    {
+        configure("Ec2InstanceMetadata");
+        const auto c = first();
+        CHECK(c.credentials.access_key_id == "ASIAROLEKEY");
+        CHECK(c.source == "assumed role " + data_role + " (from credential_source Ec2InstanceMetadata)");
+        REQUIRE(service.requests.size() == 4);
+        CHECK(service.requests[0].url == "http://169.254.169.254/latest/api/token");
+        check_signed(service.requests[3], "ASIAIMDSKEY1", token);
+        instance.up = false;
+        CHECK(failure() == "role " + data_role + " of profile 'data-reader' is assumed with credential_source "
+                           "Ec2InstanceMetadata, which gave nothing: no answer from http://169.254.169.254 within 1000 ms");
+    }
+    SECTION("EcsContainer: the container's credentials")
+    {
+        configure("EcsContainer");
+        env.vars["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/creds";
+        const auto c = first();
+        CHECK(c.source == "assumed role " + data_role + " (from credential_source EcsContainer)");
+        REQUIRE(service.requests.size() == 2);
+        CHECK(service.requests[0].url == "http://169.254.170.2/creds");
+        check_signed(service.requests[1], "ASIACONTAINER", token);
+        env.vars.erase("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+        CHECK(failure() == "role " + data_role + " of profile 'data-reader' is assumed with credential_source "
+                           "EcsContainer, which gave nothing: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and "
+                           "AWS_CONTAINER_CREDENTIALS_FULL_URI are not set");
+    }
+    SECTION("another value, or both source settings, is an error")
+    {
+        configure("Ec2Instance");
+        CHECK(failure() == "/h/.aws/config, profile 'data-reader', setting 'credential_source' must be Environment, "
+                           "Ec2InstanceMetadata or EcsContainer");
+        env.files["/h/.aws/config"] += "source_profile = base\n";
+        CHECK(failure() == "/h/.aws/config, profile 'data-reader' has both source_profile and credential_source: keep "
+                           "the one that says where the credentials that assume role " + data_role + " come from");
+        CHECK(service.requests.empty());
+    }
+}
+
+TEST_CASE("assume role: chains of roles, from keys and from a web identity")
+{
+    auto env = role_environment();
+    env.files["/h/.aws/config"] = "[profile data-reader]\nregion = eu-west-3\nrole_arn = " + data_role
+                                + "\nsource_profile = hop\n"
+                                  "[profile hop]\nregion = us-west-2\nrole_arn = " + mid_role
+                                + "\nsource_profile = base\nexternal_id = " + external_id + "\n";
+    fake_service service;
+    role_sts sts;
+    service.script = std::ref(sts);
+    credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+    auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIAROLEKEY");
+    CHECK(c.source == "assumed role " + data_role + " (from profile 'hop')");
+    REQUIRE(service.requests.size() == 2);
+    // The inner role first, with the base keys, then the chosen profile's with the inner role's
+    // keys; both at the chosen profile's region and endpoint.
+    check_signed(service.requests[0], "AKIDBASE", "");
+    CHECK(form_fields(service.requests[0].body).at("RoleArn") == mid_role);
+    CHECK(form_fields(service.requests[0].body).at("ExternalId") == external_id);
+    check_signed(service.requests[1], "ASIAMIDKEY", token);
+    CHECK(form_fields(service.requests[1].body).at("RoleArn") == data_role);
+    CHECK(form_fields(service.requests[1].body).count("ExternalId") == 0);
+
+    SECTION("from a source profile's web identity")
+    {
+        env.files["/h/.aws/config"] += "[profile base]\nrole_arn = " + role
+                                     + "\nweb_identity_token_file = /tokens/eks\nrole_session_name = from-eks\n";
+        env.files.erase("/h/.aws/credentials");
+        env.files["/tokens/eks"] = web_token + "\n";
+        service.requests.clear();
+        credentials_provider q(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        CHECK(get(q).credentials.access_key_id == "ASIAROLEKEY");
+        REQUIRE(service.requests.size() == 3);
+        const auto web = form_fields(service.requests[0].body);
+        CHECK(web.at("Action") == "AssumeRoleWithWebIdentity");
+        CHECK(web.at("RoleArn") == role);
+        CHECK(web.at("RoleSessionName") == "from-eks");
+        CHECK(web.at("WebIdentityToken") == web_token);
+        CHECK(header(service.requests[0], "Authorization") == "<absent>");
+        check_signed(service.requests[1], "ASIASTSKEY1", token);
+        check_signed(service.requests[2], "ASIAMIDKEY", token);
+    }
+}
+
+TEST_CASE("assume role: cycles, long chains and sources without credentials are errors naming the profiles")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "a"}};
+    env.files["/h/.aws/credentials"] = "[keys]\naws_access_key_id = AKIDBASE\naws_secret_access_key = " + secret
+                                     + "\naws_session_token = " + token + "\n";
+    fake_service service;
+    service.script = [](const metadata_request& r) -> std::optional<metadata_response> {
+        if (form_fields(r.body).at("Action") == "AssumeRole")
+            return ok(assume_role_document("ASIAHOP", "2026-11-28T12:00:00Z"));
+        FAIL("unexpected request");
+        return std::nullopt;
+    };
+    auto role_profile = [](std::string_view name, std::string_view source) {
+        return "[profile " + std::string(name) + "]\nrole_arn = arn:aws:iam::1:role/" + std::string(name)
+             + "\nsource_profile = " + std::string(source) + "\n";
+    };
+    auto failure = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        CHECK(service.requests.empty());
+        return message;
+    };
+
+    env.files["/h/.aws/config"] = role_profile("a", "b") + role_profile("b", "c") + role_profile("c", "a");
+    CHECK(failure() == "the source_profile settings of /h/.aws/config form a cycle: 'a' -> 'b' -> 'c' -> 'a'");
+    env.files["/h/.aws/config"] = role_profile("a", "a");
+    CHECK(failure() == "the source_profile settings of /h/.aws/config form a cycle: 'a' -> 'a'");
+
+    // Eight roles are assumed in turn; a ninth is refused.
+    std::string config;
+    for (int i = 1; i <= 8; ++i)
+        config += role_profile(i == 1 ? "a" : "r" + std::to_string(i), i == 8 ? "keys" : "r" + std::to_string(i + 1));
+    env.files["/h/.aws/config"] = config;
+    {
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        CHECK(get(p).source == "assumed role arn:aws:iam::1:role/a (from profile 'r2')");
+        REQUIRE(service.requests.size() == 8);
+        check_signed(service.requests[0], "AKIDBASE", token, "us-east-1");
+        CHECK(form_fields(service.requests[0].body).at("RoleArn") == "arn:aws:iam::1:role/r8");
+        check_signed(service.requests[7], "ASIAHOP", token, "us-east-1");
+    }
+    config.replace(config.find("source_profile = keys"), std::string("source_profile = keys").size(),
+                   "source_profile = r9");
+    env.files["/h/.aws/config"] = config + role_profile("r9", "keys");
+    CHECK(failure() == "the source_profile settings of /h/.aws/config chain more than 8 roles: 'a' -> 'r2' -> 'r3' -> "
+                       "'r4' -> 'r5' -> 'r6' -> 'r7' -> 'r8' -> 'r9'");
+
+    env.files["/h/.aws/config"] = role_profile("a", "missing");
+    CHECK(failure() == "/h/.aws/config, profile 'a' names source_profile 'missing', which is in neither "
+                       "/h/.aws/credentials nor /h/.aws/config");
+    env.files["/h/.aws/config"] = role_profile("a", "empty") + "[profile empty]\nregion = eu-west-1\n";
+    CHECK(failure() == "/h/.aws/config, profile 'a' names source_profile 'empty', which has no credentials: give it "
+                       "aws_access_key_id and aws_secret_access_key, role_arn and web_identity_token_file, or a role "
+                       "of its own (role_arn with source_profile or credential_source)");
+    env.files["/h/.aws/config"] = role_profile("a", "sso") + "[profile sso]\nsso_session = corp\n";
+    CHECK(failure().find("/h/.aws/config, profile 'a' names source_profile 'sso', which gets its credentials through "
+                         "'sso_session', which pipemode does not support")
+          == 0);
+    env.files["/h/.aws/config"] = role_profile("a", "half") + "[profile half]\naws_secret_access_key = " + secret + "\n";
+    CHECK(failure() == "profile 'half' in /h/.aws/config has aws_secret_access_key but no aws_access_key_id");
+}
+
+TEST_CASE("assume role: settings are checked before STS is asked, without quoting the external id")
+{
+    fake_environment env = role_environment();
+    fake_service service;
+    service.script = [](const metadata_request&) -> std::optional<metadata_response> {
+        FAIL("an invalid setting must not reach STS");
+        return std::nullopt;
+    };
+    const std::string base = env.files["/h/.aws/config"];
+    auto failure = [&](const std::string& extra) {
+        env.files["/h/.aws/config"] = base + extra;
+        credentials_provider p(env.make(), service.make());
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        CHECK(message.find("EXTERNAL") == std::string::npos);
+        return message;
+    };
+    const std::string where = "/h/.aws/config, profile 'data-reader'";
+    for (const char* bad : {"899", "43201", "1h", "-900", "3600.5", "99999999999999999999"}) {
+        INFO(bad);
+        CHECK(failure(std::string("duration_seconds = ") + bad + "\n")
+              == where + ", setting 'duration_seconds' must be a whole number of seconds from 900 to 43200");
+    }
+    CHECK(failure("external_id = EXTERNAL id\n")
+          == where + ", setting 'external_id' must be 2 to 1224 characters among letters, digits and _+=,.@:/-");
+    CHECK(failure("external_id = E\n")
+          == where + ", setting 'external_id' must be 2 to 1224 characters among letters, digits and _+=,.@:/-");
+    CHECK(failure("role_session_name = two words\n")
+          == where + ", setting 'role_session_name' must be 2 to 64 characters among letters, digits and _+=,.@-");
+    CHECK(failure("mfa_serial = arn:aws:iam::123456789012:mfa/u\n").find(where + " has mfa_serial, which pipemode "
+                                                                          "does not support")
+          == 0);
+    // Role settings in the shared credentials file are not read; the error says where they go.
+    env.files["/h/.aws/config"] = "[profile data-reader]\nregion = eu-west-3\n";
+    env.files["/h/.aws/credentials"] = "[data-reader]\nrole_arn = " + data_role + "\nsource_profile = base\n";
+    credentials_provider p(env.make(), service.make());
+    CHECK(error_of([&] { get(p); })
+          == "profile 'data-reader' in /h/.aws/credentials has 'role_arn', which pipemode reads only in the config "
+             "file: move the profile's role settings to its [profile data-reader] section there");
+}
+
+TEST_CASE("assume role: STS failures stop the chain and never show the credentials")
+{
+    auto env = role_environment();
+    env.files["/h/.aws/credentials"] += "aws_session_token = " + token + "\n";
+    env.files["/h/.aws/config"] += "external_id = " + external_id + "\n";
+    env.vars["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/creds";  // must not be reached
+    fake_service service;
+    role_sts sts;
+    service.script = std::ref(sts);
+    auto failure = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        const auto message = error_of([&] { get(p); });
+        check_no_secrets(message);
+        CHECK(message.find(external_id) == std::string::npos);
+        return message;
+    };
+    const std::string url = "https://sts.eu-west-3.amazonaws.com/";
+    const std::string prefix = "role " + data_role + " of profile 'data-reader': ";
+
+    sts.up = false;
+    CHECK(failure() == prefix + "no answer from STS at " + url + " within 10000 ms (3 attempts)");
+    CHECK(service.requests.size() == 3);
+    sts.up = true;
+    sts.answer = metadata_response{500, "<html>busy</html>"};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRole: HTTP 500");
+    CHECK(service.requests.size() == 3);
+    sts.answer = metadata_response{403, sts_error("AccessDenied", "User: arn:aws:iam::1:user/base is not authorized "
+                                                                  "to perform: sts:AssumeRole")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRole: HTTP 403 (AccessDenied: User: "
+                                "arn:aws:iam::1:user/base is not authorized to perform: sts:AssumeRole)");
+    CHECK(service.requests.size() == 1);
+    sts.answer = metadata_response{403, sts_error("InvalidClientTokenId", "The token " + token + " is invalid")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRole: HTTP 403 (InvalidClientTokenId: (STS's "
+                                "message is left out: it quotes the source credentials))");
+    sts.answer = metadata_response{403, sts_error("SignatureDoesNotMatch", "secret " + secret)};
+    CHECK(failure().find("it quotes the source credentials") != std::string::npos);
+    sts.answer = metadata_response{403, sts_error("AccessDenied", "external id " + external_id + " does not match")};
+    CHECK(failure() == prefix + "STS at " + url + " refused AssumeRole: HTTP 403 (AccessDenied: (STS's message is "
+                                "left out: it quotes the external id))");
+
+    const std::string unusable = prefix + "the answer of STS at " + url + " is unusable: ";
+    sts.answer = ok(sts_document("ASIA1", "2026-11-28T12:00:00Z"));  // AssumeRoleWithWebIdentity's
+    CHECK(failure() == unusable + "the response has no AssumeRoleResponse/AssumeRoleResult/Credentials");
+    const std::string good = assume_role_document("ASIA1", "2026-11-28T12:00:00Z");
+    sts.answer = ok(good.substr(0, good.size() / 2));
+    CHECK(failure().find(unusable + "the response is not an XML document") == 0);
+    std::string no_secret = good;
+    no_secret.replace(no_secret.find(secret), secret.size(), "");
+    sts.answer = ok(no_secret);
+    CHECK(failure() == unusable + "the response's Credentials have no usable SecretAccessKey (a non-empty text "
+                                  "without control characters)");
+    sts.answer = ok(assume_role_document("ASIA1", "2026-11-28T05:00:00Z"));
+    CHECK(failure() == "assumed role " + data_role + " (from profile 'base') gave credentials that expired at "
+                       "2026-11-28T05:00:00Z while the clock reads 2026-11-28T06:00:00Z: check the system clock");
+    sts.answer.reset();
+    credentials_provider p(env.make(), {});
+    CHECK(error_of([&] { get(p); }) == prefix + "no HTTP fetcher was given to reach STS at " + url);
+}
+
+TEST_CASE("assume role: refreshed by resolving the source again and asking STS again")
+{
+    fake_environment env;
+    env.vars = {{"HOME", "/h"}, {"AWS_PROFILE", "data-reader"}};
+    env.files["/h/.aws/config"] = "[profile data-reader]\nregion = eu-west-3\nrole_arn = " + data_role
+                                + "\ncredential_source = Ec2InstanceMetadata\n";
+    fake_service service;
+    role_sts sts;
+    imds instance;
+    sts.other = std::ref(instance);
+    service.script = std::ref(sts);
+    auto now = at("2026-11-28T11:00:00Z");
+    credentials_provider p(env.make(), service.make(), {.profile = {}, .clock = [&] { return now; }});
+    CHECK(get(p).credentials.access_key_id == "ASIAROLEKEY");
+    REQUIRE(service.requests.size() == 4);
+
+    // The instance's credentials rotate; the refresh signs with the new ones.
+    instance.id = "ASIAIMDSKEY2";
+    sts.keys[data_role] = "ASIAROLEKEY2";
+    sts.expiration = "2026-11-28T18:00:00Z";
+    // Keys that appear in the environment later do not replace the source being refreshed.
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+    env.vars["AWS_SECRET_ACCESS_KEY"] = "s";
+    now = at("2026-11-28T11:54:59Z");
+    CHECK(get(p).credentials.access_key_id == "ASIAROLEKEY");
+    CHECK(service.requests.size() == 4);
+    now = at("2026-11-28T11:55:01Z");
+    const auto c = get(p);
+    CHECK(c.credentials.access_key_id == "ASIAROLEKEY2");
+    CHECK(c.expiration == at("2026-11-28T18:00:00Z"));
+    CHECK(c.source == "assumed role " + data_role + " (from credential_source Ec2InstanceMetadata)");
+    REQUIRE(service.requests.size() == 8);
+    CHECK(header(service.requests[7], "Authorization").find("Credential=ASIAIMDSKEY2/20261128/eu-west-3/sts/")
+          != std::string::npos);
+
+    // A failed refresh keeps the valid credentials, then fails once they expire.
+    sts.answer = metadata_response{403, sts_error("AccessDenied", "Not authorized")};
+    now = at("2026-11-28T17:56:00Z");
+    CHECK(get(p).credentials.access_key_id == "ASIAROLEKEY2");
+    now = at("2026-11-28T18:00:00Z");
+    const auto message = error_of([&] { get(p); });
+    CHECK(message == "role " + data_role + " of profile 'data-reader': STS at https://sts.eu-west-3.amazonaws.com/ "
+                     "refused AssumeRole: HTTP 403 (AccessDenied: Not authorized)");
+    check_no_secrets(message);
+}
+
+TEST_CASE("assume role: its place in the chain")
+{
+    auto env = role_environment();
+    fake_service service;
+    role_sts sts;
+    service.script = std::ref(sts);
+    auto first = [&] {
+        service.requests.clear();
+        credentials_provider p(env.make(), service.make(), at_clock("2026-11-28T06:00:00Z"));
+        return get(p).source;
+    };
+    // The environment's keys win, as for every other source.
+    env.vars["AWS_ACCESS_KEY_ID"] = "AKIAENV";
+    env.vars["AWS_SECRET_ACCESS_KEY"] = "s";
+    CHECK(first() == "environment");
+    CHECK(service.requests.empty());
+    env.vars.erase("AWS_ACCESS_KEY_ID");
+    env.vars.erase("AWS_SECRET_ACCESS_KEY");
+    // The chosen profile's role comes before a web identity of the environment's.
+    env.vars["AWS_ROLE_ARN"] = role;
+    env.vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = "/var/run/secrets/token";
+    env.files["/var/run/secrets/token"] = web_token;
+    CHECK(first() == "assumed role " + data_role + " (from profile 'base')");
+    CHECK(service.requests.size() == 1);
+    // Another profile is not a role profile: the role settings of data-reader are not used.
+    env.vars.erase("AWS_ROLE_ARN");
+    env.vars.erase("AWS_WEB_IDENTITY_TOKEN_FILE");
+    env.vars["AWS_PROFILE"] = "base";
+    CHECK(first() == "shared credentials file (profile base)");
+}
