@@ -413,3 +413,56 @@ TEST_CASE("Web identity: credentials from moto's STS through the real fetcher re
     CHECK(payloads_of(r) == std::vector<std::string>{"read with web identity credentials"});
     fs::remove(token_file);
 }
+
+TEST_CASE("Assumed role: a role profile's credentials from moto's STS AssumeRole read objects from moto's S3", "[s3]")
+{
+    // moto answers STS's AssumeRole on the same port as S3 (without checking the signature);
+    // AWS_ENDPOINT_URL sends both there.
+    fixture().put("role/part-0.rec", framed("read with assumed role credentials"));
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("pipemode-assume-role-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string role = "arn:aws:iam::123456789012:role/read-training-data";
+    std::ofstream(dir / "config", std::ios::trunc) << "[profile data-reader]\n"
+                                                      "region = us-east-1\n"
+                                                      "role_arn = " << role << "\n"
+                                                      "source_profile = base\n"
+                                                      "role_session_name = pipemode-integration\n"
+                                                      "duration_seconds = 900\n";
+    std::ofstream(dir / "credentials", std::ios::trunc) << "[base]\n"
+                                                           "aws_access_key_id = AKIDPIPEMODEBASE\n"
+                                                           "aws_secret_access_key = pipemode-base-secret\n";
+    const variables vars = {
+        {"AWS_ENDPOINT_URL", fixture().server.endpoint()},
+        {"AWS_CONFIG_FILE", (dir / "config").string()},
+        {"AWS_SHARED_CREDENTIALS_FILE", (dir / "credentials").string()},
+        {"AWS_PROFILE", "data-reader"},
+        {"AWS_EC2_METADATA_DISABLED", "true"},
+    };
+    s3::environment env = environment_of(vars);
+    env.read_file = s3::environment::process().read_file;
+
+    const auto before = std::chrono::system_clock::now();
+    // The client is made outside any coroutine (see the web identity test).
+    asio::io_context io;
+    http::client client(io.get_executor());
+    s3::credentials_provider provider(env, s3::make_metadata_fetcher(client));
+    auto done = asio::co_spawn(io, provider.async_get(), asio::use_future);
+    io.run_for(std::chrono::seconds(60));
+    REQUIRE(done.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    const s3::timed_credentials c = done.get();
+    CHECK_FALSE(c.credentials.access_key_id.empty());
+    CHECK(c.credentials.access_key_id != "AKIDPIPEMODEBASE");
+    CHECK_FALSE(c.credentials.secret_access_key.empty());
+    CHECK_FALSE(c.credentials.session_token.empty());
+    REQUIRE(c.expiration);
+    CHECK(*c.expiration > before);
+    CHECK(c.source == "assumed role " + role + " (from profile 'base')");
+
+    // The S3 store resolves the same chain itself: listing and reading are signed with the role's keys.
+    s3::s3_options o;
+    o.env = env;
+    data_set_reader r(s3::s3_store({"s3://" + std::string(bucket) + "/role/"}, o), {}, raw_batches());
+    CHECK(payloads_of(r) == std::vector<std::string>{"read with assumed role credentials"});
+    fs::remove_all(dir);
+}
