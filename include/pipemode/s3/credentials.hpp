@@ -59,7 +59,7 @@ struct environment {
 };
 
 /// One HTTP request of a credentials source: to a metadata service (container credentials,
-/// EC2 instance metadata) or to AWS STS (web identity).
+/// EC2 instance metadata) or to AWS STS (web identity, assumed roles).
 struct metadata_request {
     std::string method = "GET";  ///< "GET", "PUT" or "POST"
     std::string url;             ///< absolute http(s) URL
@@ -110,7 +110,8 @@ inline s3_settings resolve_settings(const environment& env, std::string_view pro
 struct timed_credentials {
     aws_credentials credentials;
     std::optional<std::chrono::system_clock::time_point> expiration;
-    /// "explicit", "environment", "web identity (ROLE_ARN)", "shared credentials file (profile
+    /// "explicit", "environment", "assumed role ROLE_ARN (from profile 'NAME')" (or "(from
+    /// credential_source KIND)"), "web identity (ROLE_ARN)", "shared credentials file (profile
     /// NAME)", "config file (profile NAME)", "container credentials" or "instance metadata (IMDSv2)".
     std::string source;
 };
@@ -134,30 +135,35 @@ struct credentials_options {
 ///
 /// The default chain, in order (docs/s3-credentials.md):
 /// 1. the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
-///    (and `AWS_CREDENTIAL_EXPIRATION`);
-/// 2. web identity federation (EKS IAM roles for service accounts): `AWS_ROLE_ARN` and
+///    (and `AWS_CREDENTIAL_EXPIRATION`), unless the profile assumes its role from them;
+/// 2. an assumed role: the profile's `role_arn` with `source_profile` (that profile's keys, web
+///    identity or own role, chained up to 8 roles) or `credential_source` (`Environment`,
+///    `Ec2InstanceMetadata`, `EcsContainer`) in the config file, optionally
+///    `role_session_name`, `external_id` and `duration_seconds`. STS `AssumeRole` is called,
+///    signed with SigV4 with the source credentials, at the endpoint web identity uses;
+/// 3. web identity federation (EKS IAM roles for service accounts): `AWS_ROLE_ARN` and
 ///    `AWS_WEB_IDENTITY_TOKEN_FILE` (optionally `AWS_ROLE_SESSION_NAME`), else the profile's
 ///    `role_arn` and `web_identity_token_file` (optionally `role_session_name`) in the config
 ///    file. The token file is read at every fetch and sent, unsigned, to STS
 ///    `AssumeRoleWithWebIdentity` at `https://sts.REGION.amazonaws.com/` (region as
 ///    `resolve_settings` finds it; `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL` or the profile's
 ///    `sts` endpoint override it), with a 10 s timeout;
-/// 3. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`),
+/// 4. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`),
 ///    section `[PROFILE]`: `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`;
-/// 4. the config file (`AWS_CONFIG_FILE` or `~/.aws/config`), section `[profile PROFILE]`
+/// 5. the config file (`AWS_CONFIG_FILE` or `~/.aws/config`), section `[profile PROFILE]`
 ///    (`[default]`), the same keys;
-/// 5. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (fetched from
+/// 6. container credentials: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (fetched from
 ///    `http://169.254.170.2`) or `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with an `Authorization`
 ///    header from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `AWS_CONTAINER_AUTHORIZATION_TOKEN`;
-/// 6. EC2 instance metadata, IMDSv2 only (`AWS_EC2_METADATA_DISABLED=true` skips it,
+/// 7. EC2 instance metadata, IMDSv2 only (`AWS_EC2_METADATA_DISABLED=true` skips it,
 ///    `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it).
 ///
 /// A source that is configured but broken (a key id without its secret, a role ARN without its
-/// token file, a container endpoint or STS that refuses or does not answer) stops the chain
-/// with an error instead of falling through to the next one, so that a typo never silently
-/// selects other credentials. Profiles that assume a role from another profile
-/// (`source_profile`, `credential_source`), run a `credential_process` or use SSO are refused
-/// with an error, not skipped. Anonymous access is not part of the chain: finding nothing is
+/// token file or source, a missing source profile, a cycle of source profiles, a container
+/// endpoint or STS that refuses or does not answer) stops the chain with an error instead of
+/// falling through to the next one, so that a typo never silently selects other credentials.
+/// Profiles that run a `credential_process`, use SSO or need an MFA code are refused with an
+/// error, not skipped. Anonymous access is not part of the chain: finding nothing is
 /// an error, and unsigned requests are a separate, explicit choice.
 ///
 /// Thread safety: use a provider from one thread (the network thread) only. Any number of
@@ -173,7 +179,7 @@ public:
 
     /// The default chain, read through `env`; `fetch` performs the metadata services' and
     /// STS's HTTP requests (when empty, the container and instance metadata sources are
-    /// skipped, and a configured web identity is an error).
+    /// skipped, and a configured web identity or assumed role is an error).
     /// Nothing is read until the first `async_get`.
     credentials_provider(environment env, metadata_fetcher fetch, credentials_options options = {});
 
