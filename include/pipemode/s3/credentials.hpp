@@ -117,9 +117,11 @@ struct timed_credentials {
 };
 
 namespace detail {
-struct web_identity_settings;  // in impl/credentials.hpp
+// Defined in impl/credentials.hpp.
+struct web_identity_settings;
 struct role_chain;
 struct assume_role_step;
+struct hidden_text;
 }
 
 /// Settings of the default credentials chain.
@@ -220,6 +222,14 @@ private:
     asio::awaitable<timed_credentials> from_assume_role(detail::role_chain chain);
     asio::awaitable<timed_credentials> assume_role(std::string url, std::string region, detail::assume_role_step step,
                                                    aws_credentials source);
+    /// One STS call: the request from `make` (built again for each of up to 3 attempts, when
+    /// there is no answer or a 5xx), then the credentials of STS's answer to `action`. Errors
+    /// start with `what`, name `url` and never quote a `hidden` text.
+    asio::awaitable<timed_credentials> call_sts(std::function<metadata_request()> make, std::string action,
+                                                std::string what, std::string url,
+                                                std::vector<detail::hidden_text> hidden);
+    /// "pipemode-" and the Unix time in milliseconds: the session name when none is configured.
+    std::string default_session_name() const;
     asio::awaitable<std::optional<timed_credentials>> from_container(std::string& note);
     asio::awaitable<std::optional<timed_credentials>> from_instance_metadata(std::string& note);
     asio::awaitable<void> wait_for_refresh();

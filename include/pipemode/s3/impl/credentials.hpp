@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <span>
 #include <fstream>
 #include <stdexcept>
+#include <span>
 #include <system_error>
 
 namespace pipemode::s3 {
@@ -792,6 +792,9 @@ inline metadata_request web_identity_request(const web_identity_settings& w, std
     return r;
 }
 
+/// How long one STS call may take: STS is a remote service, not a link-local metadata endpoint.
+inline constexpr std::chrono::milliseconds sts_timeout{10000};
+
 /// Bounds for STS's answers, which are a few hundred bytes of shallow XML.
 inline xml::limits sts_document_limits() noexcept
 {
@@ -1512,9 +1515,6 @@ inline asio::awaitable<credentials_provider::resolved> credentials_provider::res
 
 inline asio::awaitable<timed_credentials> credentials_provider::from_web_identity(detail::web_identity_settings w)
 {
-    // STS is a remote service, not a local metadata endpoint: a longer timeout.
-    constexpr std::chrono::milliseconds timeout{10000};
-    constexpr int attempts = 3;
     const std::string what = "web identity for role " + w.role_arn;
     // Read at every fetch: EKS replaces the token file well before the token expires.
     const auto text = env_.read_file(w.token_file);
@@ -1524,34 +1524,15 @@ inline asio::awaitable<timed_credentials> credentials_provider::from_web_identit
     const std::string token(detail::trim(*text));
     if (token.empty())
         throw std::runtime_error(what + ": the web identity token file " + w.token_file + " is empty");
-    if (!fetch_)
-        throw std::runtime_error(what + ": no HTTP fetcher was given to reach STS at " + w.url);
-    std::string session_name = w.session_name;
-    if (session_name.empty())
-        session_name = "pipemode-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                        now().time_since_epoch()).count());
-    std::optional<metadata_response> response;
-    for (int i = 0; i < attempts; ++i) {
-        metadata_request request = detail::web_identity_request(w, session_name, token, timeout);
-        response = co_await fetch_(std::move(request));
-        // Only "no answer" and server errors are worth another try; a refusal will not change.
-        if (response && response->status < 500)
-            break;
-    }
-    if (!response)
-        throw std::runtime_error(what + ": no answer from STS at " + w.url + " within "
-                                 + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
-    if (response->status != 200) {
-        const detail::hidden_text hidden[] = {detail::hidden_text{token, "the web identity token"}};
-        throw std::runtime_error(what + ": STS at " + w.url + " refused AssumeRoleWithWebIdentity: "
-                                 + detail::describe_sts_error(response->status, response->body, hidden));
-    }
-    std::string why;
-    auto c = detail::parse_sts_credentials(response->body, "AssumeRoleWithWebIdentity", why);
-    if (!c)
-        throw std::runtime_error(what + ": the answer of STS at " + w.url + " is unusable: " + why);
-    c->source = "web identity (" + w.role_arn + ")";
-    co_return std::move(*c);
+    const std::string session_name = w.session_name.empty() ? default_session_name() : w.session_name;
+    // Named, not temporaries of the co_await expression (GCC 12 mishandles some of those).
+    std::function<metadata_request()> make = [&] {
+        return detail::web_identity_request(w, session_name, token, detail::sts_timeout);
+    };
+    std::vector<detail::hidden_text> hidden{{token, "the web identity token"}};
+    auto c = co_await call_sts(std::move(make), "AssumeRoleWithWebIdentity", what, w.url, std::move(hidden));
+    c.source = "web identity (" + w.role_arn + ")";
+    co_return c;
 }
 
 inline asio::awaitable<timed_credentials> credentials_provider::from_assume_role(detail::role_chain chain)
@@ -1591,42 +1572,52 @@ inline asio::awaitable<timed_credentials> credentials_provider::assume_role(std:
                                                                             detail::assume_role_step step,
                                                                             aws_credentials source)
 {
-    // STS is a remote service, not a local metadata endpoint: a longer timeout.
-    constexpr std::chrono::milliseconds timeout{10000};
-    constexpr int attempts = 3;
     const std::string what = "role " + step.role_arn + " of profile '" + step.profile + "'";
+    const std::string session_name = step.session_name.empty() ? default_session_name() : step.session_name;
+    // Signed again for each attempt: the signature covers the time.
+    std::function<metadata_request()> make = [&] {
+        return detail::assume_role_request(url, region, step, session_name, source, now(), detail::sts_timeout);
+    };
+    std::vector<detail::hidden_text> hidden{{source.secret_access_key, "the source credentials"},
+                                            {source.session_token, "the source credentials"},
+                                            {step.external_id, "the external id"}};
+    auto c = co_await call_sts(std::move(make), "AssumeRole", what, url, std::move(hidden));
+    c.source = "assumed role " + step.role_arn + " (from " + step.source + ")";
+    co_return c;
+}
+
+inline std::string credentials_provider::default_session_name() const
+{
+    return "pipemode-"
+        + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now().time_since_epoch()).count());
+}
+
+inline asio::awaitable<timed_credentials> credentials_provider::call_sts(std::function<metadata_request()> make,
+                                                                         std::string action, std::string what,
+                                                                         std::string url,
+                                                                         std::vector<detail::hidden_text> hidden)
+{
+    constexpr int attempts = 3;
     if (!fetch_)
         throw std::runtime_error(what + ": no HTTP fetcher was given to reach STS at " + url);
-    std::string session_name = step.session_name;
-    if (session_name.empty())
-        session_name = "pipemode-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                        now().time_since_epoch()).count());
     std::optional<metadata_response> response;
     for (int i = 0; i < attempts; ++i) {
-        // Signed again for each attempt: the signature covers the time.
-        metadata_request request = detail::assume_role_request(url, region, step, session_name, source, now(), timeout);
-        response = co_await fetch_(std::move(request));
+        response = co_await fetch_(make());
         // Only "no answer" and server errors are worth another try; a refusal will not change.
         if (response && response->status < 500)
             break;
     }
     if (!response)
         throw std::runtime_error(what + ": no answer from STS at " + url + " within "
-                                 + std::to_string(timeout.count()) + " ms (" + std::to_string(attempts) + " attempts)");
-    if (response->status != 200) {
-        const detail::hidden_text hidden[] = {
-            detail::hidden_text{source.secret_access_key, "the source credentials"},
-            detail::hidden_text{source.session_token, "the source credentials"},
-            detail::hidden_text{step.external_id, "the external id"},
-        };
-        throw std::runtime_error(what + ": STS at " + url + " refused AssumeRole: "
+                                 + std::to_string(detail::sts_timeout.count()) + " ms (" + std::to_string(attempts)
+                                 + " attempts)");
+    if (response->status != 200)
+        throw std::runtime_error(what + ": STS at " + url + " refused " + action + ": "
                                  + detail::describe_sts_error(response->status, response->body, hidden));
-    }
     std::string why;
-    auto c = detail::parse_sts_credentials(response->body, "AssumeRole", why);
+    auto c = detail::parse_sts_credentials(response->body, action, why);
     if (!c)
         throw std::runtime_error(what + ": the answer of STS at " + url + " is unusable: " + why);
-    c->source = "assumed role " + step.role_arn + " (from " + step.source + ")";
     co_return std::move(*c);
 }
 
