@@ -1019,20 +1019,30 @@ namespace {
 
 const std::string role = "arn:aws:iam::123456789012:role/pipemode-reader";
 
-std::string sts_document(std::string_view id, std::string_view expiration)
+/// STS's answer to `action` with credentials of key `id`; `extra` goes before them in the result.
+std::string sts_credentials_document(std::string_view action, std::string_view extra, std::string_view id,
+                                     std::string_view expiration)
 {
-    return "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
-           "  <AssumeRoleWithWebIdentityResult>\n"
-           "    <SubjectFromWebIdentityToken>system:serviceaccount:ml:trainer</SubjectFromWebIdentityToken>\n"
+    const std::string a(action);
+    return "<" + a + "Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+           "  <" + a + "Result>\n"
+           "    " + std::string(extra) + "\n"
            "    <Credentials>\n"
            "      <AccessKeyId>" + std::string(id) + "</AccessKeyId>\n"
            "      <SecretAccessKey>" + secret + "</SecretAccessKey>\n"
            "      <SessionToken>" + token + "</SessionToken>\n"
            "      <Expiration>" + std::string(expiration) + "</Expiration>\n"
            "    </Credentials>\n"
-           "  </AssumeRoleWithWebIdentityResult>\n"
+           "  </" + a + "Result>\n"
            "  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>\n"
-           "</AssumeRoleWithWebIdentityResponse>\n";
+           "</" + a + "Response>\n";
+}
+
+std::string sts_document(std::string_view id, std::string_view expiration)
+{
+    return sts_credentials_document(
+        "AssumeRoleWithWebIdentity",
+        "<SubjectFromWebIdentityToken>system:serviceaccount:ml:trainer</SubjectFromWebIdentityToken>", id, expiration);
 }
 
 std::string sts_error(std::string_view code, std::string_view message)
@@ -1492,18 +1502,10 @@ const std::string external_id = "EXTERNAL-ID-4f1a9";
 
 std::string assume_role_document(std::string_view id, std::string_view expiration)
 {
-    return "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
-           "  <AssumeRoleResult>\n"
-           "    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn>"
-           "<AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>\n"
-           "    <Credentials>\n"
-           "      <AccessKeyId>" + std::string(id) + "</AccessKeyId>\n"
-           "      <SecretAccessKey>" + secret + "</SecretAccessKey>\n"
-           "      <SessionToken>" + token + "</SessionToken>\n"
-           "      <Expiration>" + std::string(expiration) + "</Expiration>\n"
-           "    </Credentials>\n"
-           "  </AssumeRoleResult>\n"
-           "</AssumeRoleResponse>\n";
+    return sts_credentials_document("AssumeRole",
+                                    "<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn>"
+                                    "<AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>",
+                                    id, expiration);
 }
 
 /// STS at `url`: AssumeRole answers with the key id `keys[RoleArn]`, AssumeRoleWithWebIdentity

@@ -369,6 +369,24 @@ TEST_CASE("s3_store resumes mid-object from a saved state; s3_manifest_store rea
                       Catch::Contains("needs every object's size"));
 }
 
+namespace {
+
+/// The default chain's credentials for `env`, with its HTTP calls made by the real fetcher.
+s3::timed_credentials credentials_through_real_fetcher(const s3::environment& env)
+{
+    // The client is made outside any coroutine: GCC 12 destroys the default client_options
+    // temporary twice when the constructor runs inside one.
+    asio::io_context io;
+    http::client client(io.get_executor());
+    s3::credentials_provider provider(env, s3::make_metadata_fetcher(client));
+    auto done = asio::co_spawn(io, provider.async_get(), asio::use_future);
+    io.run_for(std::chrono::seconds(60));
+    REQUIRE(done.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    return done.get();
+}
+
+} // namespace
+
 TEST_CASE("Web identity: credentials from moto's STS through the real fetcher read objects from moto's S3", "[s3]")
 {
     // moto answers STS's AssumeRoleWithWebIdentity on the same port as S3 and accepts any token;
@@ -390,15 +408,7 @@ TEST_CASE("Web identity: credentials from moto's STS through the real fetcher re
     env.read_file = s3::environment::process().read_file;
 
     const auto before = std::chrono::system_clock::now();
-    // The client is made outside any coroutine: GCC 12 destroys the default client_options
-    // temporary twice when the constructor runs inside one.
-    asio::io_context io;
-    http::client client(io.get_executor());
-    s3::credentials_provider provider(env, s3::make_metadata_fetcher(client));
-    auto done = asio::co_spawn(io, provider.async_get(), asio::use_future);
-    io.run_for(std::chrono::seconds(60));
-    REQUIRE(done.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
-    const s3::timed_credentials c = done.get();
+    const s3::timed_credentials c = credentials_through_real_fetcher(env);
     CHECK_FALSE(c.credentials.access_key_id.empty());
     CHECK_FALSE(c.credentials.secret_access_key.empty());
     CHECK_FALSE(c.credentials.session_token.empty());
@@ -443,14 +453,7 @@ TEST_CASE("Assumed role: a role profile's credentials from moto's STS AssumeRole
     env.read_file = s3::environment::process().read_file;
 
     const auto before = std::chrono::system_clock::now();
-    // The client is made outside any coroutine (see the web identity test).
-    asio::io_context io;
-    http::client client(io.get_executor());
-    s3::credentials_provider provider(env, s3::make_metadata_fetcher(client));
-    auto done = asio::co_spawn(io, provider.async_get(), asio::use_future);
-    io.run_for(std::chrono::seconds(60));
-    REQUIRE(done.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
-    const s3::timed_credentials c = done.get();
+    const s3::timed_credentials c = credentials_through_real_fetcher(env);
     CHECK_FALSE(c.credentials.access_key_id.empty());
     CHECK(c.credentials.access_key_id != "AKIDPIPEMODEBASE");
     CHECK_FALSE(c.credentials.secret_access_key.empty());
