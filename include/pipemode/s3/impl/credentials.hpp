@@ -682,6 +682,22 @@ inline bool is_valid_role_session_name(std::string_view name) noexcept
     return true;
 }
 
+/// Throws `std::invalid_argument` naming `setting` when `arn` cannot be a role ARN.
+inline void check_role_arn(std::string_view arn, std::string_view setting)
+{
+    if (arn.size() > 2048 || has_control_character(arn))
+        throw std::invalid_argument(std::string(setting) + " is not a role ARN (longer than 2048 characters, or "
+                                                           "with a control character)");
+}
+
+/// Throws `std::invalid_argument` naming `setting` when `name`, if set, is not a session name.
+inline void check_role_session_name(std::string_view name, std::string_view setting)
+{
+    if (!name.empty() && !is_valid_role_session_name(name))
+        throw std::invalid_argument(std::string(setting)
+                                    + " must be 2 to 64 characters among letters, digits and _+=,.@-");
+}
+
 /// STS's URL for a profile: its configured `sts` endpoint (a URL without a path gets "/"),
 /// else `https://sts.REGION.amazonaws.com/`.
 inline std::string sts_url(const environment& env, const settings_file& config, const ini_section* section,
@@ -762,11 +778,8 @@ inline std::optional<web_identity_settings> find_web_identity(const environment&
         w.token_file_setting = where + ", setting 'web_identity_token_file'";
         session_setting = where + ", setting 'role_session_name'";
     }
-    if (w.role_arn.size() > 2048 || has_control_character(w.role_arn))
-        throw std::invalid_argument(role_setting + " is not a role ARN (longer than 2048 characters, or with a "
-                                                   "control character)");
-    if (!w.session_name.empty() && !is_valid_role_session_name(w.session_name))
-        throw std::invalid_argument(session_setting + " must be 2 to 64 characters among letters, digits and _+=,.@-");
+    check_role_arn(w.role_arn, role_setting);
+    check_role_session_name(w.session_name, session_setting);
 
     const std::string region = configured_region(env, section, where);
     w.url = sts_url(env, config, section, where, region);
@@ -991,9 +1004,7 @@ inline assume_role_step read_role_step(const ini_section& section, std::string_v
     assume_role_step step;
     step.profile = std::string(profile);
     step.role_arn = get("role_arn");
-    if (step.role_arn.size() > 2048 || has_control_character(step.role_arn))
-        throw std::invalid_argument(w + ", setting 'role_arn' is not a role ARN (longer than 2048 characters, or "
-                                        "with a control character)");
+    check_role_arn(step.role_arn, w + ", setting 'role_arn'");
     if (has_setting(&section, "source_profile") && has_setting(&section, "credential_source"))
         throw std::runtime_error(w + " has both source_profile and credential_source: keep the one that says where "
                                      "the credentials that assume role " + step.role_arn + " come from");
@@ -1002,9 +1013,7 @@ inline assume_role_step read_role_step(const ini_section& section, std::string_v
                                      "code): export the role's credentials first (for example with 'aws configure "
                                      "export-credentials --format env')");
     step.session_name = get("role_session_name");
-    if (!step.session_name.empty() && !is_valid_role_session_name(step.session_name))
-        throw std::invalid_argument(w + ", setting 'role_session_name' must be 2 to 64 characters among letters, "
-                                        "digits and _+=,.@-");
+    check_role_session_name(step.session_name, w + ", setting 'role_session_name'");
     step.external_id = get("external_id");
     if (!step.external_id.empty() && !is_valid_external_id(step.external_id))
         throw std::invalid_argument(w + ", setting 'external_id' must be 2 to 1224 characters among letters, "
@@ -1033,12 +1042,8 @@ inline web_identity_settings source_web_identity(const ini_section& section, std
         s.session_name = *name;
     s.token_file_setting = w + ", setting 'web_identity_token_file'";
     s.url = std::move(url);
-    if (s.role_arn.size() > 2048 || has_control_character(s.role_arn))
-        throw std::invalid_argument(w + ", setting 'role_arn' is not a role ARN (longer than 2048 characters, or "
-                                        "with a control character)");
-    if (!s.session_name.empty() && !is_valid_role_session_name(s.session_name))
-        throw std::invalid_argument(w + ", setting 'role_session_name' must be 2 to 64 characters among letters, "
-                                        "digits and _+=,.@-");
+    check_role_arn(s.role_arn, w + ", setting 'role_arn'");
+    check_role_session_name(s.session_name, w + ", setting 'role_session_name'");
     return s;
 }
 
