@@ -385,6 +385,26 @@ s3::timed_credentials credentials_through_real_fetcher(const s3::environment& en
     return done.get();
 }
 
+/// Temporary credentials: every part set, expiring after `before`.
+void check_temporary(const s3::timed_credentials& c, std::chrono::system_clock::time_point before)
+{
+    CHECK_FALSE(c.credentials.access_key_id.empty());
+    CHECK_FALSE(c.credentials.secret_access_key.empty());
+    CHECK_FALSE(c.credentials.session_token.empty());
+    REQUIRE(c.expiration);
+    CHECK(*c.expiration > before);
+}
+
+/// The payloads of the fixture bucket's objects under `prefix`, read by an S3 store that
+/// resolves its credentials from `env`.
+std::vector<std::string> payloads_under(const s3::environment& env, const std::string& prefix)
+{
+    s3::s3_options o;
+    o.env = env;
+    data_set_reader r(s3::s3_store({"s3://" + std::string(bucket) + "/" + prefix}, o), {}, raw_batches());
+    return payloads_of(r);
+}
+
 } // namespace
 
 TEST_CASE("Web identity: credentials from moto's STS through the real fetcher read objects from moto's S3", "[s3]")
@@ -409,18 +429,11 @@ TEST_CASE("Web identity: credentials from moto's STS through the real fetcher re
 
     const auto before = std::chrono::system_clock::now();
     const s3::timed_credentials c = credentials_through_real_fetcher(env);
-    CHECK_FALSE(c.credentials.access_key_id.empty());
-    CHECK_FALSE(c.credentials.secret_access_key.empty());
-    CHECK_FALSE(c.credentials.session_token.empty());
-    REQUIRE(c.expiration);
-    CHECK(*c.expiration > before);
+    check_temporary(c, before);
     CHECK(c.source == "web identity (" + role + ")");
 
     // The S3 store resolves the same chain itself: listing and reading are signed with STS's keys.
-    s3::s3_options o;
-    o.env = env;
-    data_set_reader r(s3::s3_store({"s3://" + std::string(bucket) + "/webid/"}, o), {}, raw_batches());
-    CHECK(payloads_of(r) == std::vector<std::string>{"read with web identity credentials"});
+    CHECK(payloads_under(env, "webid/") == std::vector<std::string>{"read with web identity credentials"});
     fs::remove(token_file);
 }
 
@@ -454,18 +467,11 @@ TEST_CASE("Assumed role: a role profile's credentials from moto's STS AssumeRole
 
     const auto before = std::chrono::system_clock::now();
     const s3::timed_credentials c = credentials_through_real_fetcher(env);
-    CHECK_FALSE(c.credentials.access_key_id.empty());
+    check_temporary(c, before);
     CHECK(c.credentials.access_key_id != "AKIDPIPEMODEBASE");
-    CHECK_FALSE(c.credentials.secret_access_key.empty());
-    CHECK_FALSE(c.credentials.session_token.empty());
-    REQUIRE(c.expiration);
-    CHECK(*c.expiration > before);
     CHECK(c.source == "assumed role " + role + " (from profile 'base')");
 
     // The S3 store resolves the same chain itself: listing and reading are signed with the role's keys.
-    s3::s3_options o;
-    o.env = env;
-    data_set_reader r(s3::s3_store({"s3://" + std::string(bucket) + "/role/"}, o), {}, raw_batches());
-    CHECK(payloads_of(r) == std::vector<std::string>{"read with assumed role credentials"});
+    CHECK(payloads_under(env, "role/") == std::vector<std::string>{"read with assumed role credentials"});
     fs::remove_all(dir);
 }
