@@ -1,5 +1,7 @@
 // Tests of the ranged-GET object stream through the reader, against nginx on loopback.
 #include <pipemode/http/object_stream.hpp>
+#include <pipemode/http/store.hpp>
+#include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <set>
 
 using namespace pipemode;
 using test::error_from;
@@ -744,4 +747,152 @@ TEST_CASE("A whole-object answer (HTTP 200) serves only a range from byte 0 that
             CHECK(failed[0].bytes.empty());
         }
     }
+}
+
+TEST_CASE("Sources let go of before their end give their window back: many mid-object ranges through one stream",
+          "[http][ranges]")
+{
+    // Byte-range shards end when their last record is found, and a reader resumed with fewer
+    // ranks reads several ranks' tails in one epoch: each such source is dropped with parts
+    // still queued or in flight. Their window bytes must return, or after a few sources the
+    // stream can issue nothing and the reader waits for ever.
+    test::temp_dir dir;
+    const auto bytes = test::pattern(range_object_size, 9);
+    test::write_file(dir / "blob.bin", bytes);
+    test::nginx_server server(dir.path());
+    const std::string url = server.url("blob.bin");
+    std::vector<byte_range_case> cases;
+    for (std::uint64_t i = 0; i < 12; ++i)
+        cases.push_back({i * range_part / 4, range_object_size - i * range_part / 8});
+    for (const bool known : {true, false}) {
+        CAPTURE(known);
+        // A window of two parts and two connections: two sources holding their parts would
+        // be enough to stall the stream.
+        auto stream = range_stream(range_objects(url, cases, known), range_options(2, 2 * range_part));
+        auto* raw = stream.get();
+        const auto firsts = test::run_coro([&]() -> asio::awaitable<std::vector<std::vector<std::byte>>> {
+            const auto ex = co_await asio::this_coro::executor;
+            const source_context ctx{ex, ex};
+            std::vector<std::vector<std::byte>> out;
+            for (;;) {
+                auto source = co_await stream->async_next_source(ctx);
+                if (!source)
+                    break;
+                // Only the first chunk of each source, then let it go.
+                auto [ec, chunk] = co_await source->async_next();
+                REQUIRE_FALSE(ec);
+                out.emplace_back(chunk.begin(), chunk.end());
+            }
+            co_return out;
+        });
+        REQUIRE(firsts.size() == cases.size());
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+            CAPTURE(i);
+            const auto want = slice(bytes, cases[i]);
+            REQUIRE(!firsts[i].empty());
+            REQUIRE(firsts[i].size() <= want.size());
+            CHECK(std::equal(firsts[i].begin(), firsts[i].end(), want.begin()));
+        }
+        CHECK(raw->peak_window_bytes() <= raw->window_bytes());
+        stream.reset();
+    }
+}
+
+TEST_CASE("Byte-range shards resumed by fewer ranks over HTTP: every remaining record once, and no hang",
+          "[http][ranges]")
+{
+    // Three ranks read byte-range shards of four objects and stop at different places; one
+    // rank resumes all three positions in one reader and one stream. Every source of that
+    // reader but the last ends before its object does (a range's end, or another rank's
+    // tail), which is where window bytes of queued parts used to leak until the stream stalled.
+    served_data_set ds({500, 800, 300, 650}, 1500, 11);
+    auto so = fault_options();
+    so.part_size = 32 * kib;
+    so.max_connections = 2;
+    so.window_bytes = 2 * so.part_size;
+    const auto store = [&] { return http::http_store({ds.server->url("json-index/")}, so); };
+    const reader_options ro{.batch_size = 7, .format = data_format::recordio, .memory_budget = 16 * mib,
+                            .max_record_size = 1 * mib};
+    const auto options_for = [](std::size_t rank, std::size_t world) {
+        return data_set_options{.plan = {.shard = {.rank = rank, .world_size = world, .mode = shard_mode::by_byte_range}}};
+    };
+    std::multiset<std::string> got;
+    const auto take = [&](const batch& b) {
+        const auto& col = b.feature("payload");
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto bytes = col.item(i, 0);
+            got.emplace(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    };
+    std::vector<data_set_state> states;
+    for (std::size_t rank = 0; rank < 3; ++rank) {
+        data_set_reader r(store(), options_for(rank, 3), ro);
+        for (std::size_t b = 0; b < 3 + 5 * rank; ++b)  // ranks stop at different places
+            if (auto batch = r.next())
+                take(*batch);
+        states.push_back(data_set_state::from_json(r.state().to_json()));
+    }
+    auto o = options_for(0, 1);
+    o.resume = resume_state(states, 0, 1);
+    data_set_reader resumed(store(), o, ro);
+    for (auto& b : resumed)
+        take(b);
+    CHECK(got == std::multiset<std::string>(ds.payloads.begin(), ds.payloads.end()));
+}
+
+TEST_CASE("Streams are sized from the throughput target, within the memory budget", "[http][sizing]")
+{
+    http::stream_options so;  // 25 Gb/s, 50 MB/s a connection, 8 MiB parts, 512 KiB receive buffers
+    auto z = http::size_stream(so, 1 * gib);
+    CHECK(z.max_connections == 63);  // 3.125 GB/s / 50 MB/s, rounded up
+    CHECK(z.window == 512 * mib);    // 65 parts wanted, half the budget allowed
+    CHECK(z.initial_connections == 32);
+    CHECK(z.receive_buffers == 63 * 512 * kib);
+    CHECK(z.reserved() == z.window + z.receive_buffers);
+
+    // A small budget bounds the window, and the connections by what their receive buffers cost.
+    z = http::size_stream(so, 64 * mib);
+    CHECK(z.window == 32 * mib);
+    CHECK(z.max_connections == 16);  // 32 MiB / 4 / 512 KiB
+    CHECK(z.initial_connections == 16);
+    z = http::size_stream(so, 1 * mib);
+    CHECK(z.window == 8 * mib);  // never less than one part
+    CHECK(z.max_connections == 4);
+
+    // A bigger link: more connections and window, as the budget allows.
+    so.throughput_target_gbps = 100;
+    z = http::size_stream(so, 8 * gib);
+    CHECK(z.max_connections == 250);
+    CHECK(z.window == 252 * 8 * mib);
+    so.throughput_target_gbps = 10;
+    z = http::size_stream(so, 8 * gib);
+    CHECK(z.max_connections == 25);
+    CHECK(z.window == 27 * 8 * mib);
+
+    // Explicit settings win.
+    so.max_connections = 3;
+    so.window_bytes = 5 * mib;
+    so.initial_connections = 2;
+    z = http::size_stream(so, 64 * mib);
+    CHECK(z.max_connections == 3);
+    CHECK(z.window == 8 * mib);  // at least a part
+    CHECK(z.initial_connections == 2);
+
+    CHECK_THROWS_WITH(http::size_stream(http::stream_options{.throughput_target_gbps = 0}, gib),
+                      Catch::Contains("throughput_target_gbps"));
+    CHECK_THROWS_WITH(http::size_stream(http::stream_options{.part_size = 0}, gib), Catch::Contains("part_size"));
+}
+
+TEST_CASE("Objects of unknown size start together: their first GETs go out at once", "[http][sizing]")
+{
+    // 40 small objects given as URLs: the old stream fetched them one first byte at a time.
+    served_data_set ds(std::vector<std::size_t>(40, 20), 500, 5);
+    http::stream_options so;
+    so.max_connections = 16;
+    so.initial_connections = 16;
+    auto stream = http::http_objects(ds.urls(), so);
+    auto* raw = stream.get();
+    reader r(std::move(stream), {.batch_size = 50, .format = data_format::recordio, .memory_budget = 64 * mib});
+    CHECK(payloads_of(r) == ds.payloads);
+    CHECK(raw->peak_connections() == 16);
 }

@@ -275,6 +275,66 @@ TEST_CASE("concurrency limit: one more after a limit's worth of successes, up to
     CHECK(c.current() == 16);
 }
 
+TEST_CASE("concurrency limit: probing raises by half while throughput grows, and stops when it does not")
+{
+    concurrency_limit c(64, 8);
+    CHECK(c.current() == 8);
+    CHECK(c.ceiling() == 8);
+    CHECK(c.probing());
+
+    // A sample the limit did not shape (the window or the reader held throughput back) changes nothing.
+    CHECK_FALSE(c.on_sample(100.0, false));
+    CHECK(c.current() == 8);
+
+    CHECK(c.on_sample(100.0, true));  // 8 -> 12
+    CHECK(c.current() == 12);
+    CHECK_FALSE(c.on_sample(50.0, true));  // new connections still opening: skipped
+    CHECK(c.on_sample(150.0, true));       // +50 %: 12 -> 18
+    CHECK(c.current() == 18);
+    CHECK_FALSE(c.on_sample(10.0, true));
+    CHECK(c.on_sample(200.0, true));  // +33 %: 18 -> 27
+    CHECK(c.current() == 27);
+    CHECK_FALSE(c.on_sample(0.0, true));
+    CHECK_FALSE(c.on_sample(210.0, true));  // +5 %, under the 10 % a raise must earn: probing ends
+    CHECK_FALSE(c.probing());
+    CHECK(c.current() == 27);  // the last raise is kept
+    CHECK_FALSE(c.on_sample(1000.0, true));
+    CHECK(c.current() == 27);
+    CHECK(c.ceiling() == 27);
+
+    // After a throttle, additive increase climbs back to the ceiling, not to the maximum.
+    CHECK(c.on_throttled(c.begin_request()));
+    CHECK(c.current() == 13);
+    for (int i = 0; i < 10000; ++i)
+        c.on_success();
+    CHECK(c.current() == 27);
+}
+
+TEST_CASE("concurrency limit: probing stops at the maximum and at the first throttle")
+{
+    concurrency_limit top(10, 8);
+    CHECK(top.on_sample(1.0, true));  // 8 -> 10 (the maximum)
+    CHECK(top.current() == 10);
+    CHECK_FALSE(top.on_sample(1.0, true));
+    CHECK_FALSE(top.on_sample(100.0, true));
+    CHECK_FALSE(top.probing());
+    CHECK(top.current() == 10);
+
+    concurrency_limit throttled(64, 16);
+    CHECK(throttled.on_throttled(throttled.begin_request()));
+    CHECK(throttled.current() == 8);
+    CHECK_FALSE(throttled.probing());
+    CHECK_FALSE(throttled.on_sample(1e9, true));
+    for (int i = 0; i < 1000; ++i)
+        throttled.on_success();
+    CHECK(throttled.current() == 16);  // back to where it was, never higher
+
+    concurrency_limit fixed(16);  // no initial value: starts at the maximum, nothing to probe
+    CHECK(fixed.current() == 16);
+    CHECK_FALSE(fixed.probing());
+    CHECK(concurrency_limit(4, 9).current() == 4);
+}
+
 TEST_CASE("concurrency limit: a counted throttle restarts the success count, a stale one does not")
 {
     concurrency_limit c(16);

@@ -69,25 +69,61 @@ public:
     virtual std::string error_code_of(unsigned status, std::string_view body) const;
 };
 
-/// Options of an `object_stream`. Defaults come from the loopback benchmark in
-/// `benchmarks/http.cpp` (see docs/http.md).
+/// Options of an `object_stream`. The defaults size a stream for a large training instance
+/// reading from S3 (docs/http.md, "Sizing"): set `throughput_target_gbps` for a bigger or
+/// smaller link and leave the rest alone.
 struct stream_options {
-    /// Bytes per ranged GET. AWS recommends 8-16 MiB parts for S3; on loopback 4, 8 and 16
-    /// MiB perform alike (docs/benchmarks.md), and 8 MiB needs half the window of 16.
+    /// The throughput the stream is sized for, in gigabits per second, as the instance's
+    /// network offers it (the AWS CRT takes the same setting). It sets the most connections
+    /// (`throughput_target_gbps / connection_throughput`) and, through them, the window.
+    /// 25 Gb/s is a large training instance's share for its data: more than one process
+    /// decodes on a core, and the adaptive limit stops short of it on a slower link.
+    double throughput_target_gbps = 25.0;
+    /// What one connection to the store is expected to carry, in bytes per second: S3 gives
+    /// 50-90 MB/s per connection, so 50 MB/s sizes for the slow end.
+    std::size_t connection_throughput = 50'000'000;
+    /// Bytes per ranged GET. AWS recommends 8-16 MiB parts for S3: large enough that the
+    /// 20-50 ms before the first byte costs little of each part.
     std::size_t part_size = 8 * mib;
-    /// Ranged GETs in flight at most (lowered for a while when the server throttles). One
-    /// loopback connection already carries GB/s; against S3, where each connection gives tens
-    /// to a hundred MB/s, throughput comes from concurrency.
-    std::size_t max_connections = 8;
+    /// Bytes asked for by the first GET of an object whose size is not known in advance (URL
+    /// lists, manifests): its answer tells the size. Smaller than a part, so that many such
+    /// objects (images, documents) can start together within the window; the rest of a
+    /// larger object follows in parts.
+    std::size_t first_request_size = 1 * mib;
+    /// Ranged GETs in flight at most. 0 (the default) derives it from the target:
+    /// `throughput_target_gbps / connection_throughput`, and no more than a quarter of the
+    /// window spent on libcurl's receive buffers allows.
+    std::size_t max_connections = 0;
+    /// Where the adaptive connection limit starts; 0: 32, or the maximum if lower. The limit
+    /// grows by half while throughput grows with it and the connections are what holds it
+    /// back, stops growing when it does not, and halves when the store throttles
+    /// (`concurrency_limit`).
+    std::size_t initial_connections = 0;
     /// Bytes of part buffers (in flight and waiting for the decoder) at most. 0 chooses from
-    /// the reader's memory budget: half of it, at least one part, at most two parts per
-    /// connection.
+    /// the connections and the reader's memory budget: one part per connection plus two, and
+    /// at most half the budget.
     std::size_t window_bytes = 0;
     /// Backoff, attempts and retry budget.
     retry_options retry{};
     /// Connection settings (timeouts, TLS).
     client_options client{};
 };
+
+/// What a stream's options come to for a given memory budget (see `size_stream`).
+struct stream_sizing {
+    std::size_t max_connections = 0;      ///< ranged GETs in flight at most
+    std::size_t initial_connections = 0;  ///< where the adaptive limit starts
+    std::size_t window = 0;               ///< bytes of part buffers at most
+    /// libcurl's receive buffers at most: `max_connections x client.receive_buffer`.
+    std::size_t receive_buffers = 0;
+    /// All the memory the stream holds at most, which the reader keeps out of its budget.
+    std::size_t reserved() const noexcept { return window + receive_buffers; }
+};
+
+/// Sizes a stream with options `s` for a reader whose memory budget is `memory_budget`.
+/// Sans-I/O; throws `std::invalid_argument` for options that cannot work (a zero part size,
+/// target or connection throughput).
+stream_sizing size_stream(const stream_options& s, std::size_t memory_budget);
 
 namespace detail {
 struct stream_core;
@@ -96,12 +132,13 @@ struct stream_core;
 /// A `source_provider` that streams the objects an `object_lister` names through ranged GETs
 /// on its own network thread.
 ///
-/// Each object is read as parts of `part_size` bytes, fetched by up to `max_connections`
-/// concurrent GETs into buffers reserved within `window_bytes` before the GET is sent: that
-/// reservation is the backpressure (a slow decoder means fewer ranges issued, never paused
-/// connections). Parts are delivered strictly in order, each byte as soon as it has arrived,
-/// and the window runs ahead across object boundaries, so the next objects are fetched while
-/// the current one is decoded. An object may be read in part (`object_info::first` and `end`):
+/// Each object is read as parts of `part_size` bytes, fetched by concurrent GETs (up to an
+/// adaptive limit, see `stream_options`) into buffers reserved within the window before the
+/// GET is sent: that reservation is the backpressure (a slow decoder means fewer ranges
+/// issued, never paused connections). Parts are delivered strictly in order, each byte as soon
+/// as it has arrived, and the window runs ahead across object boundaries, so the next objects
+/// are fetched while the current one is decoded. Objects whose size is not known in advance
+/// start together: their first GETs go out concurrently and each answer tells the size. An object may be read in part (`object_info::first` and `end`):
 /// only that byte range is requested. The first response gives an object's size and ETag (no HEAD);
 /// later ranges carry `If-Match`, so an object replaced mid-read fails with
 /// `errc::object_changed` rather than mixing versions. A failed range is retried with
@@ -122,6 +159,12 @@ public:
     std::size_t peak_window_bytes() const noexcept;
     /// The window chosen (after `reserve_buffers`).
     std::size_t window_bytes() const noexcept;
+    /// The sizing chosen (after `reserve_buffers`).
+    stream_sizing sizing() const noexcept;
+    /// The most ranged GETs that were in flight at once so far.
+    std::size_t peak_connections() const noexcept;
+    /// The adaptive connection limit now.
+    std::size_t connection_limit() const noexcept;
 
 private:
     std::shared_ptr<detail::stream_core> core_;

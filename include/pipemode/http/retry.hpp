@@ -250,17 +250,26 @@ private:
     unsigned success_refund_;
 };
 
-/// How many requests may run at once, lowered when the server throttles: multiplicative
-/// decrease, additive increase, as TCP does with its congestion window.
+/// How many requests may run at once: raised while throughput grows with it, lowered when the
+/// server throttles (multiplicative decrease, additive increase, as TCP does with its
+/// congestion window).
 ///
-/// - `on_throttled` halves the limit (rounding down, never below 1), but at most once per
-///   window: each request takes a `ticket` when it starts (`begin_request`), and a throttle from
-///   a request that started before the last decrease is ignored. Such requests were sent under
-///   the old, higher load, which the decrease has already answered; without this rule one
-///   burst of `SlowDown`s from 64 concurrent requests would cut the limit to 1.
+/// - **Probing.** The limit starts at `initial` and the caller reports the throughput of
+///   regular intervals (`on_sample`), saying whether the limit was what held it back (the
+///   caller had a request ready and no free connection for most of the interval). While it
+///   was, the limit grows by half (up to `max()`) and the next interval is skipped while new
+///   connections open; the interval after that is compared with the one before the raise. A
+///   raise that gained less than `probe_gain` ends the probing for good: a slow link, a busy
+///   client or a throttling store gets no more connections than help.
+/// - `on_throttled` halves the limit (rounding down, never below 1) and ends the probing, but
+///   at most once per window: each request takes a `ticket` when it starts (`begin_request`),
+///   and a throttle from a request that started before the last decrease is ignored. Such
+///   requests were sent under the old, higher load, which the decrease has already answered;
+///   without this rule one burst of `SlowDown`s from 64 concurrent requests would cut the
+///   limit to 1.
 /// - `on_success` counts consecutive successes; after `current()` of them (about one round of
-///   requests at the current limit) the limit grows by one, up to `max()`. A counted throttle
-///   restarts the count.
+///   requests at the current limit) a limit below its `ceiling()` (the highest it reached)
+///   grows by one. A counted throttle restarts the count.
 ///
 /// The caller starts a new request only while fewer than `current()` are running; requests
 /// already running are not cancelled when the limit drops.
@@ -273,21 +282,56 @@ public:
         std::uint64_t generation = 0;  ///< the number of decreases before the request started
     };
 
-    /// Starts at `max` requests. Throws `std::invalid_argument` when `max` is 0.
-    explicit concurrency_limit(std::size_t max) : max_(max), limit_(max)
+    /// The smallest relative gain that justifies a raise: 10 %.
+    static constexpr double probe_gain = 0.10;
+
+    /// Starts at `initial` requests (0: at `max`), never more than `max`. Throws
+    /// `std::invalid_argument` when `max` is 0.
+    explicit concurrency_limit(std::size_t max, std::size_t initial = 0)
+        : max_(max), limit_(initial == 0 ? max : std::min(initial, max)), ceiling_(limit_)
     {
         if (max == 0)
             throw std::invalid_argument(
                 "pipemode::http::concurrency_limit: the maximum is 0; allow at least one connection.");
+        probing_ = limit_ < max_;
     }
 
     /// The configured maximum (the reader's connections).
     std::size_t max() const noexcept { return max_; }
     /// The limit now, in [1, max()].
     std::size_t current() const noexcept { return limit_; }
+    /// The highest limit reached so far; additive increase never goes past it.
+    std::size_t ceiling() const noexcept { return ceiling_; }
+    /// Whether throughput samples may still raise the limit.
+    bool probing() const noexcept { return probing_; }
 
     /// Call when a request (or a retry of it) is sent; keep the ticket with it.
     ticket begin_request() const noexcept { return ticket{generation_}; }
+
+    /// Records the throughput of one interval, in bytes per second, and whether the limit was
+    /// what held it back (`saturated`). Returns true when the limit was raised.
+    bool on_sample(double bytes_per_second, bool saturated) noexcept
+    {
+        if (!probing_ || !saturated)
+            return false;  // a sample the limit did not shape says nothing about it
+        if (settling_) {
+            settling_ = false;  // the new connections were still opening
+            return false;
+        }
+        if (before_raise_ > 0 && bytes_per_second < before_raise_ * (1 + probe_gain)) {
+            probing_ = false;  // the last raise did not pay: keep it, stop raising
+            return false;
+        }
+        if (limit_ >= max_) {
+            probing_ = false;
+            return false;
+        }
+        before_raise_ = bytes_per_second;
+        limit_ = std::min(max_, limit_ + std::max<std::size_t>(1, limit_ / 2));
+        ceiling_ = std::max(ceiling_, limit_);
+        settling_ = true;
+        return true;
+    }
 
     /// Records a throttling response to the request holding `t`. Returns true when it counted
     /// (the limit was halved, or is 1 already, and a new window began); false when `t` is from
@@ -299,13 +343,14 @@ public:
         limit_ = std::max<std::size_t>(1, limit_ / 2);
         ++generation_;
         successes_ = 0;
+        probing_ = false;
         return true;
     }
 
     /// Records a successful request.
     void on_success() noexcept
     {
-        if (limit_ >= max_)
+        if (limit_ >= ceiling_)
             return;
         if (++successes_ >= limit_) {
             ++limit_;
@@ -316,8 +361,12 @@ public:
 private:
     std::size_t max_;
     std::size_t limit_;
+    std::size_t ceiling_;
     std::size_t successes_ = 0;
     std::uint64_t generation_ = 0;
+    bool probing_ = false;
+    bool settling_ = false;
+    double before_raise_ = 0;  ///< throughput of the last interval before the latest raise
 };
 
 /// Why `retry_policy::next_delay` said no.
@@ -359,11 +408,13 @@ public:
         retry_refusal refusal = retry_refusal::none;  ///< why the latest `next_delay` said no
     };
 
-    /// A policy for up to `max_concurrency` requests at once. Throws `std::invalid_argument`
-    /// when `max_concurrency` or `o.max_attempts` is 0 or a delay is negative.
-    explicit retry_policy(std::size_t max_concurrency, const retry_options& o = {})
+    /// A policy for up to `max_concurrency` requests at once, starting at
+    /// `initial_concurrency` (0: at the maximum; see `concurrency_limit`). Throws
+    /// `std::invalid_argument` when `max_concurrency` or `o.max_attempts` is 0 or a delay is
+    /// negative.
+    explicit retry_policy(std::size_t max_concurrency, const retry_options& o = {}, std::size_t initial_concurrency = 0)
         : options_(checked(o)), backoff_(o.base_delay, o.max_delay, o.seed ? *o.seed : random_seed()), budget_(o),
-          limit_(max_concurrency)
+          limit_(max_concurrency, initial_concurrency)
     {
     }
 
@@ -373,6 +424,11 @@ public:
     const retry_budget& budget() const noexcept { return budget_; }
     /// The concurrency limit: start a request only while fewer than `concurrency().current()` run.
     const concurrency_limit& concurrency() const noexcept { return limit_; }
+    /// Records an interval's throughput (see `concurrency_limit::on_sample`).
+    bool on_throughput_sample(double bytes_per_second, bool saturated) noexcept
+    {
+        return limit_.on_sample(bytes_per_second, saturated);
+    }
 
     /// Records that the request is being sent (again).
     void begin_attempt(request_state& r) noexcept

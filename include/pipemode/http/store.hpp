@@ -116,7 +116,7 @@ public:
         return urls_.size() == 1 ? urls_.front() : std::to_string(urls_.size()) + " URLs";
     }
 
-    std::size_t reserve_buffers(const reader_options& o) override { return detail::choose_window(options_, o); }
+    std::size_t reserve_buffers(const reader_options& o) override { return size_stream(options_, o.memory_budget).reserved(); }
 
 private:
     /// Appends the objects below `dir` (a URL ending in '/'), in name order, subdirectories

@@ -50,7 +50,7 @@ public:
 
     std::string describe() const override { return description_; }
 
-    std::size_t reserve_buffers(const reader_options& o) override { return http::detail::choose_window(options_.stream, o); }
+    std::size_t reserve_buffers(const reader_options& o) override { return http::size_stream(options_.stream, o.memory_budget).reserved(); }
 
 private:
     lister_factory make_lister_;

@@ -4,12 +4,15 @@
 #include <pipemode/s3/error_response.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -56,18 +59,23 @@ inline failure_kind classify_transport(const error_code& ec) noexcept
 }
 
 /// A part of an object: `length` bytes from `offset`, in a buffer reserved from the window.
-/// Fields marked (m) are shared with the consumer and guarded by `stream_core::mutex`.
+/// Fields marked (m) are shared with the consumer and guarded by `stream_core::mutex`; the
+/// others belong to the network thread.
 struct part_state {
     std::uint64_t offset = 0;
     std::uint64_t length = 0;        ///< final once the object's size is known
     std::size_t reserved = 0;        ///< window bytes held (the buffer's capacity)
     std::unique_ptr<std::byte[]> data;
-    std::uint64_t received = 0;      ///< network thread only
+    std::uint64_t received = 0;
     std::uint64_t published = 0;     ///< (m) bytes the consumer may read
     bool complete = false;           ///< (m) all `length` bytes published
+    bool in_flight = false;          ///< a fetch writes into `data`
+    bool released = false;           ///< the consumer gave it back while the fetch still ran
+    asio::cancellation_signal cancel;  ///< stops the fetch's transfer (a released part)
 };
 
-/// An object being streamed. (m) fields are guarded by `stream_core::mutex`.
+/// An object being streamed. (m) fields are guarded by `stream_core::mutex`; the others belong
+/// to the network thread.
 struct object_state {
     object_info info;
     std::deque<std::shared_ptr<part_state>> parts;  ///< (m) planned and not yet released, in order
@@ -75,16 +83,22 @@ struct object_state {
     error_code error;                               ///< (m) set when the object failed
     std::string error_detail;                       ///< (m)
     std::uint64_t error_offset = 0;                 ///< (m)
+    /// The reader let go of the object before its end (a byte range that ended early, a reader
+    /// that stopped): plan nothing more of it. Set by the consumer, read by the scheduler.
+    std::atomic<bool> abandoned{false};
 
-    // Network thread only.
     std::optional<std::uint64_t> size;  ///< known from the listing or the first response
     std::string etag;
     std::uint64_t next_offset = 0;      ///< first byte not yet planned into a part
+    bool sizing = false;                ///< the first GET, which learns the size, is out
+    bool nothing_to_fetch = false;      ///< an empty range: done as soon as it is opened
 
     /// One past the last byte to deliver, `info.end` clamped to the object (size known).
     std::uint64_t stop() const noexcept { return std::min(info.end.value_or(*size), *size); }
     /// Nothing to read, whatever the object's size: the range ends at or before its start.
     bool empty_range() const noexcept { return info.end && *info.end <= info.first; }
+    /// Whether the scheduler has more to plan for it (or must wait for its size).
+    bool more_to_plan() const noexcept { return !nothing_to_fetch && (!size || next_offset < stop()); }
 };
 
 /// Why a range starting at `first` cannot be read from an object of `size` bytes.
@@ -94,13 +108,21 @@ inline std::string past_end_detail(std::uint64_t first, std::uint64_t size)
          + std::to_string(size) + (size == 1 ? " byte)" : " bytes)");
 }
 
+/// The most objects opened ahead of the reader. Each holds window bytes for its parts, which
+/// bounds them already; this bounds the bookkeeping of empty objects, which hold none.
+inline constexpr std::size_t max_objects_ahead = 4096;
+
+/// How often the scheduler's throughput is sampled for the adaptive connection limit: a few
+/// parts' time at S3's 50 MB/s per connection, and long against its 20-50 ms first bytes.
+inline constexpr std::chrono::milliseconds sample_interval{200};
+
 /// What the network thread and the reader's thread share.
 struct stream_core : std::enable_shared_from_this<stream_core> {
-    stream_core(std::unique_ptr<object_lister> l, std::unique_ptr<request_builder> b, stream_options o)
-        : lister(std::move(l)), builder(std::move(b)), options(std::move(o)), policy(options.max_connections, options.retry)
+    stream_core(std::unique_ptr<object_lister> l, std::unique_ptr<request_builder> b, stream_options o,
+                stream_sizing s)
+        : lister(std::move(l)), builder(std::move(b)), options(std::move(o)), sizing(s),
+          policy(s.max_connections, options.retry, s.initial_connections)
     {
-        if (options.part_size == 0)
-            throw std::invalid_argument("pipemode::http::object_stream: part_size is 0; 8 MiB suits S3.");
     }
 
     // ----- shared, guarded by `mutex` ----------------------------------------------------
@@ -116,11 +138,11 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::uint64_t awaited_from = 0;  ///< bytes of `awaited_part` the reader had when it began waiting
     std::optional<pipemode::detail::async_waker> consumer_waker;  ///< on the reader's executor
 
-    // ----- fixed after construction ---------------------------------------------------------
+    // ----- fixed after `reserve_buffers` ----------------------------------------------------
     std::unique_ptr<object_lister> lister;
     std::unique_ptr<request_builder> builder;
     const stream_options options;
-    std::size_t window = 0;
+    stream_sizing sizing;
     std::string description;
 
     // ----- network thread only -------------------------------------------------------------
@@ -128,9 +150,16 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::size_t window_used = 0;
     std::atomic<std::size_t> window_peak{0};
     std::size_t active = 0;  ///< ranged GETs in flight
+    std::atomic<std::size_t> active_peak{0};
+    std::atomic<std::size_t> limit_now{0};  ///< policy's limit, for other threads to read
     std::vector<std::unique_ptr<std::byte[]>> free_buffers;  ///< of `part_size` bytes
     std::optional<asio::steady_timer> wake;  ///< the scheduler sleeps on it; cancelled to wake it
     bool stop_scheduling = false;
+    bool scheduler_done = false;
+    std::uint64_t bytes_received = 0;  ///< body bytes of all parts, for throughput samples
+    /// Time the scheduler had a part ready but no free connection, for throughput samples.
+    std::chrono::steady_clock::duration connection_wait{};
+    std::optional<std::chrono::steady_clock::time_point> connection_wait_since;
 
     // The network thread. The io_context is destroyed explicitly by ~object_stream: the
     // coroutines queued in it hold references to this core.
@@ -160,15 +189,28 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
             asio::post(*io, std::move(f));
     }
 
-    /// Returns a part's window bytes, and its buffer when no GET writes into it any more
-    /// (network thread). A reader that stops early releases parts still arriving: their
-    /// buffers stay with the part, which the fetch holds until it ends.
+    /// The consumer gives a part back (network thread). Its window bytes return at once unless
+    /// a fetch still writes into its buffer: then that fetch is cancelled and returns them when
+    /// it ends, so that the window counts every buffer that holds memory.
     void release(part_state& part)
     {
-        if (part.received == part.length && part.data && part.reserved == options.part_size
-            && free_buffers.size() * options.part_size < window)
+        if (part.in_flight) {
+            part.released = true;
+            part.cancel.emit(asio::cancellation_type::terminal);
+            return;
+        }
+        give_back(part);
+    }
+
+    /// Returns a part's window bytes, and its buffer to the pool when it is a whole one.
+    void give_back(part_state& part)
+    {
+        if (part.data && part.received == part.length && part.reserved == options.part_size
+            && free_buffers.size() * options.part_size < sizing.window)
             free_buffers.push_back(std::move(part.data));
+        part.data.reset();
         window_used -= part.reserved;
+        part.reserved = 0;
         wake_scheduler();
     }
 
@@ -195,6 +237,18 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
         stop_scheduling = true;  // the reader stops at this object; fetching further is waste
         notify_consumer();
         wake_scheduler();
+    }
+
+    /// Starts or ends a period in which the scheduler waits for a connection.
+    void waiting_for_connection(bool waiting)
+    {
+        const auto now = std::chrono::steady_clock::now();
+        if (waiting && !connection_wait_since)
+            connection_wait_since = now;
+        else if (!waiting && connection_wait_since) {
+            connection_wait += now - *connection_wait_since;
+            connection_wait_since.reset();
+        }
     }
 };
 
@@ -294,10 +348,13 @@ public:
         auto& part = *part_;
         if (whole_object_)  // the bytes past the range wanted are not the stream's
             bytes = bytes.first(static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), part.length - part.received)));
+        if (part.released)
+            return false;  // the reader let go of the part: stop the transfer
         if (part.received + bytes.size() > part.length)
             return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
         std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
         part.received += bytes.size();
+        core_->bytes_received += bytes.size();
         bool awaited = false;
         {
             std::lock_guard lock(core_->mutex);
@@ -378,13 +435,18 @@ private:
     std::string refusal_detail_;
 };
 
-/// Frees a fetch's connection slot however the fetch ends. (At namespace scope: GCC 12 fails
-/// to mangle a class local to a coroutine when it writes a precompiled header.)
+/// Frees a fetch's connection slot however the fetch ends, and the part's window bytes when the
+/// reader gave the part back while it was being fetched. (At namespace scope: GCC 12 fails to
+/// mangle a class local to a coroutine when it writes a precompiled header.)
 struct active_slot {
     stream_core* core;
+    part_state* part;
     ~active_slot()
     {
         --core->active;
+        part->in_flight = false;
+        if (part->released)
+            core->give_back(*part);
         core->wake_scheduler();
     }
 };
@@ -393,7 +455,7 @@ struct active_slot {
 inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj,
                                         std::shared_ptr<part_state> part)
 {
-    active_slot slot{core.get()};
+    active_slot slot{core.get(), part.get()};
     retry_policy::request_state attempt;
     asio::steady_timer backoff(*core->io);
     for (;;) {
@@ -401,11 +463,16 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         const std::uint64_t last = part->offset + part->length - 1;
         if (part->length == part->received && part->length > 0)
             break;
+        if (part->released)
+            co_return;
         request req = co_await core->builder->async_make(*core->http, obj->info, first, last, obj->etag);
         part_receiver receiver(core.get(), obj, part, first);
         const std::uint64_t before = part->received;
         core->policy.begin_attempt(attempt);
-        auto [ec, info] = co_await core->http->async_perform(std::move(req), receiver, asio::as_tuple(asio::use_awaitable));
+        auto [ec, info] = co_await core->http->async_perform(
+            std::move(req), receiver, asio::bind_cancellation_slot(part->cancel.slot(), asio::as_tuple(asio::use_awaitable)));
+        if (part->released)
+            co_return;  // given back by the reader: nobody wants the rest
 
         if (receiver.refusal()) {
             core->fail_object(obj, receiver.refusal(), receiver.refusal_detail(), first);
@@ -451,28 +518,36 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             co_return;
         }
         backoff.expires_after(*delay);
-        co_await backoff.async_wait(asio::use_awaitable);
+        co_await backoff.async_wait(asio::as_tuple(asio::bind_cancellation_slot(part->cancel.slot(), asio::use_awaitable)));
     }
 }
 
-/// The window size for a reader with `o`: see `stream_options::window_bytes`.
-inline std::size_t choose_window(const stream_options& s, const reader_options& o)
-{
-    if (s.window_bytes != 0)
-        return std::max(s.window_bytes, s.part_size);
-    const std::size_t most = 2 * s.part_size * s.max_connections;
-    return std::max(s.part_size, std::min(most, o.memory_budget / 2 / s.part_size * s.part_size));
-}
+/// A part the scheduler could issue next: where it starts, how long it is, what it reserves.
+struct part_candidate {
+    std::shared_ptr<object_state> object;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+    bool first_of_unknown = false;  ///< the GET that learns the object's size
+};
 
-/// Plans the next part of `obj` (whose size is known) and reserves its window.
-inline std::shared_ptr<part_state> plan_part(stream_core& core, object_state& obj)
+/// The next part of `obj`, if one can be planned now.
+inline std::optional<part_candidate> next_part_of(const stream_core& core, const std::shared_ptr<object_state>& obj)
 {
-    auto part = std::make_shared<part_state>();
-    part->offset = obj.next_offset;
-    part->length = std::min<std::uint64_t>(core.options.part_size, obj.stop() - obj.next_offset);
-    part->reserved = static_cast<std::size_t>(part->length);
-    obj.next_offset += part->length;
-    return part;
+    if (obj->nothing_to_fetch)
+        return std::nullopt;
+    if (obj->size) {
+        if (obj->next_offset >= obj->stop())
+            return std::nullopt;
+        return part_candidate{obj, obj->next_offset,
+                              std::min<std::uint64_t>(core.options.part_size, obj->stop() - obj->next_offset), false};
+    }
+    if (obj->sizing)
+        return std::nullopt;  // the first answer will tell the size
+    // Unknown size: the first GET asks for a short first part (or the whole range, if
+    // shorter) and learns the size from its answer.
+    const std::uint64_t wanted = obj->info.end ? *obj->info.end - obj->info.first : std::uint64_t{core.options.part_size};
+    const std::uint64_t first = std::min(core.options.first_request_size, core.options.part_size);
+    return part_candidate{obj, obj->info.first, std::min<std::uint64_t>(first, wanted), true};
 }
 
 /// Suspends the scheduler until `wake_scheduler()`. Only the network thread changes what the
@@ -484,96 +559,132 @@ inline asio::awaitable<void> sleep_until_woken(stream_core* core)
     co_await core->wake->async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
-/// Issues ranged GETs in delivery order while the window and the connection limit allow.
+/// Opens the next object of the listing: registers it for the reader and says whether it has
+/// anything to fetch. Returns nothing at the end of the listing.
+inline asio::awaitable<std::optional<std::shared_ptr<object_state>>> open_next_object(std::shared_ptr<stream_core> core)
+{
+    auto next = co_await core->lister->async_next(*core->http);
+    if (!next) {
+        {
+            std::lock_guard lock(core->mutex);
+            core->listing_done = true;
+        }
+        core->notify_consumer();
+        co_return std::nullopt;
+    }
+    auto obj = std::make_shared<object_state>();
+    obj->info = std::move(*next);
+    obj->size = obj->info.size;
+    obj->etag = obj->info.etag;
+    obj->next_offset = obj->info.first;
+    // With the size known, a range past the object's end fails and an empty one is done
+    // before anything is sent.
+    const bool past_end = !obj->empty_range() && obj->size && obj->info.first > *obj->size;
+    const bool nothing = obj->empty_range() || (obj->size && obj->info.first == *obj->size);
+    if (past_end)  // failed before the reader can see it
+        core->fail_object(obj, make_error_code(errc::range_past_end), past_end_detail(obj->info.first, *obj->size),
+                          obj->info.first);
+    {
+        std::lock_guard lock(core->mutex);
+        core->opened.push_back(obj);
+        if (nothing)
+            obj->all_planned = true;
+    }
+    core->notify_consumer();
+    obj->nothing_to_fetch = nothing;
+    co_return obj;
+}
+
+/// Issues ranged GETs while the window and the connection limit allow.
+///
+/// Parts are planned in delivery order: the earliest object with a part to plan goes first,
+/// and objects whose size is not known yet do not hold back the objects after them, whose
+/// first GETs go out while the first answers are awaited. A part of any object but the
+/// earliest one still being planned (the front) is admitted only if it leaves room for one
+/// more part in the window, so that the part the reader needs next can always be reserved:
+/// without that headroom, the window could fill with later objects' parts while the reader
+/// waits for the front object, and no part would ever be released.
 inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
 {
     core->wake.emplace(*core->io);
-    std::shared_ptr<object_state> current;  // the object whose parts are being planned
-    std::shared_ptr<part_state> pending;    // planned, waiting for window or a connection
+    std::deque<std::shared_ptr<object_state>> planning;  // opened, with more to plan, in order
+    bool listed_all = false;
 
     for (;;) {
         if (core->stop_scheduling)
-            co_return;
-        if (!pending) {
-            if (current && current->size && current->next_offset < current->stop()) {
-                pending = plan_part(*core, *current);
-            } else if (current && !current->size) {
-                co_await sleep_until_woken(core.get());  // the first response will tell the size
+            break;
+        // Objects planned to their end, or let go by the reader, leave the planning list.
+        while (!planning.empty()
+               && (planning.front()->abandoned.load(std::memory_order_acquire) || !planning.front()->more_to_plan())) {
+            {
+                std::lock_guard lock(core->mutex);
+                planning.front()->all_planned = true;
+            }
+            core->notify_consumer();
+            planning.pop_front();
+        }
+        std::optional<part_candidate> candidate;
+        for (const auto& obj : planning) {
+            if (obj->abandoned.load(std::memory_order_acquire))
                 continue;
-            } else {
-                if (current) {
-                    std::lock_guard lock(core->mutex);
-                    current->all_planned = true;
-                }
-                if (current)
-                    core->notify_consumer();
-                auto next = co_await core->lister->async_next(*core->http);
-                if (!next) {
-                    {
-                        std::lock_guard lock(core->mutex);
-                        core->listing_done = true;
-                    }
-                    core->notify_consumer();
-                    co_return;
-                }
-                current = std::make_shared<object_state>();
-                current->info = std::move(*next);
-                current->size = current->info.size;
-                current->etag = current->info.etag;
-                current->next_offset = current->info.first;
-                // With the size known, a range past the object's end fails and an empty one
-                // is done before anything is sent.
-                const bool past_end = !current->empty_range() && current->size && current->info.first > *current->size;
-                const bool nothing = current->empty_range() || (current->size && current->info.first == *current->size);
-                if (past_end)  // failed before the reader can see it
-                    core->fail_object(current, make_error_code(errc::range_past_end),
-                                      past_end_detail(current->info.first, *current->size), current->info.first);
-                {
-                    std::lock_guard lock(core->mutex);
-                    core->opened.push_back(current);
-                    if (nothing)
-                        current->all_planned = true;
-                }
-                core->notify_consumer();
-                if (past_end)
-                    co_return;
-                if (nothing) {
-                    current.reset();
+            if ((candidate = next_part_of(*core, obj)))
+                break;
+        }
+        if (!candidate && !listed_all) {
+            std::size_t ahead = 0;
+            {
+                std::lock_guard lock(core->mutex);
+                ahead = core->opened.size();
+            }
+            if (planning.size() + ahead < max_objects_ahead) {
+                auto obj = co_await open_next_object(core);
+                if (!obj) {
+                    listed_all = true;
                     continue;
                 }
-                if (!current->size) {
-                    // Unknown size: the first part asks for a whole part (or the whole range,
-                    // if shorter) and learns the size.
-                    const std::uint64_t wanted = current->info.end ? *current->info.end - current->info.first
-                                                                   : std::uint64_t{core->options.part_size};
-                    pending = std::make_shared<part_state>();
-                    pending->offset = current->info.first;
-                    pending->length = std::min<std::uint64_t>(core->options.part_size, wanted);
-                    pending->reserved = static_cast<std::size_t>(pending->length);
-                    current->next_offset = pending->offset + pending->length;  // fixed by learn_size
-                } else {
-                    pending = plan_part(*core, *current);
-                }
+                if (core->stop_scheduling)
+                    break;
+                planning.push_back(std::move(*obj));
+                continue;
             }
         }
-        // Wait for a connection and for window room; a part larger than the whole window
-        // cannot happen (the window is at least one part).
-        if (core->active >= core->policy.concurrency().current()
-            || core->window_used + pending->reserved > core->window) {
+        if (!candidate) {
+            if (listed_all && planning.empty())
+                break;
             co_await sleep_until_woken(core.get());
             continue;
         }
-        core->window_used += pending->reserved;
+        const std::size_t reserve = static_cast<std::size_t>(candidate->length);
+        const bool front = candidate->object == planning.front();
+        const std::size_t headroom = front ? 0 : core->options.part_size;
+        const bool connection_free = core->active < core->policy.concurrency().current();
+        core->waiting_for_connection(!connection_free);
+        if (!connection_free || core->window_used + reserve + headroom > core->sizing.window) {
+            co_await sleep_until_woken(core.get());
+            continue;
+        }
+
+        auto& obj = candidate->object;
+        auto part = std::make_shared<part_state>();
+        part->offset = candidate->offset;
+        part->length = candidate->length;
+        part->reserved = reserve;
+        obj->next_offset = part->offset + part->length;  // for a first GET: fixed by learn_size
+        if (candidate->first_of_unknown)
+            obj->sizing = true;
+        core->window_used += reserve;
         if (core->window_used > core->window_peak.load(std::memory_order_relaxed))
             core->window_peak.store(core->window_used, std::memory_order_relaxed);
-        pending->data = core->allocate(pending->reserved);
+        part->data = core->allocate(reserve);
+        part->in_flight = true;
         {
             std::lock_guard lock(core->mutex);
-            current->parts.push_back(pending);
+            obj->parts.push_back(part);
         }
         ++core->active;
-        auto obj = current;
-        asio::co_spawn(*core->io, fetch_part(core, obj, pending),
+        if (core->active > core->active_peak.load(std::memory_order_relaxed))
+            core->active_peak.store(core->active, std::memory_order_relaxed);
+        asio::co_spawn(*core->io, fetch_part(core, obj, part),
                        [core, obj](std::exception_ptr e) {
                            if (!e)
                                return;
@@ -583,8 +694,38 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
                                core->fail_object(obj, make_error_code(errc::http_error), ex.what(), 0);
                            }
                        });
-        pending.reset();
         core->notify_consumer();
+    }
+    core->waiting_for_connection(false);
+    core->scheduler_done = true;
+}
+
+/// Samples the stream's throughput every `sample_interval` for the adaptive connection limit,
+/// until the scheduler is done and no GET is in flight.
+inline asio::awaitable<void> run_sampler(std::shared_ptr<stream_core> core)
+{
+    asio::steady_timer timer(*core->io);
+    auto last_time = std::chrono::steady_clock::now();
+    std::uint64_t last_bytes = core->bytes_received;
+    auto last_wait = core->connection_wait;
+    while (!core->stop_scheduling && !(core->scheduler_done && core->active == 0)) {
+        timer.expires_after(sample_interval);
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec)
+            co_return;
+        const auto now = std::chrono::steady_clock::now();
+        auto wait = core->connection_wait;
+        if (core->connection_wait_since)
+            wait += now - *core->connection_wait_since;
+        const double seconds = std::chrono::duration<double>(now - last_time).count();
+        const double rate = static_cast<double>(core->bytes_received - last_bytes) / seconds;
+        const bool saturated = std::chrono::duration<double>(wait - last_wait).count() >= 0.5 * seconds;
+        if (core->policy.on_throughput_sample(rate, saturated))
+            core->wake_scheduler();
+        core->limit_now.store(core->policy.concurrency().current(), std::memory_order_relaxed);
+        last_time = now;
+        last_bytes = core->bytes_received;
+        last_wait = wait;
     }
 }
 
@@ -599,10 +740,31 @@ public:
     object_source(object_source&&) noexcept = default;
     object_source& operator=(object_source&&) noexcept = default;
 
+    /// Gives back every part still held: a source destroyed before its end (a byte range
+    /// that ended early, a reader that stopped) must not keep window bytes, or the stream
+    /// would run out of window and never issue a GET again.
     ~object_source()
     {
-        if (core_ && part_)
-            release_part();
+        if (!core_)
+            return;
+        obj_->abandoned.store(true, std::memory_order_release);
+        std::deque<std::shared_ptr<part_state>> left;
+        {
+            std::lock_guard lock(core_->mutex);
+            left.swap(obj_->parts);
+            if (core_->awaited_part == part_.get())
+                core_->awaited_part = nullptr;
+        }
+        if (part_ && (left.empty() || left.front() != part_))
+            left.push_front(std::move(part_));
+        if (left.empty())
+            return;
+        auto core = core_;
+        core_->post_to_network([core, left = std::move(left)] {
+            for (const auto& p : left)
+                core->release(*p);
+            core->wake_scheduler();
+        });
     }
 
     std::string_view name() const noexcept { return name_; }
@@ -688,12 +850,48 @@ private:
 
 } // namespace detail
 
+inline stream_sizing size_stream(const stream_options& s, std::size_t memory_budget)
+{
+    auto fail = [](const std::string& why) { throw std::invalid_argument("pipemode::http::object_stream: " + why); };
+    if (s.part_size == 0)
+        fail("part_size is 0; 8 MiB suits S3.");
+    if (s.first_request_size == 0)
+        fail("first_request_size is 0; 1 MiB suits objects of unknown size.");
+    if (!(s.throughput_target_gbps > 0))
+        fail("throughput_target_gbps must be above 0; the instance's network bandwidth in Gb/s suits.");
+    if (s.connection_throughput == 0)
+        fail("connection_throughput is 0; S3 gives about 50 MB/s per connection.");
+    const std::size_t part = s.part_size;
+    stream_sizing z;
+    const double target = s.throughput_target_gbps * 1e9 / 8;
+    const auto from_target = static_cast<std::size_t>(
+        std::ceil(std::min(target / static_cast<double>(s.connection_throughput), 65536.0)));
+    z.max_connections = s.max_connections != 0 ? s.max_connections : std::max<std::size_t>(1, from_target);
+    if (s.window_bytes != 0) {
+        z.window = std::max(s.window_bytes, part);
+    } else {
+        // One part per connection keeps every connection busy; two more absorb a decoder
+        // that lags for a moment. Half the budget is the most, the rest is for batches.
+        const std::size_t want = (std::min<std::size_t>(z.max_connections, 65536) + 2) * part;
+        const std::size_t most = memory_budget / 2 / part * part;
+        z.window = std::max(part, std::min(want, most));
+    }
+    if (s.max_connections == 0) {
+        // libcurl's receive buffers are memory too: at most a quarter of the window's worth.
+        const std::size_t buffer = std::max<std::size_t>(1, s.client.receive_buffer);
+        z.max_connections = std::clamp<std::size_t>(z.window / 4 / buffer, 1, z.max_connections);
+    }
+    z.initial_connections = std::min(z.max_connections, s.initial_connections != 0 ? s.initial_connections : 32);
+    z.receive_buffers = z.max_connections * s.client.receive_buffer;
+    return z;
+}
+
 inline object_stream::object_stream(std::unique_ptr<object_lister> lister, std::unique_ptr<request_builder> builder,
                                     stream_options options)
-    : core_(std::make_shared<detail::stream_core>(std::move(lister), std::move(builder), std::move(options)))
 {
+    const auto sizing = size_stream(options, reader_options{}.memory_budget);
+    core_ = std::make_shared<detail::stream_core>(std::move(lister), std::move(builder), std::move(options), sizing);
     core_->description = core_->lister->describe();
-    core_->window = detail::choose_window(core_->options, reader_options{});
 }
 
 inline object_stream::~object_stream()
@@ -720,8 +918,11 @@ inline object_stream::~object_stream()
 
 inline std::size_t object_stream::reserve_buffers(const reader_options& o)
 {
-    core_->window = detail::choose_window(core_->options, o);
-    return core_->window;
+    if (core_->started)
+        throw std::logic_error("pipemode::http::object_stream: reserve_buffers after the stream started");
+    core_->sizing = size_stream(core_->options, o.memory_budget);
+    core_->policy = retry_policy(core_->sizing.max_connections, core_->options.retry, core_->sizing.initial_connections);
+    return core_->sizing.reserved();
 }
 
 inline std::string object_stream::describe() const { return core_->description; }
@@ -731,7 +932,20 @@ inline std::size_t object_stream::peak_window_bytes() const noexcept
     return core_->window_peak.load(std::memory_order_relaxed);
 }
 
-inline std::size_t object_stream::window_bytes() const noexcept { return core_->window; }
+inline std::size_t object_stream::window_bytes() const noexcept { return core_->sizing.window; }
+
+inline stream_sizing object_stream::sizing() const noexcept { return core_->sizing; }
+
+inline std::size_t object_stream::peak_connections() const noexcept
+{
+    return core_->active_peak.load(std::memory_order_relaxed);
+}
+
+inline std::size_t object_stream::connection_limit() const noexcept
+{
+    const auto now = core_->limit_now.load(std::memory_order_relaxed);
+    return now != 0 ? now : core_->sizing.initial_connections;
+}
 
 inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next_source(source_context ctx)
 {
@@ -739,15 +953,22 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
     if (!core->started) {
         core->consumer_waker.emplace(ctx.executor);
         core->http.emplace(core->io->get_executor(), core->options.client);
-        asio::co_spawn(*core->io, detail::run_scheduler(core), [core](std::exception_ptr e) {
+        // A coroutine that fails (only bad_alloc is possible past the lister) stops the stream
+        // and hands its exception to the reader, as a failed listing does.
+        auto on_failure = [core](std::exception_ptr e) {
             if (!e)
                 return;
+            core->scheduler_done = true;
+            core->stop_scheduling = true;
             {
                 std::lock_guard lock(core->mutex);
-                core->listing_error = e;
+                if (!core->listing_error)
+                    core->listing_error = e;
             }
             core->notify_consumer();
-        });
+        };
+        asio::co_spawn(*core->io, detail::run_sampler(core), on_failure);
+        asio::co_spawn(*core->io, detail::run_scheduler(core), on_failure);
         core->started = true;
         core->thread = std::thread([core = core.get()] { core->io->run(); });
     }
@@ -761,6 +982,8 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
                 auto obj = std::move(core->opened.front());
                 core->opened.pop_front();
                 lock.unlock();
+                // The scheduler may have stopped opening objects at `max_objects_ahead`.
+                core->post_to_network([core] { core->wake_scheduler(); });
                 co_return any_byte_source(detail::object_source(core, std::move(obj)));
             }
             if (core->listing_error) {
