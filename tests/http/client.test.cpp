@@ -336,6 +336,58 @@ TEST_CASE("Destroying the client with transfers in flight aborts them and closes
     CHECK(open_fds() == fds_before);
 }
 
+TEST_CASE("A response handler that throws fails its transfer; the exception never unwinds through libcurl", "[http]")
+{
+    // A handler throws from on_head, then one from on_body: each transfer completes with an
+    // error and the exception in its transfer_info, and the client serves the next request.
+    struct throwing final : http::response_handler {
+        bool in_head = false;
+        std::size_t bodies = 0;
+        bool on_head(const http::response_head&) override
+        {
+            if (in_head)
+                throw std::runtime_error("thrown in on_head");
+            return true;
+        }
+        bool on_body(std::span<const std::byte>) override
+        {
+            if (++bodies == 2)
+                throw std::length_error("thrown in on_body");
+            return true;
+        }
+    };
+    auto& w = web();
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex0 = co_await asio::this_coro::executor;
+        http::client c(ex0);
+        const auto message_of = [](const std::exception_ptr& e) -> std::string {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+                return x.what();
+            }
+        };
+        throwing head_thrower;
+        head_thrower.in_head = true;
+        auto [ec1, info1] = co_await c.async_perform(get(w.url("small.bin")), head_thrower, asio::as_tuple(asio::use_awaitable));
+        CHECK(ec1);
+        REQUIRE(info1.exception);
+        CHECK(message_of(info1.exception) == "thrown in on_head");
+
+        throwing body_thrower;
+        auto [ec2, info2] = co_await c.async_perform(get(w.url("big.bin")), body_thrower, asio::as_tuple(asio::use_awaitable));
+        CHECK(ec2);
+        REQUIRE(info2.exception);
+        CHECK(message_of(info2.exception) == "thrown in on_body");
+
+        keep_all fine;
+        auto [ec3, info3] = co_await c.async_perform(get(w.url("small.bin")), fine, asio::as_tuple(asio::use_awaitable));
+        CHECK_FALSE(ec3);
+        CHECK_FALSE(info3.exception);
+        CHECK(fine.body == w.small);
+    });
+}
+
 TEST_CASE("Whole small documents are fetched with a size cap", "[http]")
 {
     auto& w = web();

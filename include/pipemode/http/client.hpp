@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
@@ -117,6 +118,10 @@ struct transfer_info {
     std::string detail;
     /// Body bytes handed to the response handler.
     std::uint64_t body_bytes = 0;
+    /// An exception thrown by the response handler (or by the client inside a libcurl
+    /// callback), which failed the transfer; the caller rethrows it. Nothing ever unwinds
+    /// through libcurl.
+    std::exception_ptr exception{};
 };
 
 /// An HTTP/1.1 client on libcurl's multi-socket interface, run by an Asio `io_context`.

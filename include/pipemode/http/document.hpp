@@ -58,6 +58,8 @@ inline asio::awaitable<document_response> async_fetch_document(client& c, reques
 {
     string_response handler(limit);
     auto [ec, info] = co_await c.async_perform(std::move(req), handler, asio::as_tuple(asio::use_awaitable));
+    if (info.exception)
+        std::rethrow_exception(info.exception);
     document_response out;
     if (handler.too_large)
         out.ec = make_error_code(errc::document_too_large);

@@ -151,6 +151,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         response_head head;
         bool head_delivered = false;
         transfer_info info;
+        /// What a callback of this transfer threw (it then failed the transfer).
+        std::exception_ptr exception;
         std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
         ~transfer()
@@ -168,14 +170,24 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         multi = curl_multi_init();
         if (!multi)
             throw std::runtime_error("pipemode::http: curl_multi_init failed");
-        curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
-        curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-        curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &impl::on_timer);
-        curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
-        curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(options.max_idle_connections));
+        CURLMcode rc = CURLM_OK;
+        auto set = [&](CURLMoption opt, auto value) {
+            if (rc == CURLM_OK)
+                rc = curl_multi_setopt(multi, opt, value);
+        };
+        set(CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
+        set(CURLMOPT_SOCKETDATA, static_cast<void*>(this));
+        set(CURLMOPT_TIMERFUNCTION, &impl::on_timer);
+        set(CURLMOPT_TIMERDATA, static_cast<void*>(this));
+        set(CURLMOPT_MAXCONNECTS, static_cast<long>(options.max_idle_connections));
         // One request per connection at a time: ranged GETs run in parallel on separate
         // connections, never queued behind each other on one.
-        curl_multi_setopt(multi, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_NOTHING));
+        set(CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_NOTHING));
+        if (rc != CURLM_OK) {
+            curl_multi_cleanup(multi);
+            throw std::runtime_error(std::string("pipemode::http: configuring libcurl's multi handle failed: ")
+                                     + curl_multi_strerror(rc));
+        }
     }
 
     ~impl()
@@ -228,6 +240,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             node.mapped()->info.detail = curl_multi_strerror(mrc);
             finish(std::move(node.mapped()), make_curl_error(CURLE_FAILED_INIT));
         }
+        if (callback_error)  // the timer callback failed inside curl_multi_add_handle
+            fail_all(make_curl_error(CURLE_ABORTED_BY_CALLBACK), "a libcurl callback failed",
+                     std::exchange(callback_error, nullptr));
         // curl_multi_add_handle asked for a zero timeout through on_timer; the transfer starts
         // when that timer fires, outside any curl call.
     }
@@ -306,6 +321,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             t->slot.clear();
         if (ec && ec != asio::error::operation_aborted && t->info.detail.empty() && t->error_buffer[0] != '\0')
             t->info.detail = t->error_buffer.data();
+        if (t->exception)
+            t->info.exception = t->exception;
         auto completion = std::move(t->completion);
         auto info = std::move(t->info);
         t.reset();  // curl_easy_cleanup, before anyone can start a new transfer in its place
@@ -326,10 +343,36 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         auto node = transfers.extract(easy);
         if (node.empty())
             return;  // already finished
-        ++in_curl;
-        curl_multi_remove_handle(multi, easy);
-        --in_curl;
+        remove_handle(*node.mapped());
         finish(std::move(node.mapped()), asio::error::operation_aborted);
+    }
+
+    /// Takes a transfer's handle out of the multi handle. A failure (which would mean a bug in
+    /// the client's bookkeeping) is kept in the transfer's details, not lost.
+    void remove_handle(transfer& t) noexcept
+    {
+        ++in_curl;
+        const CURLMcode rc = curl_multi_remove_handle(multi, t.easy);
+        --in_curl;
+        if (rc != CURLM_OK && t.info.detail.empty())
+            t.info.detail = std::string("curl_multi_remove_handle: ") + curl_multi_strerror(rc);
+    }
+
+    /// Fails every transfer in flight with `ec`: what a multi handle whose state can no longer
+    /// be trusted (a failed curl_multi_socket_action, or a callback that threw outside any
+    /// transfer) leaves to do. The exception, if any, goes with each transfer's completion.
+    void fail_all(error_code ec, const std::string& detail, std::exception_ptr e)
+    {
+        auto in_flight = std::move(transfers);
+        transfers.clear();
+        for (auto& [easy, t] : in_flight) {
+            remove_handle(*t);
+            if (t->info.detail.empty())
+                t->info.detail = detail;
+            if (!t->exception)
+                t->exception = e;
+            finish(std::move(t), ec);
+        }
     }
 
     /// Hands completed transfers back to their owners.
@@ -344,9 +387,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             auto node = transfers.extract(easy);
             if (node.empty())
                 continue;
-            ++in_curl;
-            curl_multi_remove_handle(multi, easy);
-            --in_curl;
+            remove_handle(*node.mapped());
             finish(std::move(node.mapped()), code == CURLE_OK ? error_code{} : make_curl_error(code));
         }
     }
@@ -355,9 +396,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     {
         int running = 0;
         ++in_curl;
-        curl_multi_socket_action(multi, fd, events, &running);
+        const CURLMcode rc = curl_multi_socket_action(multi, fd, events, &running);
         --in_curl;
         collect_done();
+        if (rc != CURLM_OK || callback_error) {
+            auto e = std::exchange(callback_error, nullptr);
+            fail_all(make_curl_error(CURLE_ABORTED_BY_CALLBACK),
+                     rc != CURLM_OK ? std::string("curl_multi_socket_action: ") + curl_multi_strerror(rc)
+                                    : std::string("a libcurl callback failed"),
+                     e);
+        }
     }
 
     // ----- readiness ------------------------------------------------------------------------
@@ -412,9 +460,25 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
     // ----- libcurl callbacks: record, never call back into libcurl -----------------------------
 
-    static int on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*)
+    // Every callback is noexcept: an exception must not unwind through libcurl's C frames. A
+    // transfer's callback keeps what it caught in the transfer and fails it (returning 0 bytes
+    // handled); the socket and timer callbacks keep it in `callback_error`, return libcurl's
+    // error value, and `socket_action` then fails every transfer with it.
+
+    static int on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*) noexcept
     {
         auto* self = static_cast<impl*>(userp);
+        try {
+            return self->socket_changed(fd, what);
+        } catch (...) {
+            self->callback_error = std::current_exception();
+            return -1;
+        }
+    }
+
+    int socket_changed(curl_socket_t fd, int what)
+    {
+        auto* self = this;
         auto it = self->sockets.find(fd);
         if (what == CURL_POLL_REMOVE) {
             if (it != self->sockets.end()) {
@@ -445,12 +509,24 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return 0;
     }
 
-    static int on_timer(CURLM*, long timeout_ms, void* userp)
+    static int on_timer(CURLM*, long timeout_ms, void* userp) noexcept
     {
         auto* self = static_cast<impl*>(userp);
+        try {
+            self->timer_changed(timeout_ms);
+            return 0;
+        } catch (...) {
+            self->callback_error = std::current_exception();
+            return -1;
+        }
+    }
+
+    void timer_changed(long timeout_ms)
+    {
+        auto* self = this;
         if (timeout_ms < 0) {
             self->timer.cancel();
-            return 0;
+            return;
         }
         self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
         self->timer.async_wait([weak = self->weak_from_this()](error_code ec) {
@@ -459,12 +535,23 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             if (auto s = weak.lock())
                 s->socket_action(CURL_SOCKET_TIMEOUT, 0);
         });
-        return 0;
     }
 
-    static curl_socket_t on_open_socket(void* clientp, curlsocktype purpose, curl_sockaddr* address)
+    static curl_socket_t on_open_socket(void* clientp, curlsocktype purpose, curl_sockaddr* address) noexcept
     {
         auto* self = static_cast<impl*>(clientp);
+        try {
+            return self->open_socket(purpose, address);
+        } catch (...) {
+            // curl fails this connection attempt; the exception fails every transfer after.
+            self->callback_error = std::current_exception();
+            return CURL_SOCKET_BAD;
+        }
+    }
+
+    curl_socket_t open_socket(curlsocktype purpose, curl_sockaddr* address)
+    {
+        auto* self = this;
         if (purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM
             || (address->family != AF_INET && address->family != AF_INET6))
             return CURL_SOCKET_BAD;
@@ -479,21 +566,31 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return e->fd;
     }
 
-    static int on_close_socket(void* clientp, curl_socket_t fd)
+    static int on_close_socket(void* clientp, curl_socket_t fd) noexcept
     {
         auto* self = static_cast<impl*>(clientp);
         auto it = self->sockets.find(fd);
         if (it == self->sockets.end())
             return ::close(fd);
-        it->second->close();
+        it->second->close();  // noexcept
         self->sockets.erase(it);
         return 0;
     }
 
-    static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* userp)
+    static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* userp) noexcept
     {
         auto* t = static_cast<transfer*>(userp);
-        const std::size_t n = size * count;
+        try {
+            return header_line(*t, data, size * count);
+        } catch (...) {
+            t->exception = std::current_exception();
+            return 0;  // fails the transfer with CURLE_WRITE_ERROR
+        }
+    }
+
+    static std::size_t header_line(transfer& tr, char* data, std::size_t n)
+    {
+        auto* t = &tr;
         const std::string_view line(data, n);
         if (t->head_delivered)
             return n;  // trailers
@@ -537,15 +634,20 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return n;
     }
 
-    static std::size_t on_write(char* data, std::size_t size, std::size_t count, void* userp)
+    static std::size_t on_write(char* data, std::size_t size, std::size_t count, void* userp) noexcept
     {
         auto* t = static_cast<transfer*>(userp);
         const std::size_t n = size * count;
         if (!t->head_delivered)
             return 0;  // a body without a final status line: not HTTP we understand
         t->info.body_bytes += n;
-        if (!t->handler->on_body(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), n)))
-            return 0;
+        try {
+            if (!t->handler->on_body(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), n)))
+                return 0;
+        } catch (...) {
+            t->exception = std::current_exception();
+            return 0;  // fails the transfer with CURLE_WRITE_ERROR
+        }
         return n;
     }
 
@@ -556,6 +658,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     std::unordered_map<curl_socket_t, std::shared_ptr<socket_entry>> sockets;
     std::unordered_map<CURL*, std::unique_ptr<transfer>> transfers;
     int in_curl = 0;  ///< >0 while a curl_multi_* call runs (callbacks may be on the stack)
+    /// What a socket, timer or open-socket callback threw; `socket_action` fails every
+    /// transfer with it once libcurl has returned.
+    std::exception_ptr callback_error;
 };
 
 inline client::client(asio::any_io_executor executor, client_options options)

@@ -473,6 +473,8 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             std::move(req), receiver, asio::bind_cancellation_slot(part->cancel.slot(), asio::as_tuple(asio::use_awaitable)));
         if (part->released)
             co_return;  // given back by the reader: nobody wants the rest
+        if (info.exception)
+            std::rethrow_exception(info.exception);  // the receiver failed: co_spawn's handler fails the object
 
         if (receiver.refusal()) {
             core->fail_object(obj, receiver.refusal(), receiver.refusal_detail(), first);
