@@ -53,6 +53,7 @@ struct source_options {
     bool anonymous = false;
     std::optional<std::size_t> part_size;
     std::optional<std::size_t> connections;
+    std::optional<double> throughput_target_gbps;
     std::string ca_file;
     bool verify_tls = true;
 };
@@ -67,8 +68,12 @@ inline constexpr std::string_view source_options_help = R"(URL and S3 options:
   --path-style           address buckets as ENDPOINT/BUCKET/KEY (the default for endpoints
                          other than AWS's)
   --no-sign-request      send unsigned requests (public buckets); no credentials are looked up
+  --throughput-target GBPS
+                         the link to size the stream for, in Gb/s (default 25): sets the
+                         most connections (GBPS / 50 MB/s) and the window; the connections
+                         start at 32 and grow while throughput grows with them
   --part-size SIZE       bytes per ranged GET: MiB, or with a suffix K, M, G (default 8)
-  --connections N        ranged GETs in flight at most (default 8)
+  --connections N        ranged GETs in flight at most (default: from --throughput-target)
   --ca-file PATH         a PEM file of CA certificates to trust instead of the system's
   --no-verify-tls        DANGEROUS, for test servers only: accept any TLS certificate and
                          host name, so anyone on the path can read and alter the data
@@ -111,6 +116,19 @@ inline bool parse_source_option(option_cursor& c, source_options& o, std::vector
         o.connections = parse_count(name, c.value());
         if (*o.connections == 0)
             throw usage_error("--connections must be at least 1");
+    }
+    else if (name == "--throughput-target") {
+        const std::string v(c.value());
+        std::size_t used = 0;
+        double gbps = 0;
+        try {
+            gbps = std::stod(v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != v.size() || !(gbps > 0) || gbps > 1e6)
+            throw usage_error("--throughput-target is a link speed in Gb/s, such as 25 or 12.5, not '" + v + "'");
+        o.throughput_target_gbps = gbps;
     }
     else if (name == "--ca-file")
         o.ca_file = c.value();
@@ -209,6 +227,8 @@ inline pipemode::http::stream_options stream_options_of(const source_options& o)
         s.part_size = *o.part_size;
     if (o.connections)
         s.max_connections = *o.connections;
+    if (o.throughput_target_gbps)
+        s.throughput_target_gbps = *o.throughput_target_gbps;
     s.client.ca_file = o.ca_file;
     s.client.verify_tls = o.verify_tls;
     return s;  // window_bytes stays 0: the window follows the reader's memory budget

@@ -63,7 +63,7 @@ inline constexpr std::string_view input_options_help = R"(Input and output optio
                          hyperparameters.json when it exists and no hyperparameter option is
                          given
   --model-dir DIR        where model.json goes (default /opt/ml/model when it exists, else .)
-  --memory-budget BYTES  memory the reader may hold (default 256M)
+  --memory-budget BYTES  memory the reader may hold (default 1G)
   --read-size BYTES      size of one read from a file or FIFO (default 4M)
   --shard-mode MODE      under MPI, how ranks share the SOURCEs: object (default: SageMaker's
                          ShardedByS3Key), bytes (balanced sizes), or byte-range (objects cut

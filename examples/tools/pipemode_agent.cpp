@@ -61,7 +61,7 @@ Options:
                          or bytes (balanced by object size)
   --reader-timeout SECS  fail when no reader opens an epoch's FIFO within SECS (default: wait
                          for ever)
-  --memory-budget BYTES  read-ahead per channel (default 256M)
+  --memory-budget BYTES  read-ahead per channel (default 1G)
   --quiet                no progress and no log lines; errors only
   -h, --help             print this help
 
@@ -84,7 +84,7 @@ struct agent_command_line {
     std::string current_host;
     pipemode::shard_mode shard_mode = pipemode::shard_mode::by_object;
     std::optional<std::chrono::seconds> reader_timeout;
-    std::size_t memory_budget = 256 * pipemode::mib;
+    std::size_t memory_budget = 1 * pipemode::gib;
     source_options source;
     bool quiet = false;
     bool help = false;

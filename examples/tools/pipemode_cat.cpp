@@ -57,7 +57,7 @@ Options:
   --limit N              stop after N records
   --read-size BYTES      size of one read from a file or FIFO (default 4M; suffixes K, M, G
                          are powers of 1024)
-  --memory-budget BYTES  memory the reader may hold (default 256M); URL sources fetch ahead
+  --memory-budget BYTES  memory the reader may hold (default 1G); URL sources fetch ahead
                          within half of it
   -h, --help             print this help
 

@@ -79,7 +79,10 @@ struct reader_options {
 
     /// Upper bound on the memory the reader holds: source buffers plus decoded batches that
     /// wait for the consumer. The reader never issues a read it cannot fit in the budget.
-    std::size_t memory_budget = 256 * mib;
+    /// 1 GiB lets an S3 stream keep a large instance's link busy (about 60 parts of 8 MiB in
+    /// flight, docs/http.md "Sizing"); buffers are allocated as they are needed, so a reader
+    /// of local files or a slow link holds far less. Lower it for many readers per host.
+    std::size_t memory_budget = 1 * gib;
 
     /// The largest record accepted; a larger declared length is an error (never an allocation).
     /// It is reserved out of `memory_budget` (a record that straddles reads is reassembled in

@@ -44,8 +44,12 @@ struct client_options {
     std::chrono::milliseconds connect_timeout{10'000};
     /// A transfer slower than `low_speed_limit` bytes per second for `low_speed_time` fails
     /// with a timeout, so that a stalled connection is retried instead of hanging the reader.
-    std::size_t low_speed_limit = 1024;
-    std::chrono::seconds low_speed_time{30};
+    /// An S3 connection carries tens of MB/s and answers within 50 ms, and transfers are never
+    /// paused (backpressure holds requests back, not connections), so 16 KiB/s over 5 s
+    /// means a stall, found in seconds. Lower both for a link slower than about 1 MB/s per
+    /// connection.
+    std::size_t low_speed_limit = 16 * kib;
+    std::chrono::seconds low_speed_time{5};
     /// libcurl's receive buffer per transfer (`CURLOPT_BUFFERSIZE`). Large buffers mean fewer
     /// callbacks per megabyte; 512 KiB is libcurl's historical maximum and what measurements
     /// here favour (docs/http.md).

@@ -90,7 +90,7 @@ struct agent_options {
     s3::s3_options s3{};
 
     /// The memory each channel's store may hold for read-ahead (an HTTP or S3 stream's window).
-    std::size_t memory_budget = 256 * mib;
+    std::size_t memory_budget = 1 * gib;
 
     /// Size of one read from a local file.
     std::size_t read_size = 4 * mib;
