@@ -13,12 +13,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <chrono>
 #include <filesystem>
 #include <random>
 #include <set>
+#include <thread>
 
 using namespace pipemode;
 using test::error_from;
@@ -895,4 +897,52 @@ TEST_CASE("Objects of unknown size start together: their first GETs go out at on
     reader r(std::move(stream), {.batch_size = 50, .format = data_format::recordio, .memory_budget = 64 * mib});
     CHECK(payloads_of(r) == ds.payloads);
     CHECK(raw->peak_connections() == 16);
+}
+
+TEST_CASE("A stream runs on several network threads of its own, or on the caller's executors", "[http][threads]")
+{
+    served_data_set ds({300, 0, 1, 2000, 57, 900, 400, 1200}, 700, 21);
+    const reader_options ro{.batch_size = 37, .format = data_format::recordio, .memory_budget = 64 * mib};
+    SECTION("three threads of its own")
+    {
+        http::stream_options so;
+        so.part_size = 64 * kib;
+        so.max_connections = 8;
+        so.network_threads = 3;
+        auto stream = http::http_objects(ds.urls(), so);
+        auto* s = stream.get();
+        reader r(std::move(stream), ro);
+        CHECK(s->sizing().network_threads == 3);
+        CHECK(payloads_of(r) == ds.payloads);
+    }
+    SECTION("the caller's two io_contexts, which run on after the stream is gone")
+    {
+        asio::io_context a(1), b(1);
+        auto guard_a = asio::make_work_guard(a);
+        auto guard_b = asio::make_work_guard(b);
+        std::thread ta([&] { a.run(); });
+        std::thread tb([&] { b.run(); });
+        for (const bool leave_early : {false, true}) {
+            CAPTURE(leave_early);
+            http::stream_options so;
+            so.part_size = 64 * kib;
+            so.max_connections = 8;
+            so.executors = {a.get_executor(), b.get_executor()};
+            auto stream = http::http_objects(ds.urls(), so);
+            auto* s = stream.get();
+            reader r(std::move(stream), ro);
+            CHECK(s->sizing().network_threads == 2);
+            if (leave_early) {
+                // Destroyed with transfers in flight: they are aborted on the caller's threads.
+                CHECK(r.next());
+                continue;
+            }
+            CHECK(payloads_of(r) == ds.payloads);
+        }
+        guard_a.reset();
+        guard_b.reset();
+        // The stream's coroutines end once their transfers are aborted, so both run() return.
+        ta.join();
+        tb.join();
+    }
 }

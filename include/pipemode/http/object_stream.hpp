@@ -103,6 +103,15 @@ struct stream_options {
     /// the connections and the reader's memory budget: one part per connection plus two, and
     /// at most half the budget.
     std::size_t window_bytes = 0;
+    /// Network threads the stream runs itself, each with its own libcurl multi handle; 0: one
+    /// per 25 Gb/s of the target, at most half the cores. Ignored when `executors` is given.
+    std::size_t network_threads = 0;
+    /// The caller's executors to run on instead of threads of the stream's own: the first runs
+    /// the scheduler and the retries, and every one runs transfers. Each must run its handlers
+    /// one at a time (an `io_context` run by one thread, or a strand), and must keep running
+    /// until the stream's coroutines have ended, which happens shortly after the stream is
+    /// destroyed (its transfers are aborted then).
+    std::vector<asio::any_io_executor> executors{};
     /// Backoff, attempts and retry budget.
     retry_options retry{};
     /// Connection settings (timeouts, TLS).
@@ -116,14 +125,17 @@ struct stream_sizing {
     std::size_t window = 0;               ///< bytes of part buffers at most
     /// libcurl's receive buffers at most: `max_connections x client.receive_buffer`.
     std::size_t receive_buffers = 0;
+    /// Network threads (or the caller's executors).
+    std::size_t network_threads = 1;
     /// All the memory the stream holds at most, which the reader keeps out of its budget.
     std::size_t reserved() const noexcept { return window + receive_buffers; }
 };
 
-/// Sizes a stream with options `s` for a reader whose memory budget is `memory_budget`.
-/// Sans-I/O; throws `std::invalid_argument` for options that cannot work (a zero part size,
-/// target or connection throughput).
-stream_sizing size_stream(const stream_options& s, std::size_t memory_budget);
+/// Sizes a stream with options `s` for a reader whose memory budget is `memory_budget`, on a
+/// machine of `cores` cores. Sans-I/O; throws `std::invalid_argument` for options that cannot
+/// work (a zero part size, target or connection throughput).
+stream_sizing size_stream(const stream_options& s, std::size_t memory_budget,
+                          std::size_t cores = std::thread::hardware_concurrency());
 
 namespace detail {
 struct stream_core;

@@ -69,13 +69,16 @@ struct part_state {
     std::uint64_t received = 0;
     std::uint64_t published = 0;     ///< (m) bytes the consumer may read
     bool complete = false;           ///< (m) all `length` bytes published
-    bool in_flight = false;          ///< a fetch writes into `data`
-    bool released = false;           ///< the consumer gave it back while the fetch still ran
-    asio::cancellation_signal cancel;  ///< stops the fetch's transfer (a released part)
+    bool in_flight = false;          ///< a fetch writes into `data` (home)
+    /// The consumer gave it back while the fetch still ran (set at home, read by the lane).
+    std::atomic<bool> released{false};
+    std::size_t lane = 0;            ///< the network thread its transfers run on
+    asio::cancellation_signal cancel;       ///< stops its transfer (emitted on its lane)
+    asio::cancellation_signal cancel_wait;  ///< stops its backoff wait (emitted at home)
 };
 
 /// An object being streamed. (m) fields are guarded by `stream_core::mutex`; the others belong
-/// to the network thread.
+/// to the stream's home executor (the scheduler's).
 struct object_state {
     object_info info;
     std::deque<std::shared_ptr<part_state>> parts;  ///< (m) planned and not yet released, in order
@@ -92,6 +95,7 @@ struct object_state {
     std::uint64_t next_offset = 0;      ///< first byte not yet planned into a part
     bool sizing = false;                ///< the first GET, which learns the size, is out
     bool nothing_to_fetch = false;      ///< an empty range: done as soon as it is opened
+    std::uint64_t seq = 0;              ///< its place in the listing
 
     /// One past the last byte to deliver, `info.end` clamped to the object (size known).
     std::uint64_t stop() const noexcept { return std::min(info.end.value_or(*size), *size); }
@@ -116,7 +120,20 @@ inline constexpr std::size_t max_objects_ahead = 4096;
 /// parts' time at S3's 50 MB/s per connection, and long against its 20-50 ms first bytes.
 inline constexpr std::chrono::milliseconds sample_interval{200};
 
-/// What the network thread and the reader's thread share.
+/// One network thread of a stream: an executor and the client whose transfers run on it.
+struct lane {
+    asio::any_io_executor executor;
+    std::optional<client> http;
+    std::size_t fetches = 0;  ///< transfers of parts in flight on it (home)
+};
+
+/// What the stream's threads and the reader's thread share.
+///
+/// Threads: the scheduler, the sampler, the fetch coroutines (request building, retries,
+/// window accounting) and the lister run on the home executor, `lanes[0]`'s; each transfer
+/// runs on the lane its part was given, whose response callbacks write only the part's bytes
+/// and post what they learn (an object's size and ETag) home. With one lane, everything runs
+/// on one thread.
 struct stream_core : std::enable_shared_from_this<stream_core> {
     stream_core(std::unique_ptr<object_lister> l, std::unique_ptr<request_builder> b, stream_options o,
                 stream_sizing s)
@@ -130,13 +147,17 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::deque<std::shared_ptr<object_state>> opened;  ///< objects not yet handed to the reader
     bool listing_done = false;
     std::exception_ptr listing_error;
-    bool network_alive = true;  ///< false once the network thread is stopping
+    bool network_alive = true;  ///< false once the stream is being destroyed
     /// The part the reader waits for bytes of, if any. Body bytes of other parts do not wake
     /// the reader: on a fast link they arrive hundreds of times per second for parts it is
     /// not reading yet, and each useless wake-up costs two context switches.
     const part_state* awaited_part = nullptr;
     std::uint64_t awaited_from = 0;  ///< bytes of `awaited_part` the reader had when it began waiting
-    std::optional<pipemode::detail::async_waker> consumer_waker;  ///< on the reader's executor
+
+    /// The reader's waker, on the reader's executor; reset (under `waker_mutex`) when the
+    /// stream is destroyed, since the stream's coroutines may outlive it on a caller's executor.
+    std::mutex waker_mutex;
+    std::optional<pipemode::detail::async_waker> consumer_waker;
 
     // ----- fixed after `reserve_buffers` ----------------------------------------------------
     std::unique_ptr<object_lister> lister;
@@ -145,7 +166,21 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     stream_sizing sizing;
     std::string description;
 
-    // ----- network thread only -------------------------------------------------------------
+    // ----- the threads ----------------------------------------------------------------------
+    /// io_contexts and threads the stream runs itself (none when the caller gave executors).
+    /// Destroyed explicitly by ~object_stream: the coroutines queued in them hold references
+    /// to this core.
+    std::vector<std::unique_ptr<asio::io_context>> owned_io;
+    /// Keeps each owned io_context running while it has nothing to do (a lane waits for
+    /// transfers posted to it later); dropped only by ~object_stream, which stops them.
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> owned_work;
+    std::vector<std::thread> threads;
+    std::deque<lane> lanes;  ///< lanes[0] is home
+    bool started = false;
+
+    lane& home() noexcept { return lanes.front(); }
+
+    // ----- home only ------------------------------------------------------------------------
     retry_policy policy;
     std::size_t window_used = 0;
     std::atomic<std::size_t> window_peak{0};
@@ -154,55 +189,60 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::atomic<std::size_t> limit_now{0};  ///< policy's limit, for other threads to read
     std::vector<std::unique_ptr<std::byte[]>> free_buffers;  ///< of `part_size` bytes
     std::optional<asio::steady_timer> wake;  ///< the scheduler sleeps on it; cancelled to wake it
-    bool stop_scheduling = false;
+    std::optional<asio::steady_timer> sample_timer;
+    bool stop_scheduling = false;  ///< nothing more may be issued (a failed listing, destruction)
+    /// The earliest object that failed: the reader stops there, so nothing of it or after it
+    /// is fetched any more, while the objects before it are fetched to their end.
+    std::optional<std::uint64_t> failed_from;
+    std::uint64_t objects_opened = 0;
     bool scheduler_done = false;
-    std::uint64_t bytes_received = 0;  ///< body bytes of all parts, for throughput samples
+    bool stopping = false;  ///< being destroyed: every coroutine ends at its next step
     /// Time the scheduler had a part ready but no free connection, for throughput samples.
     std::chrono::steady_clock::duration connection_wait{};
     std::optional<std::chrono::steady_clock::time_point> connection_wait_since;
 
-    // The network thread. The io_context is destroyed explicitly by ~object_stream: the
-    // coroutines queued in it hold references to this core.
-    std::optional<asio::io_context> io{std::in_place, 1};
-    std::optional<client> http;
-    std::thread thread;
-    bool started = false;
+    // ----- any thread -----------------------------------------------------------------------
+    std::atomic<std::uint64_t> bytes_received{0};  ///< body bytes of all parts, for throughput samples
 
     void notify_consumer()
     {
-        // consumer_waker is set once, before the network thread starts.
-        consumer_waker->notify();
+        std::lock_guard lock(waker_mutex);
+        if (consumer_waker)
+            consumer_waker->notify();
     }
 
+    /// Home only.
     void wake_scheduler()
     {
         if (wake)
             wake->cancel();
     }
 
-    /// Runs `f` on the network thread, unless it is stopping.
+    /// Runs `f` at home, unless the stream is being destroyed.
     template <class F>
-    void post_to_network(F f)
+    void post_home(F f)
     {
         std::lock_guard lock(mutex);
         if (network_alive)
-            asio::post(*io, std::move(f));
+            asio::post(home().executor, std::move(f));
     }
 
-    /// The consumer gives a part back (network thread). Its window bytes return at once unless
-    /// a fetch still writes into its buffer: then that fetch is cancelled and returns them when
-    /// it ends, so that the window counts every buffer that holds memory.
-    void release(part_state& part)
+    /// The consumer gives a part back (home). Its window bytes return at once unless a fetch
+    /// still writes into its buffer: then that fetch is cancelled and returns them when it
+    /// ends, so that the window counts every buffer that holds memory.
+    void release(const std::shared_ptr<part_state>& part)
     {
-        if (part.in_flight) {
-            part.released = true;
-            part.cancel.emit(asio::cancellation_type::terminal);
+        if (part->in_flight) {
+            part->released.store(true, std::memory_order_relaxed);
+            part->cancel_wait.emit(asio::cancellation_type::terminal);
+            asio::post(lanes[part->lane].executor,
+                       [part] { part->cancel.emit(asio::cancellation_type::terminal); });
             return;
         }
-        give_back(part);
+        give_back(*part);
     }
 
-    /// Returns a part's window bytes, and its buffer to the pool when it is a whole one.
+    /// Returns a part's window bytes, and its buffer to the pool when it is a whole one (home).
     void give_back(part_state& part)
     {
         if (part.data && part.received == part.length && part.reserved == options.part_size
@@ -224,6 +264,7 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
         return std::unique_ptr<std::byte[]>(new std::byte[bytes]);
     }
 
+    /// Home only.
     void fail_object(const std::shared_ptr<object_state>& obj, error_code ec, std::string detail, std::uint64_t offset)
     {
         {
@@ -234,12 +275,12 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
                 obj->error_offset = offset;
             }
         }
-        stop_scheduling = true;  // the reader stops at this object; fetching further is waste
+        failed_from = std::min(failed_from.value_or(obj->seq), obj->seq);
         notify_consumer();
         wake_scheduler();
     }
 
-    /// Starts or ends a period in which the scheduler waits for a connection.
+    /// Starts or ends a period in which the scheduler waits for a connection (home).
     void waiting_for_connection(bool waiting)
     {
         const auto now = std::chrono::steady_clock::now();
@@ -250,25 +291,82 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
             connection_wait_since.reset();
         }
     }
+
+    /// An answer told an object's size and ETag (home): checks them against what is known,
+    /// fixes the planning of the object and gives back the window its first part does not
+    /// need. `length` is the part's length, already clamped to the object by the lane.
+    void learned(const std::shared_ptr<object_state>& obj, const std::shared_ptr<part_state>& part,
+                 std::optional<std::uint64_t> size, const std::string& etag)
+    {
+        if (!etag.empty()) {
+            if (obj->etag.empty())
+                obj->etag = etag;
+            else if (obj->etag != etag)
+                return fail_object(obj, make_error_code(errc::object_changed),
+                                   "its ETag changed from " + obj->etag + " to " + etag, part->offset);
+        }
+        if (!size)
+            return;
+        if (obj->size) {
+            if (*obj->size != *size)
+                fail_object(obj, make_error_code(errc::object_changed),
+                            "its size changed from " + std::to_string(*obj->size) + " to " + std::to_string(*size) + " bytes",
+                            part->offset);
+            return;
+        }
+        obj->size = size;
+        std::uint64_t length = 0;
+        {
+            std::lock_guard lock(mutex);
+            length = part->length;
+        }
+        obj->next_offset = part->offset + length;
+        if (length < part->reserved) {
+            // A short object: keep the buffer (it is in use) but not the window bytes beyond
+            // it. The buffer goes back to the allocator, not the pool, on release.
+            window_used -= part->reserved - static_cast<std::size_t>(length);
+            part->reserved = static_cast<std::size_t>(length);
+        }
+        wake_scheduler();
+    }
 };
 
 /// Receives one ranged GET of a part, checking the response against the request.
-/// Runs inside libcurl's callbacks: no client calls, no blocking.
+///
+/// Runs inside libcurl's callbacks on the part's lane: no client calls, no blocking. It reads
+/// only what the home executor fixed before the transfer began (the object's `info`, and the
+/// size and ETag known then, copied in) and writes only the part; what the answer tells about
+/// the object (its size, its ETag) is posted home (`stream_core::learned`).
 class part_receiver final : public response_handler {
 public:
     part_receiver(stream_core* core, std::shared_ptr<object_state> obj, std::shared_ptr<part_state> part,
-                  std::uint64_t first)
-        : core_(core), obj_(std::move(obj)), part_(std::move(part)), first_(first)
+                  std::uint64_t first, std::optional<std::uint64_t> known_size, std::string etag)
+        : core_(core), obj_(std::move(obj)), part_(std::move(part)), first_(first), size_(known_size),
+          etag_(std::move(etag))
     {
     }
 
     bool on_head(const response_head& h) override
     {
+        const bool ok = check_head(h);
+        if (ok && (learned_size_ || !learned_etag_.empty())) {
+            auto core = core_->shared_from_this();
+            core_->post_home([core, obj = obj_, part = part_, size = learned_size_, etag = learned_etag_] {
+                core->learned(obj, part, size, etag);
+            });
+        }
+        return ok;
+    }
+
+private:
+    /// Checks the response head against the request and learns what it tells; false refuses it.
+    bool check_head(const response_head& h)
+    {
         status_ = h.status;
         auto& obj = *obj_;
         auto& part = *part_;
         // The first request of an object whose size is not known yet: its answer tells the size.
-        const bool sizing = !obj.size && first_ == obj.info.first && part.offset == obj.info.first;
+        const bool sizing = !size_ && first_ == obj.info.first && part.offset == obj.info.first;
         if (h.status == 206 && h.range && !h.range->unsatisfied) {
             const auto total = h.range->complete;
             if (h.range->first != first_)
@@ -277,10 +375,10 @@ public:
             if (total && *total <= first_)
                 return refuse(errc::bad_http_response, "the server sent bytes from " + std::to_string(first_)
                                                            + " of an object of " + std::to_string(*total) + " bytes");
-            if (obj.size && total && *total != *obj.size)
-                return refuse(errc::object_changed, "its size changed from " + std::to_string(*obj.size) + " to "
+            if (size_ && total && *total != *size_)
+                return refuse(errc::object_changed, "its size changed from " + std::to_string(*size_) + " to "
                                                         + std::to_string(*total) + " bytes");
-            if (!obj.size) {
+            if (!size_) {
                 if (!total)
                     return refuse(errc::bad_http_response, "the response gives no object size (Content-Range ends in /*)");
                 learn_size(*total);
@@ -290,14 +388,14 @@ public:
             // empty: nginx answers ranges on empty files this way). Usable only for a range
             // starting at 0 whose wanted bytes all fit this part; bytes past them are dropped.
             if (first_ != 0 || part.offset != 0 || part.received != 0 || !h.content_length
-                || (obj.size && *h.content_length != *obj.size)
+                || (size_ && *h.content_length != *size_)
                 || std::min(obj.info.end.value_or(*h.content_length), *h.content_length) > part.length)
                 return refuse(errc::range_not_supported,
                               "the server answered a range request with the whole object (HTTP 200); "
                               "use a server that supports Range requests");
             whole_object_ = true;
             whole_length_ = *h.content_length;
-            if (!obj.size)
+            if (!size_)
                 learn_size(*h.content_length);
         } else if (h.status == 416 && sizing) {
             // The range starts at or past the object's end (S3 says InvalidRange): the object
@@ -328,14 +426,15 @@ public:
             return true;
         }
         if (!h.etag.empty()) {
-            if (obj.etag.empty())
-                obj.etag = h.etag;
-            else if (obj.etag != h.etag)
-                return refuse(errc::object_changed, "its ETag changed from " + obj.etag + " to " + h.etag);
+            if (etag_.empty())
+                learned_etag_ = h.etag;  // checked against the other parts' at home
+            else if (etag_ != h.etag)
+                return refuse(errc::object_changed, "its ETag changed from " + etag_ + " to " + h.etag);
         }
         return true;
     }
 
+public:
     bool on_body(std::span<const std::byte> bytes) override
     {
         if (discard_body_)
@@ -348,13 +447,13 @@ public:
         auto& part = *part_;
         if (whole_object_)  // the bytes past the range wanted are not the stream's
             bytes = bytes.first(static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), part.length - part.received)));
-        if (part.released)
+        if (part.released.load(std::memory_order_relaxed))
             return false;  // the reader let go of the part: stop the transfer
         if (part.received + bytes.size() > part.length)
             return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
         std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
         part.received += bytes.size();
-        core_->bytes_received += bytes.size();
+        core_->bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
         bool awaited = false;
         {
             std::lock_guard lock(core_->mutex);
@@ -397,28 +496,21 @@ private:
     }
 
     /// The first response told the object's size (at least the range's first byte): fix this
-    /// part's length, give back the window it does not need, and let the scheduler plan the
-    /// rest.
+    /// part's length here; the object's planning and the window follow at home.
     void learn_size(std::uint64_t size)
     {
         auto& obj = *obj_;
         auto& part = *part_;
-        obj.size = size;
-        const std::uint64_t length = std::min<std::uint64_t>(part.length, obj.stop() - part.offset);
+        size_ = size;
+        learned_size_ = size;
+        const std::uint64_t stop = std::min(obj.info.end.value_or(size), size);
+        const std::uint64_t length = std::min<std::uint64_t>(part.length, stop - part.offset);
         {
             std::lock_guard lock(core_->mutex);
             part.length = length;
             part.complete = part.received == length;
         }
-        obj.next_offset = part.offset + length;
-        if (length == 0 || length < part.reserved) {
-            // A short object: keep the buffer (it is in use) but not the window bytes beyond
-            // it. The buffer goes back to the allocator, not the pool, on release.
-            core_->window_used -= part.reserved - static_cast<std::size_t>(length);
-            part.reserved = static_cast<std::size_t>(length);
-        }
         core_->notify_consumer();
-        core_->wake_scheduler();
     }
 
     stream_core* core_;
@@ -433,6 +525,10 @@ private:
     std::string error_body_;
     error_code refusal_;
     std::string refusal_detail_;
+    std::optional<std::uint64_t> size_;          ///< the object's size as known to this transfer
+    std::string etag_;                           ///< the ETag known when the transfer began
+    std::optional<std::uint64_t> learned_size_;  ///< told by this answer
+    std::string learned_etag_;                   ///< told by this answer, when none was known
 };
 
 /// Frees a fetch's connection slot however the fetch ends, and the part's window bytes when the
@@ -444,35 +540,59 @@ struct active_slot {
     ~active_slot()
     {
         --core->active;
+        --core->lanes[part->lane].fetches;
         part->in_flight = false;
-        if (part->released)
+        if (part->released.load(std::memory_order_relaxed))
             core->give_back(*part);
         core->wake_scheduler();
     }
 };
 
-/// Fetches one part, retrying from the first byte not received. Runs on the network thread.
+/// Performs `req` with `l`'s client, on `l`'s executor; completes on the caller's (home).
+/// Cancellation: emit `cancel` on `l`'s executor.
+inline asio::awaitable<std::tuple<error_code, transfer_info>> perform_on(lane& l, request req, response_handler& handler,
+                                                                         asio::cancellation_signal& cancel)
+{
+    auto token = asio::bind_cancellation_slot(cancel.slot(), asio::as_tuple(asio::use_awaitable));
+    co_return co_await asio::async_initiate<decltype(token), void(error_code, transfer_info)>(
+        [&l](auto completion, request r, response_handler* h) {
+            // The completion keeps its associated executor (home), where the client posts it.
+            asio::post(l.executor, [&l, r = std::move(r), h, completion = std::move(completion)]() mutable {
+                if (!l.http) {  // the stream is being destroyed
+                    auto ex = asio::get_associated_executor(completion);
+                    asio::post(ex, [c = std::move(completion)]() mutable {
+                        std::move(c)(make_error_code(asio::error::operation_aborted), transfer_info{});
+                    });
+                    return;
+                }
+                l.http->async_perform(std::move(r), *h, std::move(completion));
+            });
+        },
+        token, std::move(req), &handler);
+}
+
+/// Fetches one part, retrying from the first byte not received. Runs at home; the transfers
+/// run on the part's lane.
 inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj,
                                         std::shared_ptr<part_state> part)
 {
     active_slot slot{core.get(), part.get()};
     retry_policy::request_state attempt;
-    asio::steady_timer backoff(*core->io);
+    asio::steady_timer backoff(core->home().executor);
     for (;;) {
         const std::uint64_t first = part->offset + part->received;
         const std::uint64_t last = part->offset + part->length - 1;
         if (part->length == part->received && part->length > 0)
             break;
-        if (part->released)
+        if (part->released.load(std::memory_order_relaxed) || core->stopping)
             co_return;
-        request req = co_await core->builder->async_make(*core->http, obj->info, first, last, obj->etag);
-        part_receiver receiver(core.get(), obj, part, first);
+        request req = co_await core->builder->async_make(*core->home().http, obj->info, first, last, obj->etag);
+        part_receiver receiver(core.get(), obj, part, first, obj->size, obj->etag);
         const std::uint64_t before = part->received;
         core->policy.begin_attempt(attempt);
-        auto [ec, info] = co_await core->http->async_perform(
-            std::move(req), receiver, asio::bind_cancellation_slot(part->cancel.slot(), asio::as_tuple(asio::use_awaitable)));
-        if (part->released)
-            co_return;  // given back by the reader: nobody wants the rest
+        auto [ec, info] = co_await perform_on(core->lanes[part->lane], std::move(req), receiver, part->cancel);
+        if (part->released.load(std::memory_order_relaxed) || core->stopping)
+            co_return;  // given back by the reader, or the stream is going: nobody wants the rest
         if (info.exception)
             std::rethrow_exception(info.exception);  // the receiver failed: co_spawn's handler fails the object
 
@@ -520,7 +640,7 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             co_return;
         }
         backoff.expires_after(*delay);
-        co_await backoff.async_wait(asio::as_tuple(asio::bind_cancellation_slot(part->cancel.slot(), asio::use_awaitable)));
+        co_await backoff.async_wait(asio::as_tuple(asio::bind_cancellation_slot(part->cancel_wait.slot(), asio::use_awaitable)));
     }
 }
 
@@ -565,7 +685,7 @@ inline asio::awaitable<void> sleep_until_woken(stream_core* core)
 /// anything to fetch. Returns nothing at the end of the listing.
 inline asio::awaitable<std::optional<std::shared_ptr<object_state>>> open_next_object(std::shared_ptr<stream_core> core)
 {
-    auto next = co_await core->lister->async_next(*core->http);
+    auto next = co_await core->lister->async_next(*core->home().http);
     if (!next) {
         {
             std::lock_guard lock(core->mutex);
@@ -575,6 +695,7 @@ inline asio::awaitable<std::optional<std::shared_ptr<object_state>>> open_next_o
         co_return std::nullopt;
     }
     auto obj = std::make_shared<object_state>();
+    obj->seq = core->objects_opened++;
     obj->info = std::move(*next);
     obj->size = obj->info.size;
     obj->etag = obj->info.etag;
@@ -608,13 +729,16 @@ inline asio::awaitable<std::optional<std::shared_ptr<object_state>>> open_next_o
 /// waits for the front object, and no part would ever be released.
 inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
 {
-    core->wake.emplace(*core->io);
+    core->wake.emplace(core->home().executor);
     std::deque<std::shared_ptr<object_state>> planning;  // opened, with more to plan, in order
     bool listed_all = false;
 
     for (;;) {
-        if (core->stop_scheduling)
+        if (core->stop_scheduling || core->stopping)
             break;
+        // Objects at or after a failed one are not fetched: the reader stops at the failure.
+        while (core->failed_from && !planning.empty() && planning.back()->seq >= *core->failed_from)
+            planning.pop_back();
         // Objects planned to their end, or let go by the reader, leave the planning list.
         while (!planning.empty()
                && (planning.front()->abandoned.load(std::memory_order_acquire) || !planning.front()->more_to_plan())) {
@@ -632,7 +756,7 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
             if ((candidate = next_part_of(*core, obj)))
                 break;
         }
-        if (!candidate && !listed_all) {
+        if (!candidate && !listed_all && !core->failed_from) {
             std::size_t ahead = 0;
             {
                 std::lock_guard lock(core->mutex);
@@ -644,14 +768,12 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
                     listed_all = true;
                     continue;
                 }
-                if (core->stop_scheduling)
-                    break;
                 planning.push_back(std::move(*obj));
                 continue;
             }
         }
         if (!candidate) {
-            if (listed_all && planning.empty())
+            if ((listed_all || core->failed_from) && planning.empty())
                 break;
             co_await sleep_until_woken(core.get());
             continue;
@@ -679,6 +801,11 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
             core->window_peak.store(core->window_used, std::memory_order_relaxed);
         part->data = core->allocate(reserve);
         part->in_flight = true;
+        // The lane with the fewest transfers (the first on a tie, so one lane runs alone).
+        for (std::size_t i = 1; i < core->lanes.size(); ++i)
+            if (core->lanes[i].fetches < core->lanes[part->lane].fetches)
+                part->lane = i;
+        ++core->lanes[part->lane].fetches;
         {
             std::lock_guard lock(core->mutex);
             obj->parts.push_back(part);
@@ -686,7 +813,7 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
         ++core->active;
         if (core->active > core->active_peak.load(std::memory_order_relaxed))
             core->active_peak.store(core->active, std::memory_order_relaxed);
-        asio::co_spawn(*core->io, fetch_part(core, obj, part),
+        asio::co_spawn(core->home().executor, fetch_part(core, obj, part),
                        [core, obj](std::exception_ptr e) {
                            if (!e)
                                return;
@@ -706,11 +833,12 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
 /// until the scheduler is done and no GET is in flight.
 inline asio::awaitable<void> run_sampler(std::shared_ptr<stream_core> core)
 {
-    asio::steady_timer timer(*core->io);
+    core->sample_timer.emplace(core->home().executor);
+    auto& timer = *core->sample_timer;
     auto last_time = std::chrono::steady_clock::now();
     std::uint64_t last_bytes = core->bytes_received;
     auto last_wait = core->connection_wait;
-    while (!core->stop_scheduling && !(core->scheduler_done && core->active == 0)) {
+    while (!core->stopping && !core->stop_scheduling && !(core->scheduler_done && core->active == 0)) {
         timer.expires_after(sample_interval);
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         if (ec)
@@ -762,9 +890,9 @@ public:
         if (left.empty())
             return;
         auto core = core_;
-        core_->post_to_network([core, left = std::move(left)] {
+        core_->post_home([core, left = std::move(left)] {
             for (const auto& p : left)
-                core->release(*p);
+                core->release(p);
             core->wake_scheduler();
         });
     }
@@ -838,7 +966,7 @@ private:
                 obj_->parts.pop_front();
         }
         auto core = core_;
-        core_->post_to_network([core, part] { core->release(*part); });
+        core_->post_home([core, part] { core->release(part); });
     }
 
     std::shared_ptr<stream_core> core_;
@@ -852,7 +980,7 @@ private:
 
 } // namespace detail
 
-inline stream_sizing size_stream(const stream_options& s, std::size_t memory_budget)
+inline stream_sizing size_stream(const stream_options& s, std::size_t memory_budget, std::size_t cores)
 {
     auto fail = [](const std::string& why) { throw std::invalid_argument("pipemode::http::object_stream: " + why); };
     if (s.part_size == 0)
@@ -885,6 +1013,16 @@ inline stream_sizing size_stream(const stream_options& s, std::size_t memory_bud
     }
     z.initial_connections = std::min(z.max_connections, s.initial_connections != 0 ? s.initial_connections : 32);
     z.receive_buffers = z.max_connections * s.client.receive_buffer;
+    if (!s.executors.empty())
+        z.network_threads = s.executors.size();
+    else if (s.network_threads != 0)
+        z.network_threads = s.network_threads;
+    else {
+        // One libcurl thread moves a few GB/s of 512 KiB reads; the other cores decode.
+        const auto wanted = static_cast<std::size_t>(std::ceil(s.throughput_target_gbps / 25.0));
+        z.network_threads = std::clamp<std::size_t>(wanted, 1, std::max<std::size_t>(1, cores / 2));
+    }
+    z.network_threads = std::min(z.network_threads, z.max_connections);
     return z;
 }
 
@@ -898,24 +1036,48 @@ inline object_stream::object_stream(std::unique_ptr<object_lister> lister, std::
 
 inline object_stream::~object_stream()
 {
-    auto& core = *core_;
+    auto core = core_;
     {
-        std::lock_guard lock(core.mutex);
-        core.network_alive = false;
+        std::lock_guard lock(core->mutex);
+        core->network_alive = false;
     }
-    if (core.started) {
-        core.io->stop();
-        core.thread.join();
+    {
+        // Nothing may wake the reader's executor once its reader is gone.
+        std::lock_guard lock(core->waker_mutex);
+        core->consumer_waker.reset();
     }
-    // Transfers still in flight are removed and their sockets closed here, with the
-    // io_context (stopped) still alive; then the io_context destroys the coroutines that
-    // waited for them, which releases their references to the core.
-    core.http.reset();
-    core.wake.reset();
-    core.io.reset();
-    // The waker is bound to the reader's io_context, which outlives this provider (the reader
-    // destroys its provider first) but not the object sources still referring to the core.
-    core.consumer_waker.reset();
+    if (!core->started)
+        return;
+    if (!core->owned_io.empty()) {
+        for (auto& io : core->owned_io)
+            io->stop();
+        for (auto& t : core->threads)
+            t.join();
+        // Transfers still in flight are removed and their sockets closed here, with the
+        // io_contexts (stopped) still alive; then the io_contexts destroy the coroutines that
+        // waited for them, which releases their references to the core.
+        for (auto& l : core->lanes)
+            l.http.reset();
+        core->wake.reset();
+        core->sample_timer.reset();
+        core->owned_work.clear();
+        core->owned_io.clear();
+        return;
+    }
+    // The caller's executors run on: stop every coroutine where it runs. Each lane's client
+    // aborts its transfers (their completions go home); home stops the scheduler and the
+    // sampler, and the fetches end when their transfers complete. The coroutines hold the core
+    // until then.
+    for (std::size_t i = 1; i < core->lanes.size(); ++i)
+        asio::post(core->lanes[i].executor, [core, i] { core->lanes[i].http.reset(); });
+    asio::post(core->home().executor, [core] {
+        core->stopping = true;
+        core->stop_scheduling = true;
+        core->wake_scheduler();
+        if (core->sample_timer)
+            core->sample_timer->cancel();
+        core->home().http.reset();
+    });
 }
 
 inline std::size_t object_stream::reserve_buffers(const reader_options& o)
@@ -954,7 +1116,20 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
     auto core = core_;
     if (!core->started) {
         core->consumer_waker.emplace(ctx.executor);
-        core->http.emplace(core->io->get_executor(), core->options.client);
+        if (!core->options.executors.empty()) {
+            for (const auto& ex : core->options.executors)
+                core->lanes.emplace_back().executor = ex;
+        } else {
+            for (std::size_t i = 0; i < core->sizing.network_threads; ++i) {
+                core->owned_io.push_back(std::make_unique<asio::io_context>(1));
+                core->owned_work.push_back(asio::make_work_guard(*core->owned_io.back()));
+                core->lanes.emplace_back().executor = core->owned_io.back()->get_executor();
+            }
+        }
+        // Each client is made on its own executor's thread before anything runs there (the
+        // client's rule), or here before the threads start.
+        for (auto& l : core->lanes)
+            l.http.emplace(l.executor, core->options.client);
         // A coroutine that fails (only bad_alloc is possible past the lister) stops the stream
         // and hands its exception to the reader, as a failed listing does.
         auto on_failure = [core](std::exception_ptr e) {
@@ -969,12 +1144,13 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
             }
             core->notify_consumer();
         };
-        asio::co_spawn(*core->io, detail::run_sampler(core), on_failure);
-        asio::co_spawn(*core->io, detail::run_scheduler(core), on_failure);
+        asio::co_spawn(core->home().executor, detail::run_sampler(core), on_failure);
+        asio::co_spawn(core->home().executor, detail::run_scheduler(core), on_failure);
         core->started = true;
-        core->thread = std::thread([core = core.get()] { core->io->run(); });
+        for (auto& io : core->owned_io)
+            core->threads.emplace_back([io = io.get()] { io->run(); });
     }
-    auto& waker = *core->consumer_waker;
+    auto& waker = *core->consumer_waker;  // reset only by ~object_stream, after the reader's last call
     for (;;) {
         waker.arm();
         {
@@ -985,7 +1161,7 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
                 core->opened.pop_front();
                 lock.unlock();
                 // The scheduler may have stopped opening objects at `max_objects_ahead`.
-                core->post_to_network([core] { core->wake_scheduler(); });
+                core->post_home([core] { core->wake_scheduler(); });
                 co_return any_byte_source(detail::object_source(core, std::move(obj)));
             }
             if (core->listing_error) {
