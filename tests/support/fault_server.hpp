@@ -267,9 +267,10 @@ struct fault_server_options {
     bool ignore_ranges = false;
 };
 
-/// An HTTP/1.1 object server on 127.0.0.1 (and optionally 127.0.0.2, ...; ephemeral port) for network tests: objects from
-/// memory with single byte ranges, ETag, If-Match and S3-style XML errors, keep-alive, and
-/// faults injected from a script and/or at random.
+/// An HTTP/1.1 object server on 127.0.0.1 (and optionally 127.0.0.2, ...; ephemeral port) for
+/// network tests: objects from memory with single byte ranges, ETag, If-Match and S3-style XML
+/// errors, ListObjectsV2, keep-alive, faults injected from a script and/or at random, and a
+/// link shaped like S3's.
 ///
 /// It runs on its own thread with its own `io_context`; every member function may be called
 /// from any thread while it runs. The destructor closes every connection (stalled ones
@@ -363,7 +364,7 @@ public:
     const std::vector<std::string>& addresses() const noexcept { return addresses_; }
 
     /// Sets the per-connection cap on body bytes per second (0: none); applies from the next
-    /// body chunk each connection sends.
+    /// body chunk each connection sends, bodies already under way included.
     void set_rate_limit(std::size_t bytes_per_second)
     {
         std::lock_guard lock(mutex_);
@@ -1411,11 +1412,9 @@ private:
         const char* data = a.body ? a.body->data() + a.body_offset : nullptr;
         std::size_t sent = 0;
         const auto start = std::chrono::steady_clock::now();
-        const std::size_t cap = a.rate_limit;
-        // A body starts where the connection's schedule left off, or now if it fell idle:
-        // within a body the schedule is absolute, so timer lateness does not add up.
-        if (cap)
-            conn->paced_until = std::max(conn->paced_until, start);
+        // Read again after every chunk, so that a cap set while a body is under way applies to it.
+        std::size_t cap = a.rate_limit;
+        bool paced = false;
         for (;;) {
             if (stall_at && sent == *stall_at) {
                 stall_at.reset();
@@ -1438,6 +1437,14 @@ private:
                 if (stopping_)
                     co_return false;
             }
+            if (cap && !paced) {
+                // Pacing starts where the connection's schedule left off, or now if it fell
+                // idle; from there the schedule is absolute, so timer lateness does not add up.
+                conn->paced_until = std::max(conn->paced_until, std::chrono::steady_clock::now());
+                paced = true;
+            } else if (!cap) {
+                paced = false;
+            }
             if (cap) {
                 // Chunks of at most 1/50 s of the cap, each sent when its last byte is due: a
                 // body of size s takes at least s / cap, with one timed wait per chunk.
@@ -1454,6 +1461,7 @@ private:
             {
                 std::lock_guard lock(mutex_);
                 body_bytes_sent_ += wn;
+                cap = rate_limit_;
             }
             if (wec)
                 co_return false;

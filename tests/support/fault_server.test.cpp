@@ -609,6 +609,22 @@ TEST_CASE("fault_server caps each connection's body rate")
     CHECK((r.out == data + data + data + data));
     CHECK(r.seconds < 6);
 
+    // A cap changed while a body is under way applies to the rest of it: 4 MiB at 1 MiB/s
+    // would take 4 s.
+    server.set_rate_limit(mib);
+    {
+        auto start = clock_type::now();
+        background slow(curl("-o /dev/null " + url));
+        std::this_thread::sleep_for(300ms);
+        server.set_rate_limit(0);
+        int status = slow.wait();
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+        CHECK(elapsed >= 0.3);
+        CHECK(elapsed < 3.5);
+    }
+
     // A low cap with a small body still paces (chunks shrink to 1/50 s of the cap).
     server.set_rate_limit(2000);
     r = run(curl("-r 0-999 " + url));
