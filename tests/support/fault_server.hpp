@@ -519,7 +519,8 @@ public:
     }
 
     /// Response body bytes written to sockets so far (objects, listings and error documents;
-    /// headers not counted).
+    /// headers not counted). A write is counted when it completes, which can be just after
+    /// the client has read its bytes.
     std::uint64_t body_bytes_sent() const
     {
         std::lock_guard lock(mutex_);
