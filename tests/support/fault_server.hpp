@@ -254,7 +254,8 @@ struct fault_server_options {
     /// (S3 gives 50-90 MB/s per connection); 0 for no cap.
     std::size_t rate_limit = 0;
     /// How long every request waits before its response headers are sent (S3 answers after
-    /// 20-50 ms); the waits of different connections overlap.
+    /// 20-50 ms); the waits of different connections overlap. As in a stall, a client that
+    /// closes (or half-closes) its end meanwhile gets no answer.
     std::chrono::milliseconds first_byte_latency{0};
     /// The most keys (and common prefixes) in one ListObjectsV2 page, whatever max-keys asks;
     /// lower it to force small pages. 1 to 1000.
