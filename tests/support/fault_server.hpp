@@ -1,5 +1,7 @@
-// Test support: an HTTP/1.1 object server on 127.0.0.1 that serves objects from memory with
-// Range support, answers like S3 (ETag, If-Match, XML errors) and injects faults on request.
+// Test support: an HTTP/1.1 object server on loopback that serves objects from memory with
+// Range support, answers like S3 (ETag, If-Match, XML errors, ListObjectsV2), injects faults on
+// request, and can shape its link like S3's (per-connection rate cap, first-byte latency,
+// several addresses).
 #pragma once
 
 #include <pipemode/config.hpp>
@@ -32,6 +34,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -219,6 +222,8 @@ struct request_record {
     std::vector<std::pair<std::string, std::string>> headers;
     /// The fault applied to this request (`none` if answered normally).
     fault_kind fault = fault_kind::none;
+    /// The server address the request arrived on ("127.0.0.2").
+    std::string local_address;
 
     /// The value of header `name` (case-insensitive), empty if absent.
     std::string header(std::string_view name) const
@@ -234,9 +239,39 @@ struct request_record {
     }
 };
 
-/// An HTTP/1.1 object server on 127.0.0.1 (ephemeral port) for network tests: objects from
-/// memory with single byte ranges, ETag, If-Match and S3-style XML errors, keep-alive, and
-/// faults injected from a script and/or at random.
+/// How a `fault_server` starts. Every field but `addresses` can also be changed while it
+/// serves, with the setter of the same name (`set_rate_limit`, ...).
+///
+/// Example, a link shaped like S3's (50 MB/s per connection, 30 ms to the first byte, four
+/// addresses): `fault_server server({.addresses = 4, .rate_limit = 50'000'000,
+/// .first_byte_latency = 30ms});`
+struct fault_server_options {
+    /// How many loopback addresses to listen on, all on one port: 127.0.0.1, 127.0.0.2, ...
+    /// (Linux answers on all of 127/8), standing in for the many addresses S3's DNS returns.
+    /// 1 to 254.
+    std::size_t addresses = 1;
+    /// The most response body bytes per second each connection sends, across its requests
+    /// (S3 gives 50-90 MB/s per connection); 0 for no cap.
+    std::size_t rate_limit = 0;
+    /// How long every request waits before its response headers are sent (S3 answers after
+    /// 20-50 ms); the waits of different connections overlap. As in a stall, a client that
+    /// closes (or half-closes) its end meanwhile gets no answer.
+    std::chrono::milliseconds first_byte_latency{0};
+    /// The most keys (and common prefixes) in one ListObjectsV2 page, whatever max-keys asks;
+    /// lower it to force small pages. 1 to 1000.
+    std::size_t list_page_cap = 1000;
+    /// false: a 206's Content-Range gives no total (`bytes a-b/*`), as servers that do not know
+    /// the size may answer.
+    bool content_range_total = true;
+    /// true: Range headers are ignored and every GET of an object gets all of it with 200, as
+    /// servers without range support answer.
+    bool ignore_ranges = false;
+};
+
+/// An HTTP/1.1 object server on 127.0.0.1 (and optionally 127.0.0.2, ...; ephemeral port) for
+/// network tests: objects from memory with single byte ranges, ETag, If-Match and S3-style XML
+/// errors, ListObjectsV2, keep-alive, faults injected from a script and/or at random, and a
+/// link shaped like S3's.
 ///
 /// It runs on its own thread with its own `io_context`; every member function may be called
 /// from any thread while it runs. The destructor closes every connection (stalled ones
@@ -251,6 +286,21 @@ struct request_record {
 /// `ETag`, `Content-Length` and `Accept-Ranges: bytes`. Other headers (Authorization, ...)
 /// are recorded and ignored.
 ///
+/// ListObjectsV2, path-style: `GET /BUCKET?list-type=2` (or `/BUCKET/?...`) lists the objects
+/// stored at `/BUCKET/KEY` in the byte order of their keys, as S3 does, with `prefix`,
+/// `delimiter` (CommonPrefixes), `start-after`, `max-keys` (default and most 1000, further
+/// capped by `list_page_cap`: MaxKeys still shows what was asked, as S3 may also return fewer),
+/// `continuation-token` (opaque base64, which holds `+`, `/` and `=`, so a client must
+/// percent-encode it) and `encoding-type=url`. Each Contents has Key, LastModified, ETag (quoted
+/// and XML-escaped, as S3 sends it), Size and StorageClass. Query values are form-decoded, as
+/// S3 does (`+` is a space). A bucket with no object: 404 `NoSuchBucket`; a bad max-keys or
+/// token: 400 `InvalidArgument`; max-keys=0: an empty page, not truncated. Listings count as
+/// requests, and faults that act on a body apply to the listing's.
+///
+/// The link can be shaped like S3's (see `fault_server_options`): a per-connection rate cap
+/// on bodies, a first-byte latency before every response's headers, and several loopback
+/// addresses on one port, with counters per address.
+///
 /// Example:
 /// ```
 /// fault_server server;
@@ -264,12 +314,30 @@ public:
     /// Body bytes written per write: large bodies stream without copies in these slices.
     static constexpr std::size_t write_chunk = 256 * 1024;
 
+    /// Body bytes per write when a rate cap applies: small enough that the pacing is smooth,
+    /// large enough that a fast cap costs little CPU.
+    static constexpr std::size_t paced_chunk = 64 * 1024;
+
     /// Starts listening on 127.0.0.1, port 0, and serving on a new thread.
-    fault_server()
-        : acceptor_(io_, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0))
+    fault_server() : fault_server(fault_server_options{}) {}
+
+    /// Starts listening on `options.addresses` loopback addresses (127.0.0.1 first) on one
+    /// ephemeral port, and serving on a new thread; throws std::invalid_argument for options
+    /// out of range.
+    explicit fault_server(fault_server_options options)
     {
-        port_ = acceptor_.local_endpoint().port();
-        asio::co_spawn(io_, accept_loop(), [this](std::exception_ptr e) { note_exception(e); });
+        if (options.addresses < 1 || options.addresses > 254)
+            throw std::invalid_argument("fault_server: addresses must be 1 to 254 (127.0.0.1 to 127.0.0.254)");
+        rate_limit_ = options.rate_limit;
+        first_byte_latency_ = options.first_byte_latency;
+        list_page_cap_ = checked_page_cap(options.list_page_cap);
+        content_range_total_ = options.content_range_total;
+        ignore_ranges_ = options.ignore_ranges;
+        listen(options.addresses);
+        connections_by_address_.resize(acceptors_.size());
+        requests_by_address_.resize(acceptors_.size());
+        for (std::size_t i = 0; i < acceptors_.size(); ++i)
+            asio::co_spawn(io_, accept_loop(i), [this](std::exception_ptr e) { note_exception(e); });
         thread_ = std::thread([this] { io_.run(); });
     }
 
@@ -288,6 +356,51 @@ public:
 
     /// "http://127.0.0.1:PORT", without a trailing slash.
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+    /// "http://127.0.0.N:PORT" for the `i`th address (`url(0) == url()`); throws
+    /// std::out_of_range past the last.
+    std::string url(std::size_t i) const { return "http://" + addresses_.at(i) + ":" + std::to_string(port_); }
+
+    /// The addresses listened on, "127.0.0.1" first, all on `port()`.
+    const std::vector<std::string>& addresses() const noexcept { return addresses_; }
+
+    /// Sets the per-connection cap on body bytes per second (0: none); applies from the next
+    /// body chunk each connection sends, bodies already under way included.
+    void set_rate_limit(std::size_t bytes_per_second)
+    {
+        std::lock_guard lock(mutex_);
+        rate_limit_ = bytes_per_second;
+    }
+
+    /// Sets the wait before the headers of each response; applies to requests received from now.
+    void set_first_byte_latency(std::chrono::milliseconds latency)
+    {
+        std::lock_guard lock(mutex_);
+        first_byte_latency_ = latency;
+    }
+
+    /// Sets the most keys per ListObjectsV2 page (1 to 1000); throws std::invalid_argument
+    /// otherwise.
+    void set_list_page_cap(std::size_t keys)
+    {
+        std::size_t cap = checked_page_cap(keys);
+        std::lock_guard lock(mutex_);
+        list_page_cap_ = cap;
+    }
+
+    /// true: 206 answers give the object's size in Content-Range; false: `bytes a-b/*`.
+    void set_content_range_total(bool on)
+    {
+        std::lock_guard lock(mutex_);
+        content_range_total_ = on;
+    }
+
+    /// true: Range headers are ignored (every object GET gets 200 and the whole object).
+    void set_ignore_ranges(bool on)
+    {
+        std::lock_guard lock(mutex_);
+        ignore_ranges_ = on;
+    }
 
     /// Stores `bytes` at `path` ("/bucket/key", matched exactly against the decoded request
     /// path), replacing any object there under a new ETag.
@@ -373,6 +486,48 @@ public:
         return connections_accepted_;
     }
 
+    /// How many connections were accepted on `address` (one of `addresses()`); throws
+    /// std::invalid_argument for another.
+    std::size_t connections_accepted(std::string_view address) const
+    {
+        std::size_t i = address_index(address);
+        std::lock_guard lock(mutex_);
+        return connections_by_address_[i];
+    }
+
+    /// How many requests arrived on `address` (one of `addresses()`); throws
+    /// std::invalid_argument for another.
+    std::size_t requests_served(std::string_view address) const
+    {
+        std::size_t i = address_index(address);
+        std::lock_guard lock(mutex_);
+        return requests_by_address_[i];
+    }
+
+    /// Requests received whose response is not yet wholly sent (first-byte latency and
+    /// stalls included).
+    std::size_t requests_in_flight() const
+    {
+        std::lock_guard lock(mutex_);
+        return in_flight_;
+    }
+
+    /// The most requests that were in flight at once since the server started.
+    std::size_t peak_requests_in_flight() const
+    {
+        std::lock_guard lock(mutex_);
+        return peak_in_flight_;
+    }
+
+    /// Response body bytes written to sockets so far (objects, listings and error documents;
+    /// headers not counted). A write is counted when it completes, which can be just after
+    /// the client has read its bytes.
+    std::uint64_t body_bytes_sent() const
+    {
+        std::lock_guard lock(mutex_);
+        return body_bytes_sent_;
+    }
+
     /// How many connections are open now.
     std::size_t open_connections() const
     {
@@ -405,9 +560,18 @@ private:
     // The io-thread state of one connection, reachable from close_all() so the destructor
     // can end stalled connections at once.
     struct connection {
-        explicit connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+        connection(tcp::socket s, std::size_t address)
+            : socket(std::move(s)), timer(socket.get_executor()), address_index(address)
+        {
+        }
         tcp::socket socket;
         asio::steady_timer timer;
+        // Which of addresses_ the connection was accepted on.
+        std::size_t address_index;
+        // The rate cap's schedule: when the body bytes sent so far on this connection are due.
+        // Later bodies start from here (or from now, if the connection was idle), so the cap
+        // holds across keep-alive requests.
+        std::chrono::steady_clock::time_point paced_until{};
     };
 
     // A parsed request (what the response depends on).
@@ -427,7 +591,48 @@ private:
         std::size_t body_length = 0;
         fault applied;
         bool close = false;
+        // The link's shape when the request arrived.
+        std::chrono::milliseconds first_byte_latency{0};
+        std::size_t rate_limit = 0;
     };
+
+    // Binds the acceptors: 127.0.0.1 on an ephemeral port, then 127.0.0.2, ... on the same
+    // port. Another program may hold that port on a later address, so a few ports are tried.
+    void listen(std::size_t count)
+    {
+        for (int attempt = 0;; ++attempt) {
+            acceptors_.clear();
+            addresses_.clear();
+            try {
+                for (std::size_t i = 0; i < count; ++i) {
+                    std::string address = "127.0.0." + std::to_string(i + 1);
+                    acceptors_.emplace_back(io_, tcp::endpoint(asio::ip::make_address_v4(address), i == 0 ? 0 : port_));
+                    if (i == 0)
+                        port_ = acceptors_.front().local_endpoint().port();
+                    addresses_.push_back(std::move(address));
+                }
+                return;
+            } catch (const boost::system::system_error& e) {
+                if (e.code() != asio::error::address_in_use || attempt == 20)
+                    throw;
+            }
+        }
+    }
+
+    std::size_t address_index(std::string_view address) const
+    {
+        for (std::size_t i = 0; i < addresses_.size(); ++i)
+            if (addresses_[i] == address)
+                return i;
+        throw std::invalid_argument("fault_server: not listening on " + std::string(address));
+    }
+
+    static std::size_t checked_page_cap(std::size_t keys)
+    {
+        if (keys < 1 || keys > 1000)
+            throw std::invalid_argument("fault_server: list_page_cap must be 1 to 1000 (S3's largest page)");
+        return keys;
+    }
 
     // Requires mutex_.
     void store(std::string path, std::string bytes)
@@ -450,7 +655,8 @@ private:
     {
         stopping_ = true;
         error_code ignored;
-        acceptor_.close(ignored);
+        for (auto& acceptor : acceptors_)
+            acceptor.close(ignored);
         for (connection* c : connections_) {
             c->timer.cancel();
             c->socket.close(ignored);
@@ -459,10 +665,10 @@ private:
 
     // Member coroutines use `this`: the destructor joins the thread only after every
     // coroutine has ended, so the server outlives them all.
-    asio::awaitable<void> accept_loop()
+    asio::awaitable<void> accept_loop(std::size_t index)
     {
         for (;;) {
-            auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+            auto [ec, socket] = co_await acceptors_[index].async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec) {
                 if (stopping_ || ec == asio::error::operation_aborted)
                     co_return;
@@ -471,15 +677,16 @@ private:
             {
                 std::lock_guard lock(mutex_);
                 ++connections_accepted_;
+                ++connections_by_address_[index];
                 ++open_connections_;
             }
-            asio::co_spawn(io_, serve(std::move(socket)), [this](std::exception_ptr e) { note_exception(e); });
+            asio::co_spawn(io_, serve(std::move(socket), index), [this](std::exception_ptr e) { note_exception(e); });
         }
     }
 
-    asio::awaitable<void> serve(tcp::socket socket)
+    asio::awaitable<void> serve(tcp::socket socket, std::size_t address)
     {
-        auto conn = std::make_shared<connection>(std::move(socket));
+        auto conn = std::make_shared<connection>(std::move(socket), address);
         connections_.insert(conn.get());
         struct unregister {
             fault_server* self;
@@ -521,7 +728,16 @@ private:
                 }
                 buf.erase(0, req.content_length);
             }
-            answer a = decide(std::move(req));
+            answer a = decide(std::move(req), conn->address_index);
+            // In flight from decide() until the answer is sent or the connection ends.
+            struct in_flight {
+                fault_server* self;
+                ~in_flight()
+                {
+                    std::lock_guard lock(self->mutex_);
+                    --self->in_flight_;
+                }
+            } flight{this};
             if (!co_await send(conn, a))
                 co_return;
             if (a.close) {
@@ -647,6 +863,264 @@ private:
             }
         }
         return out;
+    }
+
+    // Form decoding, as S3 reads query values: %XX is a byte and '+' a space.
+    static std::string form_decode(std::string_view s)
+    {
+        std::string out;
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            if (s[i] == '+') {
+                out += ' ';
+                continue;
+            }
+            if (s[i] == '%' && i + 2 < s.size()) {
+                int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+                if (hi >= 0 && lo >= 0) {
+                    out += static_cast<char>(hi * 16 + lo);
+                    i += 2;
+                    continue;
+                }
+            }
+            out += s[i];
+        }
+        return out;
+    }
+
+    // The decoded name=value pairs of a target's query, in order.
+    static std::vector<std::pair<std::string, std::string>> parse_query(std::string_view target)
+    {
+        std::vector<std::pair<std::string, std::string>> q;
+        auto mark = target.find('?');
+        if (mark == std::string_view::npos)
+            return q;
+        std::string_view rest = target.substr(mark + 1);
+        while (!rest.empty()) {
+            auto amp = rest.find('&');
+            std::string_view part = rest.substr(0, amp);
+            rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+            if (part.empty())
+                continue;
+            auto eq = part.find('=');
+            q.emplace_back(form_decode(part.substr(0, eq)),
+                           eq == std::string_view::npos ? std::string() : form_decode(part.substr(eq + 1)));
+        }
+        return q;
+    }
+
+    // The bucket a ListObjectsV2 request lists: a GET of "/BUCKET" or "/BUCKET/" with
+    // list-type=2; none for any other request.
+    static std::optional<std::string> listed_bucket(const request_record& rec)
+    {
+        if (rec.method != "GET" || rec.path.size() < 2 || rec.path[0] != '/')
+            return std::nullopt;
+        std::string_view b = std::string_view(rec.path).substr(1);
+        if (b.back() == '/')
+            b.remove_suffix(1);
+        if (b.empty() || b.find('/') != std::string_view::npos)
+            return std::nullopt;
+        for (const auto& [name, value] : parse_query(rec.target))
+            if (name == "list-type" && value == "2")
+                return std::string(b);
+        return std::nullopt;
+    }
+
+    // What encoding-type=url gives: unreserved characters and '/' as they are, a space as
+    // '+', every other byte as %XX (S3's form of URL encoding in listings).
+    static std::string url_encode(std::string_view s)
+    {
+        static constexpr char hex[] = "0123456789ABCDEF";
+        std::string out;
+        for (char c : s) {
+            auto u = static_cast<unsigned char>(c);
+            if (std::isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+                out += c;
+            } else if (c == ' ') {
+                out += '+';
+            } else {
+                out += '%';
+                out += hex[u >> 4];
+                out += hex[u & 15];
+            }
+        }
+        return out;
+    }
+
+    static constexpr std::string_view base64_alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    static std::string base64_encode(std::string_view in)
+    {
+        std::string out;
+        std::size_t i = 0;
+        for (; i + 2 < in.size(); i += 3) {
+            std::uint32_t v = (std::uint32_t(std::uint8_t(in[i])) << 16) | (std::uint32_t(std::uint8_t(in[i + 1])) << 8)
+                | std::uint8_t(in[i + 2]);
+            for (int k = 18; k >= 0; k -= 6)
+                out += base64_alphabet[(v >> k) & 63];
+        }
+        if (i < in.size()) {
+            std::uint32_t v = std::uint32_t(std::uint8_t(in[i])) << 16;
+            if (i + 1 < in.size())
+                v |= std::uint32_t(std::uint8_t(in[i + 1])) << 8;
+            out += base64_alphabet[(v >> 18) & 63];
+            out += base64_alphabet[(v >> 12) & 63];
+            out += i + 1 < in.size() ? base64_alphabet[(v >> 6) & 63] : '=';
+            out += '=';
+        }
+        return out;
+    }
+
+    static std::optional<std::string> base64_decode(std::string_view in)
+    {
+        if (in.size() % 4 != 0)
+            return std::nullopt;
+        std::string out;
+        for (std::size_t i = 0; i < in.size(); i += 4) {
+            std::uint32_t v = 0;
+            int pad = 0;
+            for (std::size_t k = 0; k < 4; ++k) {
+                char c = in[i + k];
+                std::size_t d = 0;
+                if (c == '=' && i + 4 == in.size() && k >= 2) {
+                    ++pad;
+                } else if (pad > 0 || (d = base64_alphabet.find(c)) == std::string_view::npos) {
+                    return std::nullopt;
+                }
+                v = (v << 6) | static_cast<std::uint32_t>(c == '=' ? 0 : d);
+            }
+            out += static_cast<char>(v >> 16);
+            if (pad < 2)
+                out += static_cast<char>((v >> 8) & 0xff);
+            if (pad < 1)
+                out += static_cast<char>(v & 0xff);
+        }
+        return out;
+    }
+
+    // Continuation tokens: the key the next page starts at (inclusive), behind a marker that
+    // tells a token of ours from any other string.
+    static constexpr std::string_view token_marker = "fault_server:list:";
+
+    // The smallest string after every string that starts with `prefix`; empty if none is.
+    static std::string past_prefix(std::string prefix)
+    {
+        while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff)
+            prefix.pop_back();
+        if (!prefix.empty())
+            prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+        return prefix;
+    }
+
+    // A ListObjectsV2 answer: 200 and the XML, or an error status, S3 code and message.
+    struct listing {
+        int http_status = 200;
+        std::string code;
+        std::string body;
+    };
+
+    // Requires mutex_. One page of the objects under "/bucket/" that `query` asks for.
+    listing list_objects(const std::string& bucket, const std::vector<std::pair<std::string, std::string>>& query) const
+    {
+        auto fail = [](std::string code, std::string message) {
+            return listing{code == "NoSuchBucket" ? 404 : 400, std::move(code), std::move(message)};
+        };
+        std::string prefix, delimiter, start_after, token;
+        std::optional<std::string> max_keys_text;
+        bool url = false;
+        for (const auto& [name, value] : query) {
+            if (name == "prefix")
+                prefix = value;
+            else if (name == "delimiter")
+                delimiter = value;
+            else if (name == "start-after")
+                start_after = value;
+            else if (name == "continuation-token")
+                token = value;
+            else if (name == "max-keys")
+                max_keys_text = value;
+            else if (name == "encoding-type") {
+                if (value != "url")
+                    return fail("InvalidArgument", "Invalid Encoding Method specified in Request");
+                url = true;
+            }
+        }
+        std::uint64_t max_keys = 1000;
+        if (max_keys_text) {
+            auto n = parse_number(*max_keys_text);
+            if (!n)
+                return fail("InvalidArgument", "Provided max-keys not an integer or within integer range");
+            max_keys = std::min<std::uint64_t>(*n, 1000);
+        }
+        const std::string root = "/" + bucket + "/";
+        auto first = objects_.lower_bound(root);
+        if (first == objects_.end() || first->first.compare(0, root.size(), root) != 0)
+            return fail("NoSuchBucket", "The specified bucket does not exist");
+
+        // Where this page starts: after the token's key, else after start-after, and never
+        // before the prefix.
+        std::string from = root + prefix;
+        if (!token.empty()) {
+            auto decoded = base64_decode(token);
+            if (!decoded || decoded->compare(0, token_marker.size(), token_marker) != 0)
+                return fail("InvalidArgument", "The continuation token provided is incorrect");
+            from = std::max(from, root + decoded->substr(token_marker.size()));
+        } else if (!start_after.empty()) {
+            from = std::max(from, root + start_after + '\0');
+        }
+
+        const std::size_t page = static_cast<std::size_t>(std::min<std::uint64_t>(max_keys, list_page_cap_));
+        auto field = [&](std::string_view s) { return xml_escape(url ? url_encode(s) : std::string(s)); };
+        std::string contents, common;
+        std::size_t count = 0;
+        std::optional<std::string> next; // where the next page starts, if the listing goes on
+        for (auto it = objects_.lower_bound(from); it != objects_.end();) {
+            const std::string& path = it->first;
+            if (path.compare(0, root.size() + prefix.size(), root + prefix) != 0)
+                break;
+            std::string key = path.substr(root.size());
+            std::size_t cut = delimiter.empty() ? std::string::npos : key.find(delimiter, prefix.size());
+            if (count == page || max_keys == 0) {
+                if (max_keys != 0)
+                    next = key;
+                break;
+            }
+            ++count;
+            if (cut != std::string::npos) {
+                // Every key under this common prefix is rolled into one entry.
+                std::string folded = key.substr(0, cut + delimiter.size());
+                common += "<CommonPrefixes><Prefix>" + field(folded) + "</Prefix></CommonPrefixes>";
+                std::string after = past_prefix(root + folded);
+                if (after.empty())
+                    break;
+                it = objects_.lower_bound(after);
+                continue;
+            }
+            contents += "<Contents><Key>" + field(key)
+                + "</Key><LastModified>2000-01-01T00:00:00.000Z</LastModified><ETag>" + xml_escape(it->second.etag)
+                + "</ETag><Size>" + std::to_string(it->second.bytes->size())
+                + "</Size><StorageClass>STANDARD</StorageClass></Contents>";
+            ++it;
+        }
+
+        std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>";
+        x += xml_escape(bucket);
+        x += "</Name><Prefix>" + field(prefix) + "</Prefix>";
+        if (!start_after.empty())
+            x += "<StartAfter>" + field(start_after) + "</StartAfter>";
+        if (!token.empty())
+            x += "<ContinuationToken>" + xml_escape(token) + "</ContinuationToken>";
+        if (next)
+            x += "<NextContinuationToken>" + base64_encode(std::string(token_marker) + *next) + "</NextContinuationToken>";
+        x += "<KeyCount>" + std::to_string(count) + "</KeyCount><MaxKeys>" + std::to_string(max_keys) + "</MaxKeys>";
+        if (!delimiter.empty())
+            x += "<Delimiter>" + field(delimiter) + "</Delimiter>";
+        if (url)
+            x += "<EncodingType>url</EncodingType>";
+        x += next ? "<IsTruncated>true</IsTruncated>" : "<IsTruncated>false</IsTruncated>";
+        x += contents + common + "</ListBucketResult>";
+        return listing{200, {}, std::move(x)};
     }
 
     static std::string_view reason(int status)
@@ -780,11 +1254,14 @@ private:
     }
 
     // Runs on the io thread, takes the mutex: records the request and decides the answer.
-    answer decide(parsed_request req)
+    answer decide(parsed_request req, std::size_t address)
     {
         std::lock_guard lock(mutex_);
         const std::size_t id = requests_.size() + 1;
         request_record& rec = requests_.emplace_back(std::move(req.record));
+        rec.local_address = addresses_[address];
+        ++requests_by_address_[address];
+        peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
         const bool head = rec.method == "HEAD";
 
         auto obj_it = objects_.find(rec.path);
@@ -797,6 +1274,8 @@ private:
         answer a;
         a.applied = pick_fault(rec, range_start);
         a.close = req.close;
+        a.first_byte_latency = first_byte_latency_;
+        a.rate_limit = rate_limit_;
         rec.fault = a.applied.kind;
         ++fault_counts_[static_cast<std::size_t>(a.applied.kind)];
 
@@ -833,6 +1312,16 @@ private:
             return error(a.applied.http_status, a.applied.s3_code, a.applied.message);
         if (rec.method != "GET" && !head)
             return error(405, "MethodNotAllowed", "The specified method is not allowed against this resource.");
+        if (auto bucket = listed_bucket(rec); bucket && !head) {
+            auto listing = list_objects(*bucket, parse_query(rec.target));
+            if (listing.http_status != 200)
+                return error(listing.http_status, listing.code, listing.body);
+            auto body = std::make_shared<const std::string>(std::move(listing.body));
+            a.head = finish(head_line(200), "application/xml", body->size());
+            a.body = body;
+            a.body_length = body->size();
+            return a;
+        }
         if (obj_it == objects_.end())
             return error(404, "NoSuchKey", "The specified key does not exist.");
 
@@ -843,7 +1332,7 @@ private:
             return error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
                          common);
 
-        byte_range r = resolve_range(rec.range, size);
+        byte_range r = ignore_ranges_ ? byte_range{} : resolve_range(rec.range, size);
         if (r.unsatisfiable)
             return error(416, "InvalidRange", "The requested range is not satisfiable",
                          common + "Content-Range: bytes */" + std::to_string(size) + "\r\n");
@@ -862,7 +1351,7 @@ private:
                 if (a.applied.kind == fault_kind::wrong_content_range)
                     shown = first + length < size ? first + 1 : (first > 0 ? first - 1 : first + 1);
                 h += "Content-Range: bytes " + std::to_string(shown) + "-" + std::to_string(shown + length - 1) + "/"
-                    + std::to_string(size) + "\r\n";
+                    + (content_range_total_ ? std::to_string(size) : std::string("*")) + "\r\n";
             }
         }
         h += "Last-Modified: Sat, 01 Jan 2000 00:00:00 GMT\r\n";
@@ -899,6 +1388,10 @@ private:
     {
         const fault& f = a.applied;
         error_code ignored;
+        // The first-byte latency waits on this connection's own timer, so the waits of
+        // concurrent connections overlap instead of queueing.
+        if (a.first_byte_latency.count() > 0 && !co_await stall_for(conn, a.first_byte_latency))
+            co_return false;
         if (f.kind == fault_kind::stall && f.before_headers && !co_await stall_for(conn, f.duration))
             co_return false;
 
@@ -921,6 +1414,9 @@ private:
         const char* data = a.body ? a.body->data() + a.body_offset : nullptr;
         std::size_t sent = 0;
         const auto start = std::chrono::steady_clock::now();
+        // Read again after every chunk, so that a cap set while a body is under way applies to it.
+        std::size_t cap = a.rate_limit;
+        bool paced = false;
         for (;;) {
             if (stall_at && sent == *stall_at) {
                 stall_at.reset();
@@ -943,8 +1439,32 @@ private:
                 if (stopping_)
                     co_return false;
             }
+            if (cap && !paced) {
+                // Pacing starts where the connection's schedule left off, or now if it fell
+                // idle; from there the schedule is absolute, so timer lateness does not add up.
+                conn->paced_until = std::max(conn->paced_until, std::chrono::steady_clock::now());
+                paced = true;
+            } else if (!cap) {
+                paced = false;
+            }
+            if (cap) {
+                // Chunks of at most 1/50 s of the cap, each sent when its last byte is due: a
+                // body of size s takes at least s / cap, with one timed wait per chunk.
+                n = std::min({n, paced_chunk, std::max<std::size_t>(cap / 50, 1)});
+                conn->paced_until += std::chrono::nanoseconds(
+                    static_cast<std::int64_t>(static_cast<double>(n) * 1e9 / static_cast<double>(cap)));
+                conn->timer.expires_at(conn->paced_until);
+                co_await conn->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+                if (stopping_)
+                    co_return false;
+            }
             auto [wec, wn] = co_await asio::async_write(conn->socket, asio::buffer(data + sent, n),
                                                        asio::as_tuple(asio::use_awaitable));
+            {
+                std::lock_guard lock(mutex_);
+                body_bytes_sent_ += wn;
+                cap = rate_limit_;
+            }
             if (wec)
                 co_return false;
             sent += n;
@@ -963,7 +1483,9 @@ private:
     static constexpr std::size_t max_header_bytes = 64 * 1024;
 
     asio::io_context io_;
-    tcp::acceptor acceptor_;
+    std::vector<tcp::acceptor> acceptors_;
+    // Set by the constructor, constant after.
+    std::vector<std::string> addresses_;
     unsigned short port_ = 0;
 
     // io-thread only.
@@ -984,6 +1506,16 @@ private:
     std::size_t connections_accepted_ = 0;
     std::size_t open_connections_ = 0;
     std::size_t internal_errors_ = 0;
+    std::vector<std::size_t> connections_by_address_;
+    std::vector<std::size_t> requests_by_address_;
+    std::size_t in_flight_ = 0;
+    std::size_t peak_in_flight_ = 0;
+    std::uint64_t body_bytes_sent_ = 0;
+    std::size_t rate_limit_ = 0;
+    std::chrono::milliseconds first_byte_latency_{0};
+    std::size_t list_page_cap_ = 1000;
+    bool content_range_total_ = true;
+    bool ignore_ranges_ = false;
 
     std::thread thread_;
 };

@@ -3,6 +3,8 @@
 // on it prove nothing.
 #include "fault_server.hpp"
 
+#include <pipemode/s3/listing.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -500,4 +502,403 @@ TEST_CASE("fault_server streams large objects intact")
     r = run(curl("-r 10000000-17999999 " + server.url() + "/b/big"));
     CHECK(r.out == data.substr(10000000, 8000000));
     CHECK(r.seconds < 10);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The link shaped like S3's: rate cap, first-byte latency, several addresses, listings.
+
+namespace {
+
+// Runs `cmd` in the background (its output discarded); pclose() waits for it.
+struct background {
+    explicit background(const std::string& cmd) : pipe(popen((cmd + " >/dev/null 2>&1").c_str(), "r")) { REQUIRE(pipe); }
+    ~background() { wait(); }
+    int wait()
+    {
+        if (!pipe)
+            return status;
+        status = pclose(pipe);
+        pipe = nullptr;
+        return status;
+    }
+    FILE* pipe;
+    int status = -1;
+};
+
+// `n` GETs of `url` with curl, all at once on their own connections.
+std::string parallel_gets(const std::string& url, int n)
+{
+    std::string cmd = curl("--parallel --parallel-immediate --parallel-max " + std::to_string(n));
+    for (int i = 0; i < n; ++i)
+        cmd += " -o /dev/null " + url;
+    // curl 7.88 shows its parallel progress meter even with -s.
+    return cmd + " 2>/dev/null";
+}
+
+// One ListObjectsV2 request for `bucket` with `params` ("name=value", each percent-encoded
+// by curl the way a form is).
+response list(const fault_server& server, const std::string& bucket, const std::vector<std::string>& params)
+{
+    std::string args = "-G --data-urlencode list-type=2";
+    for (const auto& p : params)
+        args += " --data-urlencode '" + p + "'";
+    return fetch(args + " " + server.url() + "/" + bucket);
+}
+
+// The same, parsed by the client's own ListObjectsV2 parser.
+pipemode::s3::list_objects_page list_parsed(const fault_server& server, const std::string& bucket,
+                                            const std::vector<std::string>& params)
+{
+    auto r = list(server, bucket, params);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    CHECK(r.header("content-type") == "application/xml");
+    pipemode::detail::parse_error err;
+    auto page = pipemode::s3::parse_list_objects(r.body, err);
+    REQUIRE(page);
+    return *page;
+}
+
+std::vector<std::string> keys_of(const pipemode::s3::list_objects_page& page)
+{
+    std::vector<std::string> keys;
+    for (const auto& o : page.contents)
+        keys.push_back(o.key);
+    return keys;
+}
+
+} // namespace
+
+TEST_CASE("fault_server caps each connection's body rate")
+{
+    constexpr std::size_t mib = 1 << 20;
+    fault_server server({.rate_limit = 8 * mib});
+    const std::string data = pattern(4 * mib, 5);
+    server.put("/b/k", data);
+    const std::string url = server.url() + "/b/k";
+
+    // The server counts a write once it completes, which may be just after the client has
+    // the bytes: its counters are awaited, not read at once.
+
+    // 4 MiB at 8 MiB/s: half a second at the least (an upper bound would only measure the
+    // machine's load).
+    auto r = run(curl(url));
+    CHECK(r.exit_code == 0);
+    CHECK((r.out == data));
+    CHECK(r.seconds >= 0.48);
+    CHECK(eventually([&] { return server.body_bytes_sent() == data.size(); }));
+
+    // The cap holds across the requests of one keep-alive connection: 2 x 2 MiB at 8 MiB/s.
+    r = run(curl("-r 0-2097151 " + url + " --next -s --http1.1 -r 2097152-4194303 " + url));
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.size() == data.size());
+    CHECK((r.out == data)); // (not expanded: 4 MiB of bytes say nothing)
+    CHECK(r.seconds >= 0.48);
+    CHECK(server.connections_accepted() == 2);
+
+    // Each connection has a cap of its own: 8 connections x 1 MiB at 2 MiB/s overlap (0.5 s),
+    // where one cap shared by all would take 4 s.
+    server.set_rate_limit(2 * mib);
+    r = run(parallel_gets("-r 0-1048575 " + url, 8));
+    CHECK(r.exit_code == 0);
+    CHECK(r.seconds >= 0.48);
+    CHECK(r.seconds < 3);
+    CHECK(eventually([&] { return server.body_bytes_sent() == 2 * data.size() + 8 * mib; }));
+
+    // Changed while serving: no cap. 4 x 4 MiB would take 8 s at the last cap.
+    server.set_rate_limit(0);
+    r = run(curl(url + " --next -s --http1.1 " + url + " --next -s --http1.1 " + url + " --next -s --http1.1 " + url));
+    CHECK(r.out.size() == 4 * data.size());
+    CHECK((r.out == data + data + data + data));
+    CHECK(r.seconds < 6);
+
+    // A cap changed while a body is under way applies to the rest of it: 4 MiB at 1 MiB/s
+    // would take 4 s.
+    server.set_rate_limit(mib);
+    {
+        auto start = clock_type::now();
+        background slow(curl("-o /dev/null " + url));
+        std::this_thread::sleep_for(300ms);
+        server.set_rate_limit(0);
+        int status = slow.wait();
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+        CHECK(elapsed >= 0.3);
+        CHECK(elapsed < 3.5);
+    }
+
+    // A low cap with a small body still paces (chunks shrink to 1/50 s of the cap).
+    server.set_rate_limit(2000);
+    r = run(curl("-r 0-999 " + url));
+    CHECK(r.out == data.substr(0, 1000));
+    CHECK(r.seconds >= 0.48);
+    CHECK(server.internal_errors() == 0);
+}
+
+TEST_CASE("fault_server waits the first-byte latency before every response, concurrently across connections")
+{
+    fault_server server({.first_byte_latency = 300ms});
+    server.put("/b/k", pattern(100));
+    const std::string url = server.url() + "/b/k";
+
+    // Each request of a keep-alive connection waits, errors and HEADs included.
+    auto r = run(curl("-o /dev/null " + url + " -o /dev/null " + server.url() + "/b/missing --next -s --http1.1 -I " + url));
+    CHECK(r.exit_code == 0);
+    CHECK(r.seconds >= 0.9);
+    CHECK(server.connections_accepted() == 1);
+    auto reqs = server.requests();
+    REQUIRE(reqs.size() == 3);
+    CHECK(reqs[1].method == "GET");
+    CHECK(reqs[2].method == "HEAD");
+
+    // 8 requests at once, each 2 s from its headers: they wait together (8 in flight), not one
+    // after another (16 s).
+    server.set_first_byte_latency(2000ms);
+    auto start = clock_type::now();
+    {
+        background many(parallel_gets(url, 8));
+        CHECK(eventually([&] { return server.requests_in_flight() == 8; }, 1800ms));
+        int status = many.wait();
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
+    const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+    CHECK(elapsed >= 2.0);
+    CHECK(elapsed < 8.0);
+    CHECK(server.peak_requests_in_flight() == 8);
+    CHECK(eventually([&] { return server.requests_in_flight() == 0; }));
+    CHECK(server.requests_served() == 11);
+
+    // Without latency, the answer comes at once again.
+    server.set_first_byte_latency(0ms);
+    r = run(curl(url));
+    CHECK(r.out == pattern(100));
+    CHECK(r.seconds < 0.9);
+}
+
+TEST_CASE("fault_server listens on several loopback addresses and counts per address")
+{
+    fault_server server({.addresses = 3});
+    const std::string data = pattern(1000);
+    server.put("/b/k", data);
+    const std::string port = std::to_string(server.port());
+    CHECK(server.addresses() == std::vector<std::string>{"127.0.0.1", "127.0.0.2", "127.0.0.3"});
+    CHECK(server.url(0) == server.url());
+    CHECK(server.url(0) == "http://127.0.0.1:" + port);
+    CHECK(server.url(2) == "http://127.0.0.3:" + port);
+    CHECK_THROWS_AS(server.url(3), std::out_of_range);
+
+    // One connection to the first address, one to the second with two requests, none to the
+    // third.
+    CHECK(fetch(server.url(0) + "/b/k").body == data);
+    auto r = run(curl(server.url(1) + "/b/k " + server.url(1) + "/b/k"));
+    CHECK(r.out == data + data);
+    CHECK(server.connections_accepted() == 2);
+    CHECK(server.connections_accepted("127.0.0.1") == 1);
+    CHECK(server.connections_accepted("127.0.0.2") == 1);
+    CHECK(server.connections_accepted("127.0.0.3") == 0);
+    CHECK(server.requests_served("127.0.0.1") == 1);
+    CHECK(server.requests_served("127.0.0.2") == 2);
+    CHECK(server.requests_served("127.0.0.3") == 0);
+    CHECK_THROWS_AS(server.requests_served("127.0.0.4"), std::invalid_argument);
+    auto reqs = server.requests();
+    REQUIRE(reqs.size() == 3);
+    CHECK(reqs[0].local_address == "127.0.0.1");
+    CHECK(reqs[2].local_address == "127.0.0.2");
+    CHECK(eventually([&] { return server.body_bytes_sent() == 3 * data.size(); }));
+
+    CHECK(fetch(server.url(2) + "/b/k").body == data);
+    CHECK(server.requests_served("127.0.0.3") == 1);
+    CHECK(server.requests_served() == 4);
+    CHECK(server.peak_requests_in_flight() == 1);
+
+    CHECK_THROWS_AS(fault_server({.addresses = 0}), std::invalid_argument);
+    CHECK_THROWS_AS(fault_server({.list_page_cap = 1001}), std::invalid_argument);
+}
+
+TEST_CASE("fault_server answers ListObjectsV2 pages with sizes, ETags and continuation tokens")
+{
+    fault_server server;
+    std::vector<std::string> keys;
+    for (int i = 0; i < 7; ++i) {
+        std::string key = "data/part-" + std::to_string(i) + ".rec";
+        server.put("/bkt/" + key, pattern(100 + i, i));
+        keys.push_back(key);
+    }
+    server.put("/bkt/other/x", "x");
+    server.put("/bkt2/data/part-9.rec", "not in bkt");
+    server.put("/bk/data/part-8.rec", "not in bkt either");
+
+    // All keys under the prefix, in order, with what the client needs to read them.
+    auto page = list_parsed(server, "bkt", {"prefix=data/"});
+    CHECK(page.bucket == "bkt");
+    CHECK(page.prefix == "data/");
+    CHECK(keys_of(page) == keys);
+    CHECK_FALSE(page.is_truncated);
+    CHECK(page.next_continuation_token.empty());
+    CHECK(page.key_count == 7);
+    CHECK(page.max_keys == 1000);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        CHECK(page.contents[i].size == 100 + i);
+        CHECK(page.contents[i].etag == server.etag("/bkt/" + keys[i]));
+        CHECK(page.contents[i].last_modified == "2000-01-01T00:00:00.000Z");
+    }
+    // ETags are quoted and XML-escaped, as S3 sends them.
+    auto raw = list(server, "bkt", {"prefix=data/part-0"});
+    CHECK(contains(raw.body, "<Contents><Key>data/part-0.rec</Key><LastModified>2000-01-01T00:00:00.000Z</LastModified>"
+                             "<ETag>&quot;v1-100&quot;</ETag><Size>100</Size><StorageClass>STANDARD</StorageClass></Contents>"));
+    CHECK(contains(raw.body, "<KeyCount>1</KeyCount>"));
+    CHECK(contains(raw.body, "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
+
+    // The whole bucket, "/BUCKET/" accepted as well.
+    auto whole = fetch("'" + server.url() + "/bkt/?list-type=2'");
+    pipemode::detail::parse_error err;
+    auto all = pipemode::s3::parse_list_objects(whole.body, err);
+    REQUIRE(all);
+    CHECK(all->contents.size() == 8);
+    CHECK(all->contents.back().key == "other/x");
+
+    // Pages of max-keys, continued by their tokens until the last.
+    std::vector<std::string> paged, tokens;
+    std::string token;
+    for (int guard = 0; guard < 10; ++guard) {
+        std::vector<std::string> params{"prefix=data/", "max-keys=3"};
+        if (!token.empty())
+            params.push_back("continuation-token=" + token);
+        auto p = list_parsed(server, "bkt", params);
+        CHECK(p.contents.size() <= 3);
+        CHECK(p.key_count == p.contents.size());
+        CHECK(p.max_keys == 3);
+        CHECK(p.continuation_token == token);
+        for (const auto& k : keys_of(p))
+            paged.push_back(k);
+        if (!p.is_truncated)
+            break;
+        token = p.next_continuation_token;
+        tokens.push_back(token);
+    }
+    CHECK(paged == keys);
+    CHECK(tokens.size() == 2); // 3 + 3 + 1
+
+    // The server-wide cap makes pages smaller than max-keys asks; MaxKeys still shows the ask.
+    server.set_list_page_cap(2);
+    paged.clear();
+    token.clear();
+    std::size_t pages = 0;
+    for (int guard = 0; guard < 10; ++guard) {
+        std::vector<std::string> params{"prefix=data/"};
+        if (!token.empty())
+            params.push_back("continuation-token=" + token);
+        auto p = list_parsed(server, "bkt", params);
+        ++pages;
+        CHECK(p.contents.size() <= 2);
+        CHECK(p.max_keys == 1000);
+        for (const auto& k : keys_of(p))
+            paged.push_back(k);
+        if (!p.is_truncated)
+            break;
+        token = p.next_continuation_token;
+    }
+    CHECK(paged == keys);
+    CHECK(pages == 4);
+    server.set_list_page_cap(1000);
+
+    // start-after, max-keys beyond 1000, max-keys=0.
+    page = list_parsed(server, "bkt", {"prefix=data/", "start-after=data/part-4.rec", "max-keys=5000"});
+    CHECK(keys_of(page) == std::vector<std::string>{"data/part-5.rec", "data/part-6.rec"});
+    CHECK(page.max_keys == 1000);
+    page = list_parsed(server, "bkt", {"max-keys=0"});
+    CHECK(page.contents.empty());
+    CHECK_FALSE(page.is_truncated);
+
+    // Errors as S3 answers them.
+    auto e = list(server, "bkt", {"continuation-token=bm90IG91cnM="});
+    CHECK(e.status == 400);
+    CHECK(contains(e.body, "<Code>InvalidArgument</Code>"));
+    e = list(server, "bkt", {"max-keys=ten"});
+    CHECK(e.status == 400);
+    e = list(server, "nobucket", {});
+    CHECK(e.status == 404);
+    CHECK(contains(e.body, "<Code>NoSuchBucket</Code>"));
+    // Without list-type=2 a bucket path is an object path, as before.
+    CHECK(fetch(server.url() + "/bkt").status == 404);
+    CHECK(server.requests().back().path == "/bkt");
+    CHECK(server.internal_errors() == 0);
+}
+
+TEST_CASE("fault_server listings escape keys, fold common prefixes and URL-encode on request")
+{
+    fault_server server;
+    server.put("/b/x&y<z>'\".rec", "1");
+    server.put("/b/sp ace+plus.rec", "22");
+    server.put("/b/dir/a", "333");
+    server.put("/b/dir/b", "4444");
+    server.put("/b/dir2/c", "55555");
+    server.put("/b/\xc3\xa9t\xc3\xa9", "666666"); // UTF-8 sorts after ASCII
+
+    auto raw = list(server, "b", {});
+    CHECK(contains(raw.body, "<Key>x&amp;y&lt;z&gt;&apos;&quot;.rec</Key>"));
+    auto page = list_parsed(server, "b", {});
+    CHECK(keys_of(page)
+          == std::vector<std::string>{"dir/a", "dir/b", "dir2/c", "sp ace+plus.rec", "x&y<z>'\".rec", "\xc3\xa9t\xc3\xa9"});
+    CHECK_FALSE(page.url_encoded);
+
+    // encoding-type=url, as the client asks: keys come back encoded and decode to the same.
+    raw = list(server, "b", {"encoding-type=url", "prefix=sp ace"});
+    CHECK(contains(raw.body, "<Key>sp+ace%2Bplus.rec</Key>"));
+    CHECK(contains(raw.body, "<Prefix>sp+ace</Prefix>"));
+    CHECK(contains(raw.body, "<EncodingType>url</EncodingType>"));
+    page = list_parsed(server, "b", {"encoding-type=url"});
+    CHECK(page.url_encoded);
+    CHECK(keys_of(page)
+          == std::vector<std::string>{"dir/a", "dir/b", "dir2/c", "sp ace+plus.rec", "x&y<z>'\".rec", "\xc3\xa9t\xc3\xa9"});
+
+    // A delimiter folds each "directory" into one common prefix, which counts towards a page
+    // and is not split across pages.
+    page = list_parsed(server, "b", {"delimiter=/"});
+    CHECK(page.common_prefixes == std::vector<std::string>{"dir/", "dir2/"});
+    CHECK(page.contents.size() == 3);
+    CHECK(page.key_count == 5);
+    CHECK(page.delimiter == "/");
+    page = list_parsed(server, "b", {"delimiter=/", "max-keys=1"});
+    CHECK(page.common_prefixes == std::vector<std::string>{"dir/"});
+    CHECK(page.is_truncated);
+    page = list_parsed(server, "b", {"delimiter=/", "max-keys=1", "continuation-token=" + page.next_continuation_token});
+    CHECK(page.common_prefixes == std::vector<std::string>{"dir2/"});
+    CHECK(page.contents.empty());
+    page = list_parsed(server, "b", {"delimiter=/", "prefix=dir/"});
+    CHECK(keys_of(page) == std::vector<std::string>{"dir/a", "dir/b"});
+    CHECK(page.common_prefixes.empty());
+}
+
+TEST_CASE("fault_server can answer without a Content-Range total, or ignore ranges")
+{
+    fault_server server({.content_range_total = false});
+    const std::string data = pattern(1000);
+    server.put("/b/k", data);
+    const std::string url = server.url() + "/b/k";
+
+    auto r = fetch("-r 100-199 " + url);
+    CHECK(r.status == 206);
+    CHECK(r.header("content-range") == "bytes 100-199/*");
+    CHECK(r.body == data.substr(100, 100));
+    // A range past the end still says how large the object is, as 416 must.
+    r = fetch("-r 2000-2100 " + url);
+    CHECK(r.status == 416);
+    CHECK(r.header("content-range") == "bytes */1000");
+
+    server.set_content_range_total(true);
+    server.set_ignore_ranges(true);
+    r = fetch("-r 100-199 " + url);
+    CHECK(r.status == 200);
+    CHECK_FALSE(r.has("content-range"));
+    CHECK(r.body == data);
+    r = fetch("-r 2000-2100 " + url);
+    CHECK(r.status == 200);
+    CHECK(r.body == data);
+
+    server.set_ignore_ranges(false);
+    r = fetch("-r 100-199 " + url);
+    CHECK(r.header("content-range") == "bytes 100-199/1000");
 }
