@@ -74,7 +74,8 @@ inline constexpr std::string_view source_options_help = R"(URL and S3 options:
                          start at 32 and grow while throughput grows with them
   --part-size SIZE       bytes per ranged GET: MiB, or with a suffix K, M, G (default 8)
   --connections N        ranged GETs in flight at most (default: from --throughput-target)
-  --ca-file PATH         a PEM file of CA certificates to trust instead of the system's
+  --ca-file PATH         a PEM file of CA certificates to trust instead of the system's;
+                         default: AWS_CA_BUNDLE, the profile's ca_bundle, else the system's
   --no-verify-tls        DANGEROUS, for test servers only: accept any TLS certificate and
                          host name, so anyone on the path can read and alter the data
 )";
@@ -229,8 +230,19 @@ inline pipemode::http::stream_options stream_options_of(const source_options& o)
         s.max_connections = *o.connections;
     if (o.throughput_target_gbps)
         s.throughput_target_gbps = *o.throughput_target_gbps;
-    s.client.ca_file = o.ca_file;
     s.client.verify_tls = o.verify_tls;
+    // The CA as the AWS CLI takes it, for https:// URLs as much as for S3: --ca-file, else
+    // AWS_CA_BUNDLE, else the profile's ca_bundle, else the system's. Checked here so that a
+    // missing file is named by the option or setting it came from.
+    if (o.verify_tls) {
+        if (!o.ca_file.empty()) {
+            pipemode::s3::check_ca_bundle({o.ca_file, "--ca-file"});
+            s.client.ca_file = o.ca_file;
+        } else if (auto bundle = pipemode::s3::resolve_ca_bundle(pipemode::s3::environment::process(), o.profile)) {
+            pipemode::s3::check_ca_bundle(*bundle);
+            s.client.ca_file = bundle->path;
+        }
+    }
     return s;  // window_bytes stays 0: the window follows the reader's memory budget
 }
 

@@ -7,6 +7,7 @@ PIPEMODE_DEPS_BUILD=(
     build-essential cmake ninja-build pkg-config
     libboost1.81-dev        # replaces the preinstalled libboost1.74-dev (apt removes it): expected
     libcurl4-openssl-dev libprotobuf-dev protobuf-compiler zlib1g-dev
+    libssl-dev              # OpenSSL 3's libcrypto: SHA-256 and HMAC for the S3 signer
     catch2
     nginx-light             # loopback HTTP range server for the network tests
     openssl                 # self-signed certificates and a TLS server for the TLS verification test

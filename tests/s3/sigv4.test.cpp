@@ -1,14 +1,16 @@
-// The SigV4 signer: SHA-256 and HMAC against NIST and RFC 4231 vectors, every request in
-// sigv4_vectors.inc signed byte for byte as botocore signed it, AWS's published S3 example and
-// generic test-suite cases, and credentials kept out of logs and output.
+// The SigV4 signer: the wrappers of libcrypto's SHA-256 and HMAC against NIST and RFC 4231
+// vectors, every request in sigv4_vectors.inc signed byte for byte as botocore signed it, AWS's
+// published S3 example and generic test-suite cases, and credentials kept out of logs and output.
 #include <pipemode/s3/sigv4.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -131,6 +133,51 @@ TEST_CASE("hmac_sha256 matches RFC 4231")
     // A key longer than the block is hashed first.
     CHECK(hex_hmac(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First")
           == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    // Case 3: key and data of bytes that are not text.
+    CHECK(hex_hmac(std::string(20, '\xaa'), std::string(50, '\xdd'))
+          == "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+    // Case 4: a 25-byte key 0x01..0x19.
+    std::string counting_key;
+    for (char c = 1; c <= 25; ++c)
+        counting_key.push_back(c);
+    CHECK(hex_hmac(counting_key, std::string(50, '\xcd'))
+          == "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+    // Case 7: key and data both longer than the block.
+    CHECK(hex_hmac(std::string(131, '\xaa'),
+                   "This is a test using a larger than block-size key and a larger than block-size "
+                   "data. The key needs to be hashed before being used by the HMAC algorithm.")
+          == "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+}
+
+TEST_CASE("hmac_sha256 takes an empty key, a block-sized key and a digest as key")
+{
+    // libcrypto reads a null key as "keep the previous key": an empty key must still be used.
+    CHECK(hex_hmac("", "") == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+    CHECK(hex_hmac(std::string(64, 'k'), "block-size key")
+          == "3639ed45f96410ae1abf821aaf15a4e616209464f7e06fb79435d35e485bd3c2");
+    // The overload SigV4's key chain uses: the previous step's digest as the key.
+    CHECK(s3::detail::to_hex(s3::detail::hmac_sha256(s3::detail::sha256_of("abc"), "aws4_request"))
+          == "f7b298534f4806bdea86276fcf9f69289d4b3ce7a19fa7accc56cef2783da3f0");
+}
+
+TEST_CASE("sha256 and hmac_sha256 agree when called from several threads at once")
+{
+    // The algorithms are fetched once per process and shared: the first calls race to fetch.
+    std::vector<std::thread> threads;
+    std::atomic<int> mismatches{0};
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&mismatches] {
+            for (int i = 0; i < 200; ++i) {
+                if (hex_sha256("abc") != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                    ++mismatches;
+                if (hex_hmac("Jefe", "what do ya want for nothing?")
+                    != "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+                    ++mismatches;
+            }
+        });
+    for (auto& thread : threads)
+        thread.join();
+    CHECK(mismatches == 0);
 }
 
 TEST_CASE("every botocore vector is signed byte for byte the same")

@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <stdexcept>
@@ -448,9 +449,17 @@ std::pair<pid_t, unsigned short> start_http_server(std::string_view what, const 
 ///     // GET http.url("a.bin") with "Range: bytes=10-19" -> 206, bytes 10..19
 class nginx_server {
 public:
-    /// Starts nginx serving the directory `root`, which must exist and be readable.
-    explicit nginx_server(std::filesystem::path root)
-        : root_(std::filesystem::absolute(std::move(root)))
+    /// A certificate and its key (PEM files) for serving over TLS.
+    struct tls_files {
+        std::filesystem::path certificate;
+        std::filesystem::path key;
+    };
+
+    /// Starts nginx serving the directory `root`, which must exist and be readable; over TLS
+    /// (`https://127.0.0.1:PORT/`) when `tls` is given. Its readiness probe speaks plain HTTP,
+    /// which nginx answers on a TLS port too (with 400), so the wait is the same.
+    explicit nginx_server(std::filesystem::path root, std::optional<tls_files> tls = std::nullopt)
+        : root_(std::filesystem::absolute(std::move(root))), tls_(std::move(tls))
     {
         if (!std::filesystem::is_directory(root_))
             throw std::runtime_error("nginx_server: " + root_.string() + " is not a directory to serve");
@@ -491,8 +500,8 @@ public:
     /// The port nginx listens on (127.0.0.1 only).
     unsigned short port() const noexcept { return port_; }
 
-    /// "http://127.0.0.1:PORT", without a trailing slash.
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    /// "http://127.0.0.1:PORT" ("https://" with TLS), without a trailing slash.
+    std::string url() const { return (tls_ ? "https" : "http") + std::string("://127.0.0.1:") + std::to_string(port_); }
 
     /// The URL of `relative` (a path under the served directory, without a leading '/').
     std::string url(std::string_view relative) const { return url() + "/" + std::string(relative); }
@@ -536,8 +545,11 @@ private:
                "    uwsgi_temp_path " << d << "/uwsgi;\n"
                "    scgi_temp_path " << d << "/scgi;\n"
                "    server {\n"
-               "        listen 127.0.0.1:" << port << ";\n"
-               "        server_name localhost;\n"
+               "        listen 127.0.0.1:" << port << (tls_ ? " ssl" : "") << ";\n";
+        if (tls_)
+            out << "        ssl_certificate " << std::filesystem::absolute(tls_->certificate).string() << ";\n"
+                   "        ssl_certificate_key " << std::filesystem::absolute(tls_->key).string() << ";\n";
+        out << "        server_name localhost;\n"
                "        root " << root_.string() << ";\n"
                "        location / {\n"
                "            autoindex on;\n"
@@ -561,6 +573,7 @@ private:
     }
 
     std::filesystem::path root_;
+    std::optional<tls_files> tls_;
     std::filesystem::path dir_;
     pid_t pid_ = -1;
     unsigned short port_ = 0;

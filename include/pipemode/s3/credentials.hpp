@@ -83,13 +83,40 @@ struct metadata_response {
 /// programming errors: an unreachable service is nothing, not an exception.
 using metadata_fetcher = std::function<asio::awaitable<std::optional<metadata_response>>(metadata_request)>;
 
-/// The S3 settings of a profile: the region, an endpoint override and the addressing style.
+/// A PEM bundle of CA certificates to trust instead of the system's, and the setting that
+/// named it (for messages: "AWS_CA_BUNDLE", "PATH, profile 'NAME', setting 'ca_bundle'",
+/// "--ca-file"...).
+struct ca_bundle_setting {
+    std::string path;
+    std::string origin;
+};
+
+/// The S3 settings of a profile: the region, an endpoint override, the addressing style and
+/// the CA bundle.
 struct s3_settings {
     std::string profile;                ///< the profile the settings came from ("default")
     std::string region;                 ///< e.g. "eu-west-3"; "us-east-1" when none is configured
     std::optional<http_url> endpoint;   ///< an override of AWS's endpoint (MinIO, moto...)
     std::optional<addressing> addressing_style;  ///< nothing means "choose" (`choose_addressing`)
+    /// `AWS_CA_BUNDLE`, else the profile's `ca_bundle`; nothing: the system's CAs.
+    std::optional<ca_bundle_setting> ca_bundle;
 };
+
+/// The CA bundle the AWS CLI would trust: `AWS_CA_BUNDLE`, else the `ca_bundle` setting of the
+/// profile (`profile_override`, else `AWS_PROFILE`, `AWS_DEFAULT_PROFILE`, "default") in the
+/// config file; nothing when neither is set (the system's CAs). The config file is read only
+/// when the variable is unset. The path is not checked here (see `check_ca_bundle`); an
+/// explicit option, such as `http::client_options::ca_file`, wins over both.
+///
+/// Throws `std::runtime_error` for a malformed config file.
+inline std::optional<ca_bundle_setting> resolve_ca_bundle(const environment& env,
+                                                          std::string_view profile_override = {});
+
+/// Throws `std::invalid_argument` naming `bundle.origin` when `bundle.path` does not exist or
+/// is a directory, so that a mistyped setting fails at construction with a sentence saying
+/// where it came from, not later as libcurl's "error setting certificate file". Reads the file
+/// system (a stat, no read).
+inline void check_ca_bundle(const ca_bundle_setting& bundle);
 
 /// Resolves the profile, region, endpoint and addressing style as the AWS CLI does.
 ///
@@ -100,7 +127,8 @@ struct s3_settings {
 ///   of `s3` in its `[services NAME]` section, of its own nested `s3 =` block, then its
 ///   `endpoint_url`; none of them when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` (or the profile's
 ///   `ignore_configured_endpoint_urls`) is true;
-/// - addressing style: the profile's nested `s3 = ... addressing_style = path|virtual|auto`.
+/// - addressing style: the profile's nested `s3 = ... addressing_style = path|virtual|auto`;
+/// - CA bundle: `AWS_CA_BUNDLE`, else the profile's `ca_bundle` (as `resolve_ca_bundle`).
 ///
 /// Throws `std::invalid_argument` naming the variable or file entry at fault for an unusable
 /// region, endpoint or addressing style, and `std::runtime_error` for a malformed config file.

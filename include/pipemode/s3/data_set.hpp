@@ -40,9 +40,22 @@ struct s3_options {
     bool anonymous = false;
     /// Where environment variables and settings files are read (tests substitute their own).
     std::optional<environment> env{};
-    /// The ranged-GET stream's options (part size, connections, window, retries, TLS).
+    /// The ranged-GET stream's options (part size, connections, window, retries, TLS). An
+    /// empty `stream.client.ca_file` is filled from `AWS_CA_BUNDLE` or the profile's `ca_bundle`.
     http::stream_options stream{};
 };
+
+/// The client options of `options.stream.client` with the CA bundle resolved as the AWS CLI
+/// resolves it: `ca_file` when set, else `AWS_CA_BUNDLE`, else the profile's `ca_bundle` (from
+/// `options.env`, else the process's), else empty (the system's CAs); left alone when
+/// `verify_tls` is off. For clients built outside an `s3_context` that reach S3 or AWS
+/// (`s3_context` does the same itself).
+///
+/// Throws `std::invalid_argument` naming the setting when the bundle does not exist, and
+/// `std::runtime_error` for a malformed config file.
+///
+/// Example: `http::client c(ex, s3::client_options_for(options));`
+http::client_options client_options_for(const s3_options& options);
 
 /// The endpoint, region, addressing and credentials of S3 requests, resolved once.
 ///
@@ -51,8 +64,12 @@ struct s3_options {
 /// services with the stream's HTTP client.
 class s3_context {
 public:
-    /// Resolves endpoint, region and addressing now (so a bad setting fails at once, with a
-    /// sentence naming it); credentials are resolved on first use.
+    /// Resolves endpoint, region, addressing and the CA bundle now (so a bad setting fails at
+    /// once, with a sentence naming it); credentials are resolved on first use.
+    ///
+    /// The CA bundle follows the AWS CLI: `options.stream.client.ca_file`, else `AWS_CA_BUNDLE`,
+    /// else the profile's `ca_bundle`, else the system's CAs (none when `verify_tls` is off).
+    /// Throws `std::invalid_argument` naming the setting when its file does not exist.
     explicit s3_context(s3_options options);
 
     /// The endpoint requests go to.
@@ -61,7 +78,8 @@ public:
     const std::string& region() const noexcept { return region_; }
     /// The addressing style for `bucket`.
     addressing style_for(std::string_view bucket) const;
-    /// The stream options.
+    /// The stream options, with `client.ca_file` set to the CA bundle resolved from the
+    /// environment or the profile when the caller gave none.
     const http::stream_options& stream_options() const noexcept { return options_.stream; }
 
     /// A request for `method` on bucket/key (key empty: the bucket) with `query` and extra

@@ -21,8 +21,9 @@ public:
     s3_object_store(lister_factory make_lister, s3_options options, std::string description)
         : make_lister_(std::move(make_lister)), options_(std::move(options)), description_(std::move(description))
     {
-        // Resolves endpoint, region and style now, so a misconfiguration throws here.
-        (void)s3_context(options_);
+        // Resolves endpoint, region, style and CA bundle now, so a misconfiguration throws
+        // here; the resolved CA is kept for the listing's and the streams' clients.
+        options_.stream = s3_context(options_).stream_options();
     }
 
     asio::awaitable<std::vector<object_entry>> async_list(source_context ctx) override

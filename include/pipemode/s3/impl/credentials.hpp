@@ -353,6 +353,18 @@ inline std::optional<http_url> configured_endpoint(const environment& env, const
     return parse_configured_url(*url, origin);
 }
 
+/// The CA bundle: `AWS_CA_BUNDLE`, else the `ca_bundle` of the profile (`section`, named `where`).
+inline std::optional<ca_bundle_setting> configured_ca_bundle(const environment& env, const ini_section* section,
+                                                             std::string_view where)
+{
+    if (auto v = env_value(env, "AWS_CA_BUNDLE"))
+        return ca_bundle_setting{*v, "AWS_CA_BUNDLE"};
+    if (section)
+        if (const std::string* path = section->find("ca_bundle"); path && !path->empty())
+            return ca_bundle_setting{*path, std::string(where) + ", setting 'ca_bundle'"};
+    return std::nullopt;
+}
+
 /// Parses an ISO 8601 time with a date, a time, optional fractional seconds and a UTC offset:
 /// "2026-11-28T12:00:00Z", "2026-11-28T12:00:00.123+01:00". No locale is involved.
 inline std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view s)
@@ -1283,7 +1295,36 @@ inline s3_settings resolve_settings(const environment& env, std::string_view pro
             else if (*style != "auto")
                 throw std::invalid_argument(where + ": s3 addressing_style must be path, virtual or auto");
         }
+    out.ca_bundle = detail::configured_ca_bundle(env, section, where);
     return out;
+}
+
+inline std::optional<ca_bundle_setting> resolve_ca_bundle(const environment& env, std::string_view profile_override)
+{
+    // The variable wins, and then the config file is not even read (it may be absent or, on a
+    // machine set up only through the environment, unreadable).
+    if (auto v = detail::env_value(env, "AWS_CA_BUNDLE"))
+        return ca_bundle_setting{*v, "AWS_CA_BUNDLE"};
+    const auto profile = detail::choose_profile(env, profile_override);
+    const auto config = detail::load_settings_file(env, "AWS_CONFIG_FILE", "config", "the config file");
+    const detail::ini_section* section = config.contents ? detail::config_profile(*config.contents, profile.name) : nullptr;
+    return detail::configured_ca_bundle(env, section, detail::profile_origin(config, profile.name));
+}
+
+inline void check_ca_bundle(const ca_bundle_setting& bundle)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(bundle.path, ec);
+    if (st.type() == fs::file_type::not_found)
+        throw std::invalid_argument(bundle.origin + " names the CA bundle '" + bundle.path
+                                    + "', which does not exist: give the path of a PEM file of CA certificates");
+    if (ec)
+        throw std::invalid_argument(bundle.origin + " names the CA bundle '" + bundle.path + "', which cannot be used: "
+                                    + ec.message());
+    if (st.type() == fs::file_type::directory)
+        throw std::invalid_argument(bundle.origin + " names '" + bundle.path
+                                    + "', a directory: give the path of a PEM file of CA certificates");
 }
 
 inline credentials_provider::credentials_provider(aws_credentials credentials)

@@ -29,6 +29,36 @@ inline metadata_fetcher make_metadata_fetcher(http::client& c)
     };
 }
 
+namespace detail {
+
+/// Sets `client.ca_file` from `configured` (AWS_CA_BUNDLE or the profile's ca_bundle) unless
+/// the caller gave one, checking that the file exists. Without verification there is nothing
+/// to trust, so nothing is resolved or checked.
+inline void apply_ca_bundle(http::client_options& client, const std::optional<ca_bundle_setting>& configured)
+{
+    if (!client.verify_tls)
+        return;
+    if (!client.ca_file.empty()) {
+        check_ca_bundle({client.ca_file, "s3_options::stream.client.ca_file"});
+    } else if (configured) {
+        check_ca_bundle(*configured);
+        client.ca_file = configured->path;
+    }
+}
+
+} // namespace detail
+
+inline http::client_options client_options_for(const s3_options& options)
+{
+    http::client_options client = options.stream.client;
+    if (client.verify_tls && client.ca_file.empty())
+        detail::apply_ca_bundle(client, resolve_ca_bundle(options.env ? *options.env : environment::process(),
+                                                          options.profile));
+    else
+        detail::apply_ca_bundle(client, std::nullopt);
+    return client;
+}
+
 inline s3_context::s3_context(s3_options options)
     : options_(std::move(options)), env_(options_.env ? *options_.env : environment::process())
 {
@@ -42,6 +72,11 @@ inline s3_context::s3_context(s3_options options)
     else
         endpoint_ = aws_endpoint(region_);
     style_ = options_.addressing_style ? options_.addressing_style : settings.addressing_style;
+
+    // The CA goes into the stream's client options, from which every client of this context
+    // is built (ranged GETs, listings, manifests, and the STS and metadata calls of the
+    // credentials chain), so that all of them trust the same CA.
+    detail::apply_ca_bundle(options_.stream.client, settings.ca_bundle);
 }
 
 inline addressing s3_context::style_for(std::string_view bucket) const
@@ -228,8 +263,9 @@ inline std::unique_ptr<http::object_stream> s3_objects(const std::vector<std::st
     parsed.reserve(uris.size());
     for (const auto& u : uris)
         parsed.push_back(parse_s3_uri(u));
-    auto stream_opts = options.stream;
     auto ctx = std::make_shared<s3_context>(std::move(options));
+    // The context's stream options, not the caller's: they carry the CA bundle it resolved.
+    auto stream_opts = ctx->stream_options();
     return std::make_unique<http::object_stream>(std::make_unique<uri_lister>(ctx, std::move(parsed)),
                                                  std::make_unique<s3_requests>(ctx), std::move(stream_opts));
 }
@@ -237,8 +273,8 @@ inline std::unique_ptr<http::object_stream> s3_objects(const std::vector<std::st
 inline std::unique_ptr<http::object_stream> s3_manifest(const std::string& manifest_uri, s3_options options)
 {
     s3_uri uri = parse_s3_uri(manifest_uri);
-    auto stream_opts = options.stream;
     auto ctx = std::make_shared<s3_context>(std::move(options));
+    auto stream_opts = ctx->stream_options();  // with the resolved CA bundle, as in s3_objects
     return std::make_unique<http::object_stream>(std::make_unique<manifest_lister>(ctx, std::move(uri)),
                                                  std::make_unique<s3_requests>(ctx), std::move(stream_opts));
 }

@@ -346,7 +346,9 @@ public:
     {
         if (!core_->waker) {
             core_->waker.emplace(ctx.executor);
-            core_->http.emplace(ctx.executor, core_->s3_options.stream.client);
+            // One client for s3:// and https:// references: it trusts the CA the S3 settings
+            // give (AWS_CA_BUNDLE, the profile's ca_bundle), as the S3 context's clients do.
+            core_->http.emplace(ctx.executor, s3::client_options_for(core_->s3_options));
             core_->blocking = ctx.blocking_executor;
         }
         fill(ctx);
@@ -454,7 +456,7 @@ public:
         if (uri_.starts_with("s3://")) {
             const s3::s3_uri parsed = s3::parse_s3_uri(uri_);
             auto context = std::make_shared<s3::s3_context>(options_.s3);
-            http::client client(ctx.executor, options_.s3.stream.client);
+            http::client client(ctx.executor, context->stream_options().client);
             std::vector<std::pair<std::string, std::string>> no_query;  // not `{}`: GCC 12
             d->text = co_await s3::async_fetch_s3_document(client, context, parsed.bucket, parsed.key,
                                                            std::move(no_query), uri_, options_.max_manifest_size);
