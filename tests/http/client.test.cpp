@@ -527,41 +527,55 @@ TEST_CASE("Whole small documents are fetched with a size cap", "[http]")
     });
 }
 
+namespace {
+
+/// openssl's own test server on 127.0.0.1 with a fresh self-signed certificate, answering
+/// every GET with a status page over TLS (which says "New," or "Reused," for the session),
+/// stopped by its PID.
+struct tls_status_server {
+    test::temp_dir dir;
+    std::string cert = dir / "cert.pem";
+    std::string key = dir / "key.pem";
+    unsigned short port = 0;
+    pid_t pid = -1;
+
+    tls_status_server()
+    {
+        namespace sd = test::servers_detail;
+        const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+                                      " -addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert
+                                    + "' >/dev/null 2>&1";
+        REQUIRE(std::system(make_cert.c_str()) == 0);
+        port = sd::pick_free_port();
+        sd::spawn_spec spec;
+        spec.program = "/usr/bin/openssl";
+        spec.args = {"s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", cert, "-key", key, "-www", "-quiet"};
+        spec.output = dir / "s_server.log";
+        pid = sd::spawn(spec);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            asio::io_context io;
+            asio::ip::tcp::socket s(io);
+            error_code ec;
+            s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+            if (!ec)
+                break;
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+    ~tls_status_server() { test::servers_detail::stop_group(pid, SIGTERM, std::chrono::milliseconds(2000)); }
+
+    std::string url() const { return "https://127.0.0.1:" + std::to_string(port) + "/"; }
+};
+
+} // namespace
+
 TEST_CASE("TLS certificates are verified: a self-signed server is refused unless its certificate is trusted", "[http]")
 {
-    namespace sd = test::servers_detail;
-    test::temp_dir dir;
-    const std::string cert = dir / "cert.pem";
-    const std::string key = dir / "key.pem";
-    const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
-                                  " -addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert
-                                + "' >/dev/null 2>&1";
-    REQUIRE(std::system(make_cert.c_str()) == 0);
-
-    // openssl's own test server, answering GET with a status page over TLS.
-    const unsigned short port = sd::pick_free_port();
-    sd::spawn_spec spec;
-    spec.program = "/usr/bin/openssl";
-    spec.args = {"s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", cert, "-key", key, "-www", "-quiet"};
-    spec.output = dir / "s_server.log";
-    const pid_t pid = sd::spawn(spec);
-    struct stopper {
-        pid_t pid;
-        ~stopper() { test::servers_detail::stop_group(pid, SIGTERM, std::chrono::milliseconds(2000)); }
-    } stop{pid};
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    for (;;) {
-        asio::io_context io;
-        asio::ip::tcp::socket s(io);
-        error_code ec;
-        s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
-        if (!ec)
-            break;
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-
-    const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/";
+    tls_status_server server;
+    const std::string cert = server.cert;
+    const std::string url = server.url();
     auto fetch = [&](http::client_options o) {
         return run_coro([&]() -> asio::awaitable<std::pair<error_code, unsigned>> {
             const auto ex = co_await asio::this_coro::executor;
@@ -707,4 +721,32 @@ TEST_CASE("Clients on two threads share one DNS and TLS session cache", "[http][
         CHECK(answered->size() == 3);
     }
     CHECK(share.use_count() == 2);  // `share` and `o`: the clients let go of theirs
+}
+
+TEST_CASE("A TLS session one client made is resumed by another client of the same share", "[http][addresses]")
+{
+    tls_status_server server;
+    const auto fetch = [&](const http::client_options& o) {
+        return run_coro([&]() -> asio::awaitable<std::string> {
+            const auto ex = co_await asio::this_coro::executor;
+            http::client c(ex, o);
+            keep_all r;
+            http::request req = get(server.url());
+            auto [ec, info] = co_await c.async_perform(req, r, asio::as_tuple(asio::use_awaitable));
+            CHECK_FALSE(ec);
+            CHECK(r.head.status == 200);
+            co_return text(r);
+        });
+    };
+    http::client_options shared;
+    shared.ca_file = server.cert;
+    shared.share = std::make_shared<http::client_share>();
+    http::client_options alone;
+    alone.ca_file = server.cert;
+
+    // The first client does the full handshake; a second client of the share (its own multi
+    // handle and connections) resumes the session; a client without it cannot.
+    CHECK_THAT(fetch(shared), Catch::Contains("\nNew, "));
+    CHECK_THAT(fetch(shared), Catch::Contains("\nReused, "));
+    CHECK_THAT(fetch(alone), Catch::Contains("\nNew, "));
 }
