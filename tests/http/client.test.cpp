@@ -664,6 +664,16 @@ TEST_CASE("IP literals, single addresses and looked-up names keep going where th
         // whether it has one address or also ::1.
         const auto local = co_await get_concurrently(c, "http://localhost:" + port + "/", 4);
         CHECK(local == std::vector<std::string>(4, "127.0.0.1"));
+
+        // Addresses always stale: every transfer starts a lookup in the background (one at a
+        // time) and goes on the addresses it has meanwhile.
+        http::client_options refreshing;
+        refreshing.address_refresh = std::chrono::seconds(0);
+        http::client r(ex, refreshing);
+        for (int i = 0; i < 10; ++i) {
+            const auto again = co_await get_concurrently(r, "http://localhost:" + port + "/", 3);
+            CHECK(again == std::vector<std::string>(3, "127.0.0.1"));
+        }
     });
 }
 
