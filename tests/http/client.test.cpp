@@ -11,7 +11,9 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -19,7 +21,11 @@
 
 #include <cstring>
 #include <filesystem>
+#include <list>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <thread>
 
 using namespace pipemode;
@@ -79,6 +85,126 @@ http::request get(std::string url, std::optional<std::pair<std::uint64_t, std::u
     if (range)
         r.headers.emplace_back("Range", "bytes=" + std::to_string(range->first) + '-' + std::to_string(range->second));
     return r;
+}
+
+/// A tiny HTTP/1.1 server listening on several loopback addresses at one port, on a thread of
+/// its own: it answers every request, after `delay`, with the local address the connection
+/// reached, keeps connections open, and counts the connections accepted on each address
+/// (Linux answers on all of 127/8, so 127.0.0.2 and 127.0.0.3 stand for S3's other front ends).
+class address_responder {
+public:
+    address_responder(const std::vector<std::string>& addresses, std::chrono::milliseconds delay)
+        : state_(std::make_shared<state>())
+    {
+        state_->delay = delay;
+        for (const auto& a : addresses) {
+            // The first address picks a free port; the others are free on it too (nobody else
+            // binds 127.0.0.2 and 127.0.0.3 here, and a clash fails the test at once).
+            auto& acc = state_->acceptors.emplace_back(io_);
+            const asio::ip::tcp::endpoint ep(asio::ip::make_address(a), port_);
+            acc.open(ep.protocol());
+            acc.set_option(asio::socket_base::reuse_address(true));
+            acc.bind(ep);
+            acc.listen();
+            port_ = acc.local_endpoint().port();
+        }
+        for (auto& acc : state_->acceptors)
+            asio::co_spawn(io_, accept_loop(state_, &acc), [](std::exception_ptr) {});
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~address_responder()
+    {
+        io_.stop();
+        thread_.join();
+    }
+
+    unsigned short port() const { return port_; }
+
+    /// Connections accepted so far, by local address.
+    std::map<std::string, int> accepted() const
+    {
+        std::lock_guard lock(state_->mutex);
+        return state_->accepted;
+    }
+
+private:
+    struct state {
+        std::mutex mutex;
+        std::map<std::string, int> accepted;
+        std::chrono::milliseconds delay{0};
+        std::list<asio::ip::tcp::acceptor> acceptors;
+    };
+
+    static asio::awaitable<void> accept_loop(std::shared_ptr<state> s, asio::ip::tcp::acceptor* acc)
+    {
+        for (;;) {
+            auto [ec, sock] = co_await acc->async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec)
+                co_return;
+            error_code ignored;
+            const std::string local = sock.local_endpoint(ignored).address().to_string();
+            {
+                std::lock_guard lock(s->mutex);
+                ++s->accepted[local];
+            }
+            asio::co_spawn(acc->get_executor(), serve(s, std::move(sock), local), [](std::exception_ptr) {});
+        }
+    }
+
+    static asio::awaitable<void> serve(std::shared_ptr<state> s, asio::ip::tcp::socket sock, std::string local)
+    {
+        std::string in;
+        asio::steady_timer wait(sock.get_executor());
+        for (;;) {
+            auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(in), "\r\n\r\n",
+                                                           asio::as_tuple(asio::use_awaitable));
+            if (ec)
+                co_return;
+            in.erase(0, n);
+            wait.expires_after(s->delay);
+            co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+            const std::string out = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(local.size()) + "\r\n\r\n" + local;
+            auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+            if (wec)
+                co_return;
+        }
+    }
+
+    asio::io_context io_;
+    std::shared_ptr<state> state_;
+    unsigned short port_ = 0;
+    std::thread thread_;
+};
+
+/// A response body as text.
+std::string text(const keep_all& r) { return {reinterpret_cast<const char*>(r.body.data()), r.body.size()}; }
+
+/// Runs `n` GETs of `url` at once through `c` and returns their bodies; a failed transfer's
+/// "body" is "error: " and what went wrong, which the caller's content checks then show. (No
+/// assertion here: Catch2 is not thread-safe, and the sharing test runs this on two threads.)
+asio::awaitable<std::vector<std::string>> get_concurrently(http::client& c, std::string url, int n)
+{
+    auto handlers = std::make_shared<std::vector<keep_all>>(std::size_t(n));
+    auto errors = std::make_shared<std::vector<std::string>>(std::size_t(n));
+    auto done = std::make_shared<int>(0);
+    const auto ex = co_await asio::this_coro::executor;
+    for (int i = 0; i < n; ++i)
+        c.async_perform(get(url), (*handlers)[std::size_t(i)],
+                        [handlers, errors, done, i](error_code ec, http::transfer_info info) {
+                            if (ec || (*handlers)[std::size_t(i)].head.status != 200)
+                                (*errors)[std::size_t(i)] = "error: " + ec.message() + ' ' + info.detail + " status "
+                                                          + std::to_string((*handlers)[std::size_t(i)].head.status);
+                            ++*done;
+                        });
+    asio::steady_timer t(ex);
+    while (*done < n) {
+        t.expires_after(std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);
+    }
+    std::vector<std::string> bodies;
+    for (int i = 0; i < n; ++i)
+        bodies.push_back((*errors)[std::size_t(i)].empty() ? text((*handlers)[std::size_t(i)]) : (*errors)[std::size_t(i)]);
+    co_return bodies;
 }
 
 /// Descriptors this process has open (to check that sockets are closed).
@@ -406,41 +532,55 @@ TEST_CASE("Whole small documents are fetched with a size cap", "[http]")
     });
 }
 
+namespace {
+
+/// openssl's own test server on 127.0.0.1 with a fresh self-signed certificate, answering
+/// every GET with a status page over TLS (which says "New," or "Reused," for the session),
+/// stopped by its PID.
+struct tls_status_server {
+    test::temp_dir dir;
+    std::string cert = dir / "cert.pem";
+    std::string key = dir / "key.pem";
+    unsigned short port = 0;
+    pid_t pid = -1;
+
+    tls_status_server()
+    {
+        namespace sd = test::servers_detail;
+        const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+                                      " -addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert
+                                    + "' >/dev/null 2>&1";
+        REQUIRE(std::system(make_cert.c_str()) == 0);
+        port = sd::pick_free_port();
+        sd::spawn_spec spec;
+        spec.program = "/usr/bin/openssl";
+        spec.args = {"s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", cert, "-key", key, "-www", "-quiet"};
+        spec.output = dir / "s_server.log";
+        pid = sd::spawn(spec);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            asio::io_context io;
+            asio::ip::tcp::socket s(io);
+            error_code ec;
+            s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+            if (!ec)
+                break;
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+    ~tls_status_server() { test::servers_detail::stop_group(pid, SIGTERM, std::chrono::milliseconds(2000)); }
+
+    std::string url() const { return "https://127.0.0.1:" + std::to_string(port) + "/"; }
+};
+
+} // namespace
+
 TEST_CASE("TLS certificates are verified: a self-signed server is refused unless its certificate is trusted", "[http]")
 {
-    namespace sd = test::servers_detail;
-    test::temp_dir dir;
-    const std::string cert = dir / "cert.pem";
-    const std::string key = dir / "key.pem";
-    const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
-                                  " -addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert
-                                + "' >/dev/null 2>&1";
-    REQUIRE(std::system(make_cert.c_str()) == 0);
-
-    // openssl's own test server, answering GET with a status page over TLS.
-    const unsigned short port = sd::pick_free_port();
-    sd::spawn_spec spec;
-    spec.program = "/usr/bin/openssl";
-    spec.args = {"s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert", cert, "-key", key, "-www", "-quiet"};
-    spec.output = dir / "s_server.log";
-    const pid_t pid = sd::spawn(spec);
-    struct stopper {
-        pid_t pid;
-        ~stopper() { test::servers_detail::stop_group(pid, SIGTERM, std::chrono::milliseconds(2000)); }
-    } stop{pid};
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    for (;;) {
-        asio::io_context io;
-        asio::ip::tcp::socket s(io);
-        error_code ec;
-        s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
-        if (!ec)
-            break;
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-
-    const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/";
+    tls_status_server server;
+    const std::string cert = server.cert;
+    const std::string url = server.url();
     auto fetch = [&](http::client_options o) {
         return run_coro([&]() -> asio::awaitable<std::pair<error_code, unsigned>> {
             const auto ex = co_await asio::this_coro::executor;
@@ -463,4 +603,176 @@ TEST_CASE("TLS certificates are verified: a self-signed server is refused unless
     http::client_options unchecked;
     unchecked.verify_tls = false;
     CHECK(fetch(unchecked).second == 200);
+}
+
+TEST_CASE("New connections spread over a host's addresses and idle ones are reused", "[http][addresses]")
+{
+    address_responder server({"127.0.0.1", "127.0.0.2", "127.0.0.3"}, std::chrono::milliseconds(100));
+    const std::string port = std::to_string(server.port());
+    const std::set<std::string> all{"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        http::client_options o;
+        o.resolve = {"s3.test:" + port + ":127.0.0.1,127.0.0.2,127.0.0.3"};
+        http::client c(ex, o);
+
+        // Nine at once: each needs a connection of its own (the server answers after 100 ms),
+        // and each new connection goes to the next address in turn.
+        const auto bodies = co_await get_concurrently(c, "http://s3.test:" + port + "/object", 9);
+        std::map<std::string, int> answered;
+        for (const auto& b : bodies)
+            ++answered[b];
+        CHECK(answered == std::map<std::string, int>{{"127.0.0.1", 3}, {"127.0.0.2", 3}, {"127.0.0.3", 3}});
+        CHECK(server.accepted() == answered);
+        CHECK(c.open_sockets() == 9);
+
+        // One after another: the idle connections are reused, whatever their address (libcurl
+        // matches them by host name), so no new connection is made.
+        for (int i = 0; i < 12; ++i) {
+            keep_all r;
+            auto [ec, info] = co_await c.async_perform(get("http://s3.test:" + port + "/again"), r,
+                                                       asio::as_tuple(asio::use_awaitable));
+            REQUIRE_FALSE(ec);
+            CHECK(all.count(text(r)) == 1);
+        }
+        CHECK(server.accepted() == answered);
+        CHECK(c.open_sockets() == 9);
+
+        // The same name with the host's letters in another case is the same host.
+        const auto upper = co_await get_concurrently(c, "http://S3.TEST:" + port + "/x", 12);
+        CHECK(std::set<std::string>(upper.begin(), upper.end()) == all);
+    });
+    CHECK(server.accepted().size() == 3);
+}
+
+TEST_CASE("IP literals, single addresses and looked-up names keep going where they did", "[http][addresses]")
+{
+    address_responder server({"127.0.0.1", "127.0.0.2"}, std::chrono::milliseconds(50));
+    const std::string port = std::to_string(server.port());
+    run_coro([&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        http::client_options o;
+        o.resolve = {"one.test:" + port + ":127.0.0.2", "v6.test:" + port + ":[::1],127.0.0.1"};
+        http::client c(ex, o);
+
+        // An IP literal goes to that address only.
+        const auto literal = co_await get_concurrently(c, "http://127.0.0.2:" + port + "/", 4);
+        CHECK(literal == std::vector<std::string>(4, "127.0.0.2"));
+        // A fixed single address is used even though DNS knows no such name.
+        const auto one = co_await get_concurrently(c, "http://one.test:" + port + "/", 4);
+        CHECK(one == std::vector<std::string>(4, "127.0.0.2"));
+        // An address that refuses (nobody listens on ::1 here) is skipped for the next one:
+        // every transfer gets the whole list, its own address first.
+        const auto fallback = co_await get_concurrently(c, "http://v6.test:" + port + "/", 4);
+        CHECK(fallback == std::vector<std::string>(4, "127.0.0.1"));
+        // "localhost" is looked up (the hosts file answers, no DNS server is asked) and works
+        // whether it has one address or also ::1.
+        const auto local = co_await get_concurrently(c, "http://localhost:" + port + "/", 4);
+        CHECK(local == std::vector<std::string>(4, "127.0.0.1"));
+
+        // Addresses always stale: every transfer starts a lookup in the background (one at a
+        // time) and goes on the addresses it has meanwhile.
+        http::client_options refreshing;
+        refreshing.address_refresh = std::chrono::seconds(0);
+        http::client r(ex, refreshing);
+        for (int i = 0; i < 10; ++i) {
+            const auto again = co_await get_concurrently(r, "http://localhost:" + port + "/", 3);
+            CHECK(again == std::vector<std::string>(3, "127.0.0.1"));
+        }
+    });
+}
+
+TEST_CASE("A malformed resolve entry is refused at construction, saying the expected form", "[http][addresses]")
+{
+    asio::io_context io;
+    for (const char* bad : {"s3.test", "s3.test:80", "s3.test:80:", ":80:127.0.0.1", "s3.test:http:127.0.0.1",
+                            "s3.test:0:127.0.0.1", "s3.test:70000:127.0.0.1", "s3.test:80:not-an-address",
+                            "s3.test:80:127.0.0.1,,127.0.0.2", "s3.test:80:127.0.0.1,"}) {
+        INFO(bad);
+        http::client_options o;
+        o.resolve = {"fine.test:80:127.0.0.1", bad};
+        try {
+            http::client c(io.get_executor(), o);
+            FAIL("accepted");
+        } catch (const std::invalid_argument& e) {
+            CHECK_THAT(e.what(), Catch::Contains("HOST:PORT:ADDR[,ADDR...]"));
+            CHECK_THAT(e.what(), Catch::Contains(bad));
+        }
+    }
+    http::client_options good;
+    good.resolve = {"a.test:443:10.0.0.1", "b.test:9000:127.0.0.1,[::1],::2"};
+    CHECK_NOTHROW(http::client(io.get_executor(), good));
+}
+
+TEST_CASE("Clients on two threads share one DNS and TLS session cache", "[http][addresses]")
+{
+    address_responder server({"127.0.0.1", "127.0.0.2", "127.0.0.3"}, std::chrono::milliseconds(5));
+    const std::string port = std::to_string(server.port());
+    const std::string url = "http://s3.test:" + port + "/";
+    auto share = std::make_shared<http::client_share>();
+    http::client_options o;
+    o.share = share;
+    o.resolve = {"s3.test:" + port + ":127.0.0.1,127.0.0.2,127.0.0.3"};
+    // Each thread runs its own client; both write the name's turn into the shared DNS cache
+    // for every transfer, which is what the share's locks must keep whole.
+    auto run = [&](std::map<std::string, int>& answered) {
+        run_coro([&]() -> asio::awaitable<void> {
+            const auto ex = co_await asio::this_coro::executor;
+            http::client c(ex, o);
+            for (int round = 0; round < 10; ++round)
+                for (const auto& b : co_await get_concurrently(c, url, 6))
+                    ++answered[b];
+        });
+    };
+    std::map<std::string, int> a, b;
+    std::exception_ptr other_failed;
+    std::thread other([&] {
+        try {
+            run(b);
+        } catch (...) {
+            other_failed = std::current_exception();  // rethrown below, on Catch2's thread
+        }
+    });
+    run(a);
+    other.join();
+    if (other_failed)
+        std::rethrow_exception(other_failed);
+    for (auto* answered : {&a, &b}) {
+        int total = 0;
+        for (const auto& [address, count] : *answered)
+            total += count;
+        CHECK(total == 60);
+        CHECK(answered->size() == 3);  // every answer is one of the three addresses, none an error
+        for (const auto& [address, count] : *answered)
+            CHECK(address.starts_with("127.0.0."));
+    }
+    CHECK(share.use_count() == 2);  // `share` and `o`: the clients let go of theirs
+}
+
+TEST_CASE("A TLS session one client made is resumed by another client of the same share", "[http][addresses]")
+{
+    tls_status_server server;
+    const auto fetch = [&](const http::client_options& o) {
+        return run_coro([&]() -> asio::awaitable<std::string> {
+            const auto ex = co_await asio::this_coro::executor;
+            http::client c(ex, o);
+            keep_all r;
+            http::request req = get(server.url());
+            auto [ec, info] = co_await c.async_perform(req, r, asio::as_tuple(asio::use_awaitable));
+            CHECK_FALSE(ec);
+            CHECK(r.head.status == 200);
+            co_return text(r);
+        });
+    };
+    http::client_options shared;
+    shared.ca_file = server.cert;
+    shared.share = std::make_shared<http::client_share>();
+    http::client_options alone;
+    alone.ca_file = server.cert;
+
+    // The first client does the full handshake; a second client of the share (its own multi
+    // handle and connections) resumes the session; a client without it cannot.
+    CHECK_THAT(fetch(shared), Catch::Contains("\nNew, "));
+    CHECK_THAT(fetch(shared), Catch::Contains("\nReused, "));
+    CHECK_THAT(fetch(alone), Catch::Contains("\nNew, "));
 }

@@ -17,11 +17,13 @@
 
 #include <curl/curl.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,6 +39,45 @@ const boost::system::error_category& curl_category() noexcept;
 
 /// Makes an `error_code` from a `CURLcode`.
 inline error_code make_curl_error(CURLcode code) noexcept { return {static_cast<int>(code), curl_category()}; }
+
+/// A DNS cache and a TLS session cache shared by several clients (libcurl's `CURLSH`).
+///
+/// Clients that hold the same share look a host name up once between them and resume each
+/// other's TLS sessions, so a new connection from any of them skips the full handshake.
+/// Connections themselves stay with each client's multi handle: a share never hands one
+/// client's connection to another.
+///
+/// Thread safety: the clients may run on different threads; libcurl takes one mutex per kind
+/// of shared data (DNS, TLS sessions, the share's own bookkeeping) around every access.
+/// Hold it by `shared_ptr` (`client_options::share`): every client keeps it alive, and it
+/// must outlive every transfer that uses it.
+///
+/// Example:
+/// \code
+/// auto share = std::make_shared<pipemode::http::client_share>();
+/// pipemode::http::client_options o;
+/// o.share = share;
+/// pipemode::http::client a(io_a.get_executor(), o), b(io_b.get_executor(), o);
+/// \endcode
+class client_share {
+public:
+    /// Makes the share; throws `std::runtime_error` naming libcurl's error if it cannot.
+    client_share();
+    client_share(const client_share&) = delete;
+    client_share& operator=(const client_share&) = delete;
+    ~client_share();
+
+    /// libcurl's handle, for `CURLOPT_SHARE`.
+    CURLSH* native_handle() const noexcept { return share_; }
+
+private:
+    static void lock(CURL*, curl_lock_data data, curl_lock_access, void* userp) noexcept;
+    static void unlock(CURL*, curl_lock_data data, void* userp) noexcept;
+
+    CURLSH* share_ = nullptr;
+    /// One mutex per kind of data, so a DNS lookup never waits for a TLS session store.
+    std::array<std::mutex, CURL_LOCK_DATA_LAST> locks_;
+};
 
 /// Connection settings of a client, shared by all its transfers.
 struct client_options {
@@ -61,6 +102,17 @@ struct client_options {
     std::string ca_file{};
     /// Connections kept open for reuse (`CURLMOPT_MAXCONNECTS`).
     std::size_t max_idle_connections = 64;
+    /// Fixed addresses of host names, in curl's `--resolve` form `HOST:PORT:ADDR[,ADDR...]`
+    /// (an IPv6 address with or without brackets), used instead of DNS for that host and
+    /// port and spread over like resolved ones. For tests and benchmarks that make a name
+    /// such as "s3.test" stand for 127.0.0.1, 127.0.0.2 and 127.0.0.3. A malformed entry is
+    /// a `std::invalid_argument` at construction.
+    std::vector<std::string> resolve{};
+    /// A host's addresses are looked up again, in the background, once they are older than
+    /// this: S3's DNS answers live for seconds and rotate over its front ends.
+    std::chrono::seconds address_refresh{60};
+    /// A DNS and TLS session cache shared with other clients; none: the client's own.
+    std::shared_ptr<client_share> share{};
 };
 
 /// What a request asks for. Only requests without a body are supported: GET, HEAD, and PUT or
@@ -137,6 +189,13 @@ struct transfer_info {
 /// Connections are reused across transfers (one multi handle holds the connection cache), and
 /// every transfer is HTTP/1.1 without signals.
 ///
+/// Addresses: a host name is resolved once, asynchronously (and again in the background every
+/// `client_options::address_refresh`), and when it has several addresses each new transfer is
+/// told a different one first (`CURLOPT_RESOLVE` with the list rotated by one), so that new
+/// connections spread over all of them while idle connections are still reused whatever
+/// their address. Transfers that start before the first answer wait for it. IP literals and
+/// hosts with one address go to libcurl unchanged.
+///
 /// Thread safety: one client per network thread. Its executor must run handlers on one
 /// thread (an `io_context` run by one thread, or a strand); construct the client, start
 /// transfers, cancel them and destroy it there (or before that thread starts).
@@ -180,7 +239,7 @@ public:
             token, std::move(req), &handler);
     }
 
-    /// Transfers in flight.
+    /// Transfers in flight, counting those that wait for their host's first DNS answer.
     std::size_t active_transfers() const noexcept;
 
     /// Sockets open (in use or idle in the connection cache).

@@ -6,9 +6,12 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
+#include <cassert>
 #include <charconv>
 #include <mutex>
+#include <stdexcept>
 
 namespace pipemode::http {
 
@@ -58,7 +61,142 @@ inline void global_init()
                                  + curl_easy_strerror(rc));
 }
 
+/// A host's addresses as `--resolve` wants them: IPv6 in brackets.
+inline std::string resolve_form(const asio::ip::address& a)
+{
+    return a.is_v6() ? '[' + a.to_string() + ']' : a.to_string();
+}
+
+/// An entry of `client_options::resolve`, checked.
+struct fixed_addresses {
+    std::string host;
+    std::string port;
+    std::vector<std::string> addresses;  ///< in resolve_form
+};
+
+/// Parses "HOST:PORT:ADDR[,ADDR...]"; throws `std::invalid_argument` saying the expected form.
+inline fixed_addresses parse_resolve_entry(std::string_view entry)
+{
+    const auto refuse = [&](std::string_view why) {
+        throw std::invalid_argument("pipemode::http: client_options::resolve entry \"" + std::string(entry)
+                                    + "\" " + std::string(why)
+                                    + "; the form is HOST:PORT:ADDR[,ADDR...], for example "
+                                      "\"s3.test:9000:127.0.0.1,127.0.0.2\"");
+    };
+    const auto c1 = entry.find(':');
+    const auto c2 = c1 == std::string_view::npos ? c1 : entry.find(':', c1 + 1);
+    if (c2 == std::string_view::npos)
+        refuse("has fewer than three fields");
+    fixed_addresses out;
+    out.host = std::string(entry.substr(0, c1));
+    if (out.host.empty())
+        refuse("has no host name");
+    const std::string_view port = entry.substr(c1 + 1, c2 - c1 - 1);
+    std::uint64_t n = 0;
+    if (!parse_u64(port, n) || n == 0 || n > 65535)
+        refuse("has no port number from 1 to 65535");
+    out.port = std::to_string(n);
+    std::string_view rest = entry.substr(c2 + 1);
+    for (;;) {
+        const auto comma = rest.find(',');
+        std::string_view text = rest.substr(0, comma);
+        if (text.size() >= 2 && text.front() == '[' && text.back() == ']')
+            text = text.substr(1, text.size() - 2);
+        error_code ec;
+        const auto address = asio::ip::make_address(std::string(text), ec);
+        if (ec)
+            refuse("has \"" + std::string(text) + "\" where an IP address belongs");
+        out.addresses.push_back(resolve_form(address));
+        if (comma == std::string_view::npos)
+            break;
+        rest.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
+/// The host (as written, brackets removed from IPv6) and port (the scheme's default when
+/// absent) of an absolute URL, by libcurl's own parser; nothing when it cannot tell, and
+/// libcurl then reports the URL's fault when the transfer starts.
+inline std::optional<std::pair<std::string, std::string>> url_host_port(const std::string& url)
+{
+    CURLU* u = curl_url();
+    if (!u)
+        return std::nullopt;
+    char* host = nullptr;
+    char* port = nullptr;
+    std::optional<std::pair<std::string, std::string>> out;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        std::string_view h(host);
+        if (h.size() >= 2 && h.front() == '[' && h.back() == ']')
+            h = h.substr(1, h.size() - 2);
+        out.emplace(std::string(h), std::string(port));
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+
+/// The address book's key: host names are case-blind.
+inline std::string host_key(std::string_view host, std::string_view port)
+{
+    std::string key;
+    key.reserve(host.size() + port.size() + 1);
+    for (char c : host)
+        key += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+    key += ':';
+    key += port;
+    return key;
+}
+
 } // namespace detail
+
+inline client_share::client_share()
+{
+    detail::global_init();
+    share_ = curl_share_init();
+    if (!share_)
+        throw std::runtime_error("pipemode::http: curl_share_init failed");
+    CURLSHcode rc = CURLSHE_OK;
+    auto set = [&](CURLSHoption opt, auto value) {
+        if (rc == CURLSHE_OK)
+            rc = curl_share_setopt(share_, opt, value);
+    };
+    set(CURLSHOPT_LOCKFUNC, &client_share::lock);
+    set(CURLSHOPT_UNLOCKFUNC, &client_share::unlock);
+    set(CURLSHOPT_USERDATA, static_cast<void*>(this));
+    set(CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    set(CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    if (rc != CURLSHE_OK) {
+        (void)curl_share_cleanup(share_);  // unused yet, so it cannot be in use
+        throw std::runtime_error(std::string("pipemode::http: configuring libcurl's share failed: ")
+                                 + curl_share_strerror(rc));
+    }
+}
+
+inline client_share::~client_share()
+{
+    // Every client holds the share by shared_ptr and frees its easy handles before letting
+    // go, so the share is no longer in use here. Were it still (CURLSHE_IN_USE), libcurl keeps
+    // it, and leaking it is safer than freeing what a handle still points to.
+    const CURLSHcode rc = curl_share_cleanup(share_);
+    (void)rc;
+    assert(rc == CURLSHE_OK);
+}
+
+// A lock callback cannot report a failure to libcurl; std::mutex::lock only throws on a
+// misuse such as locking twice from one thread, which noexcept turns into std::terminate.
+inline void client_share::lock(CURL*, curl_lock_data data, curl_lock_access, void* userp) noexcept
+{
+    static_cast<client_share*>(userp)->locks_[static_cast<std::size_t>(data)].lock();
+}
+
+inline void client_share::unlock(CURL*, curl_lock_data data, void* userp) noexcept
+{
+    static_cast<client_share*>(userp)->locks_[static_cast<std::size_t>(data)].unlock();
+}
 
 inline const boost::system::error_category& curl_category() noexcept
 {
@@ -145,6 +283,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     struct transfer {
         CURL* easy = nullptr;
         curl_slist* headers = nullptr;
+        /// The `CURLOPT_RESOLVE` line that puts this transfer's host on its turn of addresses;
+        /// libcurl reads it when the transfer starts.
+        curl_slist* resolve = nullptr;
         response_handler* handler = nullptr;
         completion_ptr completion;
         asio::cancellation_slot slot;
@@ -161,12 +302,43 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 curl_easy_cleanup(easy);
             if (headers)
                 curl_slist_free_all(headers);
+            if (resolve)
+                curl_slist_free_all(resolve);
         }
+    };
+
+    /// What the client knows of one host name and port: the addresses to spread connections
+    /// over, and whose turn is next.
+    struct host_entry {
+        std::string host;  ///< as the URL spells it: libcurl matches the resolve line on it
+        std::string port;
+        std::vector<std::string> addresses;  ///< in detail::resolve_form; empty before the first answer
+        std::size_t next = 0;
+        bool fixed = false;  ///< from client_options::resolve: never looked up
+        bool resolving = false;
+        std::chrono::steady_clock::time_point resolved_at{};
+        /// Destroyed with the client, which cancels a lookup in progress.
+        std::optional<asio::ip::tcp::resolver> resolver;
+    };
+
+    /// A transfer that waits for its host's first DNS answer before it goes to libcurl.
+    struct waiting_transfer {
+        std::unique_ptr<transfer> t;
+        std::string key;
     };
 
     impl(asio::any_io_executor ex, client_options o) : executor(ex), options(std::move(o)), timer(ex)
     {
         detail::global_init();
+        for (const auto& line : options.resolve) {
+            auto fixed = detail::parse_resolve_entry(line);
+            auto e = std::make_shared<host_entry>();
+            e->host = fixed.host;
+            e->port = fixed.port;
+            e->addresses = std::move(fixed.addresses);
+            e->fixed = true;
+            hosts[detail::host_key(fixed.host, fixed.port)] = std::move(e);
+        }
         multi = curl_multi_init();
         if (!multi)
             throw std::runtime_error("pipemode::http: curl_multi_init failed");
@@ -199,6 +371,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
             curl_multi_remove_handle(multi, easy);
             finish(std::move(t), asio::error::operation_aborted);
         }
+        for (auto& w : std::exchange(waiting, {}))
+            finish(std::move(w.t), asio::error::operation_aborted);
         timer.cancel();
         // Closes the cached connections through on_close_socket, which needs `sockets`.
         curl_multi_cleanup(multi);
@@ -231,6 +405,140 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                     self->cancel(easy);
             });
         }
+        route(std::move(t), req.url);
+    }
+
+    // ----- addresses --------------------------------------------------------------------------
+
+    /// Sends `t` to libcurl on its host's next address, or parks it until the host's first
+    /// DNS answer. IP literals, URLs libcurl's parser refuses (it then says why) and hosts
+    /// with one looked-up address go as they are.
+    void route(std::unique_ptr<transfer> t, const std::string& url)
+    {
+        const auto host_port = detail::url_host_port(url);
+        if (!host_port) {
+            add(std::move(t));
+            return;
+        }
+        const auto& [host, port] = *host_port;
+        std::string key = detail::host_key(host, port);
+        auto it = hosts.find(key);
+        if (it == hosts.end()) {
+            error_code not_literal;
+            (void)asio::ip::make_address(host, not_literal);
+            if (!not_literal) {
+                add(std::move(t));
+                return;
+            }
+            auto e = std::make_shared<host_entry>();
+            e->host = host;
+            e->port = port;
+            it = hosts.emplace(key, std::move(e)).first;
+        }
+        auto entry = it->second;
+        if (!entry->fixed && !entry->resolving
+            && (entry->addresses.empty()
+                || std::chrono::steady_clock::now() - entry->resolved_at >= options.address_refresh))
+            look_up(key, entry);
+        if (entry->addresses.empty()) {
+            waiting.push_back({std::move(t), std::move(key)});
+            return;
+        }
+        assign_address(std::move(t), *entry);
+    }
+
+    /// Resolves `entry`'s host on the client's executor (Asio's resolver runs getaddrinfo
+    /// off this thread), then sends the transfers that waited for it.
+    ///
+    /// The handler holds the key, not the entry: the entry owns the resolver, and a handler
+    /// that kept the entry alive would keep the lookup from being cancelled with the client.
+    /// Only `resolved` removes an entry, so the key still names this one when it runs.
+    /// AI_ADDRCONFIG is left out: it hides loopback addresses on a host with no other network.
+    void look_up(const std::string& key, const std::shared_ptr<host_entry>& entry)
+    {
+        entry->resolving = true;
+        if (!entry->resolver)
+            entry->resolver.emplace(executor);
+        entry->resolver->async_resolve(
+            entry->host, entry->port, asio::ip::resolver_base::numeric_service,
+            [weak = weak_from_this(), key](error_code ec, asio::ip::tcp::resolver::results_type results) {
+                if (ec == asio::error::operation_aborted)
+                    return;  // the client is going away
+                if (auto self = weak.lock())
+                    if (auto it = self->hosts.find(key); it != self->hosts.end())
+                        self->resolved(key, it->second, ec, results);
+            });
+    }
+
+    void resolved(const std::string& key, std::shared_ptr<host_entry> held, error_code ec,
+                  const asio::ip::tcp::resolver::results_type& results)
+    {
+        host_entry& entry = *held;  // `held` keeps it alive past hosts.erase below
+        entry.resolving = false;
+        entry.resolved_at = std::chrono::steady_clock::now();
+        std::vector<std::string> addresses;
+        if (!ec)
+            for (const auto& r : results) {
+                std::string a = detail::resolve_form(r.endpoint().address());
+                // getaddrinfo repeats an address once per socket type it could serve.
+                if (std::find(addresses.begin(), addresses.end(), a) == addresses.end())
+                    addresses.push_back(std::move(a));
+            }
+        // A failed refresh keeps the addresses it had; a failed first lookup leaves the waiting
+        // transfers to libcurl's own resolver, which reports the failure as it always did.
+        if (!addresses.empty())
+            entry.addresses = std::move(addresses);
+        std::vector<std::unique_ptr<transfer>> ready;
+        for (auto it = waiting.begin(); it != waiting.end();) {
+            if (it->key == key) {
+                ready.push_back(std::move(it->t));
+                it = waiting.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        const bool known = !entry.addresses.empty();
+        if (!known)
+            hosts.erase(key);  // the next transfer asks again
+        for (auto& t : ready) {
+            if (known)
+                assign_address(std::move(t), entry);
+            else
+                add(std::move(t));
+        }
+    }
+
+    /// Gives `t` the entry's next address first and the others after it, in turn, so that a
+    /// new connection goes to that address and falls back to the rest if it refuses. libcurl
+    /// matches idle connections by host name, not address, so reuse is unaffected. One
+    /// looked-up address is left to libcurl, as before; a fixed one must be given.
+    void assign_address(std::unique_ptr<transfer> t, host_entry& entry)
+    {
+        const std::size_t n = entry.addresses.size();
+        if (n < 2 && !entry.fixed) {
+            add(std::move(t));
+            return;
+        }
+        const std::size_t first = entry.next++ % n;
+        std::string line = entry.host + ':' + entry.port + ':';
+        for (std::size_t i = 0; i < n; ++i) {
+            if (i > 0)
+                line += ',';
+            line += entry.addresses[(first + i) % n];
+        }
+        t->resolve = curl_slist_append(nullptr, line.c_str());
+        const CURLcode rc = t->resolve ? curl_easy_setopt(t->easy, CURLOPT_RESOLVE, t->resolve) : CURLE_OUT_OF_MEMORY;
+        if (rc != CURLE_OK) {
+            finish(std::move(t), make_curl_error(rc));
+            return;
+        }
+        add(std::move(t));
+    }
+
+    /// Hands `t` to the multi handle.
+    void add(std::unique_ptr<transfer> t)
+    {
+        CURL* easy = t->easy;
         transfers.emplace(easy, std::move(t));
         ++in_curl;
         const CURLMcode mrc = curl_multi_add_handle(multi, easy);
@@ -280,6 +588,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         set(CURLOPT_OPENSOCKETDATA, static_cast<void*>(this));
         set(CURLOPT_CLOSESOCKETFUNCTION, &impl::on_close_socket);
         set(CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+        if (options.share)
+            set(CURLOPT_SHARE, options.share->native_handle());
         if (req.method == "HEAD") {
             set(CURLOPT_NOBODY, 1L);
         } else if (req.method != "GET") {
@@ -338,6 +648,13 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
                 if (auto self = weak.lock())
                     self->cancel(easy);
             });
+            return;
+        }
+        if (auto w = std::find_if(waiting.begin(), waiting.end(), [&](auto& x) { return x.t->easy == easy; });
+            w != waiting.end()) {
+            auto t = std::move(w->t);
+            waiting.erase(w);
+            finish(std::move(t), asio::error::operation_aborted);
             return;
         }
         auto node = transfers.extract(easy);
@@ -657,6 +974,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     asio::steady_timer timer;
     std::unordered_map<curl_socket_t, std::shared_ptr<socket_entry>> sockets;
     std::unordered_map<CURL*, std::unique_ptr<transfer>> transfers;
+    /// Addresses of host names, by detail::host_key.
+    std::unordered_map<std::string, std::shared_ptr<host_entry>> hosts;
+    /// Transfers that wait for a lookup, in the order they were started.
+    std::vector<waiting_transfer> waiting;
     int in_curl = 0;  ///< >0 while a curl_multi_* call runs (callbacks may be on the stack)
     /// What a socket, timer or open-socket callback threw; `socket_action` fails every
     /// transfer with it once libcurl has returned.
@@ -676,7 +997,10 @@ inline void client::start(request req, response_handler& handler, completion_ptr
     impl_->start(std::move(req), handler, std::move(completion), slot);
 }
 
-inline std::size_t client::active_transfers() const noexcept { return impl_->transfers.size(); }
+inline std::size_t client::active_transfers() const noexcept
+{
+    return impl_->transfers.size() + impl_->waiting.size();
+}
 
 inline std::size_t client::open_sockets() const noexcept { return impl_->sockets.size(); }
 
