@@ -5,7 +5,7 @@
 //   File mode     a downloader copies every object to a local directory, then the trainer
 //                 reads the local files. Downloaders: pipemode's own (this program's
 //                 `--download` child: http::http_objects, every chunk written to its file),
-//                 `aws s3 cp --recursive` and `rclone copy`.
+//                 `aws s3 cp --recursive` and `rclone copy` (8 transfers; rclone32: 32).
 //   Stream mode   the trainer reads the objects' URLs directly (pipemode's ranged-GET stream),
 //                 every epoch from the server again; nothing is written to disk.
 //
@@ -27,7 +27,7 @@
 // hits every configuration alike), and the medians are printed and written as CSV.
 //
 // Usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM
-//            [--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone]
+//            [--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32]
 //            [--algorithms pca,kmeans] [--repeats N] [--epochs N] [--k N]
 //            [--num-components N] [--feature-dim N] [--drop-caches] [--csv FILE]
 //   PREFIX/NAME is the URL of DIR/NAME (the directory the server serves, listed for names and
@@ -399,16 +399,19 @@ std::vector<std::string> downloader_argv(const config& c, const data_set& d, con
     if (tool == "aws")
         return {"aws", "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url", c.s3_endpoint,
                 "s3://" + c.bucket + "/", dest};
-    if (tool == "rclone") {
+    if (tool == "rclone" || tool == "rclone32") {
         // rclone's HTTP backend; the server has no directory index, so the objects are named
         // in a --files-from list (no listing), and the trailing '/' says the path is a
         // directory (rclone would otherwise HEAD it, and the bucket's path answers with the
-        // listing the aws CLI reads). 8 transfers: pipemode's 8 connections.
+        // listing the aws CLI reads). "rclone": 8 transfers, pipemode's 8 connections;
+        // "rclone32": 32, File mode at its parallel best on a link with a per-connection
+        // rate and a first-byte latency, where 8 transfers leave most of it idle.
         const auto slash = c.url.find('/', c.url.find("//") + 2);
-        return {"rclone", "copy", "-q", "--transfers", "8", "--http-url", c.url.substr(0, slash), "--files-from", list,
-                "--no-traverse", ":http:" + (slash == std::string::npos ? "" : c.url.substr(slash + 1) + "/"), dest};
+        return {"rclone", "copy", "-q", "--transfers", tool == "rclone" ? "8" : "32", "--http-url", c.url.substr(0, slash),
+                "--files-from", list, "--no-traverse",
+                ":http:" + (slash == std::string::npos ? "" : c.url.substr(slash + 1) + "/"), dest};
     }
-    die("unknown downloader '" + tool + "' (pipemode, aws or rclone)");
+    die("unknown downloader '" + tool + "' (pipemode, aws, rclone or rclone32)");
 }
 
 job file_job(const config& c, const data_set& d, const std::string& tool, const std::string& algorithm,
@@ -574,7 +577,7 @@ int run_benchmark(int argc, char** argv)
             c.drop = true;
         else
             die("usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM "
-                "[--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone] [--algorithms pca,kmeans] "
+                "[--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32] [--algorithms pca,kmeans] "
                 "[--repeats N] [--epochs N] [--k N] [--num-components N] [--feature-dim N] [--drop-caches] "
                 "[--csv FILE]");
     }

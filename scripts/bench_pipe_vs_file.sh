@@ -12,18 +12,23 @@
 # ranged GET, so it is too slow to time anything on; nginx serves the timed runs).
 #
 # Usage: scripts/bench_pipe_vs_file.sh [--size SIZE] [--files N] [--repeats N] [--quick]
-#            [--downloaders LIST] [--algorithms LIST] [--connection-rate MIB_S] [--out PREFIX]
-#            [--build-dir DIR] [--no-deps]
+#            [--downloaders LIST] [--algorithms LIST] [--connection-rate MIB_S]
+#            [--first-byte-ms MS] [--out PREFIX] [--build-dir DIR] [--no-deps]
 #   --size SIZE         data set size: MiB, or with a suffix M or G (default 1G)
 #   --files N           number of objects (default 64)
 #   --repeats N         runs of each configuration; medians are reported (default 3)
 #   --quick             a smoke run: 64 MiB in 8 objects, 1 repetition (about 15 s once built
 #                       and the data set is cached; writing it takes 2 s)
-#   --downloaders LIST  File-mode downloaders, comma-separated (default pipemode,aws,rclone)
+#   --downloaders LIST  File-mode downloaders, comma-separated: pipemode, aws, rclone (8
+#                       transfers), rclone32 (32 transfers) (default pipemode,aws,rclone; with
+#                       --connection-rate or --first-byte-ms, rclone32 is added)
 #   --algorithms LIST   pca,kmeans (default both)
 #   --connection-rate N nginx sends at most N MiB/s on each connection (limit_rate), a stand-in
 #                       for S3's per-connection bandwidth, so downloads are bound by the
 #                       network rather than by this machine's CPU (default: no limit)
+#   --first-byte-ms MS  nginx waits MS ms before each answer (echo module's echo_sleep), a
+#                       stand-in for S3's first-byte latency; with --connection-rate 50 and
+#                       --first-byte-ms 30 the link is scripts/bench_link.sh's (default: none)
 #   --out PREFIX        write PREFIX.csv and PREFIX.png (default
 #                       build/pipe-vs-file/<size>-<files>/pipe-vs-file)
 #   --build-dir DIR     use (and update with ninja) this build tree instead of the release
@@ -105,12 +110,13 @@ size_mib=1024
 files=64
 repeats=3
 epochs=3
-downloaders=pipemode,aws,rclone
+downloaders=""
 algorithms=pca,kmeans
 out=""
 build_dir=""
 deps=1
 rate=""
+first_byte_ms=""
 replot=0
 while (($#)); do
     case "$1" in
@@ -129,6 +135,7 @@ while (($#)); do
         --build-dir) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --build-dir needs a directory" >&2; exit 2; }
             build_dir=$2; shift ;;
         --connection-rate) number "$1" "${2:-}"; rate=$2; shift ;;
+        --first-byte-ms) number "$1" "${2:-}"; first_byte_ms=$2; shift ;;
         --no-deps) deps=0 ;;
         --replot) replot=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -143,7 +150,14 @@ if ((replot)); then
     exit 0
 fi
 label="${size_mib}MiB-${files}files"
-[[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}/pipe-vs-file"
+[[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}${first_byte_ms:+-${first_byte_ms}ms}/pipe-vs-file"
+# On an emulated link, File mode also gets its parallel best: 8 transfers leave most of a
+# link with a per-connection rate and a first-byte latency idle.
+if [[ -z $downloaders ]]; then
+    downloaders=pipemode,aws,rclone
+    [[ -z $rate$first_byte_ms ]] || downloaders+=,rclone32
+fi
+echo_module=/usr/lib/nginx/modules/ngx_http_echo_module.so
 
 # The build's packages, and the peers this benchmark runs: rclone, and the aws CLI unless one
 # is already on the PATH (e.g. aws-cli from pip, as on the development machine), both from
@@ -151,6 +165,7 @@ label="${size_mib}MiB-${files}files"
 if ((deps)); then
     pipemode_install_deps
     peers=(rclone)
+    [[ -z $first_byte_ms ]] || peers+=(libnginx-mod-http-echo)
     if [[ ,$downloaders, == *,aws,* ]] && ! command -v aws >/dev/null; then
         peers+=(awscli)
     fi
@@ -164,6 +179,10 @@ if ((deps)); then
         apt-get update
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     fi
+fi
+if [[ -n $first_byte_ms && ! -f $echo_module ]]; then
+    echo "bench_pipe_vs_file.sh: --first-byte-ms needs nginx's echo module ($echo_module): apt-get install libnginx-mod-http-echo" >&2
+    exit 1
 fi
 if [[ ,$downloaders, == *,aws,* ]] && ! command -v aws >/dev/null; then
     echo "bench_pipe_vs_file.sh: the aws CLI is not on the PATH: apt-get install awscli (or pip)," >&2
@@ -226,11 +245,26 @@ listing=$work/listing.xml
 eval "$(declare -f pipemode_write_nginx_conf | sed '1s/pipemode_write_nginx_conf/pipemode_write_nginx_conf_plain/')"
 pipemode_write_nginx_conf() {
     pipemode_write_nginx_conf_plain "$@"
-    local listing_block
-    listing_block="        location = /data {\n            default_type application/xml;\n            alias $listing;\n        }"
-    sed -i "s|^        location / {|$listing_block\n        location / {|" "$1/nginx.conf"
+    local listing_block object=/ sleep_s
+    if [[ -z $first_byte_ms ]]; then
+        listing_block="        location = /data {\n            default_type application/xml;\n            alias $listing;\n        }"
+    else
+        # Every answer waits first_byte_ms (echo_sleep), then an internal redirect serves it,
+        # Range and If-Match included; the rate limit applies to the redirect's location.
+        sleep_s=$(awk -v ms="$first_byte_ms" 'BEGIN {printf "%.3f", ms / 1000}')
+        sed -i "1i load_module $echo_module;" "$1/nginx.conf"
+        listing_block="        location = /data {\n            echo_sleep $sleep_s;\n            echo_exec /.listing;\n        }"
+        listing_block+="\n        location = /.listing {\n            internal;\n            default_type application/xml;\n            alias $listing;\n        }"
+        listing_block+="\n        location / {\n            echo_sleep $sleep_s;\n            echo_exec @object;\n        }"
+        sed -i "s|^        location / {|        location @object {|" "$1/nginx.conf"
+        object=@object
+    fi
+    sed -i "s|^        location $object {|$listing_block\n        location $object {|" "$1/nginx.conf"
     if [[ -n $rate ]]; then
-        sed -i "s|^        location / {|        location / {\n            limit_rate ${rate}m;|" "$1/nginx.conf"
+        # limit_rate acts between sendfile chunks: with the default 2 MiB chunk the first
+        # 2 MiB of every answer would leave unthrottled.
+        sed -i "s|^        location $object {|        location $object {\n            limit_rate ${rate}m;|" "$1/nginx.conf"
+        sed -i "s|^    sendfile on;|    sendfile on;\n    sendfile_max_chunk 512k;|" "$1/nginx.conf"
     fi
 }
 pipemode_start_nginx "$cache"
@@ -285,7 +319,7 @@ else
 fi
 
 mkdir -p "$(dirname "$out")"
-echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms${rate:+, $rate MiB/s per connection}"
+echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms${rate:+, $rate MiB/s per connection}${first_byte_ms:+, $first_byte_ms ms to the first byte}"
 "$bench" --url "$base/data" --dir "$cache/data" --work "$work/jobs" --pca "$pca" --kmeans "$kmeans" \
     --s3-endpoint "$base" --bucket data --downloaders "$downloaders" --algorithms "$algorithms" \
     --repeats "$repeats" --epochs "$epochs" "${drop[@]}" --csv "$out.csv" | tee "$out.txt"

@@ -23,6 +23,17 @@ PIPEMODE_DEPS_UPCOMING=(
     openmpi-bin libopenmpi-dev
 )
 
+# What the benchmark scripts run beside pipemode (scripts/bench_link.sh; bench_http.sh and
+# bench_pipe_vs_file.sh take the peers they need from here too): curl as the ceiling, rclone
+# as File mode's parallel downloader, GNU time for CPU and peak RSS, and nginx with Debian's
+# echo module for the emulated S3-like link (echo_sleep's first-byte latency). nginx-light is
+# kept for the tests; in Debian 12 it depends on nginx and the echo module anyway, and nginx
+# loads the module with load_module.
+PIPEMODE_DEPS_BENCH=(
+    curl rclone time
+    nginx libnginx-mod-http-echo
+)
+
 # Prints, one per line, the packages among "$@" that are not installed.
 pipemode_missing_packages() {
     local pkg status
