@@ -7,7 +7,9 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -1064,18 +1066,25 @@ inline object_stream::~object_stream()
         core->owned_io.clear();
         return;
     }
-    // The caller's executors run on: stop every coroutine where it runs. Each lane's client
-    // aborts its transfers (their completions go home); home stops the scheduler and the
-    // sampler, and the fetches end when their transfers complete. The coroutines hold the core
-    // until then.
-    for (std::size_t i = 1; i < core->lanes.size(); ++i)
-        asio::post(core->lanes[i].executor, [core, i] { core->lanes[i].http.reset(); });
-    asio::post(core->home().executor, [core] {
+    // The caller's executors run on: stop every coroutine where it runs. Home stops first, so
+    // that nothing it posts to a lane can come after that lane's teardown; each lane's client
+    // then aborts its transfers (their completions go home), and the fetches end there. Every
+    // lane is kept busy (tracked work) until its teardown has run, so that a caller who stops
+    // its io_contexts as soon as they run out of work does not strand a transfer in a queue
+    // nobody runs. The coroutines hold the core until they end.
+    using tracked_executor = decltype(asio::prefer(std::declval<asio::any_io_executor>(),
+                                                   asio::execution::outstanding_work.tracked));
+    std::vector<tracked_executor> keep;
+    for (auto& l : core->lanes)
+        keep.push_back(asio::prefer(l.executor, asio::execution::outstanding_work.tracked));
+    asio::post(core->home().executor, [core, keep = std::move(keep)]() mutable {
         core->stopping = true;
         core->stop_scheduling = true;
         core->wake_scheduler();
         if (core->sample_timer)
             core->sample_timer->cancel();
+        for (std::size_t i = 1; i < core->lanes.size(); ++i)
+            asio::post(core->lanes[i].executor, [core, i, work = std::move(keep[i])] { core->lanes[i].http.reset(); });
         core->home().http.reset();
     });
 }
