@@ -54,6 +54,8 @@ struct source_options {
     std::optional<std::size_t> part_size;
     std::optional<std::size_t> connections;
     std::optional<double> throughput_target_gbps;
+    std::optional<std::size_t> network_threads;
+    std::vector<std::string> resolve;
     std::string ca_file;
     bool verify_tls = true;
 };
@@ -72,6 +74,11 @@ inline constexpr std::string_view source_options_help = R"(URL and S3 options:
                          the link to size the stream for, in Gb/s (default 25): sets the
                          most connections (GBPS / 50 MB/s) and the window; the connections
                          start at 32 and grow while throughput grows with them
+  --network-threads N    network threads (default: one per 25 Gb/s of the target, at
+                         most half the cores)
+  --resolve HOST:PORT:ADDR[,ADDR...]
+                         use these addresses for HOST:PORT instead of DNS (as curl's
+                         --resolve; may be repeated); connections are spread over them
   --part-size SIZE       bytes per ranged GET: MiB, or with a suffix K, M, G (default 8)
   --connections N        ranged GETs in flight at most (default: from --throughput-target)
   --ca-file PATH         a PEM file of CA certificates to trust instead of the system's;
@@ -118,6 +125,13 @@ inline bool parse_source_option(option_cursor& c, source_options& o, std::vector
         if (*o.connections == 0)
             throw usage_error("--connections must be at least 1");
     }
+    else if (name == "--network-threads") {
+        o.network_threads = parse_count(name, c.value());
+        if (*o.network_threads == 0 || *o.network_threads > 256)
+            throw usage_error("--network-threads must be between 1 and 256");
+    }
+    else if (name == "--resolve")
+        o.resolve.emplace_back(c.value());
     else if (name == "--throughput-target") {
         const std::string v(c.value());
         std::size_t used = 0;
@@ -230,6 +244,9 @@ inline pipemode::http::stream_options stream_options_of(const source_options& o)
         s.max_connections = *o.connections;
     if (o.throughput_target_gbps)
         s.throughput_target_gbps = *o.throughput_target_gbps;
+    if (o.network_threads)
+        s.network_threads = *o.network_threads;
+    s.client.resolve = o.resolve;
     s.client.verify_tls = o.verify_tls;
     // The CA as the AWS CLI takes it, for https:// URLs as much as for S3: --ca-file, else
     // AWS_CA_BUNDLE, else the profile's ca_bundle, else the system's. Checked here so that a

@@ -1136,9 +1136,13 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
             }
         }
         // Each client is made on its own executor's thread before anything runs there (the
-        // client's rule), or here before the threads start.
+        // client's rule), or here before the threads start. The lanes share one DNS and TLS
+        // session cache unless the caller gave one.
+        auto client_options = core->options.client;
+        if (!client_options.share)
+            client_options.share = std::make_shared<client_share>();
         for (auto& l : core->lanes)
-            l.http.emplace(l.executor, core->options.client);
+            l.http.emplace(l.executor, client_options);
         // A coroutine that fails (only bad_alloc is possible past the lister) stops the stream
         // and hands its exception to the reader, as a failed listing does.
         auto on_failure = [core](std::exception_ptr e) {
