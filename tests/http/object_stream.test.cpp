@@ -946,3 +946,24 @@ TEST_CASE("A stream runs on several network threads of its own, or on the caller
         tb.join();
     }
 }
+
+TEST_CASE("A part that lags far behind its peers is hedged on another connection and the first answer wins",
+          "[http][faults]")
+{
+    // The seventh part's connection stalls after 1,000 bytes for 30 s, and the low-speed limit
+    // is too lax to notice within the test: only a hedge gets the reader past it in seconds.
+    faulty_object o(40000);
+    o.server.script({test::fault::stall_after(1000, std::chrono::seconds(30)).only_from(6 * 128 * kib)});
+    auto so = fault_options();
+    so.client.low_speed_limit = 1;
+    so.client.low_speed_time = std::chrono::seconds(60);
+    auto stream = http::http_objects({o.url()}, so);
+    auto* s = stream.get();
+    const auto start = std::chrono::steady_clock::now();
+    reader r(std::move(stream), {.batch_size = 500, .format = data_format::recordio});
+    CHECK(payloads_of(r) == o.payloads);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took < std::chrono::seconds(15));
+    CHECK(s->hedges_sent() == 1);
+    CHECK(o.server.faults_injected(test::fault_kind::stall) == 1);
+}

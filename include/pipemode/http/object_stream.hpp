@@ -177,6 +177,9 @@ public:
     std::size_t peak_connections() const noexcept;
     /// The adaptive connection limit now.
     std::size_t connection_limit() const noexcept;
+    /// Hedges sent so far: parts the reader waited on that lagged far behind their peers and
+    /// were asked for again on another connection.
+    std::size_t hedges_sent() const noexcept;
 
 private:
     std::shared_ptr<detail::stream_core> core_;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -77,6 +78,21 @@ struct part_state {
     std::size_t lane = 0;            ///< the network thread its transfers run on
     asio::cancellation_signal cancel;       ///< stops its transfer (emitted on its lane)
     asio::cancellation_signal cancel_wait;  ///< stops its backoff wait (emitted at home)
+    std::chrono::steady_clock::time_point issued{};  ///< home: when its fetch began
+
+    // A hedge: the rest of a lagging part asked for again on another connection of the same
+    // lane, the first answer winning. Both transfers write the part's buffer on the lane's
+    // thread, the primary from `received` and the hedge from `hedge_from`, so the bytes
+    // [0, max(received, hedge_from + hedge_received)) are always there and never raced for.
+    bool hedged = false;                ///< home: a hedge was sent for this part
+    bool hedge_in_flight = false;       ///< home
+    std::uint64_t hedge_from = 0;       ///< lane: where the hedge's bytes go
+    std::uint64_t hedge_received = 0;   ///< lane
+    asio::cancellation_signal hedge_cancel;  ///< stops the hedge's transfer (on its lane)
+    std::optional<asio::steady_timer> hedge_done;  ///< home: the primary waits on it for the hedge
+
+    /// Bytes from the part's start that are in its buffer (lane, or home when no transfer runs).
+    std::uint64_t covered() const noexcept { return std::max(received, hedge_from + hedge_received); }
 };
 
 /// An object being streamed. (m) fields are guarded by `stream_core::mutex`; the others belong
@@ -193,6 +209,11 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::optional<asio::steady_timer> wake;  ///< the scheduler sleeps on it; cancelled to wake it
     std::optional<asio::steady_timer> sample_timer;
     bool stop_scheduling = false;  ///< nothing more may be issued (a failed listing, destruction)
+    /// Parts being fetched, for the hedging check.
+    std::unordered_map<const part_state*, std::pair<std::weak_ptr<part_state>, std::shared_ptr<object_state>>> flights;
+    /// Throughput of recently completed parts (bytes per second), for the hedging check.
+    std::deque<double> recent_rates;
+    std::atomic<std::size_t> hedges_sent{0};
     /// The earliest object that failed: the reader stops there, so nothing of it or after it
     /// is fetched any more, while the objects before it are fetched to their end.
     std::optional<std::uint64_t> failed_from;
@@ -342,9 +363,9 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
 class part_receiver final : public response_handler {
 public:
     part_receiver(stream_core* core, std::shared_ptr<object_state> obj, std::shared_ptr<part_state> part,
-                  std::uint64_t first, std::optional<std::uint64_t> known_size, std::string etag)
+                  std::uint64_t first, std::optional<std::uint64_t> known_size, std::string etag, bool hedge = false)
         : core_(core), obj_(std::move(obj)), part_(std::move(part)), first_(first), size_(known_size),
-          etag_(std::move(etag))
+          etag_(std::move(etag)), hedge_(hedge)
     {
     }
 
@@ -451,16 +472,24 @@ public:
             bytes = bytes.first(static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), part.length - part.received)));
         if (part.released.load(std::memory_order_relaxed))
             return false;  // the reader let go of the part: stop the transfer
-        if (part.received + bytes.size() > part.length)
+        if (part.covered() == part.length)
+            return false;  // the hedge (or the transfer it hedged) has brought every byte
+        if (hedge_ && !hedge_started_) {
+            part.hedge_from = first_ - part.offset;
+            hedge_started_ = true;
+        }
+        std::uint64_t& written = hedge_ ? part.hedge_received : part.received;
+        const std::uint64_t at = hedge_ ? part.hedge_from + written : written;
+        if (at + bytes.size() > part.length)
             return refuse(errc::bad_http_response, "the server sent more bytes than the range asked for");
-        std::memcpy(part.data.get() + part.received, bytes.data(), bytes.size());
-        part.received += bytes.size();
+        std::memcpy(part.data.get() + at, bytes.data(), bytes.size());
+        written += bytes.size();
         core_->bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
         bool awaited = false;
         {
             std::lock_guard lock(core_->mutex);
-            part.published = part.received;
-            part.complete = part.received == part.length;
+            part.published = part.covered();
+            part.complete = part.published == part.length;
             // Wake the reader for the first bytes of a part (the first batch must not wait),
             // for its end, and otherwise once enough has gathered to be worth a context
             // switch: a reader faster than the network would wake per receive otherwise.
@@ -531,6 +560,8 @@ private:
     std::string etag_;                           ///< the ETag known when the transfer began
     std::optional<std::uint64_t> learned_size_;  ///< told by this answer
     std::string learned_etag_;                   ///< told by this answer, when none was known
+    bool hedge_ = false;                         ///< writes from `hedge_from`, not `received`
+    bool hedge_started_ = false;
 };
 
 /// Frees a fetch's connection slot however the fetch ends, and the part's window bytes when the
@@ -543,6 +574,7 @@ struct active_slot {
     {
         --core->active;
         --core->lanes[part->lane].fetches;
+        core->flights.erase(part);
         part->in_flight = false;
         if (part->released.load(std::memory_order_relaxed))
             core->give_back(*part);
@@ -592,7 +624,27 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         part_receiver receiver(core.get(), obj, part, first, obj->size, obj->etag);
         const std::uint64_t before = part->received;
         core->policy.begin_attempt(attempt);
+        if (part->issued == std::chrono::steady_clock::time_point{})
+            part->issued = std::chrono::steady_clock::now();
         auto [ec, info] = co_await perform_on(core->lanes[part->lane], std::move(req), receiver, part->cancel);
+        if (part->hedge_in_flight) {
+            // The hedge may still bring the rest: let it finish (cancelled at once if this
+            // transfer completed the part), then go on from whatever both brought.
+            bool complete = false;
+            {
+                std::lock_guard lock(core->mutex);
+                complete = part->complete;
+            }
+            if (complete)
+                asio::post(core->lanes[part->lane].executor,
+                           [part] { part->hedge_cancel.emit(asio::cancellation_type::terminal); });
+            part->hedge_done->expires_at(asio::steady_timer::time_point::max());
+            co_await part->hedge_done->async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        if (part->hedged && !part->hedge_in_flight) {
+            part->received = part->covered();  // no transfer runs now: home may touch these
+            part->hedge_from = part->hedge_received = 0;
+        }
         if (part->released.load(std::memory_order_relaxed) || core->stopping)
             co_return;  // given back by the reader, or the stream is going: nobody wants the rest
         if (info.exception)
@@ -602,8 +654,8 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             core->fail_object(obj, receiver.refusal(), receiver.refusal_detail(), first);
             co_return;
         }
-        if (receiver.cut_short()) {
-            core->policy.on_success(attempt);
+        if (receiver.cut_short() || (part->length > 0 && part->received == part->length)) {
+            core->policy.on_success(attempt);  // done, by this transfer or by its hedge
             break;
         }
         failure_kind kind{};
@@ -644,6 +696,97 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         backoff.expires_after(*delay);
         co_await backoff.async_wait(asio::as_tuple(asio::bind_cancellation_slot(part->cancel_wait.slot(), asio::use_awaitable)));
     }
+    // A whole part's pace, for telling a lagging part from a slow link (the hedging check).
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - part->issued).count();
+    if (part->length >= core->options.part_size / 2 && seconds > 0) {
+        core->recent_rates.push_back(static_cast<double>(part->length) / seconds);
+        if (core->recent_rates.size() > 32)
+            core->recent_rates.pop_front();
+    }
+}
+
+/// Ends a hedge however it ends: the slot, and the primary's wait.
+struct hedge_slot {
+    stream_core* core;
+    part_state* part;
+    ~hedge_slot()
+    {
+        --core->active;
+        --core->lanes[part->lane].fetches;
+        part->hedge_in_flight = false;
+        if (part->hedge_done)
+            part->hedge_done->cancel();
+        core->wake_scheduler();
+    }
+};
+
+/// One attempt at the rest of a lagging part, from the first byte the reader does not have yet,
+/// on a new connection of the part's lane. If it brings the last byte first, the primary
+/// transfer is cancelled; if it fails, the primary goes on as if nothing happened.
+inline asio::awaitable<void> hedge_part(std::shared_ptr<stream_core> core, std::shared_ptr<object_state> obj,
+                                        std::shared_ptr<part_state> part)
+{
+    hedge_slot slot{core.get(), part.get()};
+    std::uint64_t from = 0;
+    {
+        std::lock_guard lock(core->mutex);
+        from = part->published;
+    }
+    if (from >= part->length || part->released.load(std::memory_order_relaxed) || core->stopping)
+        co_return;
+    request req = co_await core->builder->async_make(*core->home().http, obj->info, part->offset + from,
+                                                     part->offset + part->length - 1, obj->etag);
+    part_receiver receiver(core.get(), obj, part, part->offset + from, obj->size, obj->etag, true);
+    auto [ec, info] = co_await perform_on(core->lanes[part->lane], std::move(req), receiver, part->hedge_cancel);
+    bool complete = false;
+    {
+        std::lock_guard lock(core->mutex);
+        complete = part->complete;
+    }
+    if (complete && !core->stopping)  // the hedge won: the primary transfer is not needed
+        asio::post(core->lanes[part->lane].executor, [part] { part->cancel.emit(asio::cancellation_type::terminal); });
+}
+
+/// Sends a hedge for the part the reader waits on if it lags far behind its peers: in flight
+/// for over a second at under a quarter of the median pace of recent whole parts, with no
+/// hedge yet. A stalled connection then costs a second or two, not the low-speed timeout, and
+/// a slow link (every part slow alike) sends none.
+inline void maybe_hedge(const std::shared_ptr<stream_core>& core)
+{
+    const part_state* awaited = nullptr;
+    std::uint64_t published = 0;
+    {
+        std::lock_guard lock(core->mutex);
+        awaited = core->awaited_part;
+        if (awaited)
+            published = awaited->published;
+    }
+    if (!awaited || core->recent_rates.size() < 3)
+        return;
+    const auto it = core->flights.find(awaited);
+    if (it == core->flights.end())
+        return;
+    auto part = it->second.first.lock();
+    const auto& obj = it->second.second;
+    if (!part || part->hedged || !part->in_flight || !obj->size || part->released.load(std::memory_order_relaxed)
+        || published >= part->length)
+        return;
+    const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() - part->issued).count();
+    std::vector<double> rates(core->recent_rates.begin(), core->recent_rates.end());
+    std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
+    const double median = rates[rates.size() / 2];
+    if (age < 1.0 || static_cast<double>(published) / age >= median / 4)
+        return;
+    part->hedged = true;
+    part->hedge_in_flight = true;
+    if (!part->hedge_done)
+        part->hedge_done.emplace(core->home().executor);
+    ++core->active;
+    ++core->lanes[part->lane].fetches;
+    core->hedges_sent.fetch_add(1, std::memory_order_relaxed);
+    asio::co_spawn(core->home().executor, hedge_part(core, obj, part), [core, obj](std::exception_ptr e) {
+        (void)e;  // a hedge that fails changes nothing: the primary transfer goes on
+    });
 }
 
 /// A part the scheduler could issue next: where it starts, how long it is, what it reserves.
@@ -808,6 +951,7 @@ inline asio::awaitable<void> run_scheduler(std::shared_ptr<stream_core> core)
             if (core->lanes[i].fetches < core->lanes[part->lane].fetches)
                 part->lane = i;
         ++core->lanes[part->lane].fetches;
+        core->flights.emplace(part.get(), std::pair{std::weak_ptr<part_state>(part), obj});
         {
             std::lock_guard lock(core->mutex);
             obj->parts.push_back(part);
@@ -854,6 +998,7 @@ inline asio::awaitable<void> run_sampler(std::shared_ptr<stream_core> core)
         const bool saturated = std::chrono::duration<double>(wait - last_wait).count() >= 0.5 * seconds;
         if (core->policy.on_throughput_sample(rate, saturated))
             core->wake_scheduler();
+        maybe_hedge(core);
         core->limit_now.store(core->policy.concurrency().current(), std::memory_order_relaxed);
         last_time = now;
         last_bytes = core->bytes_received;
@@ -1112,6 +1257,11 @@ inline stream_sizing object_stream::sizing() const noexcept { return core_->sizi
 inline std::size_t object_stream::peak_connections() const noexcept
 {
     return core_->active_peak.load(std::memory_order_relaxed);
+}
+
+inline std::size_t object_stream::hedges_sent() const noexcept
+{
+    return core_->hedges_sent.load(std::memory_order_relaxed);
 }
 
 inline std::size_t object_stream::connection_limit() const noexcept
