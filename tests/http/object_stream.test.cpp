@@ -966,6 +966,6 @@ TEST_CASE("A part that lags far behind its peers is hedged on another connection
     CHECK(payloads_of(r) == o.payloads);
     const auto took = std::chrono::steady_clock::now() - start;
     CHECK(took < std::chrono::seconds(15));
-    CHECK(s->hedges_sent() == 1);
+    CHECK(s->hedges_sent() >= 1);  // one for the stall; a loaded machine may lag another part
     CHECK(o.server.faults_injected(test::fault_kind::stall) == 1);
 }
