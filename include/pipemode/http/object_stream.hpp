@@ -141,8 +141,7 @@ namespace detail {
 struct stream_core;
 } // namespace detail
 
-/// A `source_provider` that streams the objects an `object_lister` names through ranged GETs
-/// on its own network thread.
+/// A `source_provider` that streams the objects an `object_lister` names through ranged GETs.
 ///
 /// Each object is read as parts of `part_size` bytes, fetched by concurrent GETs (up to an
 /// adaptive limit, see `stream_options`) into buffers reserved within the window before the
@@ -150,13 +149,18 @@ struct stream_core;
 /// issued, never paused connections). Parts are delivered strictly in order, each byte as soon
 /// as it has arrived, and the window runs ahead across object boundaries, so the next objects
 /// are fetched while the current one is decoded. Objects whose size is not known in advance
-/// start together: their first GETs go out concurrently and each answer tells the size. An object may be read in part (`object_info::first` and `end`):
-/// only that byte range is requested. The first response gives an object's size and ETag (no HEAD);
-/// later ranges carry `If-Match`, so an object replaced mid-read fails with
-/// `errc::object_changed` rather than mixing versions. A failed range is retried with
-/// full-jitter backoff from the first byte it did not get.
+/// start together: their first GETs go out concurrently and each answer tells the size. An
+/// object may be read in part (`object_info::first` and `end`): only that byte range is
+/// requested. The first response gives an object's size and ETag (no HEAD); later ranges
+/// carry `If-Match`, so an object replaced mid-read fails with `errc::object_changed` rather
+/// than mixing versions. A failed range is retried with full-jitter backoff from the first
+/// byte it did not get; a part the reader waits on that lags far behind its peers is hedged on
+/// another connection.
 ///
-/// The network thread is separate from the reader's, so receiving and decoding overlap.
+/// Threads: the scheduler and the retries run on one home executor and the transfers on one
+/// or more network threads of the stream's own (`network_threads`) or on the caller's
+/// executors (`executors`), never on the reader's thread, so receiving and decoding overlap
+/// (docs/http.md, "Threads"). Destroy the stream while the reader's executor still runs.
 class object_stream final : public source_provider {
 public:
     object_stream(std::unique_ptr<object_lister> lister, std::unique_ptr<request_builder> builder,
