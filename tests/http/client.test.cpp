@@ -462,7 +462,7 @@ TEST_CASE("Destroying the client with transfers in flight aborts them and closes
     CHECK(open_fds() == fds_before);
 }
 
-TEST_CASE("A response handler that throws fails its transfer; the exception never unwinds through libcurl", "[http]")
+TEST_CASE("A response handler that throws fails its transfer, the exception never unwinds through libcurl", "[http]")
 {
     // A handler throws from on_head, then one from on_body: each transfer completes with an
     // error and the exception in its transfer_info, and the client serves the next request.

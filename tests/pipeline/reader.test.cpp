@@ -515,7 +515,7 @@ TEST_CASE("reader: an empty data set is an error, not an empty epoch")
     CHECK(r.done());
 }
 
-TEST_CASE("reader: TFRecord CRC failures name the source, offset and record; a corrupt-record budget bounds skipping")
+TEST_CASE("reader: TFRecord CRC failures name the source, offset and record, a corrupt-record budget bounds skipping")
 {
     temp_dir dir;
     std::vector<std::byte> data;

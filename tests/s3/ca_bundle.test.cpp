@@ -272,7 +272,7 @@ TEST_CASE("AWS_CA_BUNDLE with the server's certificate makes the S3 read succeed
     CHECK(is_verification_failure(message));
 }
 
-TEST_CASE("The chosen profile's ca_bundle makes the S3 read succeed; AWS_CA_BUNDLE wins over it", "[s3]")
+TEST_CASE("The chosen profile's ca_bundle makes the S3 read succeed, AWS_CA_BUNDLE wins over it", "[s3]")
 {
     const std::string config = "/home/u/.aws/config";
     const variables files = {{config, "[profile private]\nca_bundle = " + fixture().cert.string() + "\n"}};

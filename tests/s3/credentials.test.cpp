@@ -1282,7 +1282,7 @@ TEST_CASE("credentials: web identity's place in the chain")
     CHECK(service.requests.size() == 2);
 }
 
-TEST_CASE("credentials: half a web identity is an error; credential_process and SSO stay refused")
+TEST_CASE("credentials: half a web identity is an error, credential_process and SSO stay refused")
 {
     fake_environment env;
     env.vars = {{"HOME", "/h"}};

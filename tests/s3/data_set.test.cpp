@@ -178,7 +178,7 @@ TEST_CASE("An empty object is read as no records among others", "[s3]")
     CHECK(payloads_of(r) == std::vector<std::string>{"record 1"});
 }
 
-TEST_CASE("S3 errors name the object, the HTTP status and S3's error code; credentials never appear", "[s3]")
+TEST_CASE("S3 errors name the object, the HTTP status and S3's error code, credentials never appear", "[s3]")
 {
     fixture();
     const aws_credentials secret{"AKIDSHOWNMASKED", "never-print-this-secret", "never-print-this-token"};
@@ -325,7 +325,7 @@ TEST_CASE("s3_store: a prefix sharded by byte range over 3 ranks and 2 shuffled 
     CHECK(got[1] == want);
 }
 
-TEST_CASE("s3_store resumes mid-object from a saved state; s3_manifest_store reads a manifest's objects by object")
+TEST_CASE("s3_store resumes mid-object from a saved state, s3_manifest_store reads a manifest's objects by object")
 {
     const auto all = put_store_objects("resume", 3);
     const std::string prefix = "s3://" + std::string(bucket) + "/store/resume/";

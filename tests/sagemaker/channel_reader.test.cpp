@@ -74,7 +74,7 @@ TEST_CASE("a CSV channel sharded by S3 key over two ranks, shuffled, over a loca
     CHECK(per_rank[0] + per_rank[1] == 100);
 }
 
-TEST_CASE("RecordWrapperType RecordIO reads each object as one record; a FullyReplicated channel reads everything on every rank")
+TEST_CASE("RecordWrapperType RecordIO reads each object as one record, a FullyReplicated channel reads everything on every rank")
 {
     temp_dir dir;
     test::write_file(dir / "a.jpg", test::bytes_of("not really a jpeg"));

@@ -134,7 +134,7 @@ std::string refusal(const fs::path& data_dir, const fs::path& path)
 static_assert(!std::is_copy_constructible_v<fifo_writer>);
 static_assert(std::is_nothrow_move_constructible_v<fifo_writer>);
 
-TEST_CASE("fifo_writer: a reader gets exactly the bytes, then the end of data; the FIFO is removed")
+TEST_CASE("fifo_writer: a reader gets exactly the bytes, then the end of data, the FIFO is removed")
 {
     dirs d;
     const auto path = d.data / "train_0";
