@@ -1,6 +1,7 @@
 // pipemode: definitions of object_stream.hpp. Included at the bottom of object_stream.hpp only.
 #pragma once
 
+#include <pipemode/detail/page_buffer.hpp>
 #include <pipemode/s3/error_response.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -68,7 +69,7 @@ struct part_state {
     std::uint64_t offset = 0;
     std::uint64_t length = 0;        ///< final once the object's size is known
     std::size_t reserved = 0;        ///< window bytes held (the buffer's capacity)
-    std::unique_ptr<std::byte[]> data;
+    pipemode::detail::page_buffer data;
     std::uint64_t received = 0;
     std::uint64_t published = 0;     ///< (m) bytes the consumer may read
     bool complete = false;           ///< (m) all `length` bytes published
@@ -205,7 +206,7 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     std::size_t active = 0;  ///< ranged GETs in flight
     std::atomic<std::size_t> active_peak{0};
     std::atomic<std::size_t> limit_now{0};  ///< policy's limit, for other threads to read
-    std::vector<std::unique_ptr<std::byte[]>> free_buffers;  ///< of `part_size` bytes
+    std::vector<pipemode::detail::page_buffer> free_buffers;  ///< of `part_size` bytes
     std::optional<asio::steady_timer> wake;  ///< the scheduler sleeps on it; cancelled to wake it
     std::optional<asio::steady_timer> sample_timer;
     bool stop_scheduling = false;  ///< nothing more may be issued (a failed listing, destruction)
@@ -277,14 +278,14 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
         wake_scheduler();
     }
 
-    std::unique_ptr<std::byte[]> allocate(std::size_t bytes)
+    pipemode::detail::page_buffer allocate(std::size_t bytes)
     {
         if (bytes == options.part_size && !free_buffers.empty()) {
             auto b = std::move(free_buffers.back());
             free_buffers.pop_back();
             return b;
         }
-        return std::unique_ptr<std::byte[]>(new std::byte[bytes]);
+        return pipemode::detail::page_buffer(bytes);
     }
 
     /// Home only.
