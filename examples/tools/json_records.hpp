@@ -1,10 +1,12 @@
-// pipemode-cat's JSON output: records and raw RecordIO payloads, one JSON object per line.
+// pipemode-cat's JSON output: records, raw payloads, lines and augmented-manifest rows, one JSON
+// object per line.
 //
 // Kept apart from the tool's main() so that tests/tools/json_records.test.cpp can check the
 // exact text. The format is described in docs/tools.md.
 #pragma once
 
 #include <pipemode/core/batch.hpp>
+#include <pipemode/detail/json.hpp>
 #include <pipemode/detail/json_writer.hpp>
 
 #include <algorithm>
@@ -194,7 +196,9 @@ inline void append_record_json(std::string& out, const batch& b, std::size_t row
     out += '}';
 }
 
-/// Appends a raw RecordIO payload as `{"length": N, "hex": "..."}`, without the newline.
+/// Appends a raw payload (a RecordIO or TFRecord record, a whole object) as
+/// `{"length": N, "hex": "..."}`, without the newline. The whole payload is written: the
+/// output stays lossless and comparable with `cmp`, and `--limit` keeps it short.
 inline void append_raw_json(std::string& out, std::span<const std::byte> payload)
 {
     out += "{\"length\": ";
@@ -202,6 +206,39 @@ inline void append_raw_json(std::string& out, std::span<const std::byte> payload
     out += ", \"hex\": \"";
     append_hex(out, payload);
     out += "\"}";
+}
+
+/// Appends row `row` of an augmented-manifest batch (one `bytes` feature per attribute, as
+/// `grouped_record_parser` delivers them) as `{ATTRIBUTE: VALUE, ...}` in attribute order,
+/// without the newline. A value that is a JSON text (what Pipe mode writes for an attribute
+/// that is not a `-ref`: `"3"`, `0.5`, `{"x": 1}`) is written as that JSON; anything else
+/// (the bytes of a `-ref` object, or text that is not JSON) as `{"length": N, "hex": "..."}`.
+///
+/// @code
+/// // {"source-ref": {"length": 3, "hex": "ffd8ff"}, "class": "3"}
+/// @endcode
+inline void append_attributes_json(std::string& out, const batch& b, std::size_t row)
+{
+    out += '{';
+    const auto columns = b.features();
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+        if (i != 0)
+            out += ", ";
+        append_json_string(out, columns[i].name());
+        out += ": ";
+        const auto bytes = columns[i].item(row, 0);
+        const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        pipemode::detail::parse_error err;
+        // "-ref" objects are object bytes even when they happen to parse (a JSON document):
+        // SageMaker delivers their bytes, not a value of the manifest.
+        // A line break, legal as JSON whitespace, would split the output's line.
+        if (!columns[i].name().ends_with("-ref") && text.find_first_of("\r\n") == std::string_view::npos
+            && pipemode::detail::json::is_valid_utf8(text) && pipemode::detail::json::parse(text, err))
+            out += text;
+        else
+            append_raw_json(out, bytes);
+    }
+    out += '}';
 }
 
 } // namespace pipemode::tools

@@ -199,6 +199,190 @@ expect_status 2 "$gen" --out x --format ragged
 expect_status 0 "$gen" --help
 
 # ---------------------------------------------------------------------------------------------
+# Every format the library reads: --content-type, the guess from extensions, gzip recognised
+# by its magic bytes or named by --compression, and --json and --limit for each format.
+
+# Checks that a command succeeds and prints exactly the lines of file $2 (name in $1).
+expect_output() {
+    local name=$1 expected=$2
+    shift 2
+    run "$@" >got.txt
+    if diff "$expected" got.txt >diff.txt; then
+        pass "$name"
+    else
+        fail "$name: output differs from $expected: $(cat diff.txt)"
+    fi
+}
+
+# The stderr of a command, whatever its exit status (grep -q on a pipe could stop the command
+# early, and pipefail would then count its SIGPIPE).
+stderr_of() { "$@" 2>&1 >/dev/null || true; }
+
+# Runs a command that must fail with exit status $1 and a message on stderr containing $2.
+expect_failure() {
+    local want=$1 text=$2
+    shift 2
+    local status
+    if "$@" >failure.out 2>failure.err; then status=0; else status=$?; fi
+    if [[ $status == "$want" && $(cat failure.err) == pipemode-cat:*"$text"* ]]; then
+        pass "exit $want with '$text': $(head -n 1 failure.err)"
+    else
+        fail "'$*': exit $status (want $want), stderr '$(cat failure.err)' lacks '$text'"
+    fi
+}
+
+with_http_formats=yes
+if [[ $(stderr_of "$cat" --endpoint-url not-a-url s3://bucket/key) == *"built without pipemode::http"* ]]; then
+    with_http_formats=no  # augmented manifests are read through pipemode::sagemaker, which needs curl
+fi
+
+mkdir -p formats
+cd formats
+
+# The issue's case: a gzip-compressed RecordIO-protobuf file, read as a new user would.
+run "$gen" --out gz --rows 500 --files 2 --dim 5 --seed 7 >/dev/null
+gzip -c gz/part-00000.rec >part-0.rec.gz
+gzip -c gz/part-00001.rec >part-1.rec.gz
+plain=$(run "$cat" gz/part-00000.rec gz/part-00001.rec)
+for args in "part-0.rec.gz part-1.rec.gz" "--compression Gzip part-0.rec.gz part-1.rec.gz" \
+    "--compression gzip --read-size 7 part-0.rec.gz part-1.rec.gz" "--read-size 1 part-0.rec.gz part-1.rec.gz" \
+    "gz/part-00000.rec part-1.rec.gz" "--world-size 1 --shuffle-seed 0 part-0.rec.gz part-1.rec.gz"; do
+    # shellcheck disable=SC2086
+    got=$(run "$cat" $args)
+    if [[ -n $(field digest "$plain") && $(field digest "$got") == "$(field digest "$plain")" && $(field records "$got") == 500 ]]; then
+        pass "gzip: '$args' reads the records of the uncompressed files"
+    else
+        fail "gzip: '$args' gave digest '$(field digest "$got")', records '$(field records "$got")'; uncompressed: '$(field digest "$plain")'"
+    fi
+done
+run "$cat" --json gz/part-00000.rec >plain.json
+expect_output "--json of part-0.rec.gz is that of the uncompressed file" plain.json "$cat" --json part-0.rec.gz
+if [[ $(stderr_of "$cat" --verbose --limit 1 part-0.rec.gz) == *"'part-0.rec.gz' is gzip-compressed (it starts with 1f 8b)"* ]]; then
+    pass "--verbose names the object found gzip-compressed"
+else
+    fail "--verbose does not say part-0.rec.gz is gzip: $("$cat" --verbose --limit 1 part-0.rec.gz 2>&1 >/dev/null)"
+fi
+# Told the wrong thing, the tool says what went wrong rather than guessing.
+expect_failure 2 "--compression is None or Gzip (SageMaker's CompressionType), not 'zip'" "$cat" --compression zip part-0.rec.gz
+expect_failure 1 "part-0.rec.gz" "$cat" --compression None part-0.rec.gz
+grep -q "bad RecordIO magic number" failure.err && grep -q "'part-0.rec.gz' starts with gzip's magic bytes (1f 8b) but --compression None was given" failure.err ||
+    fail "--compression None of a gzip file does not say why it failed: '$(cat failure.err)'"
+expect_failure 1 "gz/part-00000.rec" "$cat" --compression Gzip gz/part-00000.rec
+grep -q "corrupt gzip stream" failure.err || fail "--compression Gzip of a plain file: no word of gzip in '$(cat failure.err)'"
+
+# CSV: label columns first, then features, as SageMaker's algorithms read text/csv.
+printf '1,0.5,2\n0,-1.25,3e2\n7,8,9\n' >rows.csv
+printf '%s\n' \
+    '{"features": {"values": {"tensor": "float32", "values": [0.5, 2], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [1], "keys": [], "shape": []}}}' \
+    '{"features": {"values": {"tensor": "float32", "values": [-1.25, 300], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [0], "keys": [], "shape": []}}}' \
+    '{"features": {"values": {"tensor": "float32", "values": [8, 9], "keys": [], "shape": []}}, "label": {"values": {"tensor": "float32", "values": [7], "keys": [], "shape": []}}}' \
+    >rows.expected
+cp rows.csv rows.data
+gzip -k rows.csv
+expect_output "CSV with --content-type 'text/csv;label_size=1'" rows.expected "$cat" --json --content-type 'text/csv;label_size=1' rows.data
+expect_output "CSV guessed from .csv" rows.expected "$cat" --json rows.csv
+expect_output "CSV gzip-compressed, guessed from .csv.gz" rows.expected "$cat" --json rows.csv.gz
+expect_output "CSV with --compression GZIP" rows.expected "$cat" --json --compression GZIP --content-type text/csv rows.csv.gz
+head -n 2 rows.expected >rows2.expected
+expect_output "CSV --limit 2" rows2.expected "$cat" --json --limit 2 rows.csv
+printf '%s\n' '{"features": {"values": {"tensor": "float32", "values": [1, 0.5, 2], "keys": [], "shape": []}}, "label": {}}' >rows0.expected
+expect_output "CSV with label_size=0" rows0.expected "$cat" --json --limit 1 --content-type 'text/csv; label_size=0' rows.csv
+csv_summary=$(run "$cat" rows.csv.gz)
+if [[ $(field records "$csv_summary") == 3 && $(field digest "$csv_summary") == count=3\ * ]]; then
+    pass "CSV summary: 3 records"
+else
+    fail "CSV summary: $csv_summary"
+fi
+if [[ $(stderr_of "$cat" --verbose --limit 0 rows.csv) == *"content type text/csv (guessed from the extension of 'rows.csv'"* ]]; then
+    pass "--verbose says the content type was guessed"
+else
+    fail "--verbose does not say what was guessed: $("$cat" --verbose --limit 0 rows.csv 2>&1 >/dev/null)"
+fi
+expect_failure 2 "label_size must be a whole number" "$cat" --content-type 'text/csv;label_size=x' rows.csv
+
+# TFRecord, framed by an independent writer (bitwise CRC-32C in Python).
+python3 -c '
+import struct
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+def masked(data):
+    c = crc32c(data)
+    return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+def frame(p):
+    n = struct.pack("<Q", len(p))
+    return n + struct.pack("<I", masked(n)) + p + struct.pack("<I", masked(p))
+assert crc32c(b"123456789") == 0xE3069283
+with open("examples.tfrecord", "wb") as f:
+    f.write(b"".join(frame(p) for p in [b"hello", b"", b"\x00\x01\xfe\xff"]))
+'
+printf '%s\n' '{"length": 5, "hex": "68656c6c6f"}' '{"length": 0, "hex": ""}' '{"length": 4, "hex": "0001feff"}' >tfrecord.expected
+cp examples.tfrecord examples.bin
+gzip -k examples.tfrecord
+expect_output "TFRecord guessed from .tfrecord" tfrecord.expected "$cat" --json examples.tfrecord
+expect_output "TFRecord gzip-compressed" tfrecord.expected "$cat" --json examples.tfrecord.gz
+expect_output "TFRecord with --content-type application/x-tfrecord" tfrecord.expected "$cat" --json --content-type application/x-tfrecord examples.bin
+expect_output "TFRecord --raw" tfrecord.expected "$cat" --raw examples.tfrecord
+head -n 1 tfrecord.expected >tfrecord1.expected
+expect_output "TFRecord --limit 1" tfrecord1.expected "$cat" --json --limit 1 examples.tfrecord.gz
+expect_failure 1 "rows.csv" "$cat" --content-type application/x-tfrecord rows.csv examples.bin
+
+# JSON Lines: --json prints each line as it is.
+printf '%s\n' '{"a": 1}' '{"b": [2, 3], "c": "x\"y"}' '"just a string"' >records.jsonl
+cp records.jsonl records.txt
+gzip -k records.jsonl
+expect_output "JSON Lines guessed from .jsonl" records.jsonl "$cat" --json records.jsonl
+expect_output "JSON Lines gzip-compressed" records.jsonl "$cat" --json records.jsonl.gz
+expect_output "JSON Lines with --content-type application/jsonlines" records.jsonl "$cat" --json --content-type application/jsonlines records.txt
+head -n 2 records.jsonl >records2.expected
+expect_output "JSON Lines --limit 2" records2.expected "$cat" --json --limit 2 records.jsonl
+printf '%s\n' '{"length": 8, "hex": "7b2261223a20317d"}' >records_raw.expected
+expect_output "JSON Lines --raw" records_raw.expected "$cat" --raw --limit 1 records.jsonl
+
+# Opaque RecordIO payloads, and whole objects (one record per object).
+cp ../known.rec known.data
+expect_output "RecordIO with --content-type application/x-recordio" ../known.expected "$cat" --json --content-type application/x-recordio known.data
+printf 'ab' >one.img
+printf '\xff\xd8\xff' >two.img
+printf '%s\n' '{"length": 2, "hex": "6162"}' '{"length": 3, "hex": "ffd8ff"}' >images.expected
+expect_output "whole objects with --content-type application/x-image" images.expected "$cat" --json --content-type application/x-image one.img two.img
+
+# Extensions that disagree: no guess, and --verbose says why.
+if [[ $(stderr_of "$cat" --verbose rows.csv records.jsonl) == *"'rows.csv' and 'records.jsonl' disagree"* ]]; then
+    pass "no guess when extensions disagree"
+else
+    fail "extensions that disagree: $("$cat" --verbose rows.csv records.jsonl 2>&1 >/dev/null)"
+fi
+
+# Augmented manifests: the records Pipe mode writes for a line (one RecordIO record per
+# attribute), and a local manifest whose -ref objects are files beside it.
+printf '\x0a\x23\xd7\xce\x02\x00\x00\x00ab\x00\x00' >grouped.rec
+printf '\x0a\x23\xd7\xce\x03\x00\x00\x00"3"\x00' >>grouped.rec
+printf '\x0a\x23\xd7\xce\x03\x00\x00\x00\xff\xd8\xff\x00' >>grouped.rec
+printf '\x0a\x23\xd7\xce\x01\x00\x00\x005\x00\x00\x00' >>grouped.rec
+printf '%s\n' '{"source-ref": {"length": 2, "hex": "6162"}, "class": "3"}' '{"source-ref": {"length": 3, "hex": "ffd8ff"}, "class": 5}' >manifest.expected
+expect_output "augmented-manifest records grouped by attribute" manifest.expected "$cat" --json --attribute-names source-ref,class grouped.rec
+grouped_summary=$(run "$cat" --attribute-names source-ref,class grouped.rec)
+if [[ $(field records "$grouped_summary") == 2 ]]; then pass "augmented manifest summary: 2 rows"; else fail "augmented manifest summary: $grouped_summary"; fi
+expect_failure 2 "--attribute-names is a comma-separated list" "$cat" --attribute-names source-ref,,class grouped.rec
+if [[ $with_http_formats == yes ]]; then
+    printf '%s\n' '{"source-ref": "one.img", "class": "3"}' '' '{"source-ref": "two.img", "class": 5, "other": 1}' >train.manifest
+    expect_output "a local augmented manifest with -ref files" manifest.expected "$cat" --json --attribute-names source-ref,class train.manifest
+    head -n 1 manifest.expected >manifest1.expected
+    expect_output "an augmented manifest, --limit 1" manifest1.expected "$cat" --json --limit 1 --attribute-names source-ref,class train.manifest
+    printf '%s\n' '{"source-ref": "one.img", "class": "3"}' '{"source-ref": "two.img", "class": 5, "other": 1}' >manifest_lines.expected
+    expect_output ".manifest without --attribute-names reads as JSON Lines" manifest_lines.expected "$cat" --json train.manifest
+else
+    echo "skipped: augmented manifest files (pipemode-cat was built without pipemode::http)"
+fi
+
+cd "$work"
+
+# ---------------------------------------------------------------------------------------------
 # A FIFO, written by another process while pipemode-cat reads it.
 
 if [[ -f $source_dir/include/pipemode/sources/fifo_source.hpp ]]; then

@@ -162,3 +162,38 @@ TEST_CASE("json_records: raw payloads as length and hex")
     append_raw_json(out, {});
     CHECK(out == R"({"length": 0, "hex": ""})");
 }
+
+TEST_CASE("json_records: augmented-manifest rows by attribute")
+{
+    // Two rows of three bytes attributes, as grouped_record_parser delivers them.
+    const std::vector<std::array<std::string_view, 3>> rows{
+        {std::string_view("\xff\xd8", 2), R"("3")", R"({"x": [1, 2]})"},
+        {"{}", "not json", "1\n"},
+    };
+    batch_builder builder(rows.size() + 1);
+    std::uint64_t index = 0;
+    for (const auto& row : rows) {
+        const payload whole(8);
+        builder.begin_record("memory:manifest", record_view{whole, 0, index++});
+        const std::array<std::string_view, 3> names{"source-ref", "class", "box"};
+        for (std::size_t i = 0; i < 3; ++i) {
+            builder.begin_tensor(record_section::features, names[i], tensor_type::bytes);
+            builder.append_item(bytes_of(row[i]));
+            error_code ec;
+            (void)builder.end_tensor(ec);
+            REQUIRE(!ec);
+        }
+        error_code ec;
+        (void)builder.end_record(ec);
+        REQUIRE(!ec);
+    }
+    const batch b = builder.take();
+    std::string out;
+    append_attributes_json(out, b, 0);
+    CHECK(out == R"({"source-ref": {"length": 2, "hex": "ffd8"}, "class": "3", "box": {"x": [1, 2]}})");
+    out.clear();
+    // A -ref is object bytes even when they parse as JSON; text that is not JSON, or that
+    // would break the line, is shown as bytes.
+    append_attributes_json(out, b, 1);
+    CHECK(out == R"({"source-ref": {"length": 2, "hex": "7b7d"}, "class": {"length": 8, "hex": "6e6f74206a736f6e"}, "box": {"length": 2, "hex": "310a"}})");
+}

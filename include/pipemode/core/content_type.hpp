@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/options.hpp>
 
 #include <cctype>
 #include <charconv>
@@ -87,6 +88,51 @@ inline content_type parse_content_type(std::string_view text)
         result.label_size = n;
     }
     return result;
+}
+
+/// The reader format a content type's records are decoded with, and for CSV its label size.
+struct content_format {
+    /// How the bytes are decoded (`reader_options::format`).
+    data_format format = data_format::recordio_protobuf;
+    /// With `data_format::csv`: the leading label columns (`reader_options::csv_label_size`).
+    std::size_t csv_label_size = 0;
+
+    friend bool operator==(const content_format&, const content_format&) = default;
+};
+
+/// The one mapping from SageMaker content types to reader formats, used by SageMaker channels
+/// and by the tools:
+/// - `application/x-recordio-protobuf`: `recordio_protobuf`;
+/// - `text/csv` (`label_size` parameter, default 1, as SageMaker's algorithms assume):
+///   `csv`;
+/// - `application/x-recordio`: `recordio` (opaque payloads);
+/// - `application/x-tfrecord`, `application/tfrecord`: `tfrecord`;
+/// - `application/jsonlines`, `application/x-jsonlines`, `application/json-lines`,
+///   `text/plain`: `lines`;
+/// - anything else (images, audio, documents): `whole_object`.
+///
+/// Augmented manifests are not a content type (SageMaker says so with `S3DataType` and
+/// `AttributeNames`), so `data_format::augmented_manifest` is never returned here.
+///
+/// @code
+/// auto f = content_format_of(parse_content_type("text/csv;label_size=2"));
+/// // f.format == data_format::csv, f.csv_label_size == 2
+/// @endcode
+inline content_format content_format_of(const content_type& ct)
+{
+    const std::string& m = ct.media_type;
+    if (m == "application/x-recordio-protobuf")
+        return {data_format::recordio_protobuf, 0};
+    if (m == "text/csv")
+        return {data_format::csv, ct.label_size.value_or(1)};
+    if (m == "application/x-recordio")
+        return {data_format::recordio, 0};
+    if (m == "application/x-tfrecord" || m == "application/tfrecord")
+        return {data_format::tfrecord, 0};
+    if (m == "application/jsonlines" || m == "application/x-jsonlines" || m == "application/json-lines"
+        || m == "text/plain")
+        return {data_format::lines, 0};
+    return {data_format::whole_object, 0};
 }
 
 } // namespace pipemode

@@ -68,20 +68,9 @@ inline std::pair<data_format, std::size_t> format_for(const channel_config& chan
         return {data_format::whole_object, 0};
     if (channel.content_type.empty())
         return {data_format::recordio_protobuf, 0};
-    const content_type ct = parse_content_type(channel.content_type);
-    const std::string& m = ct.media_type;
-    if (m == "application/x-recordio-protobuf")
-        return {data_format::recordio_protobuf, 0};
-    if (m == "text/csv")
-        return {data_format::csv, ct.label_size.value_or(1)};
-    if (m == "application/x-recordio")
-        return {data_format::recordio, 0};
-    if (m == "application/x-tfrecord" || m == "application/tfrecord")
-        return {data_format::tfrecord, 0};
-    if (m == "application/jsonlines" || m == "application/x-jsonlines" || m == "application/json-lines"
-        || m == "text/plain")
-        return {data_format::lines, 0};
-    return {data_format::whole_object, 0};
+    // The content types themselves map as everywhere else (core/content_type.hpp).
+    const auto f = content_format_of(parse_content_type(channel.content_type));
+    return {f.format, f.csv_label_size};
 }
 
 /// The channel's URI as a list of local paths: `file://` stripped; anything else unchanged.
