@@ -434,7 +434,7 @@ trap pipemode_stop_servers EXIT
 # Without pipemode::http the tool refuses URLs with a sentence saying so (no I/O either way:
 # with it, the bad endpoint is refused before any request).
 with_http=yes
-if "$cat" --endpoint-url not-a-url s3://bucket/key 2>&1 | grep -q "built without pipemode::http"; then
+if [[ $(stderr_of "$cat" --endpoint-url not-a-url s3://bucket/key) == *"built without pipemode::http"* ]]; then
     with_http=no
 fi
 
