@@ -23,6 +23,14 @@ PIPEMODE_DEPS_UPCOMING=(
     openmpi-bin libopenmpi-dev
 )
 
+# What scikit-learn and SciPy need at run time, for the reference parsers and algorithms of the
+# examples' tests (examples/libsvm/libsvm_test.py). python3-sklearn and python3-scipy themselves
+# cannot be installed beside libboost1.81-dev (SciPy depends on Pythran, which depends on Boost
+# 1.74's dev package): pipemode_fetch_python_reference unpacks them into the build tree instead.
+PIPEMODE_DEPS_REFERENCE=(
+    liblbfgsb0 libgfortran5 libblas3 liblapack3 python3-joblib python3-threadpoolctl
+)
+
 # What the benchmark scripts run beside pipemode (scripts/bench_link.sh; bench_http.sh and
 # bench_pipe_vs_file.sh take the peers they need from here too): curl as the ceiling, rclone
 # as File mode's parallel downloader, GNU time for CPU and peak RSS, and nginx with Debian's
@@ -50,11 +58,11 @@ pipemode_missing_packages() {
 pipemode_install_deps() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "pipemode: dpkg-query not found; these scripts expect Debian 12. Install the equivalents of:" >&2
-        echo "  ${PIPEMODE_DEPS_BUILD[*]} ${PIPEMODE_DEPS_UPCOMING[*]}" >&2
+        echo "  ${PIPEMODE_DEPS_BUILD[*]} ${PIPEMODE_DEPS_UPCOMING[*]} ${PIPEMODE_DEPS_REFERENCE[*]}" >&2
         exit 1
     fi
     local missing=()
-    mapfile -t missing < <(pipemode_missing_packages "${PIPEMODE_DEPS_BUILD[@]}" "${PIPEMODE_DEPS_UPCOMING[@]}")
+    mapfile -t missing < <(pipemode_missing_packages "${PIPEMODE_DEPS_BUILD[@]}" "${PIPEMODE_DEPS_UPCOMING[@]}" "${PIPEMODE_DEPS_REFERENCE[@]}")
     if ((${#missing[@]} == 0)); then
         return 0
     fi
@@ -66,4 +74,29 @@ pipemode_install_deps() {
     echo "pipemode: installing missing Debian packages: ${missing[*]}"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Unpacks Debian's scikit-learn and SciPy (python3-sklearn, python3-sklearn-lib, python3-scipy)
+# into DIR without installing them, for /usr/bin/python3 with PYTHONPATH=DIR/usr/lib/python3/dist-packages
+# (what the examples' reference tests do). The .deb files are kept in build/debs and reused.
+# Does nothing when DIR already holds them; returns non-zero (and says why) when the packages
+# cannot be downloaded, in which case the tests that need them are skipped.
+pipemode_fetch_python_reference() {
+    local dir=$1 debs deb
+    if [[ -d $dir/usr/lib/python3/dist-packages/sklearn && -d $dir/usr/lib/python3/dist-packages/scipy ]]; then
+        return 0
+    fi
+    debs="$(dirname "$dir")/../debs"
+    mkdir -p "$debs" "$dir"
+    if ! compgen -G "$debs/python3-sklearn_*.deb" >/dev/null || ! compgen -G "$debs/python3-sklearn-lib_*.deb" >/dev/null \
+        || ! compgen -G "$debs/python3-scipy_*.deb" >/dev/null; then
+        if ! (cd "$debs" && apt-get download python3-scipy python3-sklearn python3-sklearn-lib); then
+            echo "pipemode: could not download python3-scipy, python3-sklearn and python3-sklearn-lib;" \
+                "the scikit-learn reference tests will be skipped" >&2
+            return 1
+        fi
+    fi
+    for deb in "$debs"/python3-scipy_*.deb "$debs"/python3-sklearn_*.deb "$debs"/python3-sklearn-lib_*.deb; do
+        dpkg-deb -x "$deb" "$dir"
+    done
 }

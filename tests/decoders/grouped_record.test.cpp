@@ -228,9 +228,11 @@ TEST_CASE("A reader refuses a source that ends inside a line", "[grouped_record]
 
 TEST_CASE("A reader with data_format::augmented_manifest refuses a record-level shuffle", "[grouped_record]")
 {
+    // Refused when the reader is made, as any option that cannot work.
     const auto bytes = framed_lines(2, 2);
-    reader r(source_list({[&](const source_context&) { return any_byte_source(memory_source(bytes, "x")); }}),
-             {.batch_size = 10, .format = data_format::augmented_manifest, .attribute_names = names_of(2),
-              .shuffle_records = 4});
-    REQUIRE_THROWS_WITH(r.next(), Catch::Contains("shuffle_records = 0"));
+    REQUIRE_THROWS_WITH(
+        reader(source_list({[&](const source_context&) { return any_byte_source(memory_source(bytes, "x")); }}),
+               {.batch_size = 10, .format = data_format::augmented_manifest, .attribute_names = names_of(2),
+                .shuffle_records = 4}),
+        Catch::Contains("shuffle_records = 0"));
 }

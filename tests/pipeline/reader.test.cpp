@@ -4,9 +4,11 @@
 #include <pipemode/decoders/protobuf_writer.hpp>
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/decoders/tfrecord.hpp>
+#include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include "custom_stages.hpp"
 #include "failing_source.hpp"
 #include "reader_helpers.hpp"
 #include "source_helpers.hpp"
@@ -551,4 +553,137 @@ TEST_CASE("reader: TFRecord CRC failures name the source, offset and record, a c
     CHECK(budget.code() == errc::crc_mismatch);
     CHECK(budget.where().record_index == 7);
     CHECK_THAT(budget.what(), Catch::Contains("max_bad_records (1)"));
+}
+
+namespace {
+
+/// A row as a reader built from `semicolon_decoder` and `length_parser` delivers it.
+struct length_row {
+    std::string source;
+    std::uint64_t index;
+    std::int32_t length;
+    bool operator==(const length_row&) const = default;
+};
+
+std::vector<length_row> length_rows(const batch& b)
+{
+    std::vector<length_row> out;
+    const auto& x = b.feature(test::length_feature);
+    REQUIRE(x.type() == tensor_type::int32);
+    REQUIRE(x.row_size() == 1);
+    for (std::size_t i = 0; i < b.size() - b.padding(); ++i) {
+        const auto where = b.location(i);
+        out.push_back({where.source, where.record_index, x.values<std::int32_t>()[i]});
+    }
+    return out;
+}
+
+/// Two files of ';'-ended records of varied lengths, every seventh one bad ('!' first), and
+/// the good rows a skipping reader must deliver.
+struct semicolon_files {
+    temp_dir dir;
+    std::vector<std::string> paths;
+    std::vector<length_row> good;
+    std::size_t bad = 0;
+
+    semicolon_files()
+    {
+        for (int f = 0; f < 2; ++f) {
+            paths.push_back(dir / ("part-" + std::to_string(f) + ".txt"));
+            std::string text;
+            for (std::uint64_t i = 0; i < 40; ++i) {
+                const auto n = static_cast<std::size_t>((i * 7 + static_cast<std::uint64_t>(f) * 3) % 23);
+                if (i % 7 == 3) {
+                    text += "!" + std::string(n, 'x') + ";";
+                    ++bad;
+                    continue;
+                }
+                text += std::string(n, static_cast<char>('a' + i % 26)) + ";";
+                good.push_back({paths.back(), i, static_cast<std::int32_t>(n)});
+            }
+            test::write_file(paths.back(), std::as_bytes(std::span(text)));
+        }
+    }
+};
+
+} // namespace
+
+TEST_CASE("reader: a framing decoder and a record parser of the caller's own, through every policy and a resume")
+{
+    semicolon_files files;
+
+    SECTION("skip: the good rows in order with their origins, the bad ones counted, every chunking alike")
+    {
+        const std::size_t read_size = GENERATE(1, 5, 64, 4096);
+        CAPTURE(read_size);
+        reader r(local_files(files.paths, read_size), test::semicolon_decoder{}, test::length_parser{},
+                 {.batch_size = 6, .bad_records = bad_record_policy::skip, .read_size = read_size});
+        std::vector<length_row> rows;
+        for (auto& b : r) {
+            const auto part = length_rows(b);
+            rows.insert(rows.end(), part.begin(), part.end());
+        }
+        CHECK(rows == files.good);
+        CHECK(r.stats().bad_records == files.bad);
+        CHECK(r.stats().records == files.good.size());
+    }
+    SECTION("fail: the parser's sentence, the source, the offset and the record reach the loop")
+    {
+        reader r(local_files(files.paths), test::semicolon_decoder{}, test::length_parser{}, {.batch_size = 2});
+        const auto [rows, e] = rows_until_error(r);
+        CHECK(rows == 2);  // records 0-2 are good: one full batch, the second held record 2
+        CHECK(e.code() == errc::unsupported_value);
+        CHECK(e.where().source == files.paths[0]);
+        CHECK(e.where().record_index == 3);
+        // Records 0, 1 and 2 are 0, 7 and 14 bytes long, each with its ';'.
+        CHECK(e.where().byte_offset == 1 + 8 + 15);
+        CHECK_THAT(e.what(), Catch::Contains("starts with '!'"));
+    }
+    SECTION("a source that ends inside a record is the framing's truncated_record")
+    {
+        const auto path = files.dir / "cut.txt";
+        const std::string text = "abc;de";
+        test::write_file(path, std::as_bytes(std::span(text)));
+        reader r(local_files({path}), test::semicolon_decoder{}, test::length_parser{}, {.batch_size = 8});
+        const auto [rows, e] = rows_until_error(r);
+        CHECK(rows == 0);
+        CHECK(e.code() == errc::truncated_record);
+        CHECK(e.where().byte_offset == 4);
+        CHECK(e.where().record_index == 1);
+    }
+    SECTION("a reader resumed from the position of an interrupted one delivers the rest, exactly")
+    {
+        const std::size_t shuffle = GENERATE(0, 5);
+        const std::size_t stop_after = GENERATE(1, 3, 7);
+        CAPTURE(shuffle, stop_after);
+        const reader_options options{.batch_size = 4, .bad_records = bad_record_policy::skip,
+                                     .shuffle_records = shuffle, .shuffle_seed = 11};
+        const auto read = [&](std::optional<data_set_state> resume, std::size_t batches) {
+            reader r(planned_epochs(local_store(files.paths), {.resume = std::move(resume)}), test::semicolon_decoder{},
+                     test::length_parser{}, options);
+            std::vector<length_row> rows;
+            for (auto& b : r) {
+                const auto part = length_rows(b);
+                rows.insert(rows.end(), part.begin(), part.end());
+                if (--batches == 0)
+                    break;
+            }
+            return std::pair(rows, r.position());
+        };
+        const auto [whole, end] = read(std::nullopt, 0);
+        REQUIRE(whole.size() == files.good.size());
+        if (shuffle == 0)
+            CHECK(whole == files.good);
+        else
+            CHECK(whole != files.good);  // the shuffle did move records
+
+        auto [first, at] = read(std::nullopt, stop_after);
+        REQUIRE(at);
+        data_set_state state;
+        state.epoch = at->epoch;
+        state.cursor = {at->item, at->records, at->in_block, at->block_end_item};
+        auto [rest, _] = read(state, 0);
+        first.insert(first.end(), rest.begin(), rest.end());
+        CHECK(first == whole);
+    }
 }

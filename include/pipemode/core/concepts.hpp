@@ -2,6 +2,8 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/batch_builder.hpp>
+#include <pipemode/core/error.hpp>
 #include <pipemode/core/record_view.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -43,6 +45,36 @@ concept record_decoder = requires(D& d, const D& cd, std::span<const std::byte> 
     { cd.records_started() } -> std::same_as<std::uint64_t>;
     d.resync();
 };
+
+/// A record parser: one framed record in, at most one row of a batch out. The stage between a
+/// framing decoder (`record_decoder`) and the batch the training loop sees; docs/stages.md is
+/// the reference, with an example.
+///
+/// Semantics:
+/// - `p.parse(rec, source, out, ec)` reads `rec.payload` and appends at most one row to `out`
+///   through `out.begin_record(source, rec)`, the row's tensors (`begin_tensor` ... `end_tensor`)
+///   and `out.end_record(ec)`. It returns whether the batch is now full (what `end_record`
+///   returned): the caller then takes the batch before the next call. A parser may take a
+///   record without appending a row yet (`grouped_record_parser` joins several records into
+///   one row); it then returns false.
+/// - The caller passes a cleared `ec` and a builder that is not full. Content the parser cannot
+///   accept sets `ec` (the library's `errc`, or a code of the parser's own category), leaves
+///   `out` exactly as it was before the call (`out.abort_record()`) and returns false; the
+///   caller applies its bad-record policy, so the parser never throws for bad data.
+/// - `error_detail()`, after a failure, is one sentence saying what was wrong and where in the
+///   record (a column, a field); the reader adds it to the `data_error` or the skip warning. It
+///   stays valid until the next `parse()`.
+/// - `rec.payload` is valid only during the call: a parser copies whatever it keeps.
+/// - `source` names the record's source for the row's origin; pass it to `begin_record`.
+/// - Not thread-safe. A pipeline owns its parser (moved in), so it must be cheap to construct
+///   and move; each pipeline has its own.
+template <class P>
+concept record_parser = std::move_constructible<P>
+    && requires(P& p, const P& cp, const record_view& rec, std::string_view source, batch_builder& out,
+                error_code& ec) {
+           { p.parse(rec, source, out, ec) } -> std::same_as<bool>;
+           { cp.error_detail() } -> std::convertible_to<std::string_view>;
+       };
 
 /// What a byte source's `async_next()` completes with: an error and a chunk of bytes.
 using chunk_result = std::tuple<error_code, std::span<const std::byte>>;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/concepts.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/content_type.hpp>
 #include <pipemode/core/error.hpp>
@@ -89,6 +90,8 @@ private:
     std::vector<float> row_;
     std::string detail_;
 };
+
+static_assert(record_parser<csv_record_parser>);
 
 } // namespace pipemode
 

@@ -132,6 +132,8 @@ private:
     std::string detail_;
 };
 
+static_assert(record_parser<grouped_record_parser>);
+
 /// A framing decoder that checks that every source holds whole groups of `group_size`
 /// records: `Decoder` (e.g. `recordio_decoder`) with one more rule at the end of a source,
 /// where a record count that is not a multiple of the group size is `errc::truncated_record`

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/concepts.hpp>
 #include <pipemode/core/batch.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
@@ -110,6 +111,8 @@ private:
     std::string detail_;
     const std::byte* base_ = nullptr;    // the payload, for offsets in error details
 };
+
+static_assert(record_parser<protobuf_record_parser>);
 
 } // namespace pipemode
 

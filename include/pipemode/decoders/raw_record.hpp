@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/concepts.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/record_view.hpp>
 
@@ -45,5 +46,7 @@ public:
 private:
     std::string detail_;
 };
+
+static_assert(record_parser<raw_record_parser>);
 
 } // namespace pipemode

@@ -3,6 +3,7 @@
 
 #include <pipemode/config.hpp>
 #include <pipemode/core/batch.hpp>
+#include <pipemode/core/concepts.hpp>
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 #include <pipemode/pipeline/stats.hpp>
@@ -49,9 +50,34 @@ struct reader_core;
 /// flight and joins its thread.
 class reader {
 public:
-    /// Reads the sources `provider` hands out.
+    /// Reads the sources `provider` hands out, in the format `options.format` names.
     /// Throws `std::invalid_argument` when the options cannot work (with a sentence saying what to change).
     explicit reader(std::unique_ptr<source_provider> provider, reader_options options = {});
+
+    /// Reads the sources `provider` hands out in a format of the caller's own: `framing` finds
+    /// the records in each source's bytes and `parser` turns each record into a row. See
+    /// docs/stages.md for what each must guarantee, and examples/libsvm/ for a whole example.
+    ///
+    /// The pipeline is compiled for this pair: no virtual call per record or per chunk. It is
+    /// the same pipeline the `data_format` shortcuts use (they are this constructor with the
+    /// library's own pairs), so batching, bad-record policies, the record-level shuffle,
+    /// resume positions, the memory budget and the stats behave exactly as for them.
+    ///
+    /// `options.format`, `csv_label_size` and `attribute_names` are ignored: the pair decides.
+    /// `options.max_record_size` is still what the memory budget reserves for a record that
+    /// straddles reads, so give `framing` the same limit (for example
+    /// `line_decoder(line_options{.max_record_size = options.max_record_size})`).
+    /// `framing` is reset at the start of each source; `parser` sees every record of every
+    /// source, in order, on the reader's thread.
+    ///
+    /// Throws `std::invalid_argument` when the options cannot work.
+    ///
+    /// \code
+    /// pipemode::reader r(pipemode::local_files({"train.svm"}), pipemode::line_decoder{}, my_parser{},
+    ///                    {.batch_size = 256, .bad_records = pipemode::bad_record_policy::skip});
+    /// \endcode
+    template <record_decoder Framing, record_parser Parser>
+    reader(std::unique_ptr<source_provider> provider, Framing framing, Parser parser, reader_options options = {});
 
     /// Reads local files and FIFOs, in the given order.
     explicit reader(std::vector<std::string> paths, reader_options options = {});
@@ -117,6 +143,13 @@ public:
     std::default_sentinel_t end() const noexcept { return {}; }
 
 private:
+    // The one way a reader starts, whichever constructor was called: checks the options,
+    // makes the core and starts the pipeline for this pair on the reader's thread.
+    template <record_decoder Framing, record_parser Parser>
+    void start(std::unique_ptr<source_provider> provider, reader_options options, Framing framing, Parser parser);
+    detail::reader_core& make_core(std::unique_ptr<source_provider> provider, reader_options options);
+    void launch(asio::awaitable<void> pipeline);
+
     bool advance();
     void release_current() noexcept;
 

@@ -423,51 +423,16 @@ private:
     bool recreating_ = false;  ///< the block re-creates one a resumed reader had partly delivered
 };
 
-template <class Decoder, class Parser>
-asio::awaitable<void> run_pipeline(reader_core* core, Decoder decoder, Parser parser)
+/// The pipeline of one reader: `pipeline_run` compiled for its framing decoder and record
+/// parser. Every reader runs this, whether it was given a `data_format` or a pair of its own.
+template <record_decoder Framing, record_parser Parser>
+asio::awaitable<void> run_pipeline(reader_core* core, Framing framing, Parser parser)
 {
-    pipeline_run<Decoder, Parser> run(core, std::move(decoder), std::move(parser));
+    pipeline_run<Framing, Parser> run(core, std::move(framing), std::move(parser));
     co_await run.run();
 }
 
-inline asio::awaitable<void> run_pipeline_for_format(reader_core* core)
-{
-    const std::size_t max = core->options.max_record_size;
-    switch (core->options.format) {
-    case data_format::recordio_protobuf:
-        co_await run_pipeline(core, recordio_decoder(recordio_options{.max_record_size = max}), protobuf_record_parser{});
-        break;
-    case data_format::recordio:
-        co_await run_pipeline(core, recordio_decoder(recordio_options{.max_record_size = max}), raw_record_parser{});
-        break;
-    case data_format::csv:
-        co_await run_pipeline(core, line_decoder(line_options{.max_record_size = max}),
-                              csv_record_parser(csv_options{.label_size = core->options.csv_label_size}));
-        break;
-    case data_format::tfrecord:
-        co_await run_pipeline(core, tfrecord_decoder(tfrecord_options{.max_record_size = max}), raw_record_parser{});
-        break;
-    case data_format::lines:
-        co_await run_pipeline(core, line_decoder(line_options{.max_record_size = max}), raw_record_parser{});
-        break;
-    case data_format::whole_object:
-        co_await run_pipeline(core, whole_object_decoder(whole_object_options{.max_record_size = max}),
-                              raw_record_parser{});
-        break;
-    case data_format::augmented_manifest: {
-        // A record-level shuffle would separate a line's attributes; the store refuses it at
-        // construction, this guards readers built over other providers.
-        if (core->options.shuffle_records != 0)
-            throw std::invalid_argument("pipemode::reader: data_format::augmented_manifest needs shuffle_records = 0: a "
-                                        "record-level shuffle would separate a line's attributes");
-        grouped_record_parser parser(core->options.attribute_names);
-        const std::size_t n = parser.group_size();
-        co_await run_pipeline(core, record_group_decoder(recordio_decoder(recordio_options{.max_record_size = max}), n),
-                              std::move(parser));
-        break;
-    }
-    }
-}
+static_assert(record_decoder<record_group_decoder<recordio_decoder>>);
 
 inline std::size_t checked_batch_budget(const reader_options& o, std::size_t source_buffers)
 {
@@ -495,14 +460,79 @@ inline std::size_t checked_batch_budget(const reader_options& o, std::size_t sou
 
 inline reader::reader(std::unique_ptr<source_provider> provider, reader_options options)
 {
+    // Each format is a framing decoder and a record parser from the library, started through
+    // the same entry as a caller's own pair. The decoders and parsers are built before
+    // `options` is moved into start().
+    const std::size_t max = options.max_record_size;
+    switch (options.format) {
+    case data_format::recordio_protobuf:
+        start(std::move(provider), std::move(options), recordio_decoder(recordio_options{.max_record_size = max}),
+              protobuf_record_parser{});
+        return;
+    case data_format::recordio:
+        start(std::move(provider), std::move(options), recordio_decoder(recordio_options{.max_record_size = max}),
+              raw_record_parser{});
+        return;
+    case data_format::csv: {
+        csv_record_parser parser(csv_options{.label_size = options.csv_label_size});
+        start(std::move(provider), std::move(options), line_decoder(line_options{.max_record_size = max}),
+              std::move(parser));
+        return;
+    }
+    case data_format::tfrecord:
+        start(std::move(provider), std::move(options), tfrecord_decoder(tfrecord_options{.max_record_size = max}),
+              raw_record_parser{});
+        return;
+    case data_format::lines:
+        start(std::move(provider), std::move(options), line_decoder(line_options{.max_record_size = max}),
+              raw_record_parser{});
+        return;
+    case data_format::whole_object:
+        start(std::move(provider), std::move(options),
+              whole_object_decoder(whole_object_options{.max_record_size = max}), raw_record_parser{});
+        return;
+    case data_format::augmented_manifest: {
+        // A record-level shuffle would separate a line's attributes; the store refuses it
+        // too, this guards readers built over other providers.
+        if (options.shuffle_records != 0)
+            throw std::invalid_argument("pipemode::reader: data_format::augmented_manifest needs shuffle_records = 0: a "
+                                        "record-level shuffle would separate a line's attributes");
+        grouped_record_parser parser(options.attribute_names);
+        record_group_decoder framing(recordio_decoder(recordio_options{.max_record_size = max}), parser.group_size());
+        start(std::move(provider), std::move(options), std::move(framing), std::move(parser));
+        return;
+    }
+    }
+    throw std::invalid_argument("pipemode::reader: options.format is not one of the data_format values.");
+}
+
+template <record_decoder Framing, record_parser Parser>
+reader::reader(std::unique_ptr<source_provider> provider, Framing framing, Parser parser, reader_options options)
+{
+    start(std::move(provider), std::move(options), std::move(framing), std::move(parser));
+}
+
+template <record_decoder Framing, record_parser Parser>
+void reader::start(std::unique_ptr<source_provider> provider, reader_options options, Framing framing, Parser parser)
+{
+    detail::reader_core& core = make_core(std::move(provider), std::move(options));
+    // The coroutine's frame takes the pair now; it runs once launch() has spawned it.
+    launch(detail::run_pipeline(&core, std::move(framing), std::move(parser)));
+}
+
+inline detail::reader_core& reader::make_core(std::unique_ptr<source_provider> provider, reader_options options)
+{
     if (!provider)
         throw std::invalid_argument("pipemode::reader: no source provider given.");
     const auto budget = detail::checked_batch_budget(options, provider->reserve_buffers(options));
     core_ = std::make_unique<detail::reader_core>(std::move(provider), std::move(options), budget);
-    auto* core = core_.get();
+    return *core_;
+}
 
-    // The consumer wakes the producer whenever it frees a ring slot or budget.
-    asio::co_spawn(core->io, detail::run_pipeline_for_format(core),
+inline void reader::launch(asio::awaitable<void> pipeline)
+{
+    auto* core = core_.get();
+    asio::co_spawn(core->io, std::move(pipeline),
                    asio::bind_cancellation_slot(core->cancel.slot(), [core](std::exception_ptr e) {
                        if (e)
                            core->producer->fail(e);
