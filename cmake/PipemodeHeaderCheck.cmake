@@ -14,7 +14,7 @@ function(pipemode_add_header_check)
     list(FILTER headers EXCLUDE REGEX "(^|/)(detail|impl)/")
     # Parts whose dependency this build went without.
     if(NOT PIPEMODE_WITH_CURL)
-        list(FILTER headers EXCLUDE REGEX "^pipemode/(http|s3)/")
+        list(FILTER headers EXCLUDE REGEX "^pipemode/(http|remote|s3)/")
     endif()
     if(NOT PIPEMODE_WITH_ZLIB)
         list(FILTER headers EXCLUDE REGEX "gzip")

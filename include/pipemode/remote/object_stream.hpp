@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-namespace pipemode::http {
+namespace pipemode::remote {
 
 /// One object of a data set: where it is, when a listing said so its size and ETag, and the
 /// byte range [first, end) of it to read (all of it by default).
@@ -48,7 +48,7 @@ class object_lister {
 public:
     virtual ~object_lister() = default;
     /// The next object, or nothing at the end. `c` is the stream's client, for listings.
-    virtual asio::awaitable<std::optional<object_info>> async_next(client& c) = 0;
+    virtual asio::awaitable<std::optional<object_info>> async_next(http::client& c) = 0;
     /// The data set for messages ("s3://bucket/prefix/", "3 URLs").
     virtual std::string describe() const = 0;
 };
@@ -60,7 +60,7 @@ public:
     virtual ~request_builder() = default;
     /// The request, with `Range` and, when `if_match` is not empty, `If-Match`.
     /// `c` is the stream's client (for fetching credentials).
-    virtual asio::awaitable<request> async_make(client& c, const object_info& object, std::uint64_t first,
+    virtual asio::awaitable<http::request> async_make(http::client& c, const object_info& object, std::uint64_t first,
                                                 std::uint64_t last, std::string if_match) = 0;
     /// One line for an error response to a request for `object` (status, error code and
     /// message from the body when there is one). Must not include credentials.
@@ -113,9 +113,9 @@ struct stream_options {
     /// destroyed (its transfers are aborted then).
     std::vector<asio::any_io_executor> executors{};
     /// Backoff, attempts and retry budget.
-    retry_options retry{};
+    http::retry_options retry{};
     /// Connection settings (timeouts, TLS).
-    client_options client{};
+    http::client_options client{};
 };
 
 /// What a stream's options come to for a given memory budget (see `size_stream`).
@@ -196,7 +196,7 @@ public:
         : objects_(std::move(objects)), description_(std::move(description))
     {
     }
-    asio::awaitable<std::optional<object_info>> async_next(client&) override
+    asio::awaitable<std::optional<object_info>> async_next(http::client&) override
     {
         if (next_ == objects_.size())
             co_return std::nullopt;
@@ -214,10 +214,10 @@ private:
 /// and `If-Match`.
 class plain_http_requests final : public request_builder {
 public:
-    asio::awaitable<request> async_make(client&, const object_info& object, std::uint64_t first,
+    asio::awaitable<http::request> async_make(http::client&, const object_info& object, std::uint64_t first,
                                         std::uint64_t last, std::string if_match) override
     {
-        request r;
+        http::request r;
         r.url = object.url;
         r.headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last));
         if (!if_match.empty())
@@ -230,10 +230,10 @@ public:
 ///
 /// Example:
 /// \code
-/// pipemode::reader reader(pipemode::http::http_objects({"http://127.0.0.1:8080/train/part-0.rec"}));
+/// pipemode::reader reader(pipemode::remote::http_objects({"http://127.0.0.1:8080/train/part-0.rec"}));
 /// \endcode
 std::unique_ptr<object_stream> http_objects(std::vector<std::string> urls, stream_options options = {});
 
-} // namespace pipemode::http
+} // namespace pipemode::remote
 
-#include <pipemode/http/impl/object_stream.hpp>
+#include <pipemode/remote/impl/object_stream.hpp>
