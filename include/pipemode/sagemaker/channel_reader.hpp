@@ -15,7 +15,7 @@
 #include <pipemode/sagemaker/augmented_manifest.hpp>
 #include <pipemode/sagemaker/channel.hpp>
 #include <pipemode/sagemaker/cluster.hpp>
-#include <pipemode/sources/gunzip.hpp>
+#include <pipemode/pipeline/gunzip.hpp>
 
 #include <memory>
 #include <optional>
