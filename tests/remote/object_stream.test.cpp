@@ -255,6 +255,8 @@ TEST_CASE("Transient faults are retried and resumed: every record exactly once, 
         {"connection reset mid-body", fault::drop_after(70'000, true)},
         {"short body", fault::short_body()},
         {"503 SlowDown", fault::status(503, "SlowDown", "Please reduce your request rate.")},
+        // A plain URL's errors are read as S3 documents: the code, not the status, says "throttled".
+        {"400 SlowDown", fault::status(400, "SlowDown", "Please reduce your request rate.")},
         {"500 InternalError", fault::status(500, "InternalError", "We encountered an internal error.")},
         {"stall past the low-speed limit", fault::stall_after(1000, std::chrono::milliseconds(2500))},
         {"slow but steady", fault::trickle(256 * kib)},
@@ -370,6 +372,65 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         CHECK(e.where().source == o.url());
         CHECK(e.where().byte_offset == 256 * kib);  // the first byte no attempt delivered
         CHECK_THAT(std::string(e.what()), Catch::Contains("SlowDown") && Catch::Contains("4 attempts"));
+    }
+}
+
+namespace {
+
+/// Plain ranged GETs whose failed responses keep `request_builder`'s defaults: judged by the
+/// status line alone, as a store whose error bodies mean nothing to pipemode would be.
+class status_line_requests final : public remote::request_builder {
+public:
+    asio::awaitable<http::request> async_make(http::client&, const remote::object_info& object, std::uint64_t first,
+                                              std::uint64_t last, std::string if_match) override
+    {
+        http::request r;
+        r.url = object.url;
+        r.headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last));
+        if (!if_match.empty())
+            r.headers.emplace_back("If-Match", std::move(if_match));
+        co_return r;
+    }
+};
+
+std::unique_ptr<remote::object_stream> status_line_stream(const faulty_object& o, remote::stream_options so)
+{
+    std::vector<remote::object_info> objects{remote::object_info{.url = o.url(), .name = o.url()}};
+    return std::make_unique<remote::object_stream>(std::make_unique<remote::object_list>(std::move(objects), "1 URL"),
+                                                   std::make_unique<status_line_requests>(), std::move(so));
+}
+
+} // namespace
+
+TEST_CASE("A request builder's default error handling reads the status line, not an S3 body", "[http][faults]")
+{
+    using test::fault;
+    auto so = fault_options();
+    so.max_connections = 1;  // the ranges reach the server in order: the fault hits 256 KiB
+    SECTION("a 400 is not retried though its body says SlowDown")
+    {
+        faulty_object o;
+        o.server.script({fault::status(400, "SlowDown", "Please reduce your request rate.").only_from(256 * kib)});
+        reader r(status_line_stream(o, so), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::http_error);
+        CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);
+        const std::string what = e.what();
+        CHECK_THAT(what, Catch::Contains(o.url() + ": HTTP 400 Bad Request"));
+        CHECK_THAT(what, !Catch::Contains("SlowDown") && !Catch::Contains("S3"));
+        std::size_t refused = 0;
+        for (const auto& req : o.server.requests())
+            refused += req.header("range").rfind("bytes=262144-", 0) == 0;
+        CHECK(refused == 1);  // asked once, never again
+    }
+    SECTION("a 503 is retried, whatever its body, and every record arrives")
+    {
+        faulty_object o;
+        o.server.script({fault::status(503, "SlowDown").only_from(256 * kib), fault::status(503, "SlowDown").only_from(256 * kib)});
+        reader r(status_line_stream(o, so), {.batch_size = 500, .format = data_format::recordio});
+        CHECK(payloads_of(r) == o.payloads);
+        CHECK(o.server.faults_injected() == 2);
     }
 }
 

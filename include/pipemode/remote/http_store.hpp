@@ -158,7 +158,7 @@ private:
             } else if (resp.head.status == 200) {
                 co_return std::move(resp.body);
             } else {
-                kind = http::classify_status(resp.head.status, {});
+                kind = http::classify_status(resp.head.status);
                 why = "HTTP status " + std::to_string(resp.head.status);
             }
             if (!http::is_retryable(kind) || attempt == 5)

@@ -106,7 +106,8 @@ private:
 metadata_fetcher make_metadata_fetcher(http::client& c);
 
 /// Ranged GETs of S3 objects (`object_info::name` is the object's `s3://bucket/key`).
-class s3_requests final : public remote::request_builder {
+/// Error responses are read as S3 error documents (`remote::s3_compatible_builder`).
+class s3_requests final : public remote::s3_compatible_builder {
 public:
     explicit s3_requests(std::shared_ptr<s3_context> ctx) : ctx_(std::move(ctx)) {}
     asio::awaitable<http::request> async_make(http::client& c, const remote::object_info& object, std::uint64_t first,

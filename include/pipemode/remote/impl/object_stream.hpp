@@ -22,44 +22,34 @@
 
 namespace pipemode::remote {
 
+inline http::failure_kind request_builder::classify_error(unsigned status, std::string_view) const
+{
+    return http::classify_status(status);
+}
+
 inline std::string request_builder::describe_error(const object_info& object, unsigned status,
-                                                   std::string_view body) const
+                                                   std::string_view) const
+{
+    std::string s = object.name + ": HTTP " + std::to_string(status);
+    if (const std::string_view reason = http::reason_phrase(status); !reason.empty()) {
+        s += ' ';
+        s += reason;
+    }
+    return s;
+}
+
+inline http::failure_kind s3_compatible_builder::classify_error(unsigned status, std::string_view body) const
+{
+    return s3::classify_failure(status, s3::parse_error_response(status, body).code);
+}
+
+inline std::string s3_compatible_builder::describe_error(const object_info& object, unsigned status,
+                                                         std::string_view body) const
 {
     return s3::describe(s3::parse_error_response(status, body), object.name);
 }
 
-inline std::string request_builder::error_code_of(unsigned status, std::string_view body) const
-{
-    return s3::parse_error_response(status, body).code;
-}
-
 namespace detail {
-
-/// How a transport error counts for retrying.
-inline http::failure_kind classify_transport(const error_code& ec) noexcept
-{
-    if (ec.category() != http::curl_category())
-        return http::failure_kind::connection_lost;
-    switch (static_cast<CURLcode>(ec.value())) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-        return http::failure_kind::connect;
-    case CURLE_OPERATION_TIMEDOUT:
-        return http::failure_kind::timeout;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_FAILED_INIT:
-        return http::failure_kind::client_error;  // permanent: retrying cannot help
-    default:
-        return http::failure_kind::connection_lost;  // reset, closed early, bad chunking, ...
-    }
-}
 
 /// A part of an object: `length` bytes from `offset`, in a buffer reserved from the window.
 /// Fields marked (m) are shared with the consumer and guarded by `stream_core::mutex`; the
@@ -663,14 +653,14 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
         error_code final_ec = make_error_code(errc::retries_exhausted);
         if (receiver.error_response() && !ec) {
             const unsigned status = receiver.status();
-            kind = http::classify_status(status, core->builder->error_code_of(status, receiver.error_body()));
+            kind = core->builder->classify_error(status, receiver.error_body());
             why = core->builder->describe_error(obj->info, status, receiver.error_body());
             if (kind == http::failure_kind::object_changed)
                 final_ec = make_error_code(errc::object_changed);
             else if (!http::is_retryable(kind))
                 final_ec = make_error_code(errc::http_error);
         } else if (ec) {
-            kind = classify_transport(ec);
+            kind = http::classify_transport(ec);
             why = ec.message() + (info.detail.empty() ? "" : ": " + info.detail);
             if (!http::is_retryable(kind))
                 final_ec = ec;

@@ -162,11 +162,11 @@ inline asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std
         if (resp.ec == errc::document_too_large) {
             throw std::runtime_error(what + ": the response is larger than " + std::to_string(limit / mib) + " MiB");
         } else if (resp.ec) {
-            kind = remote::detail::classify_transport(resp.ec);
+            kind = http::classify_transport(resp.ec);
             why = what + ": " + resp.ec.message() + (resp.detail.empty() ? "" : ": " + resp.detail);
         } else if (resp.head.status >= 300) {
             const s3_error e = parse_error_response(resp.head.status, resp.body);
-            kind = http::classify_status(resp.head.status, e.code);
+            kind = classify_failure(resp.head.status, e.code);
             why = describe(e, what);
         } else {
             co_return std::move(resp.body);
