@@ -13,7 +13,7 @@
 // hits every row alike; medians):
 //   curl                  `curl -s -o /dev/null URL...`: one process, one connection (baseline)
 //   rclone cat            `rclone cat --files-from LIST --no-traverse :http:PREFIX > /dev/null`
-//   pipemode raw stream   http::object_stream driven as a source_provider on an io_context,
+//   pipemode raw stream   remote::object_stream driven as a source_provider on an io_context,
 //                         each chunk counted and nothing else: the transport alone
 //   reader, recordio      pipemode::reader with data_format::recordio: framing, no decoding
 //   reader, protobuf      pipemode::reader decoding protobuf records into batches of 1000,
@@ -28,7 +28,7 @@
 //
 // Usage: bench_http --url PREFIX --dir DIR [--big-url PREFIX --big-dir DIR] [--repeats N]
 //                   [--sweep-repeats N] [--no-sweep] [--no-peer] [--server-pids "PID..."]
-#include <pipemode/http/object_stream.hpp>
+#include <pipemode/remote/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include "touch_values.hpp"
@@ -259,14 +259,14 @@ asio::awaitable<void> drain(source_provider* provider, source_context ctx, run* 
 
 /// The transport alone: the object stream as a reader would drive it, with its window chosen
 /// from a reader's default budget, each chunk counted and dropped.
-run raw_stream(const data_set& d, http::stream_options options)
+run raw_stream(const data_set& d, remote::stream_options options)
 {
     run r;
     const auto cpu0 = self_cpu();
     const auto start = clock_type::now();
     {
         asio::io_context io(1);
-        auto stream = http::http_objects(d.urls, std::move(options));
+        auto stream = remote::http_objects(d.urls, std::move(options));
         stream->reserve_buffers(reader_options{});
         const source_context ctx{io.get_executor(), io.get_executor()};
         std::exception_ptr failure;
@@ -290,7 +290,7 @@ run read_objects(const data_set& d, data_format format, std::size_t memory_budge
     const auto cpu0 = self_cpu();
     const auto start = clock_type::now();
     {
-        reader rd(http::http_objects(d.urls), {.format = format, .memory_budget = memory_budget});
+        reader rd(remote::http_objects(d.urls), {.format = format, .memory_budget = memory_budget});
         double sum = 0;
         for (auto& b : rd) {
             if (r.rows == 0)
@@ -317,7 +317,7 @@ run read_objects(const data_set& d, data_format format, std::size_t memory_budge
 {
     const auto d = list_data_set(prefix, dir);
     const auto start = clock_type::now();
-    auto* rd = new reader(http::http_objects(d.urls));
+    auto* rd = new reader(remote::http_objects(d.urls));
     auto b = rd->next();
     const double ms = ms_since(start);
     if (!b || b->size() == 0)
@@ -591,7 +591,7 @@ int run_benchmark(int argc, char** argv)
         for (auto c : connections) {
             std::vector<run> cell;
             for (std::size_t k = 0; k < sweep_repeats; ++k) {
-                http::stream_options o;
+                remote::stream_options o;
                 o.part_size = p * mib;
                 o.max_connections = c;
                 cell.push_back(raw_stream(d, o));

@@ -4,7 +4,7 @@
 //
 //   File mode     a downloader copies every object to a local directory, then the trainer
 //                 reads the local files. Downloaders: pipemode's own (this program's
-//                 `--download` child: http::http_objects, every chunk written to its file),
+//                 `--download` child: remote::http_objects, every chunk written to its file),
 //                 `aws s3 cp --recursive` and `rclone copy` (8 transfers; rclone32: 32).
 //   Stream mode   the trainer reads the objects' URLs directly (pipemode's ranged-GET stream),
 //                 every epoch from the server again; nothing is written to disk.
@@ -34,7 +34,7 @@
 //   sizes); s3://NAME/ at --s3-endpoint lists the same objects for the aws CLI. The
 //   environment must already hold what aws needs (scripts/bench_pipe_vs_file.sh sets it).
 // Internal children: --download DEST URL...   and   --read BATCH_SIZE first|all SOURCE...
-#include <pipemode/http/object_stream.hpp>
+#include <pipemode/remote/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include "touch_values.hpp"
@@ -133,7 +133,7 @@ int download_child(const std::string& dest, std::vector<std::string> urls)
     std::uint64_t total = 0;
     {
         asio::io_context io(1);
-        auto stream = http::http_objects(urls);
+        auto stream = remote::http_objects(urls);
         stream->reserve_buffers(reader_options{});
         const source_context ctx{io.get_executor(), io.get_executor()};
         std::exception_ptr failure;
@@ -158,7 +158,7 @@ int download_child(const std::string& dest, std::vector<std::string> urls)
     const bool urls = sources.front().find("://") != std::string::npos;
     const reader_options options{.batch_size = batch_size};
     const auto start = clock_type::now();
-    auto* rd = urls ? new reader(http::http_objects(sources), options) : new reader(sources, options);
+    auto* rd = urls ? new reader(remote::http_objects(sources), options) : new reader(sources, options);
     auto b = rd->next();
     const double first_ms = seconds_since(start) * 1e3;
     if (!b || b->size() == 0)

@@ -83,7 +83,7 @@ endif()
 
 # The linker for our own executables. Each test links a debug build of Asio, libcurl and Catch2
 # code (30-40 MB objects): lld links one in a fifth of the CPU time of the default GNU ld
-# (0.3 s against 1.4 s for tests/http/object_stream), and a preset links some 70 of them.
+# (0.3 s against 1.4 s for tests/remote/object_stream), and a preset links some 70 of them.
 # Debian: lld (scripts/lib/deps.sh). Empty, or a linker the compiler cannot use, keeps the
 # compiler's default.
 set(PIPEMODE_LINKER "lld" CACHE STRING

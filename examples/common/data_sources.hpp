@@ -15,8 +15,8 @@
 #include <pipemode/pipeline/source_provider.hpp>
 
 #ifndef PIPEMODE_TOOLS_NO_HTTP
-#include <pipemode/http/object_stream.hpp>
-#include <pipemode/http/store.hpp>
+#include <pipemode/remote/object_stream.hpp>
+#include <pipemode/remote/http_store.hpp>
 #include <pipemode/s3/data_set.hpp>
 #include <pipemode/s3/store.hpp>
 #endif
@@ -235,9 +235,9 @@ inline source_kind kind_of(const source_arg& a)
 #ifndef PIPEMODE_TOOLS_NO_HTTP
 
 /// The object-stream options the command line asks for.
-inline pipemode::http::stream_options stream_options_of(const source_options& o)
+inline pipemode::remote::stream_options stream_options_of(const source_options& o)
 {
-    pipemode::http::stream_options s;
+    pipemode::remote::stream_options s;
     if (o.part_size)
         s.part_size = *o.part_size;
     if (o.connections)
@@ -319,7 +319,7 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
         switch (kind) {
         case source_kind::local: parts.push_back(pipemode::local_files(std::move(texts), o.read_size)); return;
 #ifndef PIPEMODE_TOOLS_NO_HTTP
-        case source_kind::http: parts.push_back(pipemode::http::http_objects(std::move(texts), stream_options_of(o))); return;
+        case source_kind::http: parts.push_back(pipemode::remote::http_objects(std::move(texts), stream_options_of(o))); return;
         case source_kind::s3: parts.push_back(pipemode::s3::s3_objects(texts, s3_options_of(o))); return;
         case source_kind::manifest: parts.push_back(pipemode::s3::s3_manifest(texts.front(), s3_options_of(o))); return;
 #else
@@ -345,7 +345,7 @@ make_store(const std::vector<source_arg>& sources, const source_options& o, std:
         switch (kind) {
         case source_kind::local: parts.push_back(pipemode::local_store(std::move(texts), o.read_size)); return;
 #ifndef PIPEMODE_TOOLS_NO_HTTP
-        case source_kind::http: parts.push_back(pipemode::http::http_store(std::move(texts), stream_options_of(o))); return;
+        case source_kind::http: parts.push_back(pipemode::remote::http_store(std::move(texts), stream_options_of(o))); return;
         case source_kind::s3: parts.push_back(pipemode::s3::s3_store(texts, s3_options_of(o))); return;
         case source_kind::manifest: parts.push_back(pipemode::s3::s3_manifest_store(texts.front(), s3_options_of(o))); return;
 #else

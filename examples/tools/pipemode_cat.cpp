@@ -16,7 +16,7 @@
 
 #ifndef PIPEMODE_TOOLS_NO_GZIP
 #include "../common/gzip_detection.hpp"
-#include <pipemode/sources/gunzip.hpp>
+#include <pipemode/pipeline/gunzip.hpp>
 #endif
 #ifndef PIPEMODE_TOOLS_NO_HTTP
 #include <pipemode/sagemaker/augmented_manifest.hpp>

@@ -1,6 +1,6 @@
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/pipeline/data_set.hpp>
-#include <pipemode/sources/gunzip.hpp>
+#include <pipemode/pipeline/gunzip.hpp>
 
 #include "reader_helpers.hpp"
 #include "source_helpers.hpp"

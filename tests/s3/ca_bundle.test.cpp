@@ -387,7 +387,7 @@ TEST_CASE("The tools take --ca-file, else AWS_CA_BUNDLE, else the profile's ca_b
     auto read_urls = [&](const tools::source_options& o) {
         auto stream = stream_options_of(o);
         stream.retry.max_attempts = 1;
-        reader r(http::http_objects({url_a, url_b}, stream), {.batch_size = 10, .format = data_format::recordio});
+        reader r(remote::http_objects({url_a, url_b}, stream), {.batch_size = 10, .format = data_format::recordio});
         return payloads_of(r);
     };
 

@@ -1,11 +1,14 @@
-// Tests of S3 error responses: parsing, retry classification and the one-line message.
+// Tests of S3 error responses: parsing, retry classification (s3::classify, and
+// s3::classify_failure for the transport's retry policy) and the one-line message.
 #include <pipemode/s3/error_response.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <string_view>
 
 using namespace pipemode::s3;
+namespace http = pipemode::http;
 
 namespace {
 
@@ -99,6 +102,67 @@ TEST_CASE("error response: retryable and fatal codes")
     for (unsigned s : {400u, 401u, 403u, 404u, 405u, 409u, 416u, 301u})
         CHECK(classify(with(s, "SomethingNew")) == error_action::fail);
     CHECK(classify(with(412, "SomethingNew")) == error_action::object_changed);
+}
+
+TEST_CASE("classify_failure: S3 error codes")
+{
+    struct row {
+        unsigned status;
+        std::string_view code;
+        http::failure_kind kind;
+    };
+    const row rows[] = {
+        {503, "SlowDown", http::failure_kind::throttled},
+        {400, "Throttling", http::failure_kind::throttled},
+        {400, "ThrottlingException", http::failure_kind::throttled},
+        {400, "RequestLimitExceeded", http::failure_kind::throttled},
+        {429, "TooManyRequestsException", http::failure_kind::throttled},
+        {503, "ServiceUnavailable", http::failure_kind::throttled},
+        {500, "InternalError", http::failure_kind::server_error},
+        {409, "OperationAborted", http::failure_kind::server_error},
+        {400, "RequestTimeout", http::failure_kind::timeout},
+        {412, "PreconditionFailed", http::failure_kind::object_changed},
+        {403, "AccessDenied", http::failure_kind::client_error},
+        {403, "SignatureDoesNotMatch", http::failure_kind::client_error},
+        {403, "RequestTimeTooSkewed", http::failure_kind::client_error},
+        {400, "ExpiredToken", http::failure_kind::client_error},
+        {404, "NoSuchKey", http::failure_kind::client_error},
+        {416, "InvalidRange", http::failure_kind::client_error},
+        {301, "PermanentRedirect", http::failure_kind::client_error},
+        // A known code decides over the status, as in s3::classify.
+        {503, "AccessDenied", http::failure_kind::client_error},
+        {500, "PreconditionFailed", http::failure_kind::object_changed},
+        // An unknown code leaves it to the status.
+        {503, "SomethingNew", http::failure_kind::throttled},
+        {500, "SomethingNew", http::failure_kind::server_error},
+        {400, "SomethingNew", http::failure_kind::client_error},
+    };
+    for (const auto& r : rows) {
+        INFO("HTTP " << r.status << ' ' << r.code);
+        CHECK(classify_failure(r.status, r.code) == r.kind);
+    }
+}
+
+TEST_CASE("classify_failure: retry or not always agrees with s3::classify")
+{
+    const std::string_view codes[] = {"", "SlowDown", "Throttling", "InternalError", "ServiceUnavailable",
+                                      "RequestTimeout", "OperationAborted", "PreconditionFailed", "AccessDenied",
+                                      "NoSuchKey", "InvalidRange", "SomethingNew"};
+    int checked = 0;
+    for (unsigned status = 100; status < 600; ++status) {
+        for (auto code : codes) {
+            s3_error e;
+            e.http_status = status;
+            e.code.assign(code);
+            auto action = classify(e);
+            auto kind = classify_failure(status, code);
+            INFO("HTTP " << status << ' ' << code);
+            REQUIRE(http::is_retryable(kind) == (action == error_action::retry));
+            REQUIRE((kind == http::failure_kind::object_changed) == (action == error_action::object_changed));
+            ++checked;
+        }
+    }
+    CHECK(checked == 500 * 12);
 }
 
 TEST_CASE("error response: messages carry hints where S3's words are not enough")

@@ -1,5 +1,5 @@
 // Fuzz target for the location parsers of s3/uri.hpp: try_parse_s3_uri, parse_s3_uri and
-// parse_http_url (the only URL parser; http/store.hpp takes URLs as given and joins listing
+// parse_http_url (the only URL parser; remote/http_store.hpp takes URLs as given and joins listing
 // hrefs to them), and the URL builders fed with what they accept.
 //
 // On any input (and on each line of it):

@@ -113,14 +113,14 @@ TEST_CASE("HTTP objects: an http_store sharded by object over two ranks, and an 
     reader_options o{.batch_size = 6, .format = data_format::lines, .memory_budget = 64 * mib, .max_record_size = 1 * mib};
     std::multiset<std::string> got;
     for (std::size_t rank = 0; rank < 2; ++rank) {
-        data_set_reader r(http::http_store(urls, http::stream_options{.part_size = 1 * kib}),
+        data_set_reader r(remote::http_store(urls, remote::stream_options{.part_size = 1 * kib}),
                           {.plan = {.shard = {.rank = rank, .world_size = 2, .mode = shard_mode::by_object}, .shuffle_seed = 2}}, o);
         for (auto& p : test::payloads_of(r))
             got.insert(p);
     }
     CHECK(got == std::multiset<std::string>(all.begin(), all.end()));
     // Sizes are unknown before reading: byte-based sharding says so.
-    data_set_reader by_bytes(http::http_store(urls), {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_bytes}}}, o);
+    data_set_reader by_bytes(remote::http_store(urls), {.plan = {.shard = {.world_size = 2, .mode = shard_mode::by_bytes}}}, o);
     CHECK_THROWS_WITH(by_bytes.next(), Catch::Contains("needs every object's size"));
 
     // Prefixes are listed through the server's directory listings, HTML or JSON (with sizes),
@@ -129,20 +129,20 @@ TEST_CASE("HTTP objects: an http_store sharded by object over two ranks, and an 
     test::write_file(dir / "sub dir/z.txt", test::bytes_of("zz\n"));
     for (const std::string& index : {server.url() + "/", server.url("json-index/")}) {
         CAPTURE(index);
-        auto store = http::http_store({index});
+        auto store = remote::http_store({index});
         data_set_reader listed(std::move(store), {}, o);
         auto lines = test::payloads_of(listed);
         auto want = all;
         want.push_back("zz");  // "sub dir/" sorts after "part-3.txt"
         CHECK(lines == want);
     }
-    data_set_reader sized(http::http_store({server.url("json-index/")}),
+    data_set_reader sized(remote::http_store({server.url("json-index/")}),
                           {.plan = {.shard = {.rank = 1, .world_size = 3, .mode = shard_mode::by_byte_range}}}, o);
     CHECK(!test::payloads_of(sized).empty());
     std::filesystem::create_directories(dir.path() / "empty");
-    data_set_reader empty(http::http_store({server.url("empty/")}), {}, o);
+    data_set_reader empty(remote::http_store({server.url("empty/")}), {}, o);
     CHECK_THROWS_WITH(empty.next(), Catch::Contains("names no objects"));
-    data_set_reader missing(http::http_store({server.url("missing/")}), {}, o);
+    data_set_reader missing(remote::http_store({server.url("missing/")}), {}, o);
     CHECK_THROWS_WITH(missing.next(), Catch::Contains("HTTP status 404"));
 
     const channel_config ch{.name = "text", .uri = urls[2], .content_type = "application/jsonlines"};

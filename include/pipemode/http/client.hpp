@@ -3,6 +3,7 @@
 
 #include <pipemode/config.hpp>
 #include <pipemode/core/options.hpp>
+#include <pipemode/http/retry.hpp>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -39,6 +40,12 @@ const boost::system::error_category& curl_category() noexcept;
 
 /// Makes an `error_code` from a `CURLcode`.
 inline error_code make_curl_error(CURLcode code) noexcept { return {static_cast<int>(code), curl_category()}; }
+
+/// How a transport error counts for retrying: no connection (refused, DNS, TLS handshake) is
+/// `connect`, a timeout is `timeout`, a certificate, URL or set-up problem that a retry cannot
+/// fix is `client_error`, and anything else (a reset, a connection closed early, bad chunking,
+/// and errors of categories other than `curl_category`) is `connection_lost`.
+failure_kind classify_transport(const error_code& ec) noexcept;
 
 /// A DNS cache and a TLS session cache shared by several clients (libcurl's `CURLSH`).
 ///

@@ -1,4 +1,4 @@
-// pipemode: when to retry a failed HTTP/S3 request, how long to wait first, and how many
+// pipemode: when to retry a failed HTTP request, how long to wait first, and how many
 // ranged GETs may run at once. Sans-I/O: plain classes the network code consults after every
 // failed or finished request, deterministic under a seed and testable without a socket.
 //
@@ -11,7 +11,6 @@
 #pragma once
 
 #include <pipemode/config.hpp>
-#include <pipemode/s3/error_response.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -25,15 +24,16 @@
 
 namespace pipemode::http {
 
-/// Why a request failed, as far as retrying is concerned. The client maps libcurl's codes and
-/// HTTP responses onto these (responses through `classify_status`).
+/// Why a request failed, as far as retrying is concerned. Transport errors are mapped onto these
+/// by `classify_transport` (http/client.hpp), HTTP responses by `classify_status`, and S3 error
+/// documents by `s3::classify_failure`.
 enum class failure_kind {
     connect,          ///< no connection: refused, DNS failure, TLS handshake failure
-    timeout,          ///< connect or transfer timed out (including S3's `RequestTimeout`, HTTP 408)
+    timeout,          ///< connect or transfer timed out, or HTTP 408 (S3: `RequestTimeout`)
     connection_lost,  ///< the connection broke mid-transfer (reset, short body)
-    server_error,     ///< 500, 502, 504 and other 5xx except 503; `InternalError`, `OperationAborted`
-    throttled,        ///< 503, 429, `SlowDown` and the other throttling codes: also lowers concurrency
-    object_changed,   ///< 412 / `PreconditionFailed`: the ETag moved; the reader restarts or fails
+    server_error,     ///< 500, 502, 504 and other 5xx except 503 (S3: `InternalError`, `OperationAborted`)
+    throttled,        ///< 503, 429 (S3: `SlowDown` and the other throttling codes): also lowers concurrency
+    object_changed,   ///< 412 (S3: `PreconditionFailed`): the ETag moved; the reader restarts or fails
     client_error,     ///< other 4xx (and redirects): credentials, permissions, missing object
     protocol,         ///< the response was not what was asked for, e.g. a wrong `Content-Range`
 };
@@ -61,39 +61,25 @@ constexpr bool is_retryable(failure_kind k) noexcept
     return false;
 }
 
-/// The S3 error codes that mean "slow down": the request may be retried, and the reader should
-/// also run fewer requests at once (see `concurrency_limit`).
-inline constexpr std::string_view throttling_codes[] = {
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-};
-
-/// Classifies a failed HTTP response by its status and, when the body was an S3 `<Error>`
-/// document, its `Code` (empty otherwise).
+/// Classifies a failed HTTP response by its status alone: 503 and 429 are `throttled`, 408 is
+/// `timeout`, 412 is `object_changed`, every other 5xx is `server_error`, and the rest is
+/// `client_error`, redirects included (pipemode does not follow them, so the same request
+/// would fail again).
 ///
-/// Retry or not is `s3::classify`'s decision, so the two never disagree; this function only
-/// refines its `retry` into `throttled` (a throttling code, or status 503 or 429), `timeout`
-/// (`RequestTimeout` or 408) and `server_error` (the rest), and maps `object_changed` as is.
-/// Everything `s3::classify` fails is `client_error`, redirects included: pipemode does not
-/// follow them, so the same request would fail again.
-inline failure_kind classify_status(unsigned http_status, std::string_view s3_error_code)
+/// A protocol whose error bodies say more refines this one layer up: S3's error codes (a 400
+/// `SlowDown` is throttling, a 500 `AccessDenied` is not worth a retry) are classified by
+/// `s3::classify_failure`, which agrees with this function whenever the body has no code.
+constexpr failure_kind classify_status(unsigned http_status) noexcept
 {
-    s3::s3_error e;
-    e.http_status = http_status;
-    e.code.assign(s3_error_code);
-    switch (s3::classify(e)) {
-    case s3::error_action::object_changed:
-        return failure_kind::object_changed;
-    case s3::error_action::fail:
-        return failure_kind::client_error;
-    case s3::error_action::retry:
-        break;
-    }
-    if (std::find(std::begin(throttling_codes), std::end(throttling_codes), s3_error_code) != std::end(throttling_codes)
-        || http_status == 503 || http_status == 429)
+    if (http_status == 503 || http_status == 429)
         return failure_kind::throttled;
-    if (s3_error_code == "RequestTimeout" || http_status == 408)
+    if (http_status == 408)
         return failure_kind::timeout;
-    return failure_kind::server_error;
+    if (http_status == 412)
+        return failure_kind::object_changed;
+    if (http_status >= 500 && http_status <= 599)
+        return failure_kind::server_error;
+    return failure_kind::client_error;
 }
 
 /// Retry settings of a reader's HTTP/S3 requests. Use designated initializers:

@@ -31,7 +31,7 @@ struct object_read {
 
 /// Where a data set's objects live: lists them and reads byte ranges of them.
 ///
-/// Implementations: `local_store` (files and directories), `http::http_store` and
+/// Implementations: `local_store` (files and directories), `remote::http_store` and
 /// `s3::s3_store`. A store is used by one reader, from that reader's network thread.
 class object_store {
 public:

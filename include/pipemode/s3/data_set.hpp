@@ -3,7 +3,7 @@
 
 #include <pipemode/config.hpp>
 #include <pipemode/http/document.hpp>
-#include <pipemode/http/object_stream.hpp>
+#include <pipemode/remote/object_stream.hpp>
 #include <pipemode/s3/credentials.hpp>
 #include <pipemode/s3/error_response.hpp>
 #include <pipemode/s3/listing.hpp>
@@ -42,7 +42,7 @@ struct s3_options {
     std::optional<environment> env{};
     /// The ranged-GET stream's options (part size, connections, window, retries, TLS). An
     /// empty `stream.client.ca_file` is filled from `AWS_CA_BUNDLE` or the profile's `ca_bundle`.
-    http::stream_options stream{};
+    remote::stream_options stream{};
 };
 
 /// The client options of `options.stream.client` with the CA bundle resolved as the AWS CLI
@@ -80,7 +80,7 @@ public:
     addressing style_for(std::string_view bucket) const;
     /// The stream options, with `client.ca_file` set to the CA bundle resolved from the
     /// environment or the profile when the caller gave none.
-    const http::stream_options& stream_options() const noexcept { return options_.stream; }
+    const remote::stream_options& stream_options() const noexcept { return options_.stream; }
 
     /// A request for `method` on bucket/key (key empty: the bucket) with `query` and extra
     /// `headers`, signed unless anonymous. `c` is the network thread's client.
@@ -106,10 +106,11 @@ private:
 metadata_fetcher make_metadata_fetcher(http::client& c);
 
 /// Ranged GETs of S3 objects (`object_info::name` is the object's `s3://bucket/key`).
-class s3_requests final : public http::request_builder {
+/// Error responses are read as S3 error documents (`remote::s3_compatible_builder`).
+class s3_requests final : public remote::s3_compatible_builder {
 public:
     explicit s3_requests(std::shared_ptr<s3_context> ctx) : ctx_(std::move(ctx)) {}
-    asio::awaitable<http::request> async_make(http::client& c, const http::object_info& object, std::uint64_t first,
+    asio::awaitable<http::request> async_make(http::client& c, const remote::object_info& object, std::uint64_t first,
                                               std::uint64_t last, std::string if_match) override;
 
 private:
@@ -127,10 +128,10 @@ asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std::share
 /// Lists `s3://bucket/prefix/` page by page with ListObjectsV2 (1,000 keys a page), yielding
 /// each object with the size and ETag the listing gives. Folder markers (keys ending in '/'
 /// with no bytes) are left out.
-class prefix_lister final : public http::object_lister {
+class prefix_lister final : public remote::object_lister {
 public:
     prefix_lister(std::shared_ptr<s3_context> ctx, s3_uri prefix) : ctx_(std::move(ctx)), prefix_(std::move(prefix)) {}
-    asio::awaitable<std::optional<http::object_info>> async_next(http::client& c) override;
+    asio::awaitable<std::optional<remote::object_info>> async_next(http::client& c) override;
     std::string describe() const override { return prefix_.to_string(); }
 
 private:
@@ -144,10 +145,10 @@ private:
 
 /// The objects of several S3 URIs in order: each key as one object, each prefix (ending in
 /// '/') listed.
-class uri_lister final : public http::object_lister {
+class uri_lister final : public remote::object_lister {
 public:
     uri_lister(std::shared_ptr<s3_context> ctx, std::vector<s3_uri> uris);
-    asio::awaitable<std::optional<http::object_info>> async_next(http::client& c) override;
+    asio::awaitable<std::optional<remote::object_info>> async_next(http::client& c) override;
     std::string describe() const override { return description_; }
 
 private:
@@ -160,10 +161,10 @@ private:
 
 /// The objects a SageMaker manifest file names (`[{"prefix": "s3://b/p/"}, "key1", ...]`),
 /// fetched from S3 when the stream starts.
-class manifest_lister final : public http::object_lister {
+class manifest_lister final : public remote::object_lister {
 public:
     manifest_lister(std::shared_ptr<s3_context> ctx, s3_uri manifest) : ctx_(std::move(ctx)), manifest_(std::move(manifest)) {}
-    asio::awaitable<std::optional<http::object_info>> async_next(http::client& c) override;
+    asio::awaitable<std::optional<remote::object_info>> async_next(http::client& c) override;
     std::string describe() const override { return "the objects of manifest " + manifest_.to_string(); }
 
 private:
@@ -180,10 +181,10 @@ private:
 /// \code
 /// pipemode::reader reader(pipemode::s3::s3_objects({"s3://my-bucket/train/"}), {.batch_size = 512});
 /// \endcode
-std::unique_ptr<http::object_stream> s3_objects(const std::vector<std::string>& uris, s3_options options = {});
+std::unique_ptr<remote::object_stream> s3_objects(const std::vector<std::string>& uris, s3_options options = {});
 
 /// Streams the objects a SageMaker manifest file at `manifest_uri` lists.
-std::unique_ptr<http::object_stream> s3_manifest(const std::string& manifest_uri, s3_options options = {});
+std::unique_ptr<remote::object_stream> s3_manifest(const std::string& manifest_uri, s3_options options = {});
 
 } // namespace pipemode::s3
 

@@ -1,12 +1,16 @@
 // pipemode: S3 error responses, sans-I/O: the parsed `<Error>` document, whether a request
-// that got it is worth retrying, and a one-line message naming the object. See
-// docs/s3-parsing.md.
+// that got it is worth retrying (and how it counts for the transport's retry policy), and a
+// one-line message naming the object. See docs/s3-parsing.md.
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/http/retry.hpp>
+#include <pipemode/http/status.hpp>
 #include <pipemode/s3/xml.hpp>
 
+#include <algorithm>
 #include <cstddef>
+#include <iterator>
 #include <string>
 #include <string_view>
 
@@ -86,29 +90,40 @@ inline error_action classify(const s3_error& e) noexcept
     return error_action::fail;
 }
 
-/// The reason phrase of an HTTP status pipemode is likely to meet, or "" for others.
-inline std::string_view http_reason(unsigned status) noexcept
+/// The S3 error codes that mean "slow down": the request may be retried, and the reader should
+/// also run fewer requests at once (see `http::concurrency_limit`).
+inline constexpr std::string_view throttling_codes[] = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+};
+
+/// Classifies a failed response for the transport's retry policy by its status and, when the
+/// body was an S3 `<Error>` document, its `code` (empty otherwise).
+///
+/// Retry or not is `classify`'s decision, so the two never disagree; this function only
+/// refines its `retry` into `throttled` (a throttling code, or status 503 or 429), `timeout`
+/// (`RequestTimeout` or 408) and `server_error` (the rest), and maps `object_changed` as is.
+/// Everything `classify` fails is `client_error`, redirects included: pipemode does not follow
+/// them, so the same request would fail again. With an empty code it is
+/// `http::classify_status(status)`.
+inline http::failure_kind classify_failure(unsigned http_status, std::string_view code)
 {
-    switch (status) {
-    case 301: return "Moved Permanently";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 412: return "Precondition Failed";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
+    s3_error e;
+    e.http_status = http_status;
+    e.code.assign(code);
+    switch (classify(e)) {
+    case error_action::object_changed:
+        return http::failure_kind::object_changed;
+    case error_action::fail:
+        return http::failure_kind::client_error;
+    case error_action::retry:
+        break;
     }
+    if (std::find(std::begin(throttling_codes), std::end(throttling_codes), code) != std::end(throttling_codes)
+        || http_status == 503 || http_status == 429)
+        return http::failure_kind::throttled;
+    if (code == "RequestTimeout" || http_status == 408)
+        return http::failure_kind::timeout;
+    return http::failure_kind::server_error;
 }
 
 /// Renders a one-line message: "SOURCE: HTTP 403 AccessDenied: Access Denied (request id X)",
@@ -130,7 +145,7 @@ inline std::string describe(const s3_error& e, std::string_view source)
             s += e.message;
         }
     } else {
-        std::string_view reason = http_reason(e.http_status);
+        std::string_view reason = http::reason_phrase(e.http_status);
         if (!reason.empty()) {
             s += ' ';
             s += reason;

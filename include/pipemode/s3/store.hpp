@@ -2,7 +2,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
-#include <pipemode/http/store.hpp>
+#include <pipemode/remote/http_store.hpp>
 #include <pipemode/s3/data_set.hpp>
 
 #include <functional>
@@ -16,7 +16,7 @@ namespace detail {
 
 class s3_object_store final : public object_store {
 public:
-    using lister_factory = std::function<std::unique_ptr<http::object_lister>(std::shared_ptr<s3_context>)>;
+    using lister_factory = std::function<std::unique_ptr<remote::object_lister>(std::shared_ptr<s3_context>)>;
 
     s3_object_store(lister_factory make_lister, s3_options options, std::string description)
         : make_lister_(std::move(make_lister)), options_(std::move(options)), description_(std::move(description))
@@ -34,7 +34,7 @@ public:
         auto context = std::make_shared<s3_context>(options_);
         auto lister = make_lister_(context);
         http::client client(ctx.executor, options_.stream.client);
-        std::vector<http::object_info> infos;
+        std::vector<remote::object_info> infos;
         while (auto info = co_await lister->async_next(client))
             infos.push_back(std::move(*info));
         co_return listed_.remember(std::move(infos));
@@ -44,20 +44,20 @@ public:
     {
         // A fresh context per stream: its credentials provider lives on the stream's thread.
         auto context = std::make_shared<s3_context>(options_);
-        return std::make_unique<http::object_stream>(
-            std::make_unique<http::object_list>(listed_.infos_for(reads), description_),
+        return std::make_unique<remote::object_stream>(
+            std::make_unique<remote::object_list>(listed_.infos_for(reads), description_),
             std::make_unique<s3_requests>(std::move(context)), options_.stream);
     }
 
     std::string describe() const override { return description_; }
 
-    std::size_t reserve_buffers(const reader_options& o) override { return http::size_stream(options_.stream, o.memory_budget).reserved(); }
+    std::size_t reserve_buffers(const reader_options& o) override { return remote::size_stream(options_.stream, o.memory_budget).reserved(); }
 
 private:
     lister_factory make_lister_;
     s3_options options_;
     std::string description_;
-    http::detail::listed_objects listed_;
+    remote::detail::listed_objects listed_;
 };
 
 } // namespace detail

@@ -9,13 +9,13 @@
 #include <pipemode/config.hpp>
 #include <pipemode/core/content_type.hpp>
 #include <pipemode/core/options.hpp>
-#include <pipemode/http/store.hpp>
+#include <pipemode/remote/http_store.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/s3/store.hpp>
 #include <pipemode/sagemaker/augmented_manifest.hpp>
 #include <pipemode/sagemaker/channel.hpp>
 #include <pipemode/sagemaker/cluster.hpp>
-#include <pipemode/sources/gunzip.hpp>
+#include <pipemode/pipeline/gunzip.hpp>
 
 #include <memory>
 #include <optional>
@@ -107,7 +107,7 @@ inline std::unique_ptr<object_store> channel_store(const channel_config& channel
         if (is_s3)
             store = s3::s3_store({channel.uri}, s3);
         else if (is_http)
-            store = http::http_store({channel.uri}, s3.stream);
+            store = remote::http_store({channel.uri}, s3.stream);
         else
             store = local_store({local_path_of(channel.uri)}, read_size);
         break;

@@ -204,6 +204,31 @@ inline const boost::system::error_category& curl_category() noexcept
     return instance;
 }
 
+inline failure_kind classify_transport(const error_code& ec) noexcept
+{
+    if (ec.category() != curl_category())
+        return failure_kind::connection_lost;
+    switch (static_cast<CURLcode>(ec.value())) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        return failure_kind::connect;
+    case CURLE_OPERATION_TIMEDOUT:
+        return failure_kind::timeout;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT:
+        return failure_kind::client_error;  // permanent: retrying cannot help
+    default:
+        return failure_kind::connection_lost;  // reset, closed early, bad chunking, ...
+    }
+}
+
 inline std::optional<content_range> parse_content_range(std::string_view value) noexcept
 {
     value = detail::trim(value);

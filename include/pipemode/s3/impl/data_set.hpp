@@ -129,7 +129,7 @@ inline asio::awaitable<http::request> s3_context::async_make(http::client& c, st
     co_return req;
 }
 
-inline asio::awaitable<http::request> s3_requests::async_make(http::client& c, const http::object_info& object,
+inline asio::awaitable<http::request> s3_requests::async_make(http::client& c, const remote::object_info& object,
                                                               std::uint64_t first, std::uint64_t last,
                                                               std::string if_match)
 {
@@ -162,11 +162,11 @@ inline asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std
         if (resp.ec == errc::document_too_large) {
             throw std::runtime_error(what + ": the response is larger than " + std::to_string(limit / mib) + " MiB");
         } else if (resp.ec) {
-            kind = http::detail::classify_transport(resp.ec);
+            kind = http::classify_transport(resp.ec);
             why = what + ": " + resp.ec.message() + (resp.detail.empty() ? "" : ": " + resp.detail);
         } else if (resp.head.status >= 300) {
             const s3_error e = parse_error_response(resp.head.status, resp.body);
-            kind = http::classify_status(resp.head.status, e.code);
+            kind = classify_failure(resp.head.status, e.code);
             why = describe(e, what);
         } else {
             co_return std::move(resp.body);
@@ -179,14 +179,14 @@ inline asio::awaitable<std::string> async_fetch_s3_document(http::client& c, std
     }
 }
 
-inline asio::awaitable<std::optional<http::object_info>> prefix_lister::async_next(http::client& c)
+inline asio::awaitable<std::optional<remote::object_info>> prefix_lister::async_next(http::client& c)
 {
     for (;;) {
         while (next_ < page_.size()) {
             object_summary& o = page_[next_++];
             if (!o.key.empty() && o.key.back() == '/' && o.size == 0)
                 continue;  // a folder marker made by a console, not data
-            http::object_info info;
+            remote::object_info info;
             const s3_uri uri{prefix_.bucket, o.key};
             info.name = uri.to_string();
             info.url = object_url(ctx_->endpoint(), uri.bucket, uri.key, ctx_->style_for(uri.bucket));
@@ -215,7 +215,7 @@ inline uri_lister::uri_lister(std::shared_ptr<s3_context> ctx, std::vector<s3_ur
     description_ = uris_.size() == 1 ? uris_.front().to_string() : std::to_string(uris_.size()) + " S3 URIs";
 }
 
-inline asio::awaitable<std::optional<http::object_info>> uri_lister::async_next(http::client& c)
+inline asio::awaitable<std::optional<remote::object_info>> uri_lister::async_next(http::client& c)
 {
     for (;;) {
         if (listing_) {
@@ -230,14 +230,14 @@ inline asio::awaitable<std::optional<http::object_info>> uri_lister::async_next(
             listing_ = std::make_unique<prefix_lister>(ctx_, uri);
             continue;
         }
-        http::object_info info;
+        remote::object_info info;
         info.name = uri.to_string();
         info.url = object_url(ctx_->endpoint(), uri.bucket, uri.key, ctx_->style_for(uri.bucket));
         co_return info;
     }
 }
 
-inline asio::awaitable<std::optional<http::object_info>> manifest_lister::async_next(http::client& c)
+inline asio::awaitable<std::optional<remote::object_info>> manifest_lister::async_next(http::client& c)
 {
     if (!entries_) {
         std::vector<std::pair<std::string, std::string>> no_query;  // not `{}`: see s3_requests::async_make
@@ -251,13 +251,13 @@ inline asio::awaitable<std::optional<http::object_info>> manifest_lister::async_
     if (next_ == entries_->size())
         co_return std::nullopt;
     const s3_uri& uri = (*entries_)[next_++];
-    http::object_info info;
+    remote::object_info info;
     info.name = uri.to_string();
     info.url = object_url(ctx_->endpoint(), uri.bucket, uri.key, ctx_->style_for(uri.bucket));
     co_return info;
 }
 
-inline std::unique_ptr<http::object_stream> s3_objects(const std::vector<std::string>& uris, s3_options options)
+inline std::unique_ptr<remote::object_stream> s3_objects(const std::vector<std::string>& uris, s3_options options)
 {
     std::vector<s3_uri> parsed;
     parsed.reserve(uris.size());
@@ -266,16 +266,16 @@ inline std::unique_ptr<http::object_stream> s3_objects(const std::vector<std::st
     auto ctx = std::make_shared<s3_context>(std::move(options));
     // The context's stream options, not the caller's: they carry the CA bundle it resolved.
     auto stream_opts = ctx->stream_options();
-    return std::make_unique<http::object_stream>(std::make_unique<uri_lister>(ctx, std::move(parsed)),
+    return std::make_unique<remote::object_stream>(std::make_unique<uri_lister>(ctx, std::move(parsed)),
                                                  std::make_unique<s3_requests>(ctx), std::move(stream_opts));
 }
 
-inline std::unique_ptr<http::object_stream> s3_manifest(const std::string& manifest_uri, s3_options options)
+inline std::unique_ptr<remote::object_stream> s3_manifest(const std::string& manifest_uri, s3_options options)
 {
     s3_uri uri = parse_s3_uri(manifest_uri);
     auto ctx = std::make_shared<s3_context>(std::move(options));
     auto stream_opts = ctx->stream_options();  // with the resolved CA bundle, as in s3_objects
-    return std::make_unique<http::object_stream>(std::make_unique<manifest_lister>(ctx, std::move(uri)),
+    return std::make_unique<remote::object_stream>(std::make_unique<manifest_lister>(ctx, std::move(uri)),
                                                  std::make_unique<s3_requests>(ctx), std::move(stream_opts));
 }
 

@@ -1,6 +1,6 @@
 // Tests of the ranged-GET object stream through the reader, against nginx on loopback.
-#include <pipemode/http/object_stream.hpp>
-#include <pipemode/http/store.hpp>
+#include <pipemode/remote/object_stream.hpp>
+#include <pipemode/remote/http_store.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/decoders/recordio.hpp>
 #include <pipemode/pipeline/reader.hpp>
@@ -80,11 +80,11 @@ TEST_CASE("Objects arrive byte for byte and in order, whatever the part size, wi
     };
     for (const auto& cfg : configs) {
         CAPTURE(cfg.part_size, cfg.max_connections, cfg.window);
-        http::stream_options so;
+        remote::stream_options so;
         so.part_size = cfg.part_size;
         so.max_connections = cfg.max_connections;
         so.window_bytes = cfg.window;
-        auto stream = http::http_objects(ds.urls(), so);
+        auto stream = remote::http_objects(ds.urls(), so);
         auto* s = stream.get();
         reader r(std::move(stream), {.batch_size = 37, .format = data_format::recordio, .memory_budget = 64 * mib});
         const auto got = payloads_of(r);
@@ -101,9 +101,9 @@ TEST_CASE("Objects arrive byte for byte and in order, whatever the part size, wi
 TEST_CASE("The window follows the reader's memory budget and the first batch does not wait for a whole part", "[http]")
 {
     served_data_set ds({40000}, 1000);  // one ~20 MB object
-    http::stream_options so;
+    remote::stream_options so;
     so.part_size = 16 * mib;
-    auto stream = http::http_objects(ds.urls(), so);
+    auto stream = remote::http_objects(ds.urls(), so);
     auto* s = stream.get();
     const auto start = std::chrono::steady_clock::now();
     reader r(std::move(stream), {.batch_size = 10, .format = data_format::recordio, .memory_budget = 64 * mib});
@@ -128,7 +128,7 @@ TEST_CASE("A missing object fails with the URL and the HTTP status, after the ob
     served_data_set ds({100}, 100);
     auto urls = ds.urls();
     urls.push_back(ds.server->url() + "/no-such-object.rec");
-    reader r(http::http_objects(urls), {.batch_size = 10, .format = data_format::recordio});
+    reader r(remote::http_objects(urls), {.batch_size = 10, .format = data_format::recordio});
     std::size_t rows = 0;
     auto e = error_from([&] {
         for (auto& b : r)
@@ -143,11 +143,11 @@ TEST_CASE("A missing object fails with the URL and the HTTP status, after the ob
 TEST_CASE("An object replaced between two ranges is an error, never a splice of two versions", "[http]")
 {
     served_data_set ds({2000}, 200);  // ~200 KB: several 64 KiB parts
-    http::stream_options so;
+    remote::stream_options so;
     so.part_size = 64 * kib;
     so.window_bytes = 64 * kib;  // the second range is not requested before the first is read
     so.max_connections = 1;
-    reader r(http::http_objects(ds.urls(), so),
+    reader r(remote::http_objects(ds.urls(), so),
              {.batch_size = 5, .format = data_format::recordio, .prefetch_batches = 1, .memory_budget = 20 * mib,
               .max_record_size = 1 * mib, .read_size = 1 * mib});
     auto first = r.next();
@@ -176,9 +176,9 @@ TEST_CASE("Leaving the loop early stops the stream promptly, transfers in flight
     for (int i = 0; i < 3; ++i) {
         const auto start = std::chrono::steady_clock::now();
         {
-            http::stream_options so;
+            remote::stream_options so;
             so.part_size = 1 * mib;
-            reader r(http::http_objects(ds.urls(), so), {.batch_size = 100, .format = data_format::recordio});
+            reader r(remote::http_objects(ds.urls(), so), {.batch_size = 100, .format = data_format::recordio});
             int batches = 0;
             for (auto& b : r) {
                 (void)b;
@@ -191,7 +191,7 @@ TEST_CASE("Leaving the loop early stops the stream promptly, transfers in flight
     // Dropped right after the first batch, with whole parts still arriving: a part released
     // before its GET has finished keeps its buffer until the GET is done.
     for (int i = 0; i < 20; ++i) {
-        reader r(http::http_objects(ds.urls()), {.batch_size = 100, .format = data_format::recordio});
+        reader r(remote::http_objects(ds.urls()), {.batch_size = 100, .format = data_format::recordio});
         REQUIRE(r.next());
     }
 }
@@ -221,9 +221,9 @@ struct faulty_object {
 
 /// Small parts (so an object has many ranges), quick retries with a fixed seed, and a short
 /// low-speed window (so a stalled connection is noticed within a second).
-http::stream_options fault_options()
+remote::stream_options fault_options()
 {
-    http::stream_options so;
+    remote::stream_options so;
     so.part_size = 128 * kib;
     so.max_connections = 3;
     so.retry.base_delay = std::chrono::milliseconds(1);
@@ -234,9 +234,9 @@ http::stream_options fault_options()
     return so;
 }
 
-std::vector<std::string> read_through(const faulty_object& o, http::stream_options so = fault_options())
+std::vector<std::string> read_through(const faulty_object& o, remote::stream_options so = fault_options())
 {
-    reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+    reader r(remote::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
     return payloads_of(r);
 }
 
@@ -255,6 +255,8 @@ TEST_CASE("Transient faults are retried and resumed: every record exactly once, 
         {"connection reset mid-body", fault::drop_after(70'000, true)},
         {"short body", fault::short_body()},
         {"503 SlowDown", fault::status(503, "SlowDown", "Please reduce your request rate.")},
+        // A plain URL's errors are read as S3 documents: the code, not the status, says "throttled".
+        {"400 SlowDown", fault::status(400, "SlowDown", "Please reduce your request rate.")},
         {"500 InternalError", fault::status(500, "InternalError", "We encountered an internal error.")},
         {"stall past the low-speed limit", fault::stall_after(1000, std::chrono::milliseconds(2500))},
         {"slow but steady", fault::trickle(256 * kib)},
@@ -314,7 +316,7 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
     {
         faulty_object o;
         o.server.script({fault::status(403, "AccessDenied", "Access Denied").only_from(256 * kib)});
-        reader r(http::http_objects({o.url()}, so), {.batch_size = 1, .format = data_format::recordio});
+        reader r(remote::http_objects({o.url()}, so), {.batch_size = 1, .format = data_format::recordio});
         std::size_t rows = 0;
         auto e = error_from([&] {
             for (auto& b : r)
@@ -342,7 +344,7 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
     {
         faulty_object o;
         o.server.script({fault::wrong_content_range().only_from(256 * kib)});
-        reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+        reader r(remote::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::bad_http_response);
         CHECK(e.where().source == o.url());
@@ -352,7 +354,7 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
     {
         faulty_object o;
         o.server.script({fault::change_object().only_from(256 * kib)});
-        reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+        reader r(remote::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::object_changed);
         CHECK(e.where().source == o.url());
@@ -364,12 +366,71 @@ TEST_CASE("Errors that retrying cannot fix fail at once, naming the object, the 
         std::vector<fault> script(50, fault::status(503, "SlowDown").only_from(256 * kib));
         o.server.script(script);
         so.retry.max_attempts = 4;
-        reader r(http::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
+        reader r(remote::http_objects({o.url()}, so), {.batch_size = 500, .format = data_format::recordio});
         auto e = error_from([&] { payloads_of(r); });
         CHECK(e.code() == errc::retries_exhausted);
         CHECK(e.where().source == o.url());
         CHECK(e.where().byte_offset == 256 * kib);  // the first byte no attempt delivered
         CHECK_THAT(std::string(e.what()), Catch::Contains("SlowDown") && Catch::Contains("4 attempts"));
+    }
+}
+
+namespace {
+
+/// Plain ranged GETs whose failed responses keep `request_builder`'s defaults: judged by the
+/// status line alone, as a store whose error bodies mean nothing to pipemode would be.
+class status_line_requests final : public remote::request_builder {
+public:
+    asio::awaitable<http::request> async_make(http::client&, const remote::object_info& object, std::uint64_t first,
+                                              std::uint64_t last, std::string if_match) override
+    {
+        http::request r;
+        r.url = object.url;
+        r.headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last));
+        if (!if_match.empty())
+            r.headers.emplace_back("If-Match", std::move(if_match));
+        co_return r;
+    }
+};
+
+std::unique_ptr<remote::object_stream> status_line_stream(const faulty_object& o, remote::stream_options so)
+{
+    std::vector<remote::object_info> objects{remote::object_info{.url = o.url(), .name = o.url()}};
+    return std::make_unique<remote::object_stream>(std::make_unique<remote::object_list>(std::move(objects), "1 URL"),
+                                                   std::make_unique<status_line_requests>(), std::move(so));
+}
+
+} // namespace
+
+TEST_CASE("A request builder's default error handling reads the status line, not an S3 body", "[http][faults]")
+{
+    using test::fault;
+    auto so = fault_options();
+    so.max_connections = 1;  // the ranges reach the server in order: the fault hits 256 KiB
+    SECTION("a 400 is not retried though its body says SlowDown")
+    {
+        faulty_object o;
+        o.server.script({fault::status(400, "SlowDown", "Please reduce your request rate.").only_from(256 * kib)});
+        reader r(status_line_stream(o, so), {.batch_size = 500, .format = data_format::recordio});
+        auto e = error_from([&] { payloads_of(r); });
+        CHECK(e.code() == errc::http_error);
+        CHECK(e.where().source == o.url());
+        CHECK(e.where().byte_offset == 256 * kib);
+        const std::string what = e.what();
+        CHECK_THAT(what, Catch::Contains(o.url() + ": HTTP 400 Bad Request"));
+        CHECK_THAT(what, !Catch::Contains("SlowDown") && !Catch::Contains("S3"));
+        std::size_t refused = 0;
+        for (const auto& req : o.server.requests())
+            refused += req.header("range").rfind("bytes=262144-", 0) == 0;
+        CHECK(refused == 1);  // asked once, never again
+    }
+    SECTION("a 503 is retried, whatever its body, and every record arrives")
+    {
+        faulty_object o;
+        o.server.script({fault::status(503, "SlowDown").only_from(256 * kib), fault::status(503, "SlowDown").only_from(256 * kib)});
+        reader r(status_line_stream(o, so), {.batch_size = 500, .format = data_format::recordio});
+        CHECK(payloads_of(r) == o.payloads);
+        CHECK(o.server.faults_injected() == 2);
     }
 }
 
@@ -387,7 +448,7 @@ struct range_read {
 
 /// Reads every source of `stream` to its end (stopping after a failed one, as the stream does),
 /// then destroys the stream, all on one io_context.
-std::vector<range_read> read_ranges(std::unique_ptr<http::object_stream> stream)
+std::vector<range_read> read_ranges(std::unique_ptr<remote::object_stream> stream)
 {
     return test::run_coro([&]() -> asio::awaitable<std::vector<range_read>> {
         const auto ex = co_await asio::this_coro::executor;
@@ -449,7 +510,7 @@ const std::vector<byte_range_case>& range_cases()
 }
 
 /// Options with small parts, so a range spans many of them.
-http::stream_options range_options(std::size_t max_connections, std::size_t window)
+remote::stream_options range_options(std::size_t max_connections, std::size_t window)
 {
     auto so = fault_options();
     so.part_size = range_part;
@@ -460,13 +521,13 @@ http::stream_options range_options(std::size_t max_connections, std::size_t wind
 
 /// The objects of `cases`, all at `url`, with or without their size (and `etag`), as a
 /// listing would give them.
-std::vector<http::object_info> range_objects(const std::string& url, const std::vector<byte_range_case>& cases,
+std::vector<remote::object_info> range_objects(const std::string& url, const std::vector<byte_range_case>& cases,
                                              bool known_size, std::uint64_t size = range_object_size,
                                              const std::string& etag = {})
 {
-    std::vector<http::object_info> objects;
+    std::vector<remote::object_info> objects;
     for (const auto& c : cases) {
-        http::object_info o;
+        remote::object_info o;
         o.url = url;
         o.name = url;
         if (known_size) {
@@ -480,12 +541,12 @@ std::vector<http::object_info> range_objects(const std::string& url, const std::
     return objects;
 }
 
-std::unique_ptr<http::object_stream> range_stream(std::vector<http::object_info> objects, http::stream_options so)
+std::unique_ptr<remote::object_stream> range_stream(std::vector<remote::object_info> objects, remote::stream_options so)
 {
     const auto n = objects.size();
-    return std::make_unique<http::object_stream>(std::make_unique<http::object_list>(std::move(objects),
+    return std::make_unique<remote::object_stream>(std::make_unique<remote::object_list>(std::move(objects),
                                                                                      std::to_string(n) + " ranges"),
-                                                 std::make_unique<http::plain_http_requests>(), std::move(so));
+                                                 std::make_unique<remote::plain_http_requests>(), std::move(so));
 }
 
 /// Checks that each source delivered its range's bytes exactly and started at its `first`.
@@ -538,7 +599,7 @@ TEST_CASE("A byte range of an object delivers exactly its bytes, from nginx, wit
     for (const auto& c : range_cases()) {
         for (const bool known : {true, false}) {
             CAPTURE(c.first, c.end.value_or(0), known);
-            auto got = read_ranges(range_stream(range_objects(url, {c}, known), http::stream_options{}));
+            auto got = read_ranges(range_stream(range_objects(url, {c}, known), remote::stream_options{}));
             check_ranges(got, {c}, bytes);
         }
     }
@@ -706,9 +767,9 @@ namespace {
 
 /// Asks for two ranges at once, which the fault server (as RFC 9110 allows) answers with the
 /// whole object: a server that does not support ranges.
-class whole_object_requests final : public http::request_builder {
+class whole_object_requests final : public remote::request_builder {
 public:
-    asio::awaitable<http::request> async_make(http::client&, const http::object_info& object, std::uint64_t first,
+    asio::awaitable<http::request> async_make(http::client&, const remote::object_info& object, std::uint64_t first,
                                               std::uint64_t last, std::string if_match) override
     {
         http::request r;
@@ -730,7 +791,7 @@ TEST_CASE("A whole-object answer (HTTP 200) serves only a range from byte 0 that
     const std::string url = server.url() + "/bucket/blob";
     auto stream_of = [&](const byte_range_case& c, bool known) {
         auto objects = range_objects(url, {c}, known);
-        return std::make_unique<http::object_stream>(std::make_unique<http::object_list>(std::move(objects), "1 range"),
+        return std::make_unique<remote::object_stream>(std::make_unique<remote::object_list>(std::move(objects), "1 range"),
                                                      std::make_unique<whole_object_requests>(),
                                                      range_options(2, 4 * range_part));
     };
@@ -814,7 +875,7 @@ TEST_CASE("Byte-range shards resumed by fewer ranks over HTTP: every remaining r
     so.part_size = 32 * kib;
     so.max_connections = 2;
     so.window_bytes = 2 * so.part_size;
-    const auto store = [&] { return http::http_store({ds.server->url("json-index/")}, so); };
+    const auto store = [&] { return remote::http_store({ds.server->url("json-index/")}, so); };
     const reader_options ro{.batch_size = 7, .format = data_format::recordio, .memory_budget = 16 * mib,
                             .max_record_size = 1 * mib};
     const auto options_for = [](std::size_t rank, std::size_t world) {
@@ -846,8 +907,8 @@ TEST_CASE("Byte-range shards resumed by fewer ranks over HTTP: every remaining r
 
 TEST_CASE("Streams are sized from the throughput target, within the memory budget", "[http][sizing]")
 {
-    http::stream_options so;  // 25 Gb/s, 50 MB/s a connection, 8 MiB parts, 512 KiB receive buffers
-    auto z = http::size_stream(so, 1 * gib);
+    remote::stream_options so;  // 25 Gb/s, 50 MB/s a connection, 8 MiB parts, 512 KiB receive buffers
+    auto z = remote::size_stream(so, 1 * gib);
     CHECK(z.max_connections == 63);  // 3.125 GB/s / 50 MB/s, rounded up
     CHECK(z.window == 512 * mib);    // 65 parts wanted, half the budget allowed
     CHECK(z.initial_connections == 32);
@@ -855,21 +916,21 @@ TEST_CASE("Streams are sized from the throughput target, within the memory budge
     CHECK(z.reserved() == z.window + z.receive_buffers);
 
     // A small budget bounds the window, and the connections by what their receive buffers cost.
-    z = http::size_stream(so, 64 * mib);
+    z = remote::size_stream(so, 64 * mib);
     CHECK(z.window == 32 * mib);
     CHECK(z.max_connections == 16);  // 32 MiB / 4 / 512 KiB
     CHECK(z.initial_connections == 16);
-    z = http::size_stream(so, 1 * mib);
+    z = remote::size_stream(so, 1 * mib);
     CHECK(z.window == 8 * mib);  // never less than one part
     CHECK(z.max_connections == 4);
 
     // A bigger link: more connections and window, as the budget allows.
     so.throughput_target_gbps = 100;
-    z = http::size_stream(so, 8 * gib);
+    z = remote::size_stream(so, 8 * gib);
     CHECK(z.max_connections == 250);
     CHECK(z.window == 252 * 8 * mib);
     so.throughput_target_gbps = 10;
-    z = http::size_stream(so, 8 * gib);
+    z = remote::size_stream(so, 8 * gib);
     CHECK(z.max_connections == 25);
     CHECK(z.window == 27 * 8 * mib);
 
@@ -877,24 +938,24 @@ TEST_CASE("Streams are sized from the throughput target, within the memory budge
     so.max_connections = 3;
     so.window_bytes = 5 * mib;
     so.initial_connections = 2;
-    z = http::size_stream(so, 64 * mib);
+    z = remote::size_stream(so, 64 * mib);
     CHECK(z.max_connections == 3);
     CHECK(z.window == 8 * mib);  // at least a part
     CHECK(z.initial_connections == 2);
 
-    CHECK_THROWS_WITH(http::size_stream(http::stream_options{.throughput_target_gbps = 0}, gib),
+    CHECK_THROWS_WITH(remote::size_stream(remote::stream_options{.throughput_target_gbps = 0}, gib),
                       Catch::Contains("throughput_target_gbps"));
-    CHECK_THROWS_WITH(http::size_stream(http::stream_options{.part_size = 0}, gib), Catch::Contains("part_size"));
+    CHECK_THROWS_WITH(remote::size_stream(remote::stream_options{.part_size = 0}, gib), Catch::Contains("part_size"));
 }
 
 TEST_CASE("Objects of unknown size start together: their first GETs go out at once", "[http][sizing]")
 {
     // 40 small objects given as URLs: the old stream fetched them one first byte at a time.
     served_data_set ds(std::vector<std::size_t>(40, 20), 500, 5);
-    http::stream_options so;
+    remote::stream_options so;
     so.max_connections = 16;
     so.initial_connections = 16;
-    auto stream = http::http_objects(ds.urls(), so);
+    auto stream = remote::http_objects(ds.urls(), so);
     auto* raw = stream.get();
     reader r(std::move(stream), {.batch_size = 50, .format = data_format::recordio, .memory_budget = 64 * mib});
     CHECK(payloads_of(r) == ds.payloads);
@@ -907,11 +968,11 @@ TEST_CASE("A stream runs on several network threads of its own, or on the caller
     const reader_options ro{.batch_size = 37, .format = data_format::recordio, .memory_budget = 64 * mib};
     SECTION("three threads of its own")
     {
-        http::stream_options so;
+        remote::stream_options so;
         so.part_size = 64 * kib;
         so.max_connections = 8;
         so.network_threads = 3;
-        auto stream = http::http_objects(ds.urls(), so);
+        auto stream = remote::http_objects(ds.urls(), so);
         auto* s = stream.get();
         reader r(std::move(stream), ro);
         CHECK(s->sizing().network_threads == 3);
@@ -926,11 +987,11 @@ TEST_CASE("A stream runs on several network threads of its own, or on the caller
         std::thread tb([&] { b.run(); });
         for (const bool leave_early : {false, true}) {
             CAPTURE(leave_early);
-            http::stream_options so;
+            remote::stream_options so;
             so.part_size = 64 * kib;
             so.max_connections = 8;
             so.executors = {a.get_executor(), b.get_executor()};
-            auto stream = http::http_objects(ds.urls(), so);
+            auto stream = remote::http_objects(ds.urls(), so);
             auto* s = stream.get();
             reader r(std::move(stream), ro);
             CHECK(s->sizing().network_threads == 2);
@@ -959,7 +1020,7 @@ TEST_CASE("A part that lags far behind its peers is hedged on another connection
     auto so = fault_options();
     so.client.low_speed_limit = 1;
     so.client.low_speed_time = std::chrono::seconds(60);
-    auto stream = http::http_objects({o.url()}, so);
+    auto stream = remote::http_objects({o.url()}, so);
     auto* s = stream.get();
     const auto start = std::chrono::steady_clock::now();
     reader r(std::move(stream), {.batch_size = 500, .format = data_format::recordio});

@@ -5,7 +5,7 @@
 #include <pipemode/core/error.hpp>
 #include <pipemode/http/directory_index.hpp>
 #include <pipemode/http/document.hpp>
-#include <pipemode/http/object_stream.hpp>
+#include <pipemode/remote/object_stream.hpp>
 #include <pipemode/http/retry.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 
@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace pipemode::http {
+namespace pipemode::remote {
 
 namespace detail {
 
@@ -75,10 +75,10 @@ public:
     url_store(std::vector<std::string> urls, stream_options options) : urls_(std::move(urls)), options_(std::move(options))
     {
         if (urls_.empty())
-            throw std::invalid_argument("pipemode::http::http_store: no URLs given");
+            throw std::invalid_argument("pipemode::remote::http_store: no URLs given");
         for (const auto& u : urls_)
             if (!u.starts_with("http://") && !u.starts_with("https://"))
-                throw std::invalid_argument("pipemode::http::http_store: '" + u + "' is not an http:// or https:// URL");
+                throw std::invalid_argument("pipemode::remote::http_store: '" + u + "' is not an http:// or https:// URL");
     }
 
     asio::awaitable<std::vector<object_entry>> async_list(source_context ctx) override
@@ -86,7 +86,7 @@ public:
         // Object URLs need nothing from the server (sizes and ETags come with each object's
         // first response); prefixes are walked through the server's directory listings.
         std::vector<object_info> infos;
-        std::optional<client> c;
+        std::optional<http::client> c;
         for (const auto& u : urls_) {
             if (!u.ends_with('/')) {
                 infos.push_back(object_info{.url = u, .name = u});
@@ -121,7 +121,7 @@ public:
 private:
     /// Appends the objects below `dir` (a URL ending in '/'), in name order, subdirectories
     /// walked where they sort.
-    asio::awaitable<void> walk(client& c, std::string dir, std::size_t depth, std::size_t& pages,
+    asio::awaitable<void> walk(http::client& c, std::string dir, std::size_t depth, std::size_t& pages,
                                std::vector<object_info>& out)
     {
         if (depth > max_index_depth || ++pages > max_index_pages)
@@ -129,7 +129,7 @@ private:
                              "the directory listings go deeper than " + std::to_string(max_index_depth)
                                  + " levels or past " + std::to_string(max_index_pages) + " pages");
         const std::string body = co_await fetch_index(c, dir);
-        for (auto& e : parse_directory_index(body)) {
+        for (auto& e : http::parse_directory_index(body)) {
             std::string url = dir + e.href;
             if (e.is_directory()) {
                 co_await walk(c, std::move(url), depth + 1, pages, out);
@@ -140,15 +140,15 @@ private:
     }
 
     /// The listing page at `url`, retrying transient failures a few times.
-    asio::awaitable<std::string> fetch_index(client& c, const std::string& url)
+    asio::awaitable<std::string> fetch_index(http::client& c, const std::string& url)
     {
-        backoff delays(std::chrono::milliseconds(100), std::chrono::seconds(2), 1);
+        http::backoff delays(std::chrono::milliseconds(100), std::chrono::seconds(2), 1);
         for (int attempt = 1;; ++attempt) {
-            request req;
+            http::request req;
             req.url = url;
             req.timeout = std::chrono::seconds(60);
-            auto resp = co_await async_fetch_document(c, std::move(req), max_index_page_bytes);
-            failure_kind kind = failure_kind::connect;
+            auto resp = co_await http::async_fetch_document(c, std::move(req), max_index_page_bytes);
+            http::failure_kind kind = http::failure_kind::connect;
             std::string why;
             if (resp.ec == errc::document_too_large) {
                 throw data_error(resp.ec, {url, 0, 0},
@@ -158,10 +158,10 @@ private:
             } else if (resp.head.status == 200) {
                 co_return std::move(resp.body);
             } else {
-                kind = classify_status(resp.head.status, {});
+                kind = http::classify_status(resp.head.status);
                 why = "HTTP status " + std::to_string(resp.head.status);
             }
-            if (!is_retryable(kind) || attempt == 5)
+            if (!http::is_retryable(kind) || attempt == 5)
                 throw data_error(errc::http_error, {url, 0, 0}, "listing the prefix failed: " + why);
             asio::steady_timer timer(c.get_executor(), delays.delay(static_cast<unsigned>(attempt)));
             co_await timer.async_wait(asio::use_awaitable);
@@ -185,4 +185,4 @@ inline std::unique_ptr<object_store> http_store(std::vector<std::string> urls, s
     return std::make_unique<detail::url_store>(std::move(urls), std::move(options));
 }
 
-} // namespace pipemode::http
+} // namespace pipemode::remote

@@ -8,7 +8,7 @@
 #include <pipemode/core/digest.hpp>
 #include <pipemode/decoders/protobuf_writer.hpp>
 #include <pipemode/decoders/recordio.hpp>
-#include <pipemode/http/object_stream.hpp>
+#include <pipemode/remote/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
@@ -180,9 +180,9 @@ struct soak_data_set {
 /// Small parts (many ranges per object), quick retries with a fixed seed, a generous retry
 /// budget (a fifth of the requests fail), and a one-second low-speed window so a stalled
 /// connection is noticed quickly.
-http::stream_options soak_stream_options()
+remote::stream_options soak_stream_options()
 {
-    http::stream_options so;
+    remote::stream_options so;
     so.part_size = 1 * mib;
     so.max_connections = 4;
     so.retry.base_delay = std::chrono::milliseconds(1);
@@ -234,7 +234,7 @@ TEST_CASE("soak: random faults of every kind a retry can fix, at a fixed rate: t
     bool rss_valid = false;
     {
         rss_window rss;
-        auto stream = http::http_objects(ds.urls(server), soak_stream_options());
+        auto stream = remote::http_objects(ds.urls(server), soak_stream_options());
         auto* s = stream.get();
         reader r(std::move(stream), options);
         for (auto& b : r)
@@ -295,7 +295,7 @@ TEST_CASE("soak: a slow consumer holds memory within the budget while the networ
     auto so = soak_stream_options();
     so.part_size = 512 * kib;
     rss_window rss;
-    auto stream = http::http_objects(ds.urls(server), so);
+    auto stream = remote::http_objects(ds.urls(server), so);
     auto* s = stream.get();
     reader r(std::move(stream), options);
 

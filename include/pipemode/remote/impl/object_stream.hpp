@@ -21,46 +21,36 @@
 #include <exception>
 #include <future>
 
-namespace pipemode::http {
+namespace pipemode::remote {
+
+inline http::failure_kind request_builder::classify_error(unsigned status, std::string_view) const
+{
+    return http::classify_status(status);
+}
 
 inline std::string request_builder::describe_error(const object_info& object, unsigned status,
-                                                   std::string_view body) const
+                                                   std::string_view) const
+{
+    std::string s = object.name + ": HTTP " + std::to_string(status);
+    if (const std::string_view reason = http::reason_phrase(status); !reason.empty()) {
+        s += ' ';
+        s += reason;
+    }
+    return s;
+}
+
+inline http::failure_kind s3_compatible_builder::classify_error(unsigned status, std::string_view body) const
+{
+    return s3::classify_failure(status, s3::parse_error_response(status, body).code);
+}
+
+inline std::string s3_compatible_builder::describe_error(const object_info& object, unsigned status,
+                                                         std::string_view body) const
 {
     return s3::describe(s3::parse_error_response(status, body), object.name);
 }
 
-inline std::string request_builder::error_code_of(unsigned status, std::string_view body) const
-{
-    return s3::parse_error_response(status, body).code;
-}
-
 namespace detail {
-
-/// How a transport error counts for retrying.
-inline failure_kind classify_transport(const error_code& ec) noexcept
-{
-    if (ec.category() != curl_category())
-        return failure_kind::connection_lost;
-    switch (static_cast<CURLcode>(ec.value())) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-        return failure_kind::connect;
-    case CURLE_OPERATION_TIMEDOUT:
-        return failure_kind::timeout;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_FAILED_INIT:
-        return failure_kind::client_error;  // permanent: retrying cannot help
-    default:
-        return failure_kind::connection_lost;  // reset, closed early, bad chunking, ...
-    }
-}
 
 /// A part of an object: `length` bytes from `offset`, in a buffer reserved from the window.
 /// Fields marked (m) are shared with the consumer and guarded by `stream_core::mutex`; the
@@ -142,7 +132,7 @@ inline constexpr std::chrono::milliseconds sample_interval{200};
 /// One network thread of a stream: an executor and the client whose transfers run on it.
 struct lane {
     asio::any_io_executor executor;
-    std::optional<client> http;
+    std::optional<http::client> http;
     std::size_t fetches = 0;  ///< transfers of parts in flight on it (home)
 };
 
@@ -200,7 +190,7 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
     lane& home() noexcept { return lanes.front(); }
 
     // ----- home only ------------------------------------------------------------------------
-    retry_policy policy;
+    http::retry_policy policy;
     std::size_t window_used = 0;
     std::atomic<std::size_t> window_peak{0};
     std::size_t active = 0;  ///< ranged GETs in flight
@@ -361,7 +351,7 @@ struct stream_core : std::enable_shared_from_this<stream_core> {
 /// only what the home executor fixed before the transfer began (the object's `info`, and the
 /// size and ETag known then, copied in) and writes only the part; what the answer tells about
 /// the object (its size, its ETag) is posted home (`stream_core::learned`).
-class part_receiver final : public response_handler {
+class part_receiver final : public http::response_handler {
 public:
     part_receiver(stream_core* core, std::shared_ptr<object_state> obj, std::shared_ptr<part_state> part,
                   std::uint64_t first, std::optional<std::uint64_t> known_size, std::string etag, bool hedge = false)
@@ -370,7 +360,7 @@ public:
     {
     }
 
-    bool on_head(const response_head& h) override
+    bool on_head(const http::response_head& h) override
     {
         const bool ok = check_head(h);
         if (ok && (learned_size_ || !learned_etag_.empty())) {
@@ -384,7 +374,7 @@ public:
 
 private:
     /// Checks the response head against the request and learns what it tells; false refuses it.
-    bool check_head(const response_head& h)
+    bool check_head(const http::response_head& h)
     {
         status_ = h.status;
         auto& obj = *obj_;
@@ -585,18 +575,18 @@ struct active_slot {
 
 /// Performs `req` with `l`'s client, on `l`'s executor; completes on the caller's (home).
 /// Cancellation: emit `cancel` on `l`'s executor.
-inline asio::awaitable<std::tuple<error_code, transfer_info>> perform_on(lane& l, request req, response_handler& handler,
+inline asio::awaitable<std::tuple<error_code, http::transfer_info>> perform_on(lane& l, http::request req, http::response_handler& handler,
                                                                          asio::cancellation_signal& cancel)
 {
     auto token = asio::bind_cancellation_slot(cancel.slot(), asio::as_tuple(asio::use_awaitable));
-    co_return co_await asio::async_initiate<decltype(token), void(error_code, transfer_info)>(
-        [&l](auto completion, request r, response_handler* h) {
+    co_return co_await asio::async_initiate<decltype(token), void(error_code, http::transfer_info)>(
+        [&l](auto completion, http::request r, http::response_handler* h) {
             // The completion keeps its associated executor (home), where the client posts it.
             asio::post(l.executor, [&l, r = std::move(r), h, completion = std::move(completion)]() mutable {
                 if (!l.http) {  // the stream is being destroyed
                     auto ex = asio::get_associated_executor(completion);
                     asio::post(ex, [c = std::move(completion)]() mutable {
-                        std::move(c)(make_error_code(asio::error::operation_aborted), transfer_info{});
+                        std::move(c)(make_error_code(asio::error::operation_aborted), http::transfer_info{});
                     });
                     return;
                 }
@@ -612,7 +602,7 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
                                         std::shared_ptr<part_state> part)
 {
     active_slot slot{core.get(), part.get()};
-    retry_policy::request_state attempt;
+    http::retry_policy::request_state attempt;
     asio::steady_timer backoff(core->home().executor);
     for (;;) {
         const std::uint64_t first = part->offset + part->received;
@@ -621,7 +611,7 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             break;
         if (part->released.load(std::memory_order_relaxed) || core->stopping)
             co_return;
-        request req = co_await core->builder->async_make(*core->home().http, obj->info, first, last, obj->etag);
+        http::request req = co_await core->builder->async_make(*core->home().http, obj->info, first, last, obj->etag);
         part_receiver receiver(core.get(), obj, part, first, obj->size, obj->etag);
         const std::uint64_t before = part->received;
         core->policy.begin_attempt(attempt);
@@ -659,27 +649,27 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             core->policy.on_success(attempt);  // done, by this transfer or by its hedge
             break;
         }
-        failure_kind kind{};
+        http::failure_kind kind{};
         std::string why;
         error_code final_ec = make_error_code(errc::retries_exhausted);
         if (receiver.error_response() && !ec) {
             const unsigned status = receiver.status();
-            kind = classify_status(status, core->builder->error_code_of(status, receiver.error_body()));
+            kind = core->builder->classify_error(status, receiver.error_body());
             why = core->builder->describe_error(obj->info, status, receiver.error_body());
-            if (kind == failure_kind::object_changed)
+            if (kind == http::failure_kind::object_changed)
                 final_ec = make_error_code(errc::object_changed);
-            else if (!is_retryable(kind))
+            else if (!http::is_retryable(kind))
                 final_ec = make_error_code(errc::http_error);
         } else if (ec) {
-            kind = classify_transport(ec);
+            kind = http::classify_transport(ec);
             why = ec.message() + (info.detail.empty() ? "" : ": " + info.detail);
-            if (!is_retryable(kind))
+            if (!http::is_retryable(kind))
                 final_ec = ec;
         } else if (part->received == part->length) {
             core->policy.on_success(attempt);
             break;
         } else {
-            kind = failure_kind::connection_lost;
+            kind = http::failure_kind::connection_lost;
             why = "the response ended after " + std::to_string(part->received - before) + " of "
                 + std::to_string(last - first + 1) + " bytes";
         }
@@ -687,9 +677,9 @@ inline asio::awaitable<void> fetch_part(std::shared_ptr<stream_core> core, std::
             attempt.attempts = 0;  // progress: a connection that drops every few MiB still gets through
         const auto delay = core->policy.next_delay(attempt, kind);
         if (!delay) {
-            if (attempt.refusal == retry_refusal::attempts_exhausted)
+            if (attempt.refusal == http::retry_refusal::attempts_exhausted)
                 why += " (after " + std::to_string(attempt.attempts) + " attempts)";
-            else if (attempt.refusal == retry_refusal::budget_exhausted)
+            else if (attempt.refusal == http::retry_refusal::budget_exhausted)
                 why += " (the retry budget is spent: the server keeps failing)";
             core->fail_object(obj, final_ec, why, part->offset + part->received);
             co_return;
@@ -735,7 +725,7 @@ inline asio::awaitable<void> hedge_part(std::shared_ptr<stream_core> core, std::
     }
     if (from >= part->length || part->released.load(std::memory_order_relaxed) || core->stopping)
         co_return;
-    request req = co_await core->builder->async_make(*core->home().http, obj->info, part->offset + from,
+    http::request req = co_await core->builder->async_make(*core->home().http, obj->info, part->offset + from,
                                                      part->offset + part->length - 1, obj->etag);
     part_receiver receiver(core.get(), obj, part, part->offset + from, obj->size, obj->etag, true);
     auto [ec, info] = co_await perform_on(core->lanes[part->lane], std::move(req), receiver, part->hedge_cancel);
@@ -1130,7 +1120,7 @@ private:
 
 inline stream_sizing size_stream(const stream_options& s, std::size_t memory_budget, std::size_t cores)
 {
-    auto fail = [](const std::string& why) { throw std::invalid_argument("pipemode::http::object_stream: " + why); };
+    auto fail = [](const std::string& why) { throw std::invalid_argument("pipemode::remote::object_stream: " + why); };
     if (s.part_size == 0)
         fail("part_size is 0; 8 MiB suits S3.");
     if (s.first_request_size == 0)
@@ -1238,9 +1228,9 @@ inline object_stream::~object_stream()
 inline std::size_t object_stream::reserve_buffers(const reader_options& o)
 {
     if (core_->started)
-        throw std::logic_error("pipemode::http::object_stream: reserve_buffers after the stream started");
+        throw std::logic_error("pipemode::remote::object_stream: reserve_buffers after the stream started");
     core_->sizing = size_stream(core_->options, o.memory_budget);
-    core_->policy = retry_policy(core_->sizing.max_connections, core_->options.retry, core_->sizing.initial_connections);
+    core_->policy = http::retry_policy(core_->sizing.max_connections, core_->options.retry, core_->sizing.initial_connections);
     return core_->sizing.reserved();
 }
 
@@ -1291,7 +1281,7 @@ inline asio::awaitable<std::optional<any_byte_source>> object_stream::async_next
         // session cache unless the caller gave one.
         auto client_options = core->options.client;
         if (!client_options.share)
-            client_options.share = std::make_shared<client_share>();
+            client_options.share = std::make_shared<http::client_share>();
         for (auto& l : core->lanes)
             l.http.emplace(l.executor, client_options);
         // A coroutine that fails (only bad_alloc is possible past the lister) stops the stream
@@ -1357,4 +1347,4 @@ inline std::unique_ptr<object_stream> http_objects(std::vector<std::string> urls
                                            std::move(options));
 }
 
-} // namespace pipemode::http
+} // namespace pipemode::remote

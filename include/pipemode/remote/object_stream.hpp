@@ -6,6 +6,7 @@
 #include <pipemode/core/options.hpp>
 #include <pipemode/http/client.hpp>
 #include <pipemode/http/retry.hpp>
+#include <pipemode/http/status.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 
@@ -20,10 +21,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-namespace pipemode::http {
+namespace pipemode::remote {
 
 /// One object of a data set: where it is, when a listing said so its size and ETag, and the
 /// byte range [first, end) of it to read (all of it by default).
@@ -48,25 +50,43 @@ class object_lister {
 public:
     virtual ~object_lister() = default;
     /// The next object, or nothing at the end. `c` is the stream's client, for listings.
-    virtual asio::awaitable<std::optional<object_info>> async_next(client& c) = 0;
+    virtual asio::awaitable<std::optional<object_info>> async_next(http::client& c) = 0;
     /// The data set for messages ("s3://bucket/prefix/", "3 URLs").
     virtual std::string describe() const = 0;
 };
 
 /// Makes the request for bytes [first, last] of an object (adding signatures for S3), and
-/// explains error responses. Runs on the network thread.
+/// says what a failed response means. Runs on the network thread.
+///
+/// The defaults of `classify_error` and `describe_error` read the status line alone, as
+/// `http::classify_status` does; a store whose error bodies say more overrides them (S3 and
+/// S3-compatible endpoints: derive from `s3_compatible_builder`).
 class request_builder {
 public:
     virtual ~request_builder() = default;
     /// The request, with `Range` and, when `if_match` is not empty, `If-Match`.
     /// `c` is the stream's client (for fetching credentials).
-    virtual asio::awaitable<request> async_make(client& c, const object_info& object, std::uint64_t first,
-                                                std::uint64_t last, std::string if_match) = 0;
-    /// One line for an error response to a request for `object` (status, error code and
-    /// message from the body when there is one). Must not include credentials.
+    virtual asio::awaitable<http::request> async_make(http::client& c, const object_info& object, std::uint64_t first,
+                                                      std::uint64_t last, std::string if_match) = 0;
+    /// How an error response with status `status` and body `body` counts for retrying:
+    /// whether it is worth another attempt, and whether it is throttling (which lowers the
+    /// stream's concurrency). Default: `http::classify_status(status)`, the body unread.
+    virtual http::failure_kind classify_error(unsigned status, std::string_view body) const;
+    /// One line for an error response to a request for `object`. Must not include
+    /// credentials. Default: the object's name and the status line, e.g.
+    /// "http://host/a.rec: HTTP 404 Not Found".
     virtual std::string describe_error(const object_info& object, unsigned status, std::string_view body) const;
-    /// The S3 error code in an error body, if any (drives throttling detection).
-    virtual std::string error_code_of(unsigned status, std::string_view body) const;
+};
+
+/// A `request_builder` for S3 and S3-compatible endpoints, whose error responses are S3
+/// `<Error>` documents: the document's `Code` decides (a 400 `SlowDown` is throttling, a 500
+/// `AccessDenied` is not retried; see `s3::classify_failure`), and the message names the code,
+/// S3's message and the request id (`s3::describe`). A body that is not such a document is
+/// classified by its status, as `request_builder` does.
+class s3_compatible_builder : public request_builder {
+public:
+    http::failure_kind classify_error(unsigned status, std::string_view body) const override;
+    std::string describe_error(const object_info& object, unsigned status, std::string_view body) const override;
 };
 
 /// Options of an `object_stream`. The defaults size a stream for a large training instance
@@ -113,9 +133,9 @@ struct stream_options {
     /// destroyed (its transfers are aborted then).
     std::vector<asio::any_io_executor> executors{};
     /// Backoff, attempts and retry budget.
-    retry_options retry{};
+    http::retry_options retry{};
     /// Connection settings (timeouts, TLS).
-    client_options client{};
+    http::client_options client{};
 };
 
 /// What a stream's options come to for a given memory budget (see `size_stream`).
@@ -196,7 +216,7 @@ public:
         : objects_(std::move(objects)), description_(std::move(description))
     {
     }
-    asio::awaitable<std::optional<object_info>> async_next(client&) override
+    asio::awaitable<std::optional<object_info>> async_next(http::client&) override
     {
         if (next_ == objects_.size())
             co_return std::nullopt;
@@ -211,13 +231,14 @@ private:
 };
 
 /// Requests for plain `http://` and `https://` URLs: a GET of `object_info::url` with `Range`
-/// and `If-Match`.
-class plain_http_requests final : public request_builder {
+/// and `If-Match`. Error responses are read as S3 documents when they are such: plain URLs are
+/// often S3-compatible endpoints or presigned S3 URLs, whose errors say what went wrong.
+class plain_http_requests final : public s3_compatible_builder {
 public:
-    asio::awaitable<request> async_make(client&, const object_info& object, std::uint64_t first,
-                                        std::uint64_t last, std::string if_match) override
+    asio::awaitable<http::request> async_make(http::client&, const object_info& object, std::uint64_t first,
+                                              std::uint64_t last, std::string if_match) override
     {
-        request r;
+        http::request r;
         r.url = object.url;
         r.headers.emplace_back("Range", "bytes=" + std::to_string(first) + '-' + std::to_string(last));
         if (!if_match.empty())
@@ -230,10 +251,10 @@ public:
 ///
 /// Example:
 /// \code
-/// pipemode::reader reader(pipemode::http::http_objects({"http://127.0.0.1:8080/train/part-0.rec"}));
+/// pipemode::reader reader(pipemode::remote::http_objects({"http://127.0.0.1:8080/train/part-0.rec"}));
 /// \endcode
 std::unique_ptr<object_stream> http_objects(std::vector<std::string> urls, stream_options options = {});
 
-} // namespace pipemode::http
+} // namespace pipemode::remote
 
-#include <pipemode/http/impl/object_stream.hpp>
+#include <pipemode/remote/impl/object_stream.hpp>
