@@ -74,8 +74,8 @@ inline constexpr std::string_view source_options_help = R"(URL and S3 options:
                          the link to size the stream for, in Gb/s (default 25): sets the
                          most connections (GBPS / 50 MB/s) and the window; the connections
                          start at 32 and grow while throughput grows with them
-  --network-threads N    network threads (default: one per 25 Gb/s of the target, at
-                         most half the cores)
+  --network-threads N    network threads (default: one per 5.7 Gb/s of the target,
+                         what receiving over TLS costs a core; at most half the cores)
   --resolve HOST:PORT:ADDR[,ADDR...]
                          use these addresses for HOST:PORT instead of DNS (as curl's
                          --resolve; may be repeated); connections are spread over them

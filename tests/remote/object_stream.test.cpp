@@ -934,6 +934,21 @@ TEST_CASE("Streams are sized from the throughput target, within the memory budge
     CHECK(z.max_connections == 25);
     CHECK(z.window == 27 * 8 * mib);
 
+    // Network threads: enough to receive the target over TLS at 1.4 CPU s/GB, at most half
+    // the cores.
+    so.throughput_target_gbps = 25;  // 3.125 GB/s: 4.4 cores of receiving
+    CHECK(remote::size_stream(so, gib, 16).network_threads == 5);
+    CHECK(remote::size_stream(so, gib, 4).network_threads == 2);
+    CHECK(remote::size_stream(so, gib, 2).network_threads == 1);
+    CHECK(remote::size_stream(so, gib, 1).network_threads == 1);
+    so.throughput_target_gbps = 10;  // 1.75 cores
+    CHECK(remote::size_stream(so, gib, 16).network_threads == 2);
+    so.throughput_target_gbps = 400;  // 70 cores
+    CHECK(remote::size_stream(so, 16 * gib, 96).network_threads == 48);
+    so.throughput_target_gbps = 1;   // never more threads than connections
+    CHECK(remote::size_stream(so, gib, 16).network_threads == 1);
+    so.throughput_target_gbps = 10;
+
     // Explicit settings win.
     so.max_connections = 3;
     so.window_bytes = 5 * mib;

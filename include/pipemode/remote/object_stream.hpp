@@ -123,8 +123,9 @@ struct stream_options {
     /// the connections and the reader's memory budget: one part per connection plus two, and
     /// at most half the budget.
     std::size_t window_bytes = 0;
-    /// Network threads the stream runs itself, each with its own libcurl multi handle; 0: one
-    /// per 25 Gb/s of the target, at most half the cores. Ignored when `executors` is given.
+    /// Network threads the stream runs itself, each with its own libcurl multi handle; 0: as
+    /// many as receiving the target costs at `receive_cpu_seconds_per_gb` (one per 5.7 Gb/s),
+    /// at most half the cores. Ignored when `executors` is given.
     std::size_t network_threads = 0;
     /// The caller's executors to run on instead of threads of the stream's own: the first runs
     /// the scheduler and the retries, and every one runs transfers. Each must run its handlers
@@ -150,6 +151,12 @@ struct stream_sizing {
     /// All the memory the stream holds at most, which the reader keeps out of its budget.
     std::size_t reserved() const noexcept { return window + receive_buffers; }
 };
+
+/// CPU seconds that receiving one GB over HTTPS costs the thread reading the socket: the
+/// kernel's copy and libcurl (0.45-0.65), OpenSSL's AES-GCM (0.55-0.85) and the stream's copy
+/// into its part buffer (0.15-0.25), measured over loopback (docs/http.md, "Per-stage CPU
+/// costs"). Plain HTTP costs about half; the sizing assumes TLS, S3's default.
+inline constexpr double receive_cpu_seconds_per_gb = 1.4;
 
 /// Sizes a stream with options `s` for a reader whose memory budget is `memory_budget`, on a
 /// machine of `cores` cores. Sans-I/O; throws `std::invalid_argument` for options that cannot

@@ -1156,8 +1156,11 @@ inline stream_sizing size_stream(const stream_options& s, std::size_t memory_bud
     else if (s.network_threads != 0)
         z.network_threads = s.network_threads;
     else {
-        // One libcurl thread moves a few GB/s of 512 KiB reads; the other cores decode.
-        const auto wanted = static_cast<std::size_t>(std::ceil(s.throughput_target_gbps / 25.0));
+        // Receiving costs CPU on the thread that reads the socket: the kernel's copy, TLS and
+        // the copy into the part buffer. Enough threads for the target at that cost, and at
+        // most half the cores, since the other half decode and train.
+        const double gb_per_second = s.throughput_target_gbps / 8.0;
+        const auto wanted = static_cast<std::size_t>(std::ceil(gb_per_second * receive_cpu_seconds_per_gb));
         z.network_threads = std::clamp<std::size_t>(wanted, 1, std::max<std::size_t>(1, cores / 2));
     }
     z.network_threads = std::min(z.network_threads, z.max_connections);
