@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/batch_allocator.hpp>
 #include <pipemode/core/error.hpp>
 
 #include <cstddef>
@@ -94,7 +95,7 @@ public:
             throw std::logic_error("pipemode: column '" + name_ + "' holds "
                                    + std::string(to_string(type_)) + ", not "
                                    + std::string(to_string(tensor_type_of_v<T>)));
-        return std::get<std::vector<T>>(values_);
+        return std::get<batch_vector<T>>(values_);
     }
 
     /// The values of row `i`: a dense row, a sparse row's non-zeros, or a bytes row's items
@@ -157,11 +158,11 @@ private:
     std::vector<std::uint64_t> shape_;
     std::size_t rows_ = 0;
     std::size_t row_size_ = 0;
-    std::variant<std::vector<float>, std::vector<double>, std::vector<std::int32_t>, std::vector<std::byte>>
+    std::variant<batch_vector<float>, batch_vector<double>, batch_vector<std::int32_t>, batch_vector<std::byte>>
         values_;
-    std::vector<std::uint64_t> keys_;
-    std::vector<std::uint64_t> row_offsets_;
-    std::vector<std::uint64_t> item_offsets_;
+    batch_vector<std::uint64_t> keys_;
+    batch_vector<std::uint64_t> row_offsets_;
+    batch_vector<std::uint64_t> item_offsets_;
 };
 
 /// Where one record of a batch came from.
@@ -265,7 +266,7 @@ private:
     std::uint64_t epoch_ = 0;
     std::vector<column> features_;
     std::vector<column> labels_;
-    std::vector<record_origin> origins_;
+    batch_vector<record_origin> origins_;
     std::vector<std::string> sources_;
 };
 

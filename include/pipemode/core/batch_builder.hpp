@@ -55,9 +55,10 @@ constexpr std::string_view to_string(record_section s) noexcept
 /// every key below the column count; a tensor that breaks these rules is
 /// `errc::unsupported_value`.
 ///
-/// **Memory.** Values are copied once, straight into the batch's columns. `take()` sizes the
-/// next batch's storage from the previous one, so in steady state a batch is allocated once
-/// and never reallocated while it fills.
+/// **Memory.** Values are copied once, straight into the batch's columns, whose storage is
+/// never zeroed first (`batch_allocator`). `take()` sizes the next batch's storage from the
+/// previous one, so in steady state a batch is allocated once and never reallocated while it
+/// fills.
 ///
 /// Example (a parser writing one dense float32 feature):
 /// @code
@@ -194,7 +195,7 @@ public:
     T* extend_values(std::size_t n)
     {
         assert(tensor_.open && tensor_.type == tensor_type_of_v<T>);
-        return grow(*std::get_if<std::vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
+        return grow(*std::get_if<batch_vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
     }
 
     /// Makes room for `n` more sparse keys (column indices) and returns where to write them.
@@ -217,7 +218,7 @@ public:
         assert(tensor_.open && tensor_.type == tensor_type::bytes);
         auto& c = *tensor_.target;
         auto& s = *tensor_.target_slot;
-        auto* p = grow(*std::get_if<std::vector<std::byte>>(&c.values_), s.values, item.size());
+        auto* p = grow(*std::get_if<batch_vector<std::byte>>(&c.values_), s.values, item.size());
         if (!item.empty())
             std::memcpy(p, item.data(), item.size());
         c.item_offsets_.push_back(s.values);
@@ -457,8 +458,8 @@ private:
     enum class layout : std::uint8_t { undefined, dense, sparse, bytes };
     enum class tensor_issue : std::uint8_t { none, wrong_type, duplicate, unknown };
 
-    // The builder's side of one column: where its logical end is (the vectors' sizes run ahead
-    // so that appending never value-initialises on the hot path), and its schema layout.
+    // The builder's side of one column: where its logical end is (the vectors' sizes run ahead,
+    // uninitialised, so that appending is a bounds check and a copy), and its schema layout.
     struct slot {
         record_section section = record_section::features;
         layout kind = layout::undefined;
@@ -528,10 +529,10 @@ private:
     {
         c.type_ = type;
         switch (type) {
-        case tensor_type::float32: c.values_.emplace<std::vector<float>>(); break;
-        case tensor_type::float64: c.values_.emplace<std::vector<double>>(); break;
-        case tensor_type::int32: c.values_.emplace<std::vector<std::int32_t>>(); break;
-        case tensor_type::bytes: c.values_.emplace<std::vector<std::byte>>(); break;
+        case tensor_type::float32: c.values_.emplace<batch_vector<float>>(); break;
+        case tensor_type::float64: c.values_.emplace<batch_vector<double>>(); break;
+        case tensor_type::int32: c.values_.emplace<batch_vector<std::int32_t>>(); break;
+        case tensor_type::bytes: c.values_.emplace<batch_vector<std::byte>>(); break;
         }
         c.keys_.clear();
         c.item_offsets_.clear();
@@ -559,7 +560,7 @@ private:
     }
 
     template <class T>
-    static T* grow(std::vector<T>& v, std::size_t& end, std::size_t n)
+    static T* grow(batch_vector<T>& v, std::size_t& end, std::size_t n)
     {
         if (v.size() - end < n) [[unlikely]]
             enlarge(v, end + n);
@@ -568,15 +569,14 @@ private:
         return p;
     }
 
-    // Makes v.size() at least `need`. Within the capacity reserved for the batch it grows by
-    // steps of 16 KiB, so the zeroing std::vector insists on happens just before the values
-    // overwrite it, while those bytes are in cache; past the capacity it reallocates.
+    // Makes v.size() at least `need`. Growing the size costs nothing (batch_allocator does not
+    // zero the elements), so within the capacity reserved for the batch the size jumps to the
+    // whole capacity and this is called once per batch; past it, the storage doubles.
     template <class T>
-    [[gnu::cold, gnu::noinline]] static void enlarge(std::vector<T>& v, std::size_t need)
+    [[gnu::cold, gnu::noinline]] static void enlarge(batch_vector<T>& v, std::size_t need)
     {
-        constexpr std::size_t step = 16 * 1024 / sizeof(T);
         if (need <= v.capacity())
-            v.resize(std::min(v.capacity(), std::max(need, v.size() + step)));
+            v.resize(v.capacity());
         else
             v.resize(std::max({need, v.size() * 2, std::size_t{64}}));
     }
@@ -586,7 +586,7 @@ private:
     {
         assert(bytes.size() % sizeof(T) == 0);
         auto n = bytes.size() / sizeof(T);
-        auto* p = grow(*std::get_if<std::vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
+        auto* p = grow(*std::get_if<batch_vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
         if (n != 0)
             std::memcpy(p, bytes.data(), bytes.size());
     }
