@@ -8,6 +8,7 @@
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include "counting_resource.hpp"
 #include "custom_stages.hpp"
 #include "failing_source.hpp"
 #include "reader_helpers.hpp"
@@ -24,6 +25,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -412,6 +414,140 @@ TEST_CASE("reader: the memory budget holds against a slow consumer")
     CHECK(held_back.batches < o.prefetch_batches);
     // (A stall is counted when it ends, so look at it after the consumer released the producer.)
     CHECK(s.producer_stall.count() > 0);
+}
+
+namespace {
+
+constexpr std::size_t sparse_columns = 1000;
+constexpr std::size_t sparse_nonzeros = 8;
+
+/// Key `j` of row `row` of the sparse file: ascending and distinct within the row.
+std::uint64_t sparse_key(std::size_t row, std::size_t j) { return j * 100 + row % 100; }
+
+/// A RecordIO-protobuf file of `rows` sparse float32 rows of `sparse_columns` columns with
+/// `sparse_nonzeros` values each (the value at key k of row r is r + k / 1000), and a label.
+std::vector<std::byte> make_sparse_file(std::size_t rows)
+{
+    std::vector<std::byte> out, payload;
+    for (std::size_t r = 0; r < rows; ++r) {
+        float v[sparse_nonzeros];
+        std::uint64_t k[sparse_nonzeros];
+        for (std::size_t j = 0; j < sparse_nonzeros; ++j) {
+            k[j] = sparse_key(r, j);
+            v[j] = static_cast<float>(r) + static_cast<float>(k[j]) / 1000;
+        }
+        const float label = static_cast<float>(r % 3);
+        const tensor_entry features[] = {
+            tensor_entry::sparse(std::span<const float>(v), std::span<const std::uint64_t>(k), sparse_columns)};
+        const tensor_entry labels[] = {tensor_entry::dense(std::span<const float>(&label, 1))};
+        payload.clear();
+        encode_record(payload, features, labels);
+        append_recordio(out, payload);
+    }
+    return out;
+}
+
+/// Waits until the reader's producer has made no progress for 100 ms (it waits for the
+/// consumer) and at least `at_least` batches were handed over; returns how many were.
+std::uint64_t wait_until_held_back(reader& r, std::uint64_t at_least = 1)
+{
+    std::uint64_t seen = 0;
+    for (int quiet = 0, waited = 0; (quiet < 4 || seen < at_least) && waited < 400; ++waited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        const auto now = r.stats().batches;
+        quiet = now == seen ? quiet + 1 : 0;
+        seen = now;
+    }
+    return seen;
+}
+
+} // namespace
+
+TEST_CASE("reader: batch storage comes from batch_memory and is recycled, with no allocation per batch in steady state")
+{
+    // Batches in circulation: prefetch_batches in the ring, the consumer's, the one being
+    // built and a full one waiting for a slot. The test first holds the consumer back until
+    // all of them exist (each allocated once), then reads on: every later batch must be
+    // refilled storage. With fixed-shape records, dense or sparse, that storage's capacity
+    // already fits, so the count must not move at all. (Rows of varying size could still grow
+    // a batch's storage now and then, until each has seen the largest; fixed shapes make the
+    // count exact.)
+    const bool sparse = GENERATE(false, true);
+    INFO((sparse ? "sparse" : "dense"));
+    constexpr std::size_t batch_size = 10;
+    constexpr std::size_t batches = 300;
+    temp_dir dir;
+    const std::string path = dir / "part-0.rec";
+    test::write_file(path, sparse ? make_sparse_file(batch_size * batches) : make_file(0, batch_size * batches));
+
+    test::counting_resource memory;
+    std::size_t seen = 0;
+    // Each batch's content, so that recycled storage is seen to hold this batch's rows only.
+    auto check = [&](const batch& b) {
+        REQUIRE(b.size() == batch_size);
+        const auto& x = b.feature("values");
+        REQUIRE(x.is_sparse() == sparse);
+        const auto values = x.values<float>();
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto row = b.location(i).record_index;
+            REQUIRE(row == seen * batch_size + i);
+            if (sparse) {
+                REQUIRE(x.row_keys(i).size() == sparse_nonzeros);
+                REQUIRE(x.row_keys(i)[3] == sparse_key(row, 3));
+                REQUIRE(x.row<float>(i)[3] == static_cast<float>(row) + static_cast<float>(sparse_key(row, 3)) / 1000);
+            }
+            else {
+                REQUIRE(values[i * dim + 2] == value_of(0, row, 2));
+            }
+            REQUIRE(b.label("values").values<float>()[i] == static_cast<float>(row % 3));
+        }
+        ++seen;
+    };
+    {
+        constexpr std::size_t prefetch = 4;
+        reader r({path}, {.batch_size = batch_size, .prefetch_batches = prefetch, .batch_memory = &memory});
+        // The ring full and a batch waiting for a slot; then the consumer holds the first
+        // batch while the ring fills again and the next batch waits: every batch storage in
+        // circulation now exists.
+        REQUIRE(wait_until_held_back(r, prefetch) == prefetch);
+        auto it = r.begin();
+        REQUIRE(it != r.end());
+        check(*it);
+        REQUIRE(wait_until_held_back(r, prefetch + 1) == prefetch + 1);
+        const auto warm = memory.allocations.load();
+        CHECK(warm > 0);  // the batches did come from the caller's resource
+        // Half through the iterator (which lets the current batch go on increment), half
+        // through next() (whose batches go back when the caller's copy is destroyed).
+        for (++it; it != r.end(); ++it) {
+            check(*it);
+            if (seen == batches / 2)
+                break;
+        }
+        while (auto b = r.next())
+            check(*b);
+        CHECK(seen == batches);
+        INFO("allocations from the resource: " << warm << " before batch 2, " << memory.allocations.load() << " at the end");
+        CHECK(memory.allocations.load() - warm == 0);
+    }
+    // The reader gone, every byte went back to the resource it came from.
+    CHECK(memory.bytes_held.load() == 0);
+}
+
+TEST_CASE("reader: a batch kept after its reader is gone stays valid and returns its memory to batch_memory")
+{
+    data_set ds({25});
+    test::counting_resource memory;
+    std::optional<batch> kept;
+    {
+        reader r(ds.paths, {.batch_size = 10, .batch_memory = &memory});
+        kept = r.next();
+        REQUIRE(kept);
+    }
+    CHECK(memory.bytes_held.load() > 0);
+    REQUIRE(kept->size() == 10);
+    CHECK(kept->feature("values").values<float>()[dim * 9] == value_of(0, 9, 0));
+    kept.reset();
+    CHECK(memory.bytes_held.load() == 0);
 }
 
 TEST_CASE("reader: next() and try_next()")

@@ -22,8 +22,8 @@ namespace pipemode {
 /// for the arithmetic element types of a batch is no work at all. Constructions with arguments
 /// (`push_back`, `insert`, `assign`) are unchanged.
 ///
-/// The memory comes from `resource()` (`std::pmr::new_delete_resource()` when constructed
-/// from nullptr or by default), so that batches can live in memory the caller chose: pinned
+/// The memory comes from `resource()`, or from plain `operator new` when that is nullptr (the
+/// default, so that batch storage is then exactly what `std::allocator` would give), so that batches can live in memory the caller chose: pinned
 /// host memory that a GPU copies from without staging, a NUMA node's memory, an arena. The
 /// allocator propagates with its container on copy, move and swap, so a batch moved or
 /// swapped keeps returning memory to the resource it came from.
@@ -44,13 +44,13 @@ public:
     /// Two allocators over different resources are not interchangeable.
     using is_always_equal = std::false_type;
 
-    /// An allocator over `std::pmr::new_delete_resource()`: plain `new` and `delete`.
+    /// An allocator of plain `operator new` and `operator delete`.
     batch_allocator() noexcept = default;
 
     /// An allocator over `resource` (nullptr: `new` and `delete`). `resource` must outlive
     /// every allocation made through this allocator and its copies.
     batch_allocator(std::pmr::memory_resource* resource) noexcept  // NOLINT: implicit on purpose, like polymorphic_allocator
-        : resource_(resource != nullptr ? resource : std::pmr::new_delete_resource())
+        : resource_(resource)
     {
     }
 
@@ -65,11 +65,19 @@ public:
     {
         if (n > std::size_t(-1) / sizeof(T))
             throw std::bad_array_new_length();
+        if (resource_ == nullptr)
+            return static_cast<T*>(::operator new(n * sizeof(T)));
         return static_cast<T*>(resource_->allocate(n * sizeof(T), alignof(T)));
     }
 
     /// Returns `n` elements at `p` (from `allocate(n)`) to the resource.
-    void deallocate(T* p, std::size_t n) noexcept { resource_->deallocate(p, n * sizeof(T), alignof(T)); }
+    void deallocate(T* p, std::size_t n) noexcept
+    {
+        if (resource_ == nullptr)
+            ::operator delete(p, n * sizeof(T));
+        else
+            resource_->deallocate(p, n * sizeof(T), alignof(T));
+    }
 
     /// Default-initialises a `U` at `p`: no zeroing of numbers about to be overwritten.
     template <class U>
@@ -85,18 +93,19 @@ public:
         ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
     }
 
-    /// The resource the memory comes from (never nullptr).
+    /// The resource the memory comes from; nullptr for `operator new` and `delete`.
     std::pmr::memory_resource* resource() const noexcept { return resource_; }
 
     /// Whether memory from one may be freed by the other: the same resource, or equal ones.
     template <class U>
     friend bool operator==(const batch_allocator& a, const batch_allocator<U>& b) noexcept
     {
-        return a.resource() == b.resource() || a.resource()->is_equal(*b.resource());
+        return a.resource() == b.resource()
+            || (a.resource() != nullptr && b.resource() != nullptr && a.resource()->is_equal(*b.resource()));
     }
 
 private:
-    std::pmr::memory_resource* resource_ = std::pmr::new_delete_resource();
+    std::pmr::memory_resource* resource_ = nullptr;
 };
 
 /// A vector of batch storage: `batch_allocator`'s memory, default-initialised growth.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory_resource>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,6 +107,24 @@ struct reader_options {
     /// The most payload bytes one shuffle block holds; reserved out of `memory_budget` when
     /// `shuffle_records` is not 0.
     std::size_t shuffle_buffer_bytes = 32 * mib;
+
+    /// Where the storage of decoded batches comes from: every column's values, keys and
+    /// offsets and every batch's record origins. nullptr (the default) is `new` and `delete`.
+    ///
+    /// The use case is memory a device copies from directly: pinned (page-locked) host memory,
+    /// from which a GPU copy runs at full speed without a staging copy (for example a resource
+    /// over `cudaHostAlloc`, or an arena carved from one such block). The reader recycles batch
+    /// storage (at most `prefetch_batches + 3` batches are in circulation: those waiting, the
+    /// training loop's, one waiting for a slot and the one being filled), so the resource is
+    /// asked for memory until each of them exists and then only when records grow.
+    ///
+    /// The resource must outlive the reader and every batch it handed out (a batch kept after
+    /// the reader is gone still returns its memory there). It is called from the reader's
+    /// thread (which fills batches) and from the training loop's thread (which lets them go,
+    /// and whose batches may be freed there), so it must be thread-safe:
+    /// `std::pmr::synchronized_pool_resource` is, `unsynchronized_pool_resource` and
+    /// `monotonic_buffer_resource` are not.
+    std::pmr::memory_resource* batch_memory = nullptr;
 
     /// Called, on the reader's thread, with a one-line message for every record skipped under
     /// `bad_record_policy::skip_and_warn`. Defaults to printing on stderr.

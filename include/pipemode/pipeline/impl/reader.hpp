@@ -61,6 +61,11 @@ struct reader_core {
 
     const reader_options options;
     const std::size_t batch_budget;  ///< bytes of decoded batches allowed at once
+    // Batch storage in circulation: the builder takes from it, batches give back to it from
+    // whichever thread lets them go. There are at most prefetch_batches + 3 (the ring's, the
+    // consumer's, a full one waiting for a slot and the one being built), and the builder
+    // always holds one, so prefetch_batches + 2 idle ones is never too few.
+    const std::shared_ptr<batch_pool> pool = batch_pool::make(options.prefetch_batches + 2, options.batch_memory);
     stats_counters stats;
 
     // Bytes of decoded batches handed to the ring and not yet released by the consumer.
@@ -169,7 +174,7 @@ public:
         : core_(core)
         , decoder_(std::move(decoder))
         , parser_(std::move(parser))
-        , builder_(core->options.batch_size)
+        , builder_(core->options.batch_size, core->pool)
     {
     }
 
