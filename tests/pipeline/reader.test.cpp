@@ -550,6 +550,24 @@ TEST_CASE("reader: a batch kept after its reader is gone stays valid and returns
     CHECK(memory.bytes_held.load() == 0);
 }
 
+TEST_CASE("reader: at most prefetch_batches decoded batches wait, exactly, not rounded up")
+{
+    // 3 is not a power of two: a ring that rounds its slots up would let a 4th batch wait.
+    const std::size_t prefetch = GENERATE(1, 3, 5);
+    INFO("prefetch_batches = " << prefetch);
+    data_set ds({1000});
+    reader r(ds.paths, {.batch_size = 10, .prefetch_batches = prefetch, .read_size = 4096});
+    CHECK(wait_until_held_back(r) == prefetch);
+    // Taking one frees exactly one place: the consumer holds one and prefetch_batches wait.
+    auto first = r.next();
+    REQUIRE(first);
+    CHECK(wait_until_held_back(r, prefetch + 1) == prefetch + 1);
+    std::size_t rows = first->size();
+    while (auto b = r.next())
+        rows += b->size();
+    CHECK(rows == 1000);
+}
+
 TEST_CASE("reader: next() and try_next()")
 {
     data_set ds({10});

@@ -72,6 +72,12 @@ struct reader_core {
     // Written by both threads (add on push, subtract on release); read by the producer.
     std::atomic<std::size_t> outstanding_bytes{0};
 
+    // Batches in the ring: counted by the producer before each push and by the consumer after
+    // each pop, so that exactly `prefetch_batches` may wait although the ring's slots are a
+    // power of two. The producer's acquire load in has_room() pairs with the consumer's
+    // release decrement, after which the popped slot is free.
+    std::atomic<std::size_t> waiting_batches{0};
+
     // Network-thread side.
     std::optional<ring_producer<queued_batch>> producer;
 
@@ -100,7 +106,8 @@ struct reader_core {
 inline bool has_room(reader_core& core, std::size_t bytes) noexcept
 {
     const auto held = core.outstanding_bytes.load(std::memory_order_acquire);
-    return !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
+    return core.waiting_batches.load(std::memory_order_acquire) < core.options.prefetch_batches
+        && !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
 }
 
 /// Hands a finished batch to the ring, waiting (without blocking the thread) for a slot and
@@ -131,6 +138,8 @@ inline asio::awaitable<bool> deliver(reader_core* core, batch b, read_position a
     const auto held = core->outstanding_bytes.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
     if (held > core->stats.peak_batch_bytes.load(std::memory_order_relaxed))
         core->stats.peak_batch_bytes.store(held, std::memory_order_relaxed);
+    // Counted before the push, so that the consumer never pops a batch not yet counted.
+    core->waiting_batches.fetch_add(1, std::memory_order_relaxed);
     // has_room() saw a free slot and only this thread fills slots, so the push fails only if
     // the consumer went away in between.
     if (!core->producer->try_push(queued_batch{std::move(b), bytes, after}))
@@ -615,6 +624,7 @@ inline bool reader::advance()
         core.done = true;
         return false;
     }
+    core.waiting_batches.fetch_sub(1, std::memory_order_release);
     core.waker.notify();  // a ring slot is free
     core.current = std::move(item->batch);
     core.current_bytes = item->bytes;
@@ -648,6 +658,7 @@ inline bool reader::try_next(batch& out)
     if (status != pop_status::item)
         return false;
     release_current();
+    core.waiting_batches.fetch_sub(1, std::memory_order_release);
     core.waker.notify();  // a ring slot is free
     core.current_bytes = item.bytes;
     core.position = item.after;
