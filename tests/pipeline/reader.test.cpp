@@ -602,6 +602,40 @@ TEST_CASE("reader: leaving early cancels promptly")
     { reader r(ds.paths); }
 }
 
+TEST_CASE("reader: destroyed promptly while its pipeline waits on a silent FIFO or a full ring")
+{
+    // The destructor has no time limit: if cancellation did not reach what the pipeline
+    // awaits, this test would hang (and ctest's timeout would report it). Prompt means far
+    // below a second here.
+    const auto prompt = std::chrono::milliseconds(500);
+    SECTION("a FIFO whose writer is connected but sends nothing")
+    {
+        temp_dir dir;
+        const auto path = dir / "fifo";
+        REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+        // Keep a writer end open without writing, so that the reader waits in a read.
+        const int rw = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(rw >= 0);
+        auto r = std::make_unique<reader>(std::vector<std::string>{path}, reader_options{.batch_size = 64});
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the read is waiting
+        CHECK(r->stats().batches == 0);
+        const auto start = std::chrono::steady_clock::now();
+        r.reset();
+        const auto took = std::chrono::steady_clock::now() - start;
+        ::close(rw);
+        CHECK(took < prompt);
+    }
+    SECTION("a producer waiting for a slot in the ring")
+    {
+        data_set ds({5000});
+        auto r = std::make_unique<reader>(ds.paths, reader_options{.batch_size = 10, .prefetch_batches = 2});
+        CHECK(wait_until_held_back(*r, 2) == 2);
+        const auto start = std::chrono::steady_clock::now();
+        r.reset();
+        CHECK(std::chrono::steady_clock::now() - start < prompt);
+    }
+}
+
 TEST_CASE("reader: a FIFO is read to its end")
 {
     ::signal(SIGPIPE, SIG_IGN);  // a failing reader must fail the test, not kill it

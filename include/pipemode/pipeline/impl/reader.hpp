@@ -28,7 +28,6 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <future>
 #include <iostream>
 #include <numeric>
 #include <stdexcept>
@@ -90,7 +89,6 @@ struct reader_core {
 
     // Declared last so they are destroyed first: the io_context's destructor destroys a
     // suspended pipeline coroutine, whose frame refers to the members above.
-    std::future<void> finished;
     std::thread thread;
     asio::thread_pool blocking_pool{1};
     asio::io_context io{1};
@@ -551,9 +549,7 @@ inline void reader::launch(asio::awaitable<void> pipeline)
                        if (e)
                            core->producer->fail(e);
                    }));
-    std::promise<void> finished;
-    core->finished = finished.get_future();
-    core->thread = std::thread([core, finished = std::move(finished)]() mutable {
+    core->thread = std::thread([core] {
         try {
             core->io.run();
         } catch (...) {
@@ -561,7 +557,6 @@ inline void reader::launch(asio::awaitable<void> pipeline)
             // ring errors); anything else would be a pipemode bug. Make sure the consumer sees it.
             core->producer->fail(std::current_exception());
         }
-        finished.set_value();
     });
 }
 
@@ -583,10 +578,9 @@ inline reader::~reader()
     core->consumer->cancel();
     core->waker.notify();
     asio::post(core->io, [core] { core->cancel.emit(asio::cancellation_type::terminal); });
-    // Every operation pipemode awaits honours cancellation, so the thread ends promptly; the
-    // bound only guards against a source that does not, which must not hang the caller.
-    if (core->finished.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-        core->io.stop();
+    // Every operation pipemode awaits honours cancellation, so the thread ends promptly. No
+    // time limit: a source that ignored cancellation would be a bug, and a hang shows it where
+    // a silent wait of seconds would hide it.
     core->thread.join();
     core->blocking_pool.join();
 }
