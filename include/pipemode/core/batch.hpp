@@ -99,7 +99,7 @@ public:
             throw std::logic_error("pipemode: column '" + name_ + "' holds "
                                    + std::string(to_string(type_)) + ", not "
                                    + std::string(to_string(tensor_type_of_v<T>)));
-        return std::get<batch_vector<T>>(values_);
+        return std::span<const T>(std::get<batch_vector<T>>(values_).data(), values_size_);
     }
 
     /// The values of row `i`: a dense row, a sparse row's non-zeros, or a bytes row's items
@@ -120,12 +120,12 @@ public:
     }
 
     /// Column indices of all sparse values (empty for dense and bytes columns).
-    std::span<const std::uint64_t> keys() const noexcept { return keys_; }
+    std::span<const std::uint64_t> keys() const noexcept { return {keys_.data(), keys_size_}; }
 
     /// Column indices of row `i`'s non-zeros (sparse columns only).
     std::span<const std::uint64_t> row_keys(std::size_t i) const
     {
-        return std::span<const std::uint64_t>(keys_).subspan(row_offsets_[i],
+        return keys().subspan(row_offsets_[i],
                                                              row_offsets_[i + 1] - row_offsets_[i]);
     }
 
@@ -177,6 +177,11 @@ private:
     std::variant<batch_vector<float>, batch_vector<double>, batch_vector<std::int32_t>, batch_vector<std::byte>>
         values_;
     batch_vector<std::uint64_t> keys_;
+    // The values and keys in use. values_ and keys_ are kept at their full size (their
+    // elements past these counts are not initialised), so that refilling recycled storage
+    // never constructs or destroys elements, which an unoptimised build does one by one.
+    std::size_t values_size_ = 0;
+    std::size_t keys_size_ = 0;
     batch_vector<std::uint64_t> row_offsets_;
     batch_vector<std::uint64_t> item_offsets_;
 };

@@ -377,10 +377,10 @@ public:
             auto& c = col(s);
             std::size_t rows = batch_.rows_;
             c.rows_ = rows;  // kept here, not per row: every column has the batch's rows
-            // Trim the logical ends (shrinking never reallocates), and size the next batch from
-            // this one scaled to a full batch, with slack where row sizes vary.
-            std::visit([&](auto& v) { v.resize(s.values); }, c.values_);
-            c.keys_.resize(s.keys);
+            // The logical ends (the vectors stay at their full size), and the next batch sized
+            // from this one scaled to a full batch, with slack where row sizes vary.
+            c.values_size_ = s.values;
+            c.keys_size_ = s.keys;
             if (rows != 0) {
                 auto scale = [&](std::size_t n) {
                     auto full = n / rows * batch_size_ + (n % rows) * batch_size_ / rows;
@@ -586,7 +586,7 @@ private:
     }
 
     // Gives `c` empty storage for elements of `type`, from the memory its storage already
-    // comes from; storage of the same type is cleared and keeps its capacity.
+    // comes from; storage of the same type is reused whole.
     static void set_type(column& c, tensor_type type)
     {
         // The variant's alternatives are in tensor_type's order.
@@ -595,10 +595,11 @@ private:
                       && std::is_same_v<std::variant_alternative_t<std::size_t(tensor_type::bytes), decltype(c.values_)>,
                                         batch_vector<std::byte>>);
         c.type_ = type;
-        if (c.values_.index() == static_cast<std::size_t>(type)) {
-            std::visit([](auto& v) { v.clear(); }, c.values_);
-        }
-        else {
+        // Storage of the same type is kept whole: its size runs ahead of the values in use
+        // (values_size_, and the builder's slot), so nothing is constructed or destroyed.
+        c.values_size_ = 0;
+        c.keys_size_ = 0;
+        if (c.values_.index() != static_cast<std::size_t>(type)) {
             auto* memory = c.keys_.get_allocator().resource();
             switch (type) {
             case tensor_type::float32: c.values_.emplace<batch_vector<float>>(memory); break;
@@ -607,7 +608,6 @@ private:
             case tensor_type::bytes: c.values_.emplace<batch_vector<std::byte>>(memory); break;
             }
         }
-        c.keys_.clear();
         c.item_offsets_.clear();
         if (type == tensor_type::bytes)
             c.item_offsets_.push_back(0);
