@@ -156,6 +156,44 @@ public:
     /// An empty column (its storage from `new` and `delete`).
     column() = default;
 
+    /// A copy holding the values and keys in use only, in storage from the same memory resource.
+    column(const column& other)
+        : name_(other.name_)
+        , type_(other.type_)
+        , sparse_(other.sparse_)
+        , shape_(other.shape_)
+        , rows_(other.rows_)
+        , row_size_(other.row_size_)
+        , values_(std::visit(
+              [&](const auto& v) -> decltype(values_) {
+                  using vector = std::decay_t<decltype(v)>;
+                  return vector(v.begin(), v.begin() + std::ptrdiff_t(other.values_size_), v.get_allocator());
+              },
+              other.values_))
+        , keys_(other.keys_.begin(), other.keys_.begin() + std::ptrdiff_t(other.keys_size_), other.keys_.get_allocator())
+        , values_size_(other.values_size_)
+        , keys_size_(other.keys_size_)
+        , row_offsets_(other.row_offsets_)
+        , item_offsets_(other.item_offsets_)
+    {
+    }
+
+    /// Takes `other`'s storage.
+    column(column&&) noexcept = default;
+
+    /// Copies `other` as the copy constructor does.
+    column& operator=(const column& other)
+    {
+        if (this != &other)
+            *this = column(other);
+        return *this;
+    }
+
+    /// Takes `other`'s storage.
+    column& operator=(column&&) noexcept = default;
+
+    ~column() = default;
+
 private:
     friend class batch_builder;
 
