@@ -60,9 +60,10 @@ constexpr std::string_view to_string(record_section s) noexcept
 /// `errc::unsupported_value`.
 ///
 /// **Memory.** Values are copied once, straight into the batch's columns, whose storage is
-/// never zeroed first (`batch_allocator`). `take()` sizes the next batch's storage from the
-/// previous one, so in steady state a batch is allocated once and never reallocated while it
-/// fills.
+/// never zeroed first (`batch_allocator`) and comes from the builder's memory resource.
+/// `take()` sizes the next batch's storage from the previous one, so in steady state a batch
+/// never reallocates while it fills. Given a `batch_pool`, `take()` also refills storage that
+/// batches gave back when they were destroyed, so that nothing is allocated per batch.
 ///
 /// Example (a parser writing one dense float32 feature):
 /// @code
@@ -73,7 +74,8 @@ constexpr std::string_view to_string(record_section s) noexcept
 /// bool full = builder.end_record(ec);
 /// @endcode
 ///
-/// Not thread-safe; the batches it hands out are independent values.
+/// Not thread-safe; the batches it hands out are independent values, which may be destroyed
+/// on any thread (giving storage back to the pool is thread-safe).
 class batch_builder {
 public:
     /// What `find_column` returns for a name the schema does not have.
