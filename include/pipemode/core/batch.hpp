@@ -5,6 +5,7 @@
 #include <pipemode/core/batch_allocator.hpp>
 #include <pipemode/core/error.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -419,8 +420,9 @@ private:
         : capacity_(capacity)
         , memory_(memory)
     {
-        // Reserved now, so that giving a batch back (from a destructor) never allocates.
-        free_.reserve(capacity_);
+        // Reserved now, so that giving a batch back (from a destructor) does not allocate, up
+        // to a bound: a pool sized for a huge prefetch_batches grows (rarely) as it fills.
+        free_.reserve(std::min<std::size_t>(capacity_, 256));
     }
 
     // Idle storage with its old contents (the builder resets it), or a new empty batch over
@@ -446,7 +448,8 @@ private:
             if (free_.size() < capacity_)
                 free_.push_back(std::move(b));  // within the reserved capacity: no allocation
         } catch (...) {
-            // A mutex that cannot be locked: the storage is simply freed.
+            // A mutex that cannot be locked, or no memory to grow the list: the storage is
+            // simply freed.
         }
     }
 
