@@ -171,11 +171,12 @@ int main(int argc, char** argv)
         return r;
     });
 
-    // (b) framing + pipemode's parser into batches of 1000, summing every value.
+    // (b) framing + pipemode's parser into batches of 1000, summing every value. Each batch is
+    // let go after it is summed and its storage refilled, as in a reader (a batch_pool).
     auto pipemode_result = measure([&] {
         result r;
         protobuf_record_parser parser;
-        batch_builder builder(batch_rows);
+        batch_builder builder(batch_rows, batch_pool::make(2));
         error_code ec;
         for_each_record(input, [&](const record_view& rec) {
             if (parser.parse(rec, source_name, builder, ec))

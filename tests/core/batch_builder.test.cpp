@@ -1,12 +1,15 @@
 // batch_builder: rows into columns, the schema the first record fixes, rollback, take and pad.
 #include <pipemode/core/batch_builder.hpp>
 
+#include "counting_resource.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory_resource>
 #include <new>
 #include <string>
 #include <vector>
@@ -54,6 +57,7 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); 
 #pragma GCC diagnostic pop
 
 using namespace pipemode;
+using test::counting_resource;
 
 namespace {
 
@@ -177,6 +181,39 @@ std::string item_string(const column& c, std::size_t row, std::size_t j)
 {
     auto s = c.item(row, j);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
+}
+
+// A record of fixed shape written from static arrays, so that only the builder could allocate.
+// Returns whether it was written without error, and whether the batch is full.
+std::pair<bool, bool> add_static(batch_builder& b, std::uint64_t index, std::string_view source = "f")
+{
+    static const float d[6] = {1, 2, 3, 4, 5, 6};
+    static const double sv[3] = {0.1, 0.5, 0.8};
+    static const std::uint64_t keys[3] = {1, 5, 8};
+    static const char text[] = "abcde";
+    static const float y[1] = {1};
+    error_code ec;
+    bool ok = true;
+    b.begin_record(source, {{}, index, index});
+    b.begin_tensor(b.find_column(features, "d"), tensor_type::float32);
+    b.append_values(std::as_bytes(std::span(d)));
+    b.append_shape(2);
+    b.append_shape(3);
+    ok &= b.end_tensor(ec);
+    b.begin_tensor(b.find_column(features, "s"), tensor_type::float64);
+    b.append_values(std::as_bytes(std::span(sv)));
+    std::copy(std::begin(keys), std::end(keys), b.extend_keys(3));
+    b.append_shape(10);
+    ok &= b.end_tensor(ec);
+    b.begin_tensor(b.find_column(features, "b"), tensor_type::bytes);
+    b.append_item(std::as_bytes(std::span(text, 3)));
+    b.append_item(std::as_bytes(std::span(text + 3, 2)));
+    ok &= b.end_tensor(ec);
+    b.begin_tensor(b.find_column(label, "y"), tensor_type::float32);
+    b.append_values(std::as_bytes(std::span(y)));
+    ok &= b.end_tensor(ec);
+    bool full = b.end_record(ec);
+    return std::pair(ok && !ec, full);
 }
 
 } // namespace
@@ -539,42 +576,12 @@ TEST_CASE("take() hands the batch out and starts an empty one of the same schema
 
 TEST_CASE("in steady state a batch fills without allocating")
 {
-    // A record written from static arrays, so that only the builder could allocate.
-    auto add = [](batch_builder& b, std::uint64_t index) {
-        static const float d[6] = {1, 2, 3, 4, 5, 6};
-        static const double sv[3] = {0.1, 0.5, 0.8};
-        static const std::uint64_t keys[3] = {1, 5, 8};
-        static const char text[] = "abcde";
-        static const float y[1] = {1};
-        error_code ec;
-        bool ok = true;
-        b.begin_record("f", {{}, index, index});
-        b.begin_tensor(b.find_column(features, "d"), tensor_type::float32);
-        b.append_values(std::as_bytes(std::span(d)));
-        b.append_shape(2);
-        b.append_shape(3);
-        ok &= b.end_tensor(ec);
-        b.begin_tensor(b.find_column(features, "s"), tensor_type::float64);
-        b.append_values(std::as_bytes(std::span(sv)));
-        std::copy(std::begin(keys), std::end(keys), b.extend_keys(3));
-        b.append_shape(10);
-        ok &= b.end_tensor(ec);
-        b.begin_tensor(b.find_column(features, "b"), tensor_type::bytes);
-        b.append_item(std::as_bytes(std::span(text, 3)));
-        b.append_item(std::as_bytes(std::span(text + 3, 2)));
-        ok &= b.end_tensor(ec);
-        b.begin_tensor(b.find_column(label, "y"), tensor_type::float32);
-        b.append_values(std::as_bytes(std::span(y)));
-        ok &= b.end_tensor(ec);
-        bool full = b.end_record(ec);
-        return std::pair(ok && !ec, full);
-    };
     batch_builder b(50);
     std::uint64_t index = 0;
     bool all_ok = true;
     auto fill = [&] {
         for (;;) {
-            auto [ok, full] = add(b, index++);
+            auto [ok, full] = add_static(b, index++);
             all_ok &= ok;
             if (full || !ok)
                 return;
@@ -635,4 +642,104 @@ TEST_CASE("pad() completes the batch with zero and empty rows")
 TEST_CASE("a batch size of 0 is refused")
 {
     CHECK_THROWS_AS(batch_builder(0), std::invalid_argument);
+}
+
+TEST_CASE("batches from a pool are the batches a fresh builder makes, and their storage comes from the caller's resource")
+{
+    // Rows whose sparse and bytes parts change size from batch to batch, and sources with long
+    // names (heap strings) that change between batches: recycled storage holds stale values,
+    // offsets and names of every size, none of which may show.
+    auto make_row = [](std::size_t n) {
+        row r{static_cast<float>(n), {}, {}};
+        for (std::size_t k = 0; k < (n * 7) % 10; ++k)
+            r.keys.push_back(k);
+        for (std::size_t j = 0; j < n % 4; ++j)
+            r.items.push_back(std::string((n + j) % 23, static_cast<char>('a' + j)));
+        return r;
+    };
+    auto source_of = [](std::size_t n) { return "s3://bucket/a/rather/long/key/part-" + std::to_string(n / 7) + ".rec"; };
+    auto build = [&](batch_builder& b, std::size_t rows, auto&& on_batch) {
+        for (std::size_t n = 0; n < rows; ++n) {
+            if (n == 40)  // a failed record between good ones: its source name is rolled back
+            {
+                b.begin_record("a failed record's long source name", {{}, 0, 0});
+                b.abort_record();
+            }
+            if (add_row(b, make_row(n), n, source_of(n)))
+                on_batch(b.take(n / 30));
+        }
+        if (!b.empty()) {
+            b.pad();
+            on_batch(b.take(99));
+        }
+    };
+
+    std::vector<batch> expected;
+    batch_builder plain(8);
+    build(plain, 100, [&](batch x) { expected.push_back(std::move(x)); });
+    REQUIRE(expected.size() == 13);
+
+    counting_resource memory;
+    {
+        auto pool = batch_pool::make(2, &memory);
+        batch_builder pooled(8, pool);
+        std::size_t i = 0;
+        build(pooled, 100, [&](batch x) {
+            INFO("batch " << i);
+            REQUIRE(i < expected.size());
+            check_same(x, expected[i++]);
+            CHECK(vec(x.sources()) == vec(expected[i - 1].sources()));
+            // x goes back to the pool here.
+        });
+        CHECK(i == expected.size());
+        CHECK(pool->idle() <= 2);
+        CHECK(memory.allocations.load() > 0);  // the storage came from the caller's resource
+        CHECK(memory.bytes_held.load() > 0);
+
+        // A batch kept, copied and assigned over goes back too, and the copy's storage comes
+        // from the same resource.
+        build(pooled, 16, [&](batch x) {
+            batch copy = x;
+            check_same(copy, x);
+            // The copy holds the values in use, not the storage's full capacity.
+            CHECK(copy.byte_size() <= x.byte_size());
+            x = std::move(copy);
+            CHECK(x.feature("d").rows() == x.size());
+        });
+    }
+    // Everything was given back to the resource it came from once the pool and its batches went.
+    CHECK(memory.bytes_held.load() == 0);
+}
+
+TEST_CASE("a builder with a pool allocates nothing in steady state, from the resource or the heap")
+{
+    counting_resource memory;
+    auto pool = batch_pool::make(2, &memory);
+    batch_builder b(50, pool);
+    std::uint64_t index = 0;
+    const std::string long_source = "a source name longer than a short string's buffer";
+    auto one_batch = [&] {
+        bool all_ok = true;
+        for (;;) {
+            auto [ok, full] = add_static(b, index++, long_source);
+            all_ok &= ok;
+            if (full || !ok)
+                break;
+        }
+        CHECK(all_ok);
+        auto x = b.take();
+        CHECK(x.size() == 50);
+        CHECK(x.sources().size() == 1);
+        CHECK(x.feature("s").keys().size() == 150);
+        // x gives its storage back here.
+    };
+    // The first batches allocate: the one being built and one in the training loop's hands.
+    for (int i = 0; i < 3; ++i)
+        one_batch();
+    const auto resource_before = memory.allocations.load();
+    const auto heap_before = allocations.load();
+    for (int i = 0; i < 20; ++i)
+        one_batch();
+    CHECK(memory.allocations.load() - resource_before == 0);
+    CHECK(allocations.load() - heap_before == 0);
 }

@@ -8,6 +8,7 @@
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include "counting_resource.hpp"
 #include "custom_stages.hpp"
 #include "failing_source.hpp"
 #include "reader_helpers.hpp"
@@ -24,6 +25,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -414,6 +416,158 @@ TEST_CASE("reader: the memory budget holds against a slow consumer")
     CHECK(s.producer_stall.count() > 0);
 }
 
+namespace {
+
+constexpr std::size_t sparse_columns = 1000;
+constexpr std::size_t sparse_nonzeros = 8;
+
+/// Key `j` of row `row` of the sparse file: ascending and distinct within the row.
+std::uint64_t sparse_key(std::size_t row, std::size_t j) { return j * 100 + row % 100; }
+
+/// A RecordIO-protobuf file of `rows` sparse float32 rows of `sparse_columns` columns with
+/// `sparse_nonzeros` values each (the value at key k of row r is r + k / 1000), and a label.
+std::vector<std::byte> make_sparse_file(std::size_t rows)
+{
+    std::vector<std::byte> out, payload;
+    for (std::size_t r = 0; r < rows; ++r) {
+        float v[sparse_nonzeros];
+        std::uint64_t k[sparse_nonzeros];
+        for (std::size_t j = 0; j < sparse_nonzeros; ++j) {
+            k[j] = sparse_key(r, j);
+            v[j] = static_cast<float>(r) + static_cast<float>(k[j]) / 1000;
+        }
+        const float label = static_cast<float>(r % 3);
+        const tensor_entry features[] = {
+            tensor_entry::sparse(std::span<const float>(v), std::span<const std::uint64_t>(k), sparse_columns)};
+        const tensor_entry labels[] = {tensor_entry::dense(std::span<const float>(&label, 1))};
+        payload.clear();
+        encode_record(payload, features, labels);
+        append_recordio(out, payload);
+    }
+    return out;
+}
+
+/// Waits until the reader's producer has made no progress for 100 ms (it waits for the
+/// consumer) and at least `at_least` batches were handed over; returns how many were.
+std::uint64_t wait_until_held_back(reader& r, std::uint64_t at_least = 1)
+{
+    std::uint64_t seen = 0;
+    for (int quiet = 0, waited = 0; (quiet < 4 || seen < at_least) && waited < 400; ++waited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        const auto now = r.stats().batches;
+        quiet = now == seen ? quiet + 1 : 0;
+        seen = now;
+    }
+    return seen;
+}
+
+} // namespace
+
+TEST_CASE("reader: batch storage comes from batch_memory and is recycled, with no allocation per batch in steady state")
+{
+    // Batches in circulation: prefetch_batches in the ring, the consumer's, the one being
+    // built and a full one waiting for a slot. The test first holds the consumer back until
+    // all of them exist (each allocated once), then reads on: every later batch must be
+    // refilled storage. With fixed-shape records, dense or sparse, that storage's capacity
+    // already fits, so the count must not move at all. (Rows of varying size could still grow
+    // a batch's storage now and then, until each has seen the largest; fixed shapes make the
+    // count exact.)
+    const bool sparse = GENERATE(false, true);
+    INFO((sparse ? "sparse" : "dense"));
+    constexpr std::size_t batch_size = 10;
+    constexpr std::size_t batches = 300;
+    temp_dir dir;
+    const std::string path = dir / "part-0.rec";
+    test::write_file(path, sparse ? make_sparse_file(batch_size * batches) : make_file(0, batch_size * batches));
+
+    test::counting_resource memory;
+    std::size_t seen = 0;
+    // Each batch's content, so that recycled storage is seen to hold this batch's rows only.
+    auto check = [&](const batch& b) {
+        REQUIRE(b.size() == batch_size);
+        const auto& x = b.feature("values");
+        REQUIRE(x.is_sparse() == sparse);
+        const auto values = x.values<float>();
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto row = b.location(i).record_index;
+            REQUIRE(row == seen * batch_size + i);
+            if (sparse) {
+                REQUIRE(x.row_keys(i).size() == sparse_nonzeros);
+                REQUIRE(x.row_keys(i)[3] == sparse_key(row, 3));
+                REQUIRE(x.row<float>(i)[3] == static_cast<float>(row) + static_cast<float>(sparse_key(row, 3)) / 1000);
+            }
+            else {
+                REQUIRE(values[i * dim + 2] == value_of(0, row, 2));
+            }
+            REQUIRE(b.label("values").values<float>()[i] == static_cast<float>(row % 3));
+        }
+        ++seen;
+    };
+    {
+        constexpr std::size_t prefetch = 4;
+        reader r({path}, {.batch_size = batch_size, .prefetch_batches = prefetch, .batch_memory = &memory});
+        // The ring full and a batch waiting for a slot; then the consumer holds the first
+        // batch while the ring fills again and the next batch waits: every batch storage in
+        // circulation now exists.
+        REQUIRE(wait_until_held_back(r, prefetch) == prefetch);
+        auto it = r.begin();
+        REQUIRE(it != r.end());
+        check(*it);
+        REQUIRE(wait_until_held_back(r, prefetch + 1) == prefetch + 1);
+        const auto warm = memory.allocations.load();
+        CHECK(warm > 0);  // the batches did come from the caller's resource
+        // Half through the iterator (which lets the current batch go on increment), half
+        // through next() (whose batches go back when the caller's copy is destroyed).
+        for (++it; it != r.end(); ++it) {
+            check(*it);
+            if (seen == batches / 2)
+                break;
+        }
+        while (auto b = r.next())
+            check(*b);
+        CHECK(seen == batches);
+        INFO("allocations from the resource: " << warm << " before batch 2, " << memory.allocations.load() << " at the end");
+        CHECK(memory.allocations.load() - warm == 0);
+    }
+    // The reader gone, every byte went back to the resource it came from.
+    CHECK(memory.bytes_held.load() == 0);
+}
+
+TEST_CASE("reader: a batch kept after its reader is gone stays valid and returns its memory to batch_memory")
+{
+    data_set ds({25});
+    test::counting_resource memory;
+    std::optional<batch> kept;
+    {
+        reader r(ds.paths, {.batch_size = 10, .batch_memory = &memory});
+        kept = r.next();
+        REQUIRE(kept);
+    }
+    CHECK(memory.bytes_held.load() > 0);
+    REQUIRE(kept->size() == 10);
+    CHECK(kept->feature("values").values<float>()[dim * 9] == value_of(0, 9, 0));
+    kept.reset();
+    CHECK(memory.bytes_held.load() == 0);
+}
+
+TEST_CASE("reader: at most prefetch_batches decoded batches wait, exactly, not rounded up")
+{
+    // 3 is not a power of two: a ring that rounds its slots up would let a 4th batch wait.
+    const std::size_t prefetch = GENERATE(1, 3, 5);
+    INFO("prefetch_batches = " << prefetch);
+    data_set ds({1000});
+    reader r(ds.paths, {.batch_size = 10, .prefetch_batches = prefetch, .read_size = 4096});
+    CHECK(wait_until_held_back(r) == prefetch);
+    // Taking one frees exactly one place: the consumer holds one and prefetch_batches wait.
+    auto first = r.next();
+    REQUIRE(first);
+    CHECK(wait_until_held_back(r, prefetch + 1) == prefetch + 1);
+    std::size_t rows = first->size();
+    while (auto b = r.next())
+        rows += b->size();
+    CHECK(rows == 1000);
+}
+
 TEST_CASE("reader: next() and try_next()")
 {
     data_set ds({10});
@@ -446,6 +600,40 @@ TEST_CASE("reader: leaving early cancels promptly")
 
     // Destroyed before anything was read at all.
     { reader r(ds.paths); }
+}
+
+TEST_CASE("reader: destroyed promptly while its pipeline waits on a silent FIFO or a full ring")
+{
+    // The destructor has no time limit: if cancellation did not reach what the pipeline
+    // awaits, this test would hang (and ctest's timeout would report it). Prompt means far
+    // below a second here.
+    const auto prompt = std::chrono::milliseconds(500);
+    SECTION("a FIFO whose writer is connected but sends nothing")
+    {
+        temp_dir dir;
+        const auto path = dir / "fifo";
+        REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+        // Keep a writer end open without writing, so that the reader waits in a read.
+        const int rw = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(rw >= 0);
+        auto r = std::make_unique<reader>(std::vector<std::string>{path}, reader_options{.batch_size = 64});
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the read is waiting
+        CHECK(r->stats().batches == 0);
+        const auto start = std::chrono::steady_clock::now();
+        r.reset();
+        const auto took = std::chrono::steady_clock::now() - start;
+        ::close(rw);
+        CHECK(took < prompt);
+    }
+    SECTION("a producer waiting for a slot in the ring")
+    {
+        data_set ds({5000});
+        auto r = std::make_unique<reader>(ds.paths, reader_options{.batch_size = 10, .prefetch_batches = 2});
+        CHECK(wait_until_held_back(*r, 2) == 2);
+        const auto start = std::chrono::steady_clock::now();
+        r.reset();
+        CHECK(std::chrono::steady_clock::now() - start < prompt);
+    }
 }
 
 TEST_CASE("reader: a FIFO is read to its end")

@@ -2,10 +2,15 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/batch_allocator.hpp>
 #include <pipemode/core/error.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <memory_resource>
+#include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -17,6 +22,7 @@
 namespace pipemode {
 
 class batch_builder;
+class batch_pool;
 
 /// The element type of a tensor, as in SageMaker's `aialgs.data.Value`.
 enum class tensor_type : std::uint8_t {
@@ -94,7 +100,7 @@ public:
             throw std::logic_error("pipemode: column '" + name_ + "' holds "
                                    + std::string(to_string(type_)) + ", not "
                                    + std::string(to_string(tensor_type_of_v<T>)));
-        return std::get<std::vector<T>>(values_);
+        return std::span<const T>(std::get<batch_vector<T>>(values_).data(), values_size_);
     }
 
     /// The values of row `i`: a dense row, a sparse row's non-zeros, or a bytes row's items
@@ -115,12 +121,12 @@ public:
     }
 
     /// Column indices of all sparse values (empty for dense and bytes columns).
-    std::span<const std::uint64_t> keys() const noexcept { return keys_; }
+    std::span<const std::uint64_t> keys() const noexcept { return {keys_.data(), keys_size_}; }
 
     /// Column indices of row `i`'s non-zeros (sparse columns only).
     std::span<const std::uint64_t> row_keys(std::size_t i) const
     {
-        return std::span<const std::uint64_t>(keys_).subspan(row_offsets_[i],
+        return keys().subspan(row_offsets_[i],
                                                              row_offsets_[i + 1] - row_offsets_[i]);
     }
 
@@ -148,8 +154,58 @@ public:
             * sizeof(std::uint64_t) + name_.capacity() + sizeof(*this);
     }
 
+    /// An empty column (its storage from `new` and `delete`).
+    column() = default;
+
+    /// A copy holding the values and keys in use only, in storage from the same memory resource.
+    column(const column& other)
+        : name_(other.name_)
+        , type_(other.type_)
+        , sparse_(other.sparse_)
+        , shape_(other.shape_)
+        , rows_(other.rows_)
+        , row_size_(other.row_size_)
+        , values_(std::visit(
+              [&](const auto& v) -> decltype(values_) {
+                  using vector = std::decay_t<decltype(v)>;
+                  return vector(v.begin(), v.begin() + std::ptrdiff_t(other.values_size_), v.get_allocator());
+              },
+              other.values_))
+        , keys_(other.keys_.begin(), other.keys_.begin() + std::ptrdiff_t(other.keys_size_), other.keys_.get_allocator())
+        , values_size_(other.values_size_)
+        , keys_size_(other.keys_size_)
+        , row_offsets_(other.row_offsets_)
+        , item_offsets_(other.item_offsets_)
+    {
+    }
+
+    /// Takes `other`'s storage.
+    column(column&&) noexcept = default;
+
+    /// Copies `other` as the copy constructor does.
+    column& operator=(const column& other)
+    {
+        if (this != &other)
+            *this = column(other);
+        return *this;
+    }
+
+    /// Takes `other`'s storage.
+    column& operator=(column&&) noexcept = default;
+
+    ~column() = default;
+
 private:
     friend class batch_builder;
+
+    // An empty column whose storage comes from `memory` (nullptr: new and delete).
+    explicit column(std::pmr::memory_resource* memory)
+        : values_(std::in_place_type<batch_vector<float>>, memory)
+        , keys_(memory)
+        , row_offsets_(memory)
+        , item_offsets_(memory)
+    {
+    }
 
     std::string name_;
     tensor_type type_ = tensor_type::float32;
@@ -157,11 +213,16 @@ private:
     std::vector<std::uint64_t> shape_;
     std::size_t rows_ = 0;
     std::size_t row_size_ = 0;
-    std::variant<std::vector<float>, std::vector<double>, std::vector<std::int32_t>, std::vector<std::byte>>
+    std::variant<batch_vector<float>, batch_vector<double>, batch_vector<std::int32_t>, batch_vector<std::byte>>
         values_;
-    std::vector<std::uint64_t> keys_;
-    std::vector<std::uint64_t> row_offsets_;
-    std::vector<std::uint64_t> item_offsets_;
+    batch_vector<std::uint64_t> keys_;
+    // The values and keys in use. values_ and keys_ are kept at their full size (their
+    // elements past these counts are not initialised), so that refilling recycled storage
+    // never constructs or destroys elements, which an unoptimised build does one by one.
+    std::size_t values_size_ = 0;
+    std::size_t keys_size_ = 0;
+    batch_vector<std::uint64_t> row_offsets_;
+    batch_vector<std::uint64_t> item_offsets_;
 };
 
 /// Where one record of a batch came from.
@@ -178,10 +239,50 @@ struct record_origin {
 /// under `last_batch::pad`: zeros in dense columns, empty rows in sparse and bytes columns,
 /// and no origin (`origins()` has `size() - padding()` entries).
 ///
-/// A batch is a value: move it, keep it, or let the reader recycle it. Reading a batch from
-/// several threads at once is safe.
+/// A batch is a value: move it, keep it, or let it go. A batch made by a reader (or by a
+/// `batch_builder` given a `batch_pool`) gives its storage back to that pool when it is
+/// destroyed or assigned over, and the builder fills it again, so that a reader in its steady
+/// state allocates no batch memory. Reading a batch from several threads at once is safe.
 class batch {
 public:
+    /// An empty batch.
+    batch() = default;
+
+    /// A copy, whose storage comes from the same memory resource and goes back to the same
+    /// pool, if any.
+    batch(const batch&) = default;
+
+    /// Takes `other`'s storage (and its pool); `other` is left empty.
+    batch(batch&& other) noexcept = default;
+
+    /// Gives this batch's storage back to its pool (if any) and copies `other`.
+    batch& operator=(const batch& other)
+    {
+        if (this != &other)
+            *this = batch(other);
+        return *this;
+    }
+
+    /// Gives this batch's storage back to its pool (if any) and takes `other`'s.
+    batch& operator=(batch&& other) noexcept
+    {
+        if (this != &other) {
+            recycle();
+            rows_ = other.rows_;
+            padding_ = other.padding_;
+            epoch_ = other.epoch_;
+            features_ = std::move(other.features_);
+            labels_ = std::move(other.labels_);
+            origins_ = std::move(other.origins_);
+            sources_ = std::move(other.sources_);
+            pool_ = std::move(other.pool_);
+        }
+        return *this;
+    }
+
+    /// Gives the storage back to the pool it came from, if any (see the class comment).
+    ~batch() { recycle(); }
+
     /// Number of rows, padding included.
     std::size_t size() const noexcept { return rows_; }
 
@@ -240,6 +341,12 @@ public:
 
 private:
     friend class batch_builder;
+    friend class batch_pool;
+
+    // An empty batch whose storage comes from `memory` (nullptr: new and delete).
+    explicit batch(std::pmr::memory_resource* memory) : origins_(memory) {}
+
+    inline void recycle() noexcept;
 
     static const column* find(const std::vector<column>& cs, std::string_view name) noexcept
     {
@@ -265,8 +372,100 @@ private:
     std::uint64_t epoch_ = 0;
     std::vector<column> features_;
     std::vector<column> labels_;
-    std::vector<record_origin> origins_;
+    batch_vector<record_origin> origins_;
     std::vector<std::string> sources_;
+    std::shared_ptr<batch_pool> pool_;  // where the storage goes back to; null for a plain value
 };
+
+/// A bounded free list of batch storage, shared by a `batch_builder` (which takes storage
+/// from it) and the batches it made (which give theirs back when destroyed).
+///
+/// A reader makes one, bounded to `prefetch_batches + 2` idle batches: those waiting in the
+/// ring, the one the training loop holds, one waiting for a slot and the one being built are
+/// every batch in circulation, and the builder always holds one, so in the steady state each
+/// batch's storage is refilled rather than allocated. A batch
+/// given back when the pool is full is freed. Storage keeps its capacity (and its columns'
+/// names and shapes) across uses, and all of it comes from `memory()`.
+///
+/// Thread safety: batches may be given back, and the builder may take storage, from any
+/// threads at once (a mutex, taken once per batch). Own it with `std::shared_ptr` (`batch_pool::make`): the batches it
+/// made keep it alive, so a batch may outlive its reader.
+class batch_pool : public std::enable_shared_from_this<batch_pool> {
+public:
+    /// A pool holding at most `capacity` idle batches, whose storage comes from `memory`
+    /// (nullptr: new and delete). `memory` must outlive the pool and every batch made from it.
+    static std::shared_ptr<batch_pool> make(std::size_t capacity, std::pmr::memory_resource* memory = nullptr)
+    {
+        return std::shared_ptr<batch_pool>(new batch_pool(capacity, memory));
+    }
+
+    /// The most idle batches kept.
+    std::size_t capacity() const noexcept { return capacity_; }
+
+    /// Where batch storage comes from; nullptr for `new` and `delete`.
+    std::pmr::memory_resource* memory() const noexcept { return memory_; }
+
+    /// Idle batches held now.
+    std::size_t idle() const
+    {
+        std::lock_guard lock(mutex_);
+        return free_.size();
+    }
+
+private:
+    friend class batch;
+    friend class batch_builder;
+
+    batch_pool(std::size_t capacity, std::pmr::memory_resource* memory)
+        : capacity_(capacity)
+        , memory_(memory)
+    {
+        // Reserved now, so that giving a batch back (from a destructor) does not allocate, up
+        // to a bound: a pool sized for a huge prefetch_batches grows (rarely) as it fills.
+        free_.reserve(std::min<std::size_t>(capacity_, 256));
+    }
+
+    // Idle storage with its old contents (the builder resets it), or a new empty batch over
+    // memory_; either way tied to this pool.
+    batch take()
+    {
+        batch b(memory_);
+        {
+            std::lock_guard lock(mutex_);
+            if (!free_.empty()) {
+                b = std::move(free_.back());
+                free_.pop_back();
+            }
+        }
+        b.pool_ = shared_from_this();
+        return b;
+    }
+
+    void give_back(batch&& b) noexcept
+    {
+        try {
+            std::lock_guard lock(mutex_);
+            if (free_.size() < capacity_)
+                free_.push_back(std::move(b));  // within the reserved capacity: no allocation
+        } catch (...) {
+            // A mutex that cannot be locked, or no memory to grow the list: the storage is
+            // simply freed.
+        }
+    }
+
+    const std::size_t capacity_;
+    std::pmr::memory_resource* const memory_;
+    mutable std::mutex mutex_;
+    std::vector<batch> free_;  // idle storage; each with a null pool_, so no cycle keeps the pool alive
+};
+
+inline void batch::recycle() noexcept
+{
+    if (!pool_)
+        return;
+    // The pool may be kept alive by this batch alone; hold it until give_back returns.
+    auto pool = std::move(pool_);
+    pool->give_back(std::move(*this));
+}
 
 } // namespace pipemode

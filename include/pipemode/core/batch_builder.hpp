@@ -13,12 +13,16 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <memory_resource>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace pipemode {
@@ -55,9 +59,11 @@ constexpr std::string_view to_string(record_section s) noexcept
 /// every key below the column count; a tensor that breaks these rules is
 /// `errc::unsupported_value`.
 ///
-/// **Memory.** Values are copied once, straight into the batch's columns. `take()` sizes the
-/// next batch's storage from the previous one, so in steady state a batch is allocated once
-/// and never reallocated while it fills.
+/// **Memory.** Values are copied once, straight into the batch's columns, whose storage is
+/// never zeroed first (`batch_allocator`) and comes from the builder's memory resource.
+/// `take()` sizes the next batch's storage from the previous one, so in steady state a batch
+/// never reallocates while it fills. Given a `batch_pool`, `take()` also refills storage that
+/// batches gave back when they were destroyed, so that nothing is allocated per batch.
 ///
 /// Example (a parser writing one dense float32 feature):
 /// @code
@@ -68,19 +74,35 @@ constexpr std::string_view to_string(record_section s) noexcept
 /// bool full = builder.end_record(ec);
 /// @endcode
 ///
-/// Not thread-safe; the batches it hands out are independent values.
+/// Not thread-safe; the batches it hands out are independent values, which may be destroyed
+/// on any thread (giving storage back to the pool is thread-safe).
 class batch_builder {
 public:
     /// What `find_column` returns for a name the schema does not have.
     static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
 
-    /// A builder of batches of `batch_size` rows. Throws `std::invalid_argument` when
-    /// `batch_size` is 0.
-    explicit batch_builder(std::size_t batch_size) : batch_size_(batch_size)
+    /// A builder of batches of `batch_size` rows whose storage comes from `memory` (nullptr:
+    /// `new` and `delete`; otherwise it must outlive the builder and every batch it makes).
+    /// Each batch is allocated afresh. Throws `std::invalid_argument` when `batch_size` is 0.
+    explicit batch_builder(std::size_t batch_size, std::pmr::memory_resource* memory = nullptr)
+        : batch_size_(batch_size)
+        , memory_(memory)
     {
-        if (batch_size == 0)
-            throw std::invalid_argument("pipemode: batch_size must be at least 1");
-        batch_.origins_.reserve(batch_size_);
+        start();
+    }
+
+    /// A builder of batches of `batch_size` rows whose storage is taken from `pool` (and from
+    /// `pool->memory()` when the pool has none idle); the batches give it back when they are
+    /// destroyed, so a builder whose batches are let go allocates nothing in its steady state.
+    /// Throws `std::invalid_argument` when `batch_size` is 0 or `pool` is null.
+    batch_builder(std::size_t batch_size, std::shared_ptr<batch_pool> pool)
+        : batch_size_(batch_size)
+        , memory_(pool ? pool->memory() : nullptr)
+        , pool_(std::move(pool))
+    {
+        if (!pool_)
+            throw std::invalid_argument("pipemode: batch_builder was given a null batch_pool");
+        start();
     }
 
     /// Rows per full batch.
@@ -194,7 +216,7 @@ public:
     T* extend_values(std::size_t n)
     {
         assert(tensor_.open && tensor_.type == tensor_type_of_v<T>);
-        return grow(*std::get_if<std::vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
+        return grow(*std::get_if<batch_vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
     }
 
     /// Makes room for `n` more sparse keys (column indices) and returns where to write them.
@@ -217,7 +239,7 @@ public:
         assert(tensor_.open && tensor_.type == tensor_type::bytes);
         auto& c = *tensor_.target;
         auto& s = *tensor_.target_slot;
-        auto* p = grow(*std::get_if<std::vector<std::byte>>(&c.values_), s.values, item.size());
+        auto* p = grow(*std::get_if<batch_vector<std::byte>>(&c.values_), s.values, item.size());
         if (!item.empty())
             std::memcpy(p, item.data(), item.size());
         c.item_offsets_.push_back(s.values);
@@ -278,6 +300,7 @@ public:
         tensor_.open = false;
         failed_ = {};
         if (added_source_) {
+            spare_names_.push_back(std::move(batch_.sources_.back()));
             batch_.sources_.pop_back();
             last_source_ = 0;
         }
@@ -341,19 +364,25 @@ public:
     batch take(std::uint64_t epoch = 0)
     {
         assert(!record_open_);
-        batch next;
+        batch next = fresh_batch();
         next.origins_.reserve(batch_size_);
         next.sources_.reserve(std::max<std::size_t>(batch_.sources_.size(), 1));
         next.features_.reserve(batch_.features_.size());
         next.labels_.reserve(batch_.labels_.size());
+        // Recycled storage of another schema (a pool shared with another builder) loses the
+        // columns this one does not have.
+        if (next.features_.size() > batch_.features_.size())
+            next.features_.erase(next.features_.begin() + std::ptrdiff_t(batch_.features_.size()), next.features_.end());
+        if (next.labels_.size() > batch_.labels_.size())
+            next.labels_.erase(next.labels_.begin() + std::ptrdiff_t(batch_.labels_.size()), next.labels_.end());
         for (auto& s : slots_) {
             auto& c = col(s);
             std::size_t rows = batch_.rows_;
             c.rows_ = rows;  // kept here, not per row: every column has the batch's rows
-            // Trim the logical ends (shrinking never reallocates), and size the next batch from
-            // this one scaled to a full batch, with slack where row sizes vary.
-            std::visit([&](auto& v) { v.resize(s.values); }, c.values_);
-            c.keys_.resize(s.keys);
+            // The logical ends (the vectors stay at their full size), and the next batch sized
+            // from this one scaled to a full batch, with slack where row sizes vary.
+            c.values_size_ = s.values;
+            c.keys_size_ = s.keys;
             if (rows != 0) {
                 auto scale = [&](std::size_t n) {
                     auto full = n / rows * batch_size_ + (n % rows) * batch_size_ / rows;
@@ -363,13 +392,23 @@ public:
                 s.hint_keys = scale(s.keys);
                 s.hint_items = c.item_offsets_.empty() ? 0 : scale(c.item_offsets_.size() - 1);
             }
-            column fresh;
+            // Columns are visited in creation order, so position p of a section comes after
+            // positions 0..p-1 of it.
+            auto& columns = s.section == record_section::features ? next.features_ : next.labels_;
+            if (columns.size() <= s.position)
+                columns.push_back(column(memory_));
+            column& fresh = columns[s.position];
+            // Assignments into recycled storage reuse its capacity: no allocation once the
+            // names and shapes have been stored there before.
             fresh.name_ = c.name_;
-            fresh.type_ = c.type_;
             fresh.sparse_ = c.sparse_;
             fresh.shape_ = c.shape_;
             fresh.row_size_ = c.row_size_;
+            fresh.rows_ = 0;
             set_type(fresh, c.type_);
+            fresh.row_offsets_.clear();
+            // reserve() keeps what recycled storage already has; only new or outgrown storage
+            // allocates.
             std::visit([&](auto& v) { v.reserve(s.hint_values); }, fresh.values_);
             if (s.kind == layout::sparse)
                 fresh.keys_.reserve(s.hint_keys);
@@ -379,7 +418,6 @@ public:
             }
             if (s.kind == layout::bytes)
                 fresh.item_offsets_.reserve(s.hint_items + 1);  // set_type() put in the leading 0
-            (s.section == record_section::features ? next.features_ : next.labels_).push_back(std::move(fresh));
             s.values = 0;
             s.keys = 0;
         }
@@ -395,6 +433,31 @@ public:
     std::string_view error_detail() const noexcept { return detail_; }
 
 private:
+    void start()
+    {
+        if (batch_size_ == 0)
+            throw std::invalid_argument("pipemode: batch_size must be at least 1");
+        batch_ = fresh_batch();
+        batch_.origins_.reserve(batch_size_);
+    }
+
+    // Storage for the next batch, emptied: recycled from the pool when it has some (columns,
+    // names and capacity kept for take() to reuse), otherwise new.
+    batch fresh_batch()
+    {
+        batch b = pool_ ? pool_->take() : batch(memory_);
+        b.rows_ = 0;
+        b.padding_ = 0;
+        b.epoch_ = 0;
+        b.origins_.clear();
+        // Source names are kept as strings to be assigned again, each keeping its capacity.
+        for (auto& name : b.sources_)
+            if (spare_names_.size() < max_spare_names)
+                spare_names_.push_back(std::move(name));
+        b.sources_.clear();
+        return b;
+    }
+
     [[gnu::noinline]] bool end_tensor_slow(error_code& ec)
     {
         tensor_.open = false;
@@ -457,8 +520,8 @@ private:
     enum class layout : std::uint8_t { undefined, dense, sparse, bytes };
     enum class tensor_issue : std::uint8_t { none, wrong_type, duplicate, unknown };
 
-    // The builder's side of one column: where its logical end is (the vectors' sizes run ahead
-    // so that appending never value-initialises on the hot path), and its schema layout.
+    // The builder's side of one column: where its logical end is (the vectors' sizes run ahead,
+    // uninitialised, so that appending is a bounds check and a copy), and its schema layout.
     struct slot {
         record_section section = record_section::features;
         layout kind = layout::undefined;
@@ -524,16 +587,29 @@ private:
         return s.section == record_section::features ? batch_.features_[s.position] : batch_.labels_[s.position];
     }
 
+    // Gives `c` empty storage for elements of `type`, from the memory its storage already
+    // comes from; storage of the same type is reused whole.
     static void set_type(column& c, tensor_type type)
     {
+        // The variant's alternatives are in tensor_type's order.
+        static_assert(std::is_same_v<std::variant_alternative_t<std::size_t(tensor_type::float64), decltype(c.values_)>,
+                                     batch_vector<double>>
+                      && std::is_same_v<std::variant_alternative_t<std::size_t(tensor_type::bytes), decltype(c.values_)>,
+                                        batch_vector<std::byte>>);
         c.type_ = type;
-        switch (type) {
-        case tensor_type::float32: c.values_.emplace<std::vector<float>>(); break;
-        case tensor_type::float64: c.values_.emplace<std::vector<double>>(); break;
-        case tensor_type::int32: c.values_.emplace<std::vector<std::int32_t>>(); break;
-        case tensor_type::bytes: c.values_.emplace<std::vector<std::byte>>(); break;
+        // Storage of the same type is kept whole: its size runs ahead of the values in use
+        // (values_size_, and the builder's slot), so nothing is constructed or destroyed.
+        c.values_size_ = 0;
+        c.keys_size_ = 0;
+        if (c.values_.index() != static_cast<std::size_t>(type)) {
+            auto* memory = c.keys_.get_allocator().resource();
+            switch (type) {
+            case tensor_type::float32: c.values_.emplace<batch_vector<float>>(memory); break;
+            case tensor_type::float64: c.values_.emplace<batch_vector<double>>(memory); break;
+            case tensor_type::int32: c.values_.emplace<batch_vector<std::int32_t>>(memory); break;
+            case tensor_type::bytes: c.values_.emplace<batch_vector<std::byte>>(memory); break;
+            }
         }
-        c.keys_.clear();
         c.item_offsets_.clear();
         if (type == tensor_type::bytes)
             c.item_offsets_.push_back(0);
@@ -559,7 +635,7 @@ private:
     }
 
     template <class T>
-    static T* grow(std::vector<T>& v, std::size_t& end, std::size_t n)
+    static T* grow(batch_vector<T>& v, std::size_t& end, std::size_t n)
     {
         if (v.size() - end < n) [[unlikely]]
             enlarge(v, end + n);
@@ -568,15 +644,14 @@ private:
         return p;
     }
 
-    // Makes v.size() at least `need`. Within the capacity reserved for the batch it grows by
-    // steps of 16 KiB, so the zeroing std::vector insists on happens just before the values
-    // overwrite it, while those bytes are in cache; past the capacity it reallocates.
+    // Makes v.size() at least `need`. Growing the size costs nothing (batch_allocator does not
+    // zero the elements), so within the capacity reserved for the batch the size jumps to the
+    // whole capacity and this is called once per batch; past it, the storage doubles.
     template <class T>
-    [[gnu::cold, gnu::noinline]] static void enlarge(std::vector<T>& v, std::size_t need)
+    [[gnu::cold, gnu::noinline]] static void enlarge(batch_vector<T>& v, std::size_t need)
     {
-        constexpr std::size_t step = 16 * 1024 / sizeof(T);
         if (need <= v.capacity())
-            v.resize(std::min(v.capacity(), std::max(need, v.size() + step)));
+            v.resize(v.capacity());
         else
             v.resize(std::max({need, v.size() * 2, std::size_t{64}}));
     }
@@ -586,7 +661,7 @@ private:
     {
         assert(bytes.size() % sizeof(T) == 0);
         auto n = bytes.size() / sizeof(T);
-        auto* p = grow(*std::get_if<std::vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
+        auto* p = grow(*std::get_if<batch_vector<T>>(&tensor_.target->values_), tensor_.target_slot->values, n);
         if (n != 0)
             std::memcpy(p, bytes.data(), bytes.size());
     }
@@ -722,7 +797,7 @@ private:
         s.section = section;
         s.name.assign(name);
         s.position = static_cast<std::uint32_t>(columns.size());
-        columns.emplace_back();
+        columns.push_back(column(memory_));
         columns.back().name_.assign(name);
         slots_.push_back(s);
         auto index = slots_.size() - 1;
@@ -740,7 +815,16 @@ private:
                 return;
             }
         }
-        sources.emplace_back(source);
+        if (spare_names_.empty()) {
+            sources.emplace_back(source);
+        }
+        else {
+            // A string from recycled storage: assigning a name no longer than one it held
+            // before does not allocate.
+            sources.push_back(std::move(spare_names_.back()));
+            spare_names_.pop_back();
+            sources.back().assign(source);
+        }
         last_source_ = sources.size() - 1;
         added_source_ = true;
     }
@@ -822,7 +906,13 @@ private:
             .name_;
     }
 
+    // More source names than a batch usually spans are not worth keeping.
+    static constexpr std::size_t max_spare_names = 64;
+
     std::size_t batch_size_;
+    std::pmr::memory_resource* memory_ = nullptr;  // where new batch storage comes from (nullptr: new/delete)
+    std::shared_ptr<batch_pool> pool_;             // where recycled storage comes from, if any
+    std::vector<std::string> spare_names_;         // source-name strings of recycled batches
     batch batch_;
     std::vector<slot> slots_;  // every column of the schema, in first-record order
     std::vector<std::size_t> varying_;  // the sparse and bytes ones, whose rows need offsets

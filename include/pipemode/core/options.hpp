@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory_resource>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,7 +75,9 @@ struct reader_options {
     /// each becomes a `bytes` feature of that name (see `grouped_record_parser`).
     std::vector<std::string> attribute_names{};
 
-    /// Decoded batches that may wait for the training loop (the ring's capacity).
+    /// Decoded batches that may wait for the training loop, exactly (not rounded up to the
+    /// ring's power-of-two slots). Besides them, the training loop holds one batch and the
+    /// reader fills one, and a full one may wait for a place.
     std::size_t prefetch_batches = 4;
 
     /// Upper bound on the memory the reader holds: source buffers plus decoded batches that
@@ -106,6 +109,24 @@ struct reader_options {
     /// The most payload bytes one shuffle block holds; reserved out of `memory_budget` when
     /// `shuffle_records` is not 0.
     std::size_t shuffle_buffer_bytes = 32 * mib;
+
+    /// Where the storage of decoded batches comes from: every column's values, keys and
+    /// offsets and every batch's record origins. nullptr (the default) is `new` and `delete`.
+    ///
+    /// The use case is memory a device copies from directly: pinned (page-locked) host memory,
+    /// from which a GPU copy runs at full speed without a staging copy (for example a resource
+    /// over `cudaHostAlloc`, or an arena carved from one such block). The reader recycles batch
+    /// storage (at most `prefetch_batches + 3` batches are in circulation: those waiting, the
+    /// training loop's, one waiting for a slot and the one being filled), so the resource is
+    /// asked for memory until each of them exists and then only when records grow.
+    ///
+    /// The resource must outlive the reader and every batch it handed out (a batch kept after
+    /// the reader is gone still returns its memory there). It is called from the reader's
+    /// thread (which fills batches) and from the training loop's thread (which lets them go,
+    /// and whose batches may be freed there), so it must be thread-safe:
+    /// `std::pmr::synchronized_pool_resource` is, `unsynchronized_pool_resource` and
+    /// `monotonic_buffer_resource` are not.
+    std::pmr::memory_resource* batch_memory = nullptr;
 
     /// Called, on the reader's thread, with a one-line message for every record skipped under
     /// `bad_record_policy::skip_and_warn`. Defaults to printing on stderr.

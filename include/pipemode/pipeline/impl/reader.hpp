@@ -28,7 +28,6 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <future>
 #include <iostream>
 #include <numeric>
 #include <stdexcept>
@@ -61,11 +60,22 @@ struct reader_core {
 
     const reader_options options;
     const std::size_t batch_budget;  ///< bytes of decoded batches allowed at once
+    // Batch storage in circulation: the builder takes from it, batches give back to it from
+    // whichever thread lets them go. There are at most prefetch_batches + 3 (the ring's, the
+    // consumer's, a full one waiting for a slot and the one being built), and the builder
+    // always holds one, so prefetch_batches + 2 idle ones is never too few.
+    const std::shared_ptr<batch_pool> pool = batch_pool::make(options.prefetch_batches + 2, options.batch_memory);
     stats_counters stats;
 
     // Bytes of decoded batches handed to the ring and not yet released by the consumer.
     // Written by both threads (add on push, subtract on release); read by the producer.
     std::atomic<std::size_t> outstanding_bytes{0};
+
+    // Batches in the ring: counted by the producer before each push and by the consumer after
+    // each pop, so that exactly `prefetch_batches` may wait although the ring's slots are a
+    // power of two. The producer's acquire load in has_room() pairs with the consumer's
+    // release decrement, after which the popped slot is free.
+    std::atomic<std::size_t> waiting_batches{0};
 
     // Network-thread side.
     std::optional<ring_producer<queued_batch>> producer;
@@ -79,7 +89,6 @@ struct reader_core {
 
     // Declared last so they are destroyed first: the io_context's destructor destroys a
     // suspended pipeline coroutine, whose frame refers to the members above.
-    std::future<void> finished;
     std::thread thread;
     asio::thread_pool blocking_pool{1};
     asio::io_context io{1};
@@ -95,7 +104,8 @@ struct reader_core {
 inline bool has_room(reader_core& core, std::size_t bytes) noexcept
 {
     const auto held = core.outstanding_bytes.load(std::memory_order_acquire);
-    return !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
+    return core.waiting_batches.load(std::memory_order_acquire) < core.options.prefetch_batches
+        && !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
 }
 
 /// Hands a finished batch to the ring, waiting (without blocking the thread) for a slot and
@@ -126,6 +136,8 @@ inline asio::awaitable<bool> deliver(reader_core* core, batch b, read_position a
     const auto held = core->outstanding_bytes.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
     if (held > core->stats.peak_batch_bytes.load(std::memory_order_relaxed))
         core->stats.peak_batch_bytes.store(held, std::memory_order_relaxed);
+    // Counted before the push, so that the consumer never pops a batch not yet counted.
+    core->waiting_batches.fetch_add(1, std::memory_order_relaxed);
     // has_room() saw a free slot and only this thread fills slots, so the push fails only if
     // the consumer went away in between.
     if (!core->producer->try_push(queued_batch{std::move(b), bytes, after}))
@@ -169,7 +181,7 @@ public:
         : core_(core)
         , decoder_(std::move(decoder))
         , parser_(std::move(parser))
-        , builder_(core->options.batch_size)
+        , builder_(core->options.batch_size, core->pool)
     {
     }
 
@@ -537,9 +549,7 @@ inline void reader::launch(asio::awaitable<void> pipeline)
                        if (e)
                            core->producer->fail(e);
                    }));
-    std::promise<void> finished;
-    core->finished = finished.get_future();
-    core->thread = std::thread([core, finished = std::move(finished)]() mutable {
+    core->thread = std::thread([core] {
         try {
             core->io.run();
         } catch (...) {
@@ -547,7 +557,6 @@ inline void reader::launch(asio::awaitable<void> pipeline)
             // ring errors); anything else would be a pipemode bug. Make sure the consumer sees it.
             core->producer->fail(std::current_exception());
         }
-        finished.set_value();
     });
 }
 
@@ -569,10 +578,9 @@ inline reader::~reader()
     core->consumer->cancel();
     core->waker.notify();
     asio::post(core->io, [core] { core->cancel.emit(asio::cancellation_type::terminal); });
-    // Every operation pipemode awaits honours cancellation, so the thread ends promptly; the
-    // bound only guards against a source that does not, which must not hang the caller.
-    if (core->finished.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-        core->io.stop();
+    // Every operation pipemode awaits honours cancellation, so the thread ends promptly. No
+    // time limit: a source that ignored cancellation would be a bug, and a hang shows it where
+    // a silent wait of seconds would hide it.
     core->thread.join();
     core->blocking_pool.join();
 }
@@ -610,6 +618,7 @@ inline bool reader::advance()
         core.done = true;
         return false;
     }
+    core.waiting_batches.fetch_sub(1, std::memory_order_release);
     core.waker.notify();  // a ring slot is free
     core.current = std::move(item->batch);
     core.current_bytes = item->bytes;
@@ -643,6 +652,7 @@ inline bool reader::try_next(batch& out)
     if (status != pop_status::item)
         return false;
     release_current();
+    core.waiting_batches.fetch_sub(1, std::memory_order_release);
     core.waker.notify();  // a ring slot is free
     core.current_bytes = item.bytes;
     core.position = item.after;
