@@ -126,8 +126,7 @@ public:
     /// Column indices of row `i`'s non-zeros (sparse columns only).
     std::span<const std::uint64_t> row_keys(std::size_t i) const
     {
-        return keys().subspan(row_offsets_[i],
-                                                             row_offsets_[i + 1] - row_offsets_[i]);
+        return keys().subspan(row_offsets_[i], row_offsets_[i + 1] - row_offsets_[i]);
     }
 
     /// Row boundaries of a sparse or bytes column (`rows() + 1` entries; empty when dense).
@@ -383,13 +382,13 @@ private:
 /// A reader makes one, bounded to `prefetch_batches + 2` idle batches: those waiting in the
 /// ring, the one the training loop holds, one waiting for a slot and the one being built are
 /// every batch in circulation, and the builder always holds one, so in the steady state each
-/// batch's storage is refilled rather than allocated. A batch
-/// given back when the pool is full is freed. Storage keeps its capacity (and its columns'
-/// names and shapes) across uses, and all of it comes from `memory()`.
+/// batch's storage is refilled rather than allocated. A batch given back when the pool is full
+/// is freed. Storage keeps its capacity (and its columns' names and shapes) across uses, and
+/// all of it comes from `memory()`.
 ///
 /// Thread safety: batches may be given back, and the builder may take storage, from any
-/// threads at once (a mutex, taken once per batch). Own it with `std::shared_ptr` (`batch_pool::make`): the batches it
-/// made keep it alive, so a batch may outlive its reader.
+/// threads at once (a mutex, taken once per batch). Own it with `std::shared_ptr`
+/// (`batch_pool::make`): the batches it made keep it alive, so a batch may outlive its reader.
 class batch_pool : public std::enable_shared_from_this<batch_pool> {
 public:
     /// A pool holding at most `capacity` idle batches, whose storage comes from `memory`
