@@ -8,9 +8,9 @@
 //
 // Usage: bench_decode [MIB] (default 256 MiB of framed data)
 #include <pipemode/core/batch_builder.hpp>
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 
 #include "record.pb.h"
 

@@ -5,10 +5,10 @@
 // Prints one line per measurement: MB/s (10^6 bytes of the stage's input; for gzip, of its
 // output) and records/s, best of several passes.
 #include <pipemode/core/batch_builder.hpp>
-#include <pipemode/decoders/csv.hpp>
-#include <pipemode/decoders/gzip_inflater.hpp>
-#include <pipemode/decoders/lines.hpp>
-#include <pipemode/decoders/tfrecord.hpp>
+#include <pipemode/framing/lines.hpp>
+#include <pipemode/framing/tfrecord.hpp>
+#include <pipemode/parsers/csv.hpp>
+#include <pipemode/sources/gzip_inflater.hpp>
 
 #include <zlib.h>
 

@@ -8,8 +8,8 @@
 // reads from the page cache and the table compares CPU paths, not the disk.
 //
 // Usage: bench_reader [--size-mib N] [--files N] [--dir DIR] [--repeats N]
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include "touch_values.hpp"

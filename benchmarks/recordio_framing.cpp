@@ -4,7 +4,7 @@
 // Usage: recordio_framing [payload_bytes=220] [stream_mib=64] [chunk_kib=256]
 // Prints one line per measurement: MB/s (10^6 bytes) and records/s, best of several passes.
 #include <pipemode/core/options.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 
 #include <algorithm>
 #include <chrono>

@@ -6,7 +6,7 @@
 // (which checks their order) and prints items/s, best of three passes, and the ratio to the
 // mutex queue. The ring is measured with its blocking push()/pop() (which sleep on a futex
 // when full/empty) and with try_push()/try_pop() plus yield (never sleeps).
-#include <pipemode/sinks/spsc_ring.hpp>
+#include <pipemode/concurrency/spsc_ring.hpp>
 
 #include <algorithm>
 #include <chrono>

@@ -10,7 +10,7 @@
 # Usage: scripts/fuzz.sh [--seconds N] [--jobs N] [TARGET...]
 #   --seconds N  how long each target fuzzes (default 600)
 #   --jobs N     targets fuzzing at once (default 1; each target uses one core)
-#   TARGET       only these targets (fuzz_decoders_recordio, or decoders/recordio); default all
+#   TARGET       only these targets (fuzz_framing_recordio, or framing/recordio); default all
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

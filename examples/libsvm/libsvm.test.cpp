@@ -5,7 +5,7 @@
 #include "libsvm_parser.hpp"
 
 #include <pipemode/core/batch_builder.hpp>
-#include <pipemode/decoders/lines.hpp>
+#include <pipemode/framing/lines.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 #include <pipemode/sources/memory_source.hpp>

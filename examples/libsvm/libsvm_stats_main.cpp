@@ -11,7 +11,7 @@
 #include "../common/data_sources.hpp"
 #include "../tools/command_line.hpp"
 
-#include <pipemode/decoders/lines.hpp>
+#include <pipemode/framing/lines.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include <cstdio>

@@ -25,7 +25,7 @@
 #include <pipemode/core/content_type.hpp>
 #include <pipemode/core/digest.hpp>
 #include <pipemode/core/error.hpp>
-#include <pipemode/decoders/raw_record.hpp>
+#include <pipemode/parsers/raw_record.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 

@@ -5,8 +5,8 @@
 #include "command_line.hpp"
 
 #include <pipemode/core/digest.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,8 +1,8 @@
 // pipemode: everything that needs nothing beyond Boost and the standard library.
 //
-// Include this for the reader, the local sources and the decoders. Parts that need libcurl
-// (HTTP/S3), zlib or libprotobuf have their own headers and CMake targets, so a program that
-// reads local RecordIO files never needs their headers or libraries.
+// Include this for the reader, the local sources, the framing decoders and the record parsers.
+// Parts that need libcurl (HTTP/S3), zlib or libprotobuf have their own headers and CMake
+// targets, so a program that reads local RecordIO files never needs their headers or libraries.
 #pragma once
 
 #include <pipemode/config.hpp>
@@ -16,16 +16,17 @@
 #include <pipemode/core/options.hpp>
 #include <pipemode/core/record_view.hpp>
 
-#include <pipemode/decoders/csv.hpp>
-#include <pipemode/decoders/lines.hpp>
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/raw_record.hpp>
-#include <pipemode/decoders/recordio.hpp>
-#include <pipemode/decoders/tfrecord.hpp>
-#include <pipemode/decoders/whole_object.hpp>
+#include <pipemode/framing/lines.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/framing/tfrecord.hpp>
+#include <pipemode/framing/whole_object.hpp>
 
-#include <pipemode/sinks/spsc_ring.hpp>
+#include <pipemode/parsers/csv.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
+#include <pipemode/parsers/raw_record.hpp>
+
+#include <pipemode/concurrency/spsc_ring.hpp>
 
 #include <pipemode/sources/any_source.hpp>
 #include <pipemode/sources/fifo_source.hpp>

@@ -3,14 +3,14 @@
 // types that miss one member or get one signature wrong do not.
 
 #include <pipemode/core/concepts.hpp>
-#include <pipemode/decoders/csv.hpp>
-#include <pipemode/decoders/grouped_record.hpp>
-#include <pipemode/decoders/lines.hpp>
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/raw_record.hpp>
-#include <pipemode/decoders/recordio.hpp>
-#include <pipemode/decoders/tfrecord.hpp>
-#include <pipemode/decoders/whole_object.hpp>
+#include <pipemode/framing/grouped_record.hpp>
+#include <pipemode/framing/lines.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/framing/tfrecord.hpp>
+#include <pipemode/framing/whole_object.hpp>
+#include <pipemode/parsers/csv.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/raw_record.hpp>
 
 #include "custom_stages.hpp"
 

@@ -1,8 +1,8 @@
 // record_digest and data_set_digest: the same value from decoded batches and from the data a
 // writer encodes; order independence; every kind of change, loss and repetition detected.
 #include <pipemode/core/digest.hpp>
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 
 #include "record_encode.hpp"
 

@@ -1,4 +1,4 @@
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 
 #include "reader_helpers.hpp"

@@ -1,9 +1,9 @@
 // End-to-end tests of pipemode::reader: files and memory through RecordIO + protobuf into
 // batches, with every option that changes what the training loop sees.
 
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
-#include <pipemode/decoders/tfrecord.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/framing/tfrecord.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>

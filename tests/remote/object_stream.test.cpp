@@ -2,7 +2,7 @@
 #include <pipemode/remote/object_stream.hpp>
 #include <pipemode/remote/http_store.hpp>
 #include <pipemode/pipeline/data_set.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include "source_helpers.hpp"

@@ -6,8 +6,8 @@
 // (scripts/test.sh --long) makes it 2 GiB; PIPEMODE_SOAK_MIB=N sets it to N MiB. Each run
 // prints a table of the faults injected per kind, the bytes streamed and the memory used.
 #include <pipemode/core/digest.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/remote/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sources/memory_source.hpp>

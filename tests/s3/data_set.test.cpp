@@ -2,7 +2,7 @@
 #include <pipemode/s3/data_set.hpp>
 #include <pipemode/s3/store.hpp>
 #include <pipemode/pipeline/data_set.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
 #include "source_helpers.hpp"

@@ -9,8 +9,8 @@
 // missing bucket).
 #include <pipemode/sagemaker/agent.hpp>
 
-#include <pipemode/decoders/protobuf_writer.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 #include <pipemode/sagemaker/channel_reader.hpp>
 #include <pipemode/sagemaker/pipe_channel.hpp>
 

@@ -16,7 +16,7 @@
 // The seeds in augmented_manifest.corpus/ are manifests of the kinds SageMaker Ground Truth
 // writes: image references with class labels and metadata objects, Windows line ends, blank
 // lines, and a line that is not JSON.
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/sagemaker/augmented_manifest.hpp>
 
 #include <cstddef>

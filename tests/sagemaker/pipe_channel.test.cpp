@@ -3,7 +3,7 @@
 // read in order, an epoch left early (the writer moves on), and the diagnosis of a channel that
 // is not there (listing the channels that are, failing fast when the configuration rules it
 // out). Every wait is bounded by short timeouts.
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/sagemaker/fifo_writer.hpp>
 #include <pipemode/sagemaker/pipe_channel.hpp>
 

@@ -6,7 +6,7 @@
 // memory held stays near the window; wrong lengths are errors.
 #include <pipemode/sagemaker/recordio_wrapper.hpp>
 
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -4,7 +4,7 @@
 #include <pipemode/sources/gzip_source.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
-#include "../decoders/decoder_harness.hpp"
+#include "decoder_harness.hpp"
 #include "failing_source.hpp"
 #include "run_coro.hpp"
 
@@ -23,7 +23,7 @@ static_assert(byte_source<gzip_source<any_byte_source>>);
 
 namespace {
 
-#include "../decoders/gzip_vectors.inc"
+#include "gzip_vectors.inc"
 
 struct drained {
     std::string text;

@@ -1,7 +1,7 @@
 // Test support: one protobuf Record's payload from tensor entries written inline.
 #pragma once
 
-#include <pipemode/decoders/protobuf_writer.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 
 #include <cstddef>
 #include <initializer_list>

@@ -2,8 +2,8 @@
 // cannot express, names that need escaping, and raw payloads.
 #include "../../examples/tools/json_records.hpp"
 
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/protobuf_writer.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/protobuf_writer.hpp>
 
 #include "record_encode.hpp"
 

@@ -8,7 +8,7 @@
 
 #include <pipemode/config.hpp>
 #include <pipemode/core/options.hpp>
-#include <pipemode/decoders/recordio.hpp>
+#include <pipemode/framing/recordio.hpp>
 
 #include <array>
 #include <cstddef>

@@ -7,7 +7,7 @@
 #include <pipemode/config.hpp>
 #include <pipemode/core/concepts.hpp>
 #include <pipemode/core/error.hpp>
-#include <pipemode/decoders/gzip_inflater.hpp>
+#include <pipemode/sources/gzip_inflater.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/error.hpp>

@@ -1,19 +1,19 @@
 // pipemode: definitions of reader.hpp. Included at the bottom of reader.hpp only.
 #pragma once
 
+#include <pipemode/concurrency/spsc_ring.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
-#include <pipemode/decoders/csv.hpp>
-#include <pipemode/decoders/grouped_record.hpp>
-#include <pipemode/decoders/lines.hpp>
-#include <pipemode/decoders/protobuf_record.hpp>
-#include <pipemode/decoders/raw_record.hpp>
-#include <pipemode/decoders/recordio.hpp>
-#include <pipemode/decoders/tfrecord.hpp>
-#include <pipemode/decoders/whole_object.hpp>
+#include <pipemode/framing/grouped_record.hpp>
+#include <pipemode/framing/lines.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/framing/tfrecord.hpp>
+#include <pipemode/framing/whole_object.hpp>
+#include <pipemode/parsers/csv.hpp>
+#include <pipemode/parsers/protobuf_record.hpp>
+#include <pipemode/parsers/raw_record.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
 #include <pipemode/pipeline/plan.hpp>
-#include <pipemode/sinks/spsc_ring.hpp>
 #include <pipemode/sources/fifo_source.hpp>
 #include <pipemode/sources/file_source.hpp>
 

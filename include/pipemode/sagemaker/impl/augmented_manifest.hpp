@@ -2,9 +2,9 @@
 #pragma once
 
 #include <pipemode/core/error.hpp>
-#include <pipemode/decoders/recordio.hpp>
 #include <pipemode/detail/json.hpp>
 #include <pipemode/detail/json_writer.hpp>
+#include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
 #include <pipemode/s3/uri.hpp>
 #include <pipemode/sources/memory_source.hpp>
