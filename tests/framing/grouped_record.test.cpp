@@ -234,5 +234,5 @@ TEST_CASE("A reader with data_format::augmented_manifest refuses a record-level 
         reader(source_list({[&](const source_context&) { return any_byte_source(memory_source(bytes, "x")); }}),
                {.batch_size = 10, .format = data_format::augmented_manifest, .attribute_names = names_of(2),
                 .shuffle_records = 4}),
-        Catch::Contains("shuffle_records = 0"));
+        Catch::Contains("shuffle_records must be 0"));
 }

@@ -507,8 +507,11 @@ inline reader::reader(std::unique_ptr<source_provider> provider, reader_options 
         // A record-level shuffle would separate a line's attributes; the store refuses it
         // too, this guards readers built over other providers.
         if (options.shuffle_records != 0)
-            throw std::invalid_argument("pipemode::reader: data_format::augmented_manifest needs shuffle_records = 0: a "
-                                        "record-level shuffle would separate a line's attributes");
+            throw std::invalid_argument("pipemode::reader: " + (provider ? provider->describe() : std::string("no provider"))
+                                        + ": reader_options::shuffle_records must be 0 with data_format::augmented_manifest, "
+                                          "since a record-level shuffle would separate a line's attributes; the lines "
+                                          "are still shuffled every epoch by the data set's shuffle "
+                                          "(plan_options::shuffle_seed)");
         grouped_record_parser parser(options.attribute_names);
         record_group_decoder framing(recordio_decoder(recordio_options{.max_record_size = max}), parser.group_size());
         start(std::move(provider), std::move(options), std::move(framing), std::move(parser));
