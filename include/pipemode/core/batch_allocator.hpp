@@ -74,7 +74,7 @@ public:
     void deallocate(T* p, std::size_t n) noexcept
     {
         if (resource_ == nullptr)
-            ::operator delete(p, n * sizeof(T));
+            ::operator delete(p);  // unsized: clang declares the sized form only with -fsized-deallocation
         else
             resource_->deallocate(p, n * sizeof(T), alignof(T));
     }
