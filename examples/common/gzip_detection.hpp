@@ -172,46 +172,28 @@ static_assert(byte_source<gzip_detecting_source>);
 
 namespace detail {
 
-class gzip_detecting_provider final : public source_provider {
+class gzip_detecting_provider final : public wrapping_provider {
 public:
     gzip_detecting_provider(std::unique_ptr<source_provider> inner, gzip_source_options options,
                             gzip_found_handler on_gzip, bool decompress)
-        : inner_(std::move(inner)), options_(options), on_gzip_(std::move(on_gzip)), decompress_(decompress)
+        : wrapping_provider(std::move(inner)), options_(options), on_gzip_(std::move(on_gzip)), decompress_(decompress)
     {
     }
 
-    asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) override
-    {
-        auto source = co_await inner_->async_next_source(ctx);
-        if (!source)
-            co_return std::nullopt;
-        co_return wrap(std::move(*source));
-    }
-
-    asio::awaitable<std::optional<planned_source>> async_next_planned(source_context ctx) override
-    {
-        auto planned = co_await inner_->async_next_planned(ctx);
-        if (!planned)
-            co_return std::nullopt;
-        planned->source = wrap(std::move(planned->source));
-        co_return planned;
-    }
-
-    std::string describe() const override { return inner_->describe(); }
+    std::string describe() const override { return inner().describe(); }
 
     std::size_t reserve_buffers(const reader_options& o) override
     {
         // Any source may turn out to be gzip, and one is open at a time.
-        return inner_->reserve_buffers(o) + (decompress_ ? gzip_source<any_byte_source>::buffer_bytes(options_) : 0);
+        return inner().reserve_buffers(o) + (decompress_ ? gzip_source<any_byte_source>::buffer_bytes(options_) : 0);
     }
 
 private:
-    any_byte_source wrap(any_byte_source source) const
+    any_byte_source wrap(any_byte_source source) const override
     {
         return any_byte_source(gzip_detecting_source(std::move(source), options_, on_gzip_, decompress_));
     }
 
-    std::unique_ptr<source_provider> inner_;
     gzip_source_options options_;
     gzip_found_handler on_gzip_;
     bool decompress_;

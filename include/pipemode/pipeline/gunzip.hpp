@@ -16,45 +16,27 @@ namespace pipemode {
 
 namespace detail {
 
-class gunzip_provider final : public source_provider {
+class gunzip_provider final : public wrapping_provider {
 public:
     gunzip_provider(std::unique_ptr<source_provider> inner, gzip_source_options options)
-        : inner_(std::move(inner)), options_(options)
+        : wrapping_provider(std::move(inner)), options_(options)
     {
     }
 
-    asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) override
-    {
-        auto source = co_await inner_->async_next_source(ctx);
-        if (!source)
-            co_return std::nullopt;
-        co_return wrap(std::move(*source));
-    }
-
-    asio::awaitable<std::optional<planned_source>> async_next_planned(source_context ctx) override
-    {
-        auto planned = co_await inner_->async_next_planned(ctx);
-        if (!planned)
-            co_return std::nullopt;
-        planned->source = wrap(std::move(planned->source));
-        co_return planned;
-    }
-
-    std::string describe() const override { return inner_->describe() + " (gzip)"; }
+    std::string describe() const override { return inner().describe() + " (gzip)"; }
 
     std::size_t reserve_buffers(const reader_options& o) override
     {
         // One gzip source is open at a time: the reader reads its sources one after the other.
-        return inner_->reserve_buffers(o) + gzip_source<any_byte_source>::buffer_bytes(options_);
+        return inner().reserve_buffers(o) + gzip_source<any_byte_source>::buffer_bytes(options_);
     }
 
 private:
-    any_byte_source wrap(any_byte_source source) const
+    any_byte_source wrap(any_byte_source source) const override
     {
         return any_byte_source(gzip_source<any_byte_source>(std::move(source), options_));
     }
 
-    std::unique_ptr<source_provider> inner_;
     gzip_source_options options_;
 };
 

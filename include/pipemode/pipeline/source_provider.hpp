@@ -115,6 +115,41 @@ private:
     std::uint64_t sources_handed_out_ = 0;
 };
 
+/// A provider whose sources are another provider's, each passed through `wrap` (to decompress
+/// it, say): planned or not, a source keeps its place in the data set. Derived classes give
+/// `wrap`, `describe` and, when the wrapping holds buffers, `reserve_buffers`.
+class wrapping_provider : public source_provider {
+public:
+    explicit wrapping_provider(std::unique_ptr<source_provider> inner) : inner_(std::move(inner)) {}
+
+    asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) final
+    {
+        auto source = co_await inner_->async_next_source(ctx);
+        if (!source)
+            co_return std::nullopt;
+        co_return wrap(std::move(*source));
+    }
+
+    asio::awaitable<std::optional<planned_source>> async_next_planned(source_context ctx) final
+    {
+        auto planned = co_await inner_->async_next_planned(ctx);
+        if (!planned)
+            co_return std::nullopt;
+        planned->source = wrap(std::move(planned->source));
+        co_return planned;
+    }
+
+protected:
+    /// The source to hand out in place of `source`.
+    virtual any_byte_source wrap(any_byte_source source) const = 0;
+
+    /// The provider whose sources are wrapped.
+    source_provider& inner() const noexcept { return *inner_; }
+
+private:
+    std::unique_ptr<source_provider> inner_;
+};
+
 /// Opens one byte source, on the reader's network thread.
 using source_maker = std::function<any_byte_source(const source_context&)>;
 
