@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, then configures, builds and tests pipemode under each preset
-# (dev, asan, tsan, fuzz by default; fuzz runs each libFuzzer target for 10 seconds, see
-# docs/fuzzing.md), reusing the build trees under build/. Runs every preset even after one
+# (asan, tsan, fuzz by default; fuzz runs each libFuzzer target for 10 seconds, see
+# docs/fuzzing.md), reusing the build trees under build/. The asan preset is every test, the
+# examples and the build checks with warnings as errors, so the dev preset would build and run
+# the same tests again without the sanitizers; --quick runs dev alone, for a fast first answer. Runs every preset even after one
 # fails, prints one summary line per preset, and exits non-zero if any failed.
 #
 # Usage: scripts/test.sh [--quick] [--preset NAME]... [--long] [--jobs N]
-#   --quick        the dev preset only
+#   --quick        the dev preset only (no sanitizers: the quickest full answer)
 #   --preset NAME  this preset (repeatable; instead of the default list)
 #   --long         also the long soak runs and longer fuzz replays (exports PIPEMODE_LONG_TESTS=1;
 #                  the long libFuzzer run is scripts/fuzz.sh)
@@ -39,7 +41,7 @@ while (($#)); do
     shift
 done
 if ((${#presets[@]} == 0)); then
-    if ((quick)); then presets=(dev); else presets=(dev asan tsan fuzz); fi
+    if ((quick)); then presets=(dev); else presets=(asan tsan fuzz); fi
 fi
 
 pipemode_install_deps
