@@ -275,6 +275,39 @@ TEST_CASE("dense, sparse, int32 and bytes tensors land in their columns")
     CHECK(x.location(2).to_string() == "src, byte 102, record 2");
 }
 
+TEST_CASE("same_schema: two builders agree exactly when their first records had the same tensors")
+{
+    // A record of one dense tensor "v" of `type`, with `values` values in a row of that shape.
+    auto one_tensor = [](batch_builder& b, tensor_type type, std::size_t values) {
+        b.begin_record("src", {{}, 0, 0});
+        b.begin_tensor(features, "v", type);
+        if (type == tensor_type::float32)
+            std::fill_n(b.extend_values<float>(values), values, 1.0f);
+        else
+            std::fill_n(b.extend_values<double>(values), values, 1.0);
+        end_tensor_ok(b);
+        error_code ec;
+        (void)b.end_record(ec);
+        REQUIRE(!ec);
+    };
+    batch_builder a(4), b(4), other_shape(4), other_type(4), full_schema(4);
+    CHECK(!a.same_schema(b));  // neither has one yet
+    one_tensor(a, tensor_type::float32, 3);
+    CHECK(!a.same_schema(b));  // b has none yet
+    one_tensor(b, tensor_type::float32, 3);
+    CHECK(a.same_schema(b));
+    CHECK(b.same_schema(a));
+    one_tensor(other_shape, tensor_type::float32, 4);
+    CHECK(!a.same_schema(other_shape));
+    one_tensor(other_type, tensor_type::float64, 3);
+    CHECK(!a.same_schema(other_type));
+    add_row(full_schema, {1, {2}, {"x"}}, 0);  // more columns
+    CHECK(!a.same_schema(full_schema));
+    // The schema outlives the batches: the same after take().
+    (void)a.take();
+    CHECK(a.same_schema(b));
+}
+
 TEST_CASE("the first record fixes the schema, and a difference is a mismatch that names the tensor")
 {
     batch_builder b(100);

@@ -71,6 +71,32 @@ struct pinned_parser {
 };
 static_assert(!record_parser<pinned_parser>);
 
+// Decode workers parse with copies only of parsers that say each record stands alone.
+static_assert(parses_independently_v<protobuf_record_parser>);
+static_assert(parses_independently_v<csv_record_parser>);
+static_assert(parses_independently_v<raw_record_parser>);
+static_assert(!parses_independently_v<grouped_record_parser>);  // joins records into one row
+static_assert(!parses_independently_v<test::length_parser>);    // a parser that did not opt in
+
+/// A parser that opts in but cannot be copied: the workers need copies.
+struct uncopyable_independent_parser {
+    static constexpr bool independent_records = true;
+    uncopyable_independent_parser() = default;
+    uncopyable_independent_parser(uncopyable_independent_parser&&) = default;
+    bool parse(const record_view&, std::string_view, batch_builder&, error_code&) { return false; }
+    std::string_view error_detail() const { return {}; }
+};
+static_assert(record_parser<uncopyable_independent_parser>);
+static_assert(!parses_independently_v<uncopyable_independent_parser>);
+
+/// A parser that says false.
+struct dependent_parser {
+    static constexpr bool independent_records = false;
+    bool parse(const record_view&, std::string_view, batch_builder&, error_code&) { return false; }
+    std::string_view error_detail() const { return {}; }
+};
+static_assert(!parses_independently_v<dependent_parser>);
+
 /// A framing decoder without `resync()`: the skip policies and byte ranges need it.
 struct no_resync_decoder {
     std::size_t put(std::span<const std::byte>, error_code&) { return 0; }

@@ -875,3 +875,143 @@ TEST_CASE("reader: a framing decoder and a record parser of the caller's own, th
         CHECK(first == whole);
     }
 }
+
+namespace {
+
+/// Everything a reader delivered, down to the bytes of every column and the position after
+/// every batch: two runs compare equal only if the training loop could not tell them apart.
+struct delivery {
+    std::vector<std::string> batches;  // one fingerprint per batch
+    std::vector<read_position> positions;
+    std::uint64_t bad_records = 0;
+    std::optional<std::string> error;  // what ended the run, if it was an error
+    std::uint64_t worker_batches = 0;  // not what the loop sees: how the batches were made
+    std::uint64_t worker_batches_redone = 0;
+
+    bool operator==(const delivery&) const = default;
+};
+
+void fingerprint_columns(std::string& out, std::span<const column> columns)
+{
+    for (const auto& c : columns) {
+        out += c.name() + ":" + std::string(to_string(c.type())) + (c.is_sparse() ? "s" : "d") + "[";
+        for (auto d : c.shape())
+            out += std::to_string(d) + ",";
+        out += "]";
+        const auto append = [&](auto values) {
+            const auto bytes = std::as_bytes(values);
+            out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        };
+        switch (c.type()) {
+        case tensor_type::float32: append(c.values<float>()); break;
+        case tensor_type::float64: append(c.values<double>()); break;
+        case tensor_type::int32: append(c.values<std::int32_t>()); break;
+        case tensor_type::bytes: append(c.values<std::byte>()); break;
+        }
+        append(c.keys());
+        append(c.row_offsets());
+        append(c.item_offsets());
+    }
+}
+
+delivery deliver_all(reader r)
+{
+    delivery d;
+    try {
+        for (auto& b : r) {
+            std::string f = "rows " + std::to_string(b.size()) + " pad " + std::to_string(b.padding()) + " epoch "
+                + std::to_string(b.epoch()) + ";";
+            for (std::size_t i = 0; i < b.origins().size(); ++i) {
+                const auto where = b.location(i);
+                f += where.source + "@" + std::to_string(where.byte_offset) + "#" + std::to_string(where.record_index) + ";";
+            }
+            fingerprint_columns(f, b.features());
+            fingerprint_columns(f, b.labels());
+            d.batches.push_back(std::move(f));
+            d.positions.push_back(*r.position());
+        }
+    } catch (const data_error& e) {
+        d.error = e.what();
+    }
+    d.bad_records = r.stats().bad_records;
+    d.worker_batches = r.stats().worker_batches;
+    d.worker_batches_redone = r.stats().worker_batches_redone;
+    return d;
+}
+
+/// Memory sources of `files`, read in chunks of `chunk` bytes.
+std::unique_ptr<source_provider> memory_files(const std::vector<std::shared_ptr<const std::vector<std::byte>>>& files,
+                                              std::size_t chunk)
+{
+    std::vector<source_maker> makers;
+    for (std::size_t f = 0; f < files.size(); ++f)
+        makers.push_back([data = files[f], f, chunk](const source_context&) {
+            return any_byte_source(memory_source(data, "f" + std::to_string(f), {.chunk_size = chunk}));
+        });
+    return source_list(std::move(makers));
+}
+
+} // namespace
+
+TEST_CASE("reader: decode workers deliver exactly what one worker does, in order, with the same positions and policies")
+{
+    std::uint64_t bad_offset = 0;
+    const std::vector<std::shared_ptr<const std::vector<std::byte>>> protobuf_files{
+        std::make_shared<const std::vector<std::byte>>(make_file(0, 61)),
+        std::make_shared<const std::vector<std::byte>>(file_with_bad_record(37, 23, bad_offset)),
+        std::make_shared<const std::vector<std::byte>>(make_file(2, 0)),
+        std::make_shared<const std::vector<std::byte>>(make_file(3, 45)),
+    };
+    // CSV whose 48th row has a column too many: refused against the first row's count.
+    std::string csv;
+    for (int r = 0; r < 80; ++r)
+        csv += std::to_string(r % 2) + "," + std::to_string(r) + "," + std::to_string(r * 0.5) + (r == 47 ? ",9" : "") + "\n";
+    const std::vector<std::shared_ptr<const std::vector<std::byte>>> csv_files{
+        std::make_shared<const std::vector<std::byte>>(reinterpret_cast<const std::byte*>(csv.data()),
+                                                       reinterpret_cast<const std::byte*>(csv.data() + csv.size()))};
+
+    const std::size_t batch_size = GENERATE(1, 4, 7, 30);
+    const std::size_t chunk = GENERATE(std::size_t{61}, std::size_t{700}, std::size_t{1} << 20);
+    const bool shuffled = GENERATE(false, true);
+    CAPTURE(batch_size, chunk, shuffled);
+    std::uint64_t redone = 0;
+    for (const auto policy : {bad_record_policy::skip, bad_record_policy::fail}) {
+        CAPTURE(policy == bad_record_policy::skip);
+        for (const bool is_csv : {false, true}) {
+            CAPTURE(is_csv);
+            const auto run = [&](std::size_t workers) {
+                reader_options o{.batch_size = batch_size,
+                                 .last_batch = last_batch::pad,
+                                 .bad_records = policy,
+                                 .decode_workers = workers,
+                                 .shuffle_records = shuffled ? 11u : 0u,
+                                 .shuffle_seed = 5};
+                if (is_csv) {
+                    o.format = data_format::csv;
+                    o.csv_label_size = 1;
+                }
+                return deliver_all(reader(memory_files(is_csv ? csv_files : protobuf_files, chunk), o));
+            };
+            const delivery one = run(1);
+            REQUIRE(!one.batches.empty());
+            CHECK((one.bad_records == 1 || one.error));
+            CHECK(one.worker_batches == 0);
+            for (const std::size_t workers : {2, 3}) {
+                CAPTURE(workers);
+                delivery many = run(workers);
+                // The workers did take part wherever a read (or a shuffle block of 11) held
+                // more than a batch.
+                if (chunk == std::size_t{1} << 20 && batch_size <= 7)
+                    CHECK(many.worker_batches > 0);
+                redone += many.worker_batches_redone;
+                many.worker_batches = 0;
+                many.worker_batches_redone = 0;
+                CHECK(many == one);
+            }
+        }
+    }
+    // Somewhere the bad record (the second file's 24th, or the CSV's 48th) fell in a batch a
+    // worker filled: that batch was made again on the reader's thread, where the policy applies.
+    if (chunk == std::size_t{1} << 20 && batch_size == 4)
+        CHECK(redone > 0);
+}

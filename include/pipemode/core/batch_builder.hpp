@@ -120,6 +120,28 @@ public:
     /// Whether the first record has fixed the schema.
     bool has_schema() const noexcept { return locked_; }
 
+    /// Whether both builders have fixed the same schema: the same columns in the same order,
+    /// with the same names, types, layouts and shapes. A batch built by one then holds exactly
+    /// what the other would have built from the same records (the decode workers check this
+    /// before their batches stand in for the reader's own). False while either has none.
+    bool same_schema(const batch_builder& other) const noexcept
+    {
+        if (!locked_ || !other.locked_ || slots_.size() != other.slots_.size())
+            return false;
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            const slot& a = slots_[i];
+            const slot& b = other.slots_[i];
+            if (a.section != b.section || a.kind != b.kind || a.rank1 != b.rank1 || a.position != b.position
+                || a.row_size != b.row_size || a.name != b.name)
+                return false;
+            const column& ca = column_of(a);
+            const column& cb = other.column_of(b);
+            if (ca.type_ != cb.type_ || ca.sparse_ != cb.sparse_ || ca.shape_ != cb.shape_)
+                return false;
+        }
+        return true;
+    }
+
     /// Starts a row for record `rec` read from `source` (a name for error messages, interned
     /// once per batch). An open record that was neither ended nor aborted is aborted.
     /// Precondition: `!full()`.
@@ -583,6 +605,11 @@ private:
     }
 
     column& col(const slot& s) noexcept
+    {
+        return s.section == record_section::features ? batch_.features_[s.position] : batch_.labels_[s.position];
+    }
+
+    const column& column_of(const slot& s) const noexcept
     {
         return s.section == record_section::features ? batch_.features_[s.position] : batch_.labels_[s.position];
     }

@@ -14,6 +14,7 @@
 #include <span>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 
 namespace pipemode {
 
@@ -75,6 +76,23 @@ concept record_parser = std::move_constructible<P>
            { p.parse(rec, source, out, ec) } -> std::same_as<bool>;
            { cp.error_detail() } -> std::convertible_to<std::string_view>;
        };
+
+/// Whether a reader may parse records with several copies of parser `P` at once, each copy
+/// filling its own batches on a decode worker's thread (`reader_options::decode_workers`).
+///
+/// A parser opts in with `static constexpr bool independent_records = true;` and must be
+/// copyable. The promise it makes: once it has accepted one record, the row it makes of a
+/// record (or its refusal) depends only on that record and on what it had learnt by then, not
+/// on which records it saw since. (`csv_record_parser` learns the column count from its first
+/// row and then checks every row against it; `protobuf_record_parser` learns nothing.) The
+/// reader then gets exactly the batches one parser would have made: the workers start from
+/// copies of the reader's own parser after its first record, and a batch a worker could not
+/// fill exactly (a bad record, another schema) is made again by the reader's parser, in order,
+/// with the bad-record policy applied once. A parser that joins records (such as
+/// `grouped_record_parser`) does not opt in and is always run on one thread.
+template <class P>
+inline constexpr bool parses_independently_v = record_parser<P> && std::copy_constructible<P>
+    && std::is_copy_assignable_v<P> && requires { requires P::independent_records; };
 
 /// What a byte source's `async_next()` completes with: an error and a chunk of bytes.
 using chunk_result = std::tuple<error_code, std::span<const std::byte>>;

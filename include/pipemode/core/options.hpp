@@ -96,6 +96,21 @@ struct reader_options {
     /// Size of one read from a local file or FIFO.
     std::size_t read_size = 4 * mib;
 
+    /// Threads that parse records into batches at once, the reader's own thread
+    /// included; 0 (the default) is half the machine's cores (at least 1, at most 16), leaving
+    /// the rest to the training loop and the network threads. 1 parses on the reader's thread
+    /// alone.
+    ///
+    /// The batches are the same whatever the count: the records of each read (or of each
+    /// shuffle block) are cut into whole batches, the workers fill one each, and they are
+    /// delivered in order; a batch a worker could not fill exactly (a bad record) is made
+    /// again on the reader's thread. So ordering, resume positions and the bad-record policy
+    /// behave as with one worker. A read holds as many batches as workers can share, so with
+    /// many workers give files a `read_size` of several batches each (docs/architecture.md,
+    /// "Decode workers"). Parsers that join records (augmented manifests) and parsers of one's
+    /// own that do not declare `independent_records` run on one thread (`parses_independently_v`).
+    std::size_t decode_workers = 0;
+
     /// Record-level shuffle: records are gathered in blocks of this many, and each block is
     /// delivered in an order drawn from `shuffle_seed`, the epoch and the block's first record
     /// (so a resumed reader draws the same order). 0 delivers records in the order read. A
@@ -117,7 +132,8 @@ struct reader_options {
     /// from which a GPU copy runs at full speed without a staging copy (for example a resource
     /// over `cudaHostAlloc`, or an arena carved from one such block). The reader recycles batch
     /// storage (at most `prefetch_batches + 3` batches are in circulation: those waiting, the
-    /// training loop's, one waiting for a slot and the one being filled), so the resource is
+    /// training loop's, one waiting for a slot and the one being filled; two more per decode
+    /// worker when there are several), so the resource is
     /// asked for memory until each of them exists and then only when records grow.
     ///
     /// The resource must outlive the reader and every batch it handed out (a batch kept after

@@ -64,6 +64,10 @@ struct csv_options {
 /// @endcode
 class csv_record_parser {
 public:
+    /// Once the first row has fixed the column count, each row depends on itself alone, so
+    /// decode workers may parse with copies (`parses_independently_v`).
+    static constexpr bool independent_records = true;
+
     /// A parser for rows whose first `options.label_size` columns are the label.
     explicit csv_record_parser(csv_options options = {}) : options_(options) {}
 
@@ -92,6 +96,7 @@ private:
 };
 
 static_assert(record_parser<csv_record_parser>);
+static_assert(parses_independently_v<csv_record_parser>);
 
 } // namespace pipemode
 

@@ -57,6 +57,10 @@ namespace pipemode {
 /// @endcode
 class protobuf_record_parser {
 public:
+    /// Each record's row depends on that record alone, so decode workers may parse with
+    /// copies (`parses_independently_v`).
+    static constexpr bool independent_records = true;
+
     /// Parses `rec`'s payload and appends it to `out` as one row (this calls
     /// `out.begin_record` and `out.end_record`). Returns whether the batch is now full; on
     /// failure returns false with `ec` set and the row rolled back.
@@ -113,6 +117,7 @@ private:
 };
 
 static_assert(record_parser<protobuf_record_parser>);
+static_assert(parses_independently_v<protobuf_record_parser>);
 
 } // namespace pipemode
 

@@ -23,6 +23,9 @@ inline constexpr std::string_view raw_payload_feature = "payload";
 /// Not thread-safe; one per pipeline.
 class raw_record_parser {
 public:
+    /// Each record's row depends on that record alone (`parses_independently_v`).
+    static constexpr bool independent_records = true;
+
     /// Appends `rec` as one row to `out`; returns whether the batch is now full.
     /// `ec` is set only if the builder refuses the row (it cannot, once its schema is this one).
     bool parse(const record_view& rec, std::string_view source, batch_builder& out, error_code& ec)
@@ -48,5 +51,6 @@ private:
 };
 
 static_assert(record_parser<raw_record_parser>);
+static_assert(parses_independently_v<raw_record_parser>);
 
 } // namespace pipemode

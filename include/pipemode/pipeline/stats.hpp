@@ -23,6 +23,13 @@ struct reader_stats {
     std::chrono::nanoseconds consumer_stall{};
     /// The most bytes of decoded batches held at once (ring, consumer and the batch being built).
     std::uint64_t peak_batch_bytes = 0;
+    /// Batches the decode workers filled (`reader_options::decode_workers`), each delivered as
+    /// it was made; the rest were filled on the reader's thread.
+    std::uint64_t worker_batches = 0;
+    /// Batches a worker filled but could not deliver as it was (a bad record, a record of
+    /// another schema), which the reader's thread made again: a high count beside
+    /// `worker_batches` means the workers mostly waste their work.
+    std::uint64_t worker_batches_redone = 0;
 };
 
 namespace detail {
@@ -39,6 +46,8 @@ struct stats_counters {
     std::atomic<std::int64_t> producer_stall_ns{0};
     std::atomic<std::int64_t> consumer_stall_ns{0};
     std::atomic<std::uint64_t> peak_batch_bytes{0};
+    std::atomic<std::uint64_t> worker_batches{0};
+    std::atomic<std::uint64_t> worker_batches_redone{0};
 
     /// Adds `n` to a counter that only the calling thread writes.
     template <class T>
@@ -57,7 +66,9 @@ struct stats_counters {
                 sources.load(r),
                 std::chrono::nanoseconds(producer_stall_ns.load(r)),
                 std::chrono::nanoseconds(consumer_stall_ns.load(r)),
-                peak_batch_bytes.load(r)};
+                peak_batch_bytes.load(r),
+                worker_batches.load(r),
+                worker_batches_redone.load(r)};
     }
 };
 

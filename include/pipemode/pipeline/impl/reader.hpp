@@ -1,6 +1,7 @@
 // pipemode: definitions of reader.hpp. Included at the bottom of reader.hpp only.
 #pragma once
 
+#include <pipemode/concurrency/fork_join.hpp>
 #include <pipemode/concurrency/spsc_ring.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
@@ -36,6 +37,14 @@
 namespace pipemode {
 namespace detail {
 
+/// The decode workers `options` ask for, with 0 resolved from the cores.
+inline std::size_t effective_decode_workers(const reader_options& options) noexcept
+{
+    if (options.decode_workers != 0)
+        return options.decode_workers;
+    return std::clamp<std::size_t>(std::thread::hardware_concurrency() / 2, 1, 16);
+}
+
 /// A batch in the ring, with the bytes the memory budget charged for it.
 struct queued_batch {
     pipemode::batch batch;
@@ -63,8 +72,11 @@ struct reader_core {
     // Batch storage in circulation: the builder takes from it, batches give back to it from
     // whichever thread lets them go. There are at most prefetch_batches + 3 (the ring's, the
     // consumer's, a full one waiting for a slot and the one being built), and the builder
-    // always holds one, so prefetch_batches + 2 idle ones is never too few.
-    const std::shared_ptr<batch_pool> pool = batch_pool::make(options.prefetch_batches + 2, options.batch_memory);
+    // always holds one, so prefetch_batches + 2 idle ones is never too few. Decode workers add
+    // two each: the one a worker's builder holds and the full one it made, waiting its turn.
+    const std::shared_ptr<batch_pool> pool = batch_pool::make(
+        options.prefetch_batches + 2 + (effective_decode_workers(options) > 1 ? 2 * effective_decode_workers(options) : 0),
+        options.batch_memory);
     stats_counters stats;
 
     // Bytes of decoded batches handed to the ring and not yet released by the consumer.
@@ -183,6 +195,16 @@ public:
         , parser_(std::move(parser))
         , builder_(core->options.batch_size, core->pool)
     {
+        if constexpr (parses_independently_v<Parser>) {
+            const std::size_t workers = effective_decode_workers(core->options);
+            if (workers > 1) {
+                workers_.emplace(workers);
+                worker_parsers_.assign(workers, parser_);
+                for (std::size_t w = 0; w < workers; ++w)
+                    worker_builders_.push_back(std::make_unique<batch_builder>(core->options.batch_size, core->pool));
+                segments_.resize(workers);
+            }
+        }
     }
 
     /// Every source of the provider, in order. Returns when the data ends (the ring is then
@@ -242,7 +264,11 @@ private:
 
         std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
         for (bool range_done = false; !range_done;) {
+            // The staged records point into the chunk the next read replaces.
+            if (!run_.empty() && !co_await flush_run(flush::before_read))
+                co_return false;
             auto [ec, chunk] = co_await source.async_next();
+            chunk_ = chunk;
             if (ec == asio::error::eof) {
                 error_code fec;
                 decoder_.finish(fec);
@@ -288,6 +314,9 @@ private:
                     co_return false;
             }
         }
+        if (!run_.empty() && !co_await flush_run(flush::all))
+            co_return false;
+        chunk_ = {};
         // A re-created block ends where the interrupted run's block ended, at the latest.
         if (shuffling() && plan.block_end_after && recreating_ && !co_await flush_block())
             co_return false;
@@ -296,13 +325,15 @@ private:
     }
 
     /// What must happen after a record was taken before the next one.
-    enum class step { none, deliver_batch, flush_block };
+    enum class step { none, deliver_batch, flush_block, flush_run };
 
     /// Does what `take_record` asked for. Returns false when the consumer has gone away.
     asio::awaitable<bool> settle(step next)
     {
         if (next == step::flush_block)
             co_return co_await flush_block();
+        if (next == step::flush_run)
+            co_return co_await flush_run(flush::whole_batches);
         if (next == step::deliver_batch) {
             batch b = builder_.take(epoch_);
             co_return co_await deliver(core_, std::move(b), last_);
@@ -320,6 +351,10 @@ private:
         if (rec.index >= plan.skip) {
             if (shuffling())
                 next = hold(rec, name, plan, std::exchange(first_kept, false)) ? step::flush_block : step::none;
+            else if (workers_)
+                next = stage(rec, name, {plan.epoch, plan.item, rec.index + 1, 0, plan.item}, false)
+                    ? step::flush_run
+                    : step::none;
             else
                 next = emit(rec, name, {plan.epoch, plan.item, rec.index + 1, 0, plan.item}) ? step::deliver_batch
                                                                                            : step::none;
@@ -340,6 +375,184 @@ private:
             return false;
         }
         return full;
+    }
+
+    // ----- decode workers (reader_options::decode_workers > 1) -----------------------------
+    //
+    // The records of one read (or of one shuffle block's drawn order) are staged instead of
+    // parsed one by one; flush_run() then cuts them into whole batches, has the workers fill
+    // one batch each at once, and delivers those batches in order. A batch counts only if its
+    // worker filled it exactly as the reader's own parser and builder would have: every record
+    // accepted, one row each, the same schema. Otherwise that batch and the ones after it are
+    // made again here, one record at a time, through emit() and its bad-record policy. So the
+    // batches, their positions and the policies' effects are those of one worker.
+
+    /// A record waiting for flush_run(), with its source and the position after it.
+    struct staged_record {
+        record_view rec;
+        std::string_view source;
+        read_position after;
+        std::size_t spilled_at = npos;  ///< where in spill_ its payload was copied, or npos
+    };
+
+    /// One batch's worth of staged records, [first, last), and how its worker fared.
+    struct segment {
+        std::size_t first = 0;
+        std::size_t last = 0;
+        batch_builder* builder = nullptr;
+        bool ok = false;
+    };
+
+    static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
+
+    /// Stages a record for the workers. `stable`: its payload stays put until flush_run()
+    /// (the shuffle block's); otherwise it is kept where it is if it lies in the current
+    /// chunk, and copied if it lies in the decoder's buffer (a record that straddled reads),
+    /// which the decoder reuses for the next record. Returns true when a round's worth is
+    /// staged (a batch for each worker and the one being filled): flushing then keeps what
+    /// waits bounded, whatever the size of a read and of its records.
+    bool stage(const record_view& rec, std::string_view source, const read_position& after, bool stable)
+    {
+        staged_record r{rec, source, after};
+        const auto* p = rec.payload.data();
+        const bool in_chunk = !chunk_.empty() && std::less_equal<>{}(chunk_.data(), p)
+            && std::less_equal<>{}(p + rec.payload.size(), chunk_.data() + chunk_.size());
+        if (!stable && !in_chunk && !rec.payload.empty()) {
+            r.spilled_at = spill_.size();
+            spill_.insert(spill_.end(), rec.payload.begin(), rec.payload.end());
+        }
+        run_.push_back(r);
+        // The records that complete the batch being filled, then one batch per worker.
+        const std::size_t b = core_->options.batch_size;
+        return run_.size() >= (b - builder_.size()) % b + workers_->size() * b;
+    }
+
+    /// How much of the staged records `flush_run` parses.
+    enum class flush {
+        whole_batches,  ///< only whole batches; the rest stay staged as they are
+        before_read,    ///< only whole batches; the rest are copied, since the next read replaces the chunk
+        all,            ///< everything (the end of a source or of a shuffle block)
+    };
+
+    /// Parses and delivers staged records in order, as `how` says. Returns false when the
+    /// consumer has gone away.
+    ///
+    /// Records left staged at a read's end are copied (less than a batch of them) rather than
+    /// parsed one by one here, so the next round starts on a batch boundary and every batch
+    /// of a long source but its first is filled by a worker.
+    asio::awaitable<bool> flush_run(flush how)
+    {
+        // spill_ does not grow while this runs: point the copied payloads at it.
+        for (auto& r : run_)
+            if (r.spilled_at != npos)
+                r.rec.payload = std::span<const std::byte>(spill_.data() + r.spilled_at, r.rec.payload.size());
+        const std::size_t n = run_.size();
+        const std::size_t batch_size = core_->options.batch_size;
+        std::size_t i = 0;
+        std::size_t one_by_one_until = 0;  // after a batch the workers could not make
+        while (i < n) {
+            // The workers fill whole batches, from a batch boundary on, once the reader's parser
+            // and builder have fixed what later records are checked against (docs:
+            // parses_independently_v). Anything else is parsed here, record by record.
+            const bool workers_may = i >= one_by_one_until && builder_.empty() && builder_.has_schema();
+            if (workers_may && n - i < batch_size && how != flush::all)
+                break;  // less than a batch: it waits for more records
+            if (!workers_may || n - i < batch_size) {
+                if (emit(run_[i].rec, run_[i].source, run_[i].after)) {
+                    batch b = builder_.take(epoch_);
+                    if (!co_await deliver(core_, std::move(b), last_))
+                        co_return false;
+                }
+                ++i;
+                continue;
+            }
+            const std::size_t count = parse_in_parallel(i);
+            // Deliver the batches the workers made exactly, in order; stop at the first one
+            // they did not.
+            std::size_t k = 0;
+            for (; k < count && segments_[k].ok && segments_[k].builder->same_schema(builder_); ++k) {
+                const segment& seg = segments_[k];
+                last_ = run_[seg.last - 1].after;
+                stats_counters::add(core_->stats.worker_batches, std::uint64_t{1});
+                batch b = seg.builder->take(epoch_);
+                if (!co_await deliver(core_, std::move(b), last_))
+                    co_return false;
+            }
+            if (k == count) {
+                i = segments_[count - 1].last;
+                continue;
+            }
+            // Let the rest go (their storage returns to the pool) and make them again here.
+            stats_counters::add(core_->stats.worker_batches_redone, std::uint64_t(count - k));
+            for (std::size_t j = k; j < count; ++j) {
+                batch_builder& b = *segments_[j].builder;
+                if (!b.empty())
+                    (void)b.take(epoch_);
+                // A builder that fixed another schema than the reader's would refuse the next
+                // records too: start it afresh.
+                if (b.has_schema() && !b.same_schema(builder_))
+                    worker_builders_[j] = std::make_unique<batch_builder>(batch_size, core_->pool);
+            }
+            i = segments_[k].first;
+            one_by_one_until = segments_[k].last;
+        }
+        keep_staged_from(i, how == flush::before_read);
+        co_return true;
+    }
+
+    /// Drops the staged records before `first`, keeping the rest; `copy`: their payloads are
+    /// copied too (into a fresh spill buffer), since what they point at is about to change.
+    void keep_staged_from(std::size_t first, bool copy)
+    {
+        run_.erase(run_.begin(), run_.begin() + std::ptrdiff_t(first));
+        if (!copy) {
+            if (run_.empty())
+                spill_.clear();
+            return;
+        }
+        spare_spill_.clear();
+        for (auto& r : run_) {
+            r.spilled_at = spare_spill_.size();
+            spare_spill_.insert(spare_spill_.end(), r.rec.payload.begin(), r.rec.payload.end());
+        }
+        spill_.swap(spare_spill_);
+    }
+
+    /// Has the workers parse one whole batch each, up to one per worker, from staged record
+    /// `first` on, each into a builder of its own. Returns how many batches (segments) were
+    /// started; `segments_` says how each went.
+    std::size_t parse_in_parallel(std::size_t first)
+    {
+        const std::size_t batch_size = core_->options.batch_size;
+        const std::size_t n = run_.size();
+        std::size_t count = 0;
+        for (std::size_t at = first; n - at >= batch_size && count < workers_->size(); at += batch_size, ++count) {
+            segment& seg = segments_[count];
+            seg.first = at;
+            seg.last = at + batch_size;
+            seg.builder = worker_builders_[count].get();
+            seg.ok = false;
+        }
+        // Each worker starts from what the reader's parser has learnt (copy-assignment reuses
+        // the copies' storage, so this allocates nothing once they have grown).
+        for (auto& p : worker_parsers_)
+            p = parser_;
+        std::atomic<std::size_t> next{0};
+        auto job = [&](std::size_t w) {
+            Parser& parser = worker_parsers_[w];
+            for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
+                segment& seg = segments_[k];
+                bool ok = true;
+                for (std::size_t r = seg.first; r < seg.last && ok; ++r) {
+                    error_code ec;
+                    parser.parse(run_[r].rec, run_[r].source, *seg.builder, ec);
+                    ok = !ec;
+                }
+                seg.ok = ok && seg.builder->size() == seg.last - seg.first;
+            }
+        };
+        workers_->run(job);
+        return count;
     }
 
     /// Adds a record to the shuffle block. Returns true when the block is full and must be
@@ -385,12 +598,18 @@ private:
             after.block_end_item = block_end_.item;
             if (k + 1 == order.size())
                 after = block_end_;
-            if (emit(rec, block_sources_[h.source], after)) {
+            if (workers_) {
+                if (stage(rec, block_sources_[h.source], after, true) && !co_await flush_run(flush::whole_batches))
+                    co_return false;
+            }
+            else if (emit(rec, block_sources_[h.source], after)) {
                 batch b = builder_.take(epoch_);
                 if (!co_await deliver(core_, std::move(b), last_))
                     co_return false;
             }
         }
+        if (!run_.empty() && !co_await flush_run(flush::all))  // before the block's bytes are let go
+            co_return false;
         block_.clear();
         block_bytes_.clear();
         block_sources_.clear();
@@ -423,6 +642,16 @@ private:
     batch_builder builder_;
     std::uint64_t epoch_ = 0;
     read_position last_{};  ///< after the last record added to the builder
+
+    // Decode workers; empty when the reader parses on its own thread.
+    std::optional<fork_join_pool> workers_;
+    std::vector<Parser> worker_parsers_;                         // one per thread
+    std::vector<std::unique_ptr<batch_builder>> worker_builders_;  // one per segment of a round
+    std::vector<segment> segments_;
+    std::vector<staged_record> run_;   // records of the current read, waiting for flush_run()
+    std::vector<std::byte> spill_;     // payloads of staged records copied out of reads
+    std::vector<std::byte> spare_spill_;  // the next spill_, swapped in by keep_staged_from()
+    std::span<const std::byte> chunk_; // the current read's bytes
 
     // The record-shuffle block.
     std::vector<std::byte> block_bytes_;
