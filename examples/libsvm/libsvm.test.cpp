@@ -166,11 +166,15 @@ TEST_CASE("through pipemode::reader: line framing, a skipped bad line, origins a
     const std::string text = "1 1:1\n# comment\n2 x:1\n3 2:3\r\n4 3:4";  // no "\n" after the last line
     const auto bytes = std::as_bytes(std::span(text));
     std::vector<std::string> warnings;
+    // The parser declares independent_records: two decode workers must change nothing.
+    const std::size_t workers = GENERATE(1, 2);
+    CAPTURE(workers);
     pipemode::reader r(pipemode::source_list({[&](const pipemode::source_context&) {
                            return pipemode::any_byte_source(pipemode::memory_source(bytes, "svm"));
                        }}),
                        pipemode::line_decoder{}, libsvm_parser({.feature_dim = 4}),
                        {.batch_size = 2, .bad_records = pipemode::bad_record_policy::skip_and_warn,
+                        .decode_workers = workers,
                         .on_warning = [&](std::string_view w) { warnings.emplace_back(w); }});
     std::vector<float> labels;
     std::vector<std::uint64_t> lines;

@@ -98,6 +98,10 @@ inline constexpr std::string_view values_name = "values";
 /// Not thread-safe; one per pipeline. Cheap to make; its scratch row is reused.
 class libsvm_parser {
 public:
+    /// Each line's row depends on that line alone (the members below are scratch space), so
+    /// the reader's decode workers may parse with copies of this parser.
+    static constexpr bool independent_records = true;
+
     /// Throws `std::invalid_argument` when `options.feature_dim` is 0.
     explicit libsvm_parser(parser_options options) : options_(options)
     {
@@ -243,5 +247,6 @@ private:
 };
 
 static_assert(pipemode::record_parser<libsvm_parser>);
+static_assert(pipemode::parses_independently_v<libsvm_parser>);
 
 } // namespace libsvm
