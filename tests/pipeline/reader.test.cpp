@@ -474,6 +474,10 @@ TEST_CASE("reader: batch storage comes from batch_memory and is recycled, with n
     // count exact.)
     const bool sparse = GENERATE(false, true);
     INFO((sparse ? "sparse" : "dense"));
+    // With two decode workers, each worker's builder and the full batch it may hold until its
+    // turn are in circulation too; they exist by the time the ring is full twice over.
+    const std::size_t workers = GENERATE(1, 2);
+    CAPTURE(workers);
     constexpr std::size_t batch_size = 10;
     constexpr std::size_t batches = 300;
     temp_dir dir;
@@ -505,7 +509,10 @@ TEST_CASE("reader: batch storage comes from batch_memory and is recycled, with n
     };
     {
         constexpr std::size_t prefetch = 4;
-        reader r({path}, {.batch_size = batch_size, .prefetch_batches = prefetch, .batch_memory = &memory});
+        reader r({path}, {.batch_size = batch_size,
+                          .prefetch_batches = prefetch,
+                          .decode_workers = workers,
+                          .batch_memory = &memory});
         // The ring full and a batch waiting for a slot; then the consumer holds the first
         // batch while the ring fills again and the next batch waits: every batch storage in
         // circulation now exists.
