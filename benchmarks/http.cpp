@@ -284,13 +284,15 @@ run raw_stream(const data_set& d, remote::stream_options options)
 
 /// A reader over the objects: protobuf records decoded and every value summed, or (recordio)
 /// framing only, each batch's rows counted.
-run read_objects(const data_set& d, data_format format, std::size_t memory_budget = reader_options{}.memory_budget)
+run read_objects(const data_set& d, data_format format, std::size_t memory_budget = reader_options{}.memory_budget,
+                 std::size_t decode_workers = reader_options{}.decode_workers)
 {
     run r;
     const auto cpu0 = self_cpu();
     const auto start = clock_type::now();
     {
-        reader rd(remote::http_objects(d.urls), {.format = format, .memory_budget = memory_budget});
+        reader rd(remote::http_objects(d.urls),
+                  {.format = format, .memory_budget = memory_budget, .decode_workers = decode_workers});
         double sum = 0;
         for (auto& b : rd) {
             if (r.rows == 0)
@@ -488,6 +490,9 @@ int run_benchmark(int argc, char** argv)
     rows.push_back({"pipemode raw stream", [&] { return raw_stream(d, {}); }});
     rows.push_back({"reader, recordio (framing)", [&] { return read_objects(d, data_format::recordio); }});
     rows.push_back({"reader, protobuf, sum values", [&] { return read_objects(d, data_format::recordio_protobuf); }});
+    rows.push_back({"  ... with 2 decode workers", [&] {
+                        return read_objects(d, data_format::recordio_protobuf, reader_options{}.memory_budget, 2);
+                    }});
 
     // Warm-up: the page cache, nginx's worker, and a check that every path reads everything.
     std::fprintf(stderr, "bench_http: warm-up over %zu objects, %llu bytes\n", d.urls.size(), (unsigned long long)d.bytes);
