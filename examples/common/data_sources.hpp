@@ -9,6 +9,7 @@
 
 #include "../tools/command_line.hpp"
 
+#include <pipemode/cache/caching_store.hpp>
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
@@ -58,10 +59,19 @@ struct source_options {
     std::vector<std::string> resolve;
     std::string ca_file;
     bool verify_tls = true;
+    std::string cache_dir;                  ///< --cache-dir: empty, no cache
+    std::optional<std::uint64_t> cache_size;  ///< --cache-size
 };
 
 /// The help text of the options `parse_source_option` takes, for a program's usage text.
-inline constexpr std::string_view source_options_help = R"(URL and S3 options:
+inline constexpr std::string_view source_options_help = R"(Cache options (data sets read over epochs; off unless --cache-dir is given):
+  --cache-dir DIR        keep what the first epoch downloads in DIR on local disk, so later
+                         epochs and restarted jobs read it from there (docs/cache.md); several
+                         processes of a host may share DIR
+  --cache-size SIZE      the most bytes the cache takes, with a suffix K, M, G or T (required
+                         with --cache-dir); objects are kept in the order first read until it
+                         is full, then the rest is read from the network every epoch
+URL and S3 options:
   --manifest S3URI       read the objects a SageMaker manifest file lists (may be repeated)
   --endpoint-url URL     an S3-compatible endpoint (e.g. http://127.0.0.1:9000); default:
                          AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's, else AWS
@@ -99,6 +109,18 @@ inline bool parse_source_option(option_cursor& c, source_options& o, std::vector
     }
     else if (name == "--manifest")
         sources.push_back({std::string(c.value()), true});
+    else if (name == "--cache-dir") {
+        o.cache_dir = c.value();
+        if (o.cache_dir.empty())
+            throw usage_error("--cache-dir needs a directory");
+    }
+    else if (name == "--cache-size") {
+        try {
+            o.cache_size = pipemode::cache::parse_size(std::string(c.value()));
+        } catch (const std::invalid_argument&) {
+            throw usage_error("--cache-size is a size such as 20G or 500M, not '" + std::string(c.value()) + "'");
+        }
+    }
     else if (name == "--endpoint-url")
         o.endpoint_url = c.value();
     else if (name == "--region")
@@ -333,6 +355,19 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
     return std::make_unique<chained_provider>(std::move(parts));
 }
 
+/// `store` read through the cache of --cache-dir and --cache-size, or `store` itself when no
+/// cache was asked for. Throws `usage_error` when only one of the two options is given.
+inline std::unique_ptr<pipemode::object_store> cached(std::unique_ptr<pipemode::object_store> store, const source_options& o)
+{
+    if (o.cache_dir.empty() && !o.cache_size)
+        return store;
+    if (o.cache_dir.empty())
+        throw usage_error("--cache-size needs --cache-dir: say where the cache lives");
+    if (!o.cache_size)
+        throw usage_error("--cache-dir needs --cache-size: say how many bytes the cache may take, such as 20G");
+    return pipemode::cache::caching_store(std::move(store), {.directory = o.cache_dir, .budget_bytes = *o.cache_size});
+}
+
 /// The command-line sources as one object store, for reading them as a planned data set
 /// (sharded, shuffled, over epochs): local paths (directories, files, path prefixes) one
 /// `local_store`, URLs (objects, or prefixes ending in '/') one `http_store`, s3:// URIs one
@@ -354,7 +389,7 @@ make_store(const std::vector<source_arg>& sources, const source_options& o, std:
         }
     });
     (void)program;
-    return pipemode::concat_stores(std::move(parts));
+    return cached(pipemode::concat_stores(std::move(parts)), o);
 }
 
 } // namespace pipemode::tools

@@ -27,6 +27,10 @@ namespace pipemode {
 struct object_entry {
     std::string uri;                        ///< "s3://bucket/key", "https://host/path" or a local path
     std::optional<std::uint64_t> size{};    ///< from the listing; required by byte-based sharding
+    /// The object's version as the listing gave it (S3's ETag, quotes included), empty when
+    /// unknown; opaque. A cache keys its entries by it, so a replaced object is never served
+    /// from the cache. Not part of `listing_fingerprint()`.
+    std::string etag{};
 };
 
 /// How a data set is divided among the ranks (hosts or workers) of a job.

@@ -37,7 +37,7 @@ public:
         out.reserve(infos_.size());
         for (std::size_t i = 0; i < infos_.size(); ++i) {
             index_.emplace(infos_[i].name, i);
-            out.push_back(object_entry{infos_[i].name, infos_[i].size});
+            out.push_back(object_entry{infos_[i].name, infos_[i].size, infos_[i].etag});
         }
         return out;
     }
