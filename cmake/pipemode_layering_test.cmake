@@ -13,7 +13,7 @@ cmake_minimum_required(VERSION 3.25)
 # layer never includes one above it or one beside it that is not listed.
 #
 #   base         config.hpp, core/, detail/, concurrency/: vocabulary, no I/O
-#   local        framing/, parsers/, sources/: local stages, no pipeline
+#   local        framing/, parsers/, sinks/, sources/: local stages, no pipeline
 #   pipeline     pipeline/: composing stages, planning, data sets, the reader
 #   cache        cache/: the local cache that wraps any object store (never a concrete remote one)
 #   http         http/: transport only (client, retry on statuses and transport errors)
@@ -38,7 +38,7 @@ function(pipemode_layer_of path out)
     set(layer "")
     if(path MATCHES "^(config\\.hpp|core/|detail/|concurrency/)")
         set(layer base)
-    elseif(path MATCHES "^(framing|parsers|sources)/")
+    elseif(path MATCHES "^(framing|parsers|sinks|sources)/")
         set(layer local)
     elseif(path MATCHES "^pipeline/")
         set(layer pipeline)

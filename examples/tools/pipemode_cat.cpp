@@ -1,7 +1,8 @@
 // pipemode-cat: reads a data set (local files and FIFOs, http(s):// URLs, s3:// objects,
 // prefixes and manifests) in any format the library reads (RecordIO-protobuf, CSV, RecordIO,
 // TFRecord, JSON Lines, whole objects, augmented manifests; gzip-compressed or not) through
-// pipemode::reader and prints a summary with the data set's digest, every record as a line of
+// one pipeline composed on this thread (source -> framing -> parser -> a callback sink that
+// prints) and prints a summary with the data set's digest, every record as a line of
 // JSON, or every raw payload.
 //
 // Built without pipemode::http (CMake's PIPEMODE_WITH_CURL=OFF defines PIPEMODE_TOOLS_NO_HTTP),
@@ -26,7 +27,10 @@
 #include <pipemode/core/digest.hpp>
 #include <pipemode/core/error.hpp>
 #include <pipemode/parsers/raw_record.hpp>
+#include <pipemode/pipeline/format_stages.hpp>
+#include <pipemode/pipeline/pipeline.hpp>
 #include <pipemode/pipeline/reader.hpp>
+#include <pipemode/sinks/callback_sink.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
 
 #include <unistd.h>
@@ -55,7 +59,7 @@ using namespace pipemode::tools;
 constexpr std::string_view usage_head = R"(Usage: pipemode-cat [options] SOURCE...
        pipemode-cat [options] --manifest s3://BUCKET/MANIFEST [SOURCE...]
 
-Reads data, in the order given, through pipemode::reader. A SOURCE is a local file or
+Reads data, in the order given, through a pipemode pipeline. A SOURCE is a local file or
 FIFO, an http:// or https:// URL, an S3 object s3://BUCKET/KEY, or every object under an
 S3 prefix s3://BUCKET/PREFIX/ (in key order). By default prints a summary: records,
 batches, bytes, seconds, MB/s, records/s, time to the first batch, bad records skipped,
@@ -447,7 +451,7 @@ struct run_result {
 };
 
 /// Objects that start with gzip's magic bytes but were read as they are (--compression None):
-/// written on the reader's thread, read by main() after the reader is gone, to explain a
+/// written by the pipeline, read by main() after it has ended, to explain a
 /// decoding error.
 std::vector<std::string> gzip_read_raw;
 
@@ -493,7 +497,7 @@ std::unique_ptr<pipemode::object_store> sources_store(const cat_options& o)
     return pipemode::concat_stores(std::move(parts));
 }
 
-/// The reader's sources: a planned data set (listed once, sharded, shuffled, over epochs) or,
+/// The pipeline's sources: a planned data set (listed once, sharded, shuffled, over epochs) or,
 /// without data-set options, the command line's order with FIFOs opened as given; decompressed
 /// as --compression says, or where an object starts with gzip's magic bytes.
 std::unique_ptr<pipemode::source_provider> sources_provider(const cat_options& o)
@@ -549,50 +553,59 @@ run_result run(const cat_options& o, output_buffer& out)
         .shuffle_records = o.record_shuffle,
         .shuffle_seed = o.data_set.plan.shuffle_seed.value_or(0),
     };
-    pipemode::reader reader(sources_provider(o), reader_opts);
+    // The printing is the pipeline's sink, called on this thread with each batch; returning
+    // false once --limit is reached stops the pipeline, which reads no further.
     const std::uint64_t limit = o.limit.value_or(UINT64_MAX);
-    if (limit != 0) {
-        for (auto& b : reader) {
-            if (!result.first_batch)
-                result.first_batch = clock::now() - start;
-            ++result.batches;
-            std::size_t rows = b.size() - b.padding();
-            if (rows > limit - result.records)
-                rows = static_cast<std::size_t>(limit - result.records);
-            switch (o.mode) {
-            case output_mode::summary:
-                if (rows == b.size() - b.padding()) {
-                    result.digest.add(b);
-                }
-                else {
-                    for (std::size_t r = 0; r < rows; ++r)
-                        result.digest.add_record_hash(pipemode::record_digest::of(b, r));
-                }
-                break;
-            case output_mode::json:
-                for (std::size_t r = 0; r < rows; ++r) {
-                    append_json_line(out.text(), format, b, r);
-                    out.text() += '\n';
-                    out.maybe_flush();
-                }
-                break;
-            case output_mode::raw: {
-                const auto& payload = b.feature(pipemode::raw_payload_feature);
-                for (std::size_t r = 0; r < rows; ++r) {
-                    pipemode::tools::append_raw_json(out.text(), payload.item(r, 0));
-                    out.text() += '\n';
-                    out.maybe_flush();
-                }
-                break;
+    auto print = [&](pipemode::batch& b) -> bool {
+        if (!result.first_batch)
+            result.first_batch = clock::now() - start;
+        ++result.batches;
+        std::size_t rows = b.size() - b.padding();
+        if (rows > limit - result.records)
+            rows = static_cast<std::size_t>(limit - result.records);
+        switch (o.mode) {
+        case output_mode::summary:
+            if (rows == b.size() - b.padding()) {
+                result.digest.add(b);
             }
+            else {
+                for (std::size_t r = 0; r < rows; ++r)
+                    result.digest.add_record_hash(pipemode::record_digest::of(b, r));
             }
-            result.records += rows;
-            if (result.records >= limit)
-                break;  // leaving the loop early: the reader cancels what is in flight
+            break;
+        case output_mode::json:
+            for (std::size_t r = 0; r < rows; ++r) {
+                append_json_line(out.text(), format, b, r);
+                out.text() += '\n';
+                out.maybe_flush();
+            }
+            break;
+        case output_mode::raw: {
+            const auto& payload = b.feature(pipemode::raw_payload_feature);
+            for (std::size_t r = 0; r < rows; ++r) {
+                pipemode::tools::append_raw_json(out.text(), payload.item(r, 0));
+                out.text() += '\n';
+                out.maybe_flush();
+            }
+            break;
         }
+        }
+        result.records += rows;
+        return result.records < limit;
+    };
+    // source -> the format's framing and parser -> batches -> print, composed for the format.
+    auto provider = sources_provider(o);
+    if (limit != 0) {
+        result.stats = pipemode::visit_format_stages(
+                           reader_opts,
+                           [&](auto framing, auto parser) {
+                               return pipemode::run_pipeline(std::move(provider), std::move(framing), std::move(parser),
+                                                             pipemode::callback_sink(print), reader_opts);
+                           },
+                           "pipemode-cat")
+                           .stats;
     }
     result.elapsed = clock::now() - start;
-    result.stats = reader.stats();
     return result;
 }
 
@@ -641,7 +654,7 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "pipemode-cat: %s\nTry 'pipemode-cat --help'.\n", e.what());
         return 2;
     } catch (const std::invalid_argument& e) {
-        // The reader refuses options that cannot work, with a sentence on what to change.
+        // The pipeline refuses options that cannot work, with a sentence on what to change.
         std::fprintf(stderr, "pipemode-cat: %s\n", e.what());
         return 2;
     } catch (const std::exception& e) {

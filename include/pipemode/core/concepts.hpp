@@ -2,8 +2,10 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/core/batch.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
+#include <pipemode/core/read_position.hpp>
 #include <pipemode/core/record_view.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -121,6 +123,81 @@ concept byte_source = requires(S& s, const S& cs) {
     { s.async_next() } -> std::same_as<asio::awaitable<chunk_result>>;
     { cs.name() } -> std::convertible_to<std::string_view>;
     { cs.start_offset() } -> std::same_as<std::uint64_t>;
+};
+
+/// Where a pipeline's finished batches go: the reader's channel to the training loop, a
+/// callback, a writer of one's own. The last stage of `run_pipeline` (pipeline/pipeline.hpp);
+/// docs/stages.md is the reference.
+///
+/// Semantics:
+/// - `co_await s.async_write(std::move(b), after)` takes one finished batch, in order, with
+///   the position a consumer stands at once it has it (`read_position`: the data set's epoch,
+///   item and record after the batch's last record, for resuming). It completes with true to
+///   ask for the next batch, false when whoever consumes the batches has gone away (a reader
+///   destroyed, a callback that has seen enough): the pipeline then stops at once, without
+///   reading further and without `async_close()`. Take the batch by value (coroutines must
+///   not hold references to their caller's objects); its storage returns to the pipeline's
+///   pool when the last copy of it is let go. Suspending is how a sink pushes back: the
+///   pipeline reads nothing more until the write completes.
+/// - `co_await s.async_close()` says the data has ended after the last batch, whatever was
+///   written: write out what is held and end the output (close a channel, flush a file).
+///   It is called once, only when the data ended; after an error the pipeline's exception
+///   reaches its caller instead (the reader's channel carries it to the training loop).
+/// - Called on the pipeline's thread only, one call at a time; a sink need not be
+///   thread-safe. It is moved into the pipeline, which owns it.
+///
+/// One call per batch, a template argument of the pipeline: no virtual call per batch.
+template <class S>
+concept batch_sink = std::move_constructible<S> && requires(S& s, batch b, const read_position& after) {
+    { s.async_write(std::move(b), after) } -> std::same_as<asio::awaitable<bool>>;
+    { s.async_close() } -> std::same_as<asio::awaitable<void>>;
+};
+
+/// Where a pipeline's framed records go when nothing parses them: tools that move records
+/// (a RecordIO writer, Pipe mode's FIFO), not batches. Follows the framing decoder directly
+/// (`run_record_pipeline`, pipeline/pipeline.hpp); docs/stages.md is the reference.
+///
+/// Semantics:
+/// - `s.put(rec, source, after)` takes one record, in order (`source` names its byte
+///   source; `after` is the position once it is consumed). It is a plain call, made for
+///   every record however small, so it must be cheap; it returns true when the sink needs
+///   `async_flush()` before the next record (its buffer is full, or it wants to write this
+///   record's bytes as they are). The pipeline then calls `async_flush()` at once, before it
+///   releases the record: `rec.payload` is valid during `put()` and, when `put()` returned
+///   true, until that `async_flush()` completes; a sink that keeps bytes longer copies them.
+/// - `co_await s.async_flush()` writes what the sink holds and completes with true, or false
+///   when whoever consumes the output has gone away (the reader of a FIFO closed it): the
+///   pipeline then stops at once, without `async_close()`.
+/// - `co_await s.async_close()`: the data has ended after the last record; write what is
+///   held and end the output. Called once, only when the data ended (not after an error or a
+///   false from `async_flush()`).
+/// - Called on the pipeline's thread only, one call at a time; moved into the pipeline.
+///
+/// The coroutine suspends only when a sink asks for it, so a sink of 100-byte records costs a
+/// function call per record, not a coroutine resumption.
+template <class S>
+concept record_sink = std::move_constructible<S>
+    && requires(S& s, const record_view& rec, std::string_view source, const read_position& after) {
+           { s.put(rec, source, after) } -> std::same_as<bool>;
+           { s.async_flush() } -> std::same_as<asio::awaitable<bool>>;
+           { s.async_close() } -> std::same_as<asio::awaitable<void>>;
+       };
+
+/// An asynchronous, in-order destination of bytes for the sinks that write a byte stream
+/// (`recordio_writer_sink`): a file descriptor (`descriptor_writer`), Pipe mode's FIFO
+/// (`sagemaker::fifo_byte_writer`), memory in a test.
+///
+/// Semantics:
+/// - `co_await w.async_write(bytes)` writes all of `bytes`, which stay valid until it
+///   completes, and completes with true; false when the reader has gone away (a pipe or FIFO
+///   closed by its reader): nothing more is wanted, and that is not an error. Other failures
+///   throw (`std::system_error` naming what was written).
+/// - `co_await w.async_close()` ends the stream (the reader sees the end of data).
+/// - One executor, not thread-safe.
+template <class W>
+concept byte_writer = requires(W& w, std::span<const std::byte> bytes) {
+    { w.async_write(bytes) } -> std::same_as<asio::awaitable<bool>>;
+    { w.async_close() } -> std::same_as<asio::awaitable<void>>;
 };
 
 } // namespace pipemode

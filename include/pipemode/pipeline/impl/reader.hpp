@@ -5,15 +5,11 @@
 #include <pipemode/concurrency/spsc_ring.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
-#include <pipemode/framing/grouped_record.hpp>
-#include <pipemode/framing/lines.hpp>
-#include <pipemode/framing/recordio.hpp>
-#include <pipemode/framing/tfrecord.hpp>
-#include <pipemode/framing/whole_object.hpp>
-#include <pipemode/parsers/csv.hpp>
-#include <pipemode/parsers/protobuf_record.hpp>
-#include <pipemode/parsers/raw_record.hpp>
 #include <pipemode/pipeline/detail/async_waker.hpp>
+#include <pipemode/framing/grouped_record.hpp>
+#include <pipemode/framing/recordio.hpp>
+#include <pipemode/pipeline/detail/pipeline_run.hpp>
+#include <pipemode/pipeline/format_stages.hpp>
 #include <pipemode/pipeline/plan.hpp>
 #include <pipemode/sources/fifo_source.hpp>
 #include <pipemode/sources/file_source.hpp>
@@ -36,14 +32,6 @@
 
 namespace pipemode {
 namespace detail {
-
-/// The decode workers `options` ask for, with 0 resolved from the cores.
-inline std::size_t effective_decode_workers(const reader_options& options) noexcept
-{
-    if (options.decode_workers != 0)
-        return options.decode_workers;
-    return std::clamp<std::size_t>(std::thread::hardware_concurrency() / 2, 1, 16);
-}
 
 /// A batch in the ring, with the bytes the memory budget charged for it.
 struct queued_batch {
@@ -159,542 +147,32 @@ inline asio::awaitable<bool> deliver(reader_core* core, batch b, read_position a
     co_return true;
 }
 
-/// Applies the bad-record policy to an error at `where`: throws under `fail`, otherwise
-/// counts (and maybe reports) the skip.
-inline void on_bad_record(reader_core* core, const error_code& ec, data_location where, std::string_view detail)
-{
-    if (core->options.bad_records == bad_record_policy::fail)
-        throw data_error(ec, std::move(where), detail);
-    const auto skipped = core->stats.bad_records.load(std::memory_order_relaxed);
-    if (skipped >= core->options.max_bad_records)
-        throw data_error(ec, std::move(where),
-                         std::string(detail) + (detail.empty() ? "" : "; ") + "more than max_bad_records ("
-                             + std::to_string(core->options.max_bad_records) + ") bad records");
-    stats_counters::add(core->stats.bad_records, std::uint64_t{1});
-    if (core->options.bad_records == bad_record_policy::skip_and_warn) {
-        std::string msg = "pipemode: skipped a bad record: " + where.to_string() + ": " + ec.message();
-        if (!detail.empty())
-            msg.append(" (").append(detail).append(")");
-        if (core->options.on_warning)
-            core->options.on_warning(msg);
-        else
-            std::cerr << msg << '\n';
-    }
-}
-
-/// One pass of the pipeline over a provider's sources: framing, the optional record-level
-/// shuffle, parsing into batches and delivery, with the position each batch ends at.
-///
-/// Lives in the pipeline coroutine's frame on the network thread.
-template <class Decoder, class Parser>
-class pipeline_run {
+/// The reader's end of its pipeline: the batch sink that hands each batch to the channel the
+/// training loop takes them from (`deliver()`), and closes it at the end of the data. Errors
+/// reach the channel through the pipeline's completion handler (`reader::launch`).
+class reader_channel_sink {
 public:
-    pipeline_run(reader_core* core, Decoder decoder, Parser parser)
-        : core_(core)
-        , decoder_(std::move(decoder))
-        , parser_(std::move(parser))
-        , builder_(core->options.batch_size, core->pool)
-    {
-        if constexpr (parses_independently_v<Parser>) {
-            const std::size_t workers = effective_decode_workers(core->options);
-            if (workers > 1) {
-                workers_.emplace(workers);
-                worker_parsers_.assign(workers, parser_);
-                for (std::size_t w = 0; w < workers; ++w)
-                    worker_builders_.push_back(std::make_unique<batch_builder>(core->options.batch_size, core->pool));
-                segments_.resize(workers);
-            }
-        }
-    }
+    explicit reader_channel_sink(reader_core* core) noexcept : core_(core) {}
 
-    /// Every source of the provider, in order. Returns when the data ends (the ring is then
-    /// closed) or the consumer has gone away; throws what the sources and the policies throw.
-    asio::awaitable<void> run()
+    asio::awaitable<bool> async_write(batch b, read_position after) { return deliver(core_, std::move(b), after); }
+
+    asio::awaitable<void> async_close()
     {
-        const auto ex = co_await asio::this_coro::executor;
-        const source_context ctx{ex, core_->blocking_pool.get_executor()};
-        std::uint64_t sources = 0;
-        while (auto planned = co_await core_->provider->async_next_planned(ctx)) {
-            if (sources != 0 && planned->plan.epoch != epoch_ && !co_await end_epoch())
-                co_return;
-            epoch_ = planned->plan.epoch;
-            ++sources;
-            if (!co_await decode_source(*planned))
-                co_return;
-        }
-        // A data set with no sources at all is almost always a wrong path or prefix; an
-        // empty epoch would hide that. (Empty sources among others are fine.)
-        if (sources == 0)
-            throw data_error(errc::empty_data_set, {core_->provider->describe(), 0, 0}, "no sources to read");
-        if (!co_await end_epoch())
-            co_return;
         core_->producer->close();
+        co_return;
     }
 
 private:
-    /// A record held in a shuffle block: where its bytes are in the block and where it came from.
-    struct held_record {
-        std::size_t begin = 0;
-        std::size_t size = 0;
-        std::uint32_t source = 0;  ///< index into `block_sources_`
-        std::uint64_t offset = 0;
-        std::uint64_t index = 0;
-    };
-
-    bool shuffling() const noexcept { return core_->options.shuffle_records != 0; }
-
-    /// Decodes one planned source to its end (or to the end of its byte range). Returns false
-    /// when the consumer has gone away.
-    ///
-    /// The per-record path is plain function calls; the coroutine suspends only for a chunk, a
-    /// full batch or a full shuffle block.
-    asio::awaitable<bool> decode_source(planned_source& planned)
-    {
-        any_byte_source& source = planned.source;
-        const source_plan& plan = planned.plan;
-        decoder_.reset(source.start_offset());
-        if (plan.begin != 0)
-            decoder_.resync();  // the source starts inside its object: find the first record start
-        const std::string name(source.name());
-        const auto past_end = [&](std::uint64_t offset) { return plan.end && offset >= *plan.end; };
-        // A block to re-create starts with this source's first kept record: end the one in progress.
-        if (shuffling() && plan.block_start && !co_await flush_block())
-            co_return false;
-        bool first_kept = true;
-
-        std::uint64_t position = source.start_offset();  // offset of the next byte to arrive
-        for (bool range_done = false; !range_done;) {
-            // The staged records point into the chunk the next read replaces.
-            if (!run_.empty() && !co_await flush_run(flush::before_read))
-                co_return false;
-            auto [ec, chunk] = co_await source.async_next();
-            chunk_ = chunk;
-            if (ec == asio::error::eof) {
-                error_code fec;
-                decoder_.finish(fec);
-                // A record cut off after the end of the range belongs to the next range's reader.
-                if (fec && !past_end(decoder_.offset()))
-                    on_bad_record(core_, fec, {name, decoder_.offset(), decoder_.records_started()},
-                                  "the source ended inside a record");
-                // The end of the input completes a last line without a newline, or a whole object.
-                if (!fec && decoder_.has_record() && !past_end(decoder_.record().offset)
-                    && !co_await settle(take_record(name, plan, first_kept)))
-                    co_return false;
-                break;
-            }
-            if (ec) {
-                const std::string detail = source.error_detail();
-                throw data_error(ec, {name, position, decoder_.records_started()},
-                                 detail.empty() ? "reading the source failed" : detail);
-            }
-            position += chunk.size();
-            stats_counters::add(core_->stats.bytes, std::uint64_t(chunk.size()));
-
-            // Take every record the chunk completes; the decoder stops after each one.
-            while (!chunk.empty() || decoder_.has_record()) {
-                error_code dec_ec;
-                chunk = chunk.subspan(decoder_.put(chunk, dec_ec));
-                if (dec_ec) {
-                    if (past_end(decoder_.offset())) {
-                        range_done = true;
-                        break;
-                    }
-                    on_bad_record(core_, dec_ec, {name, decoder_.offset(), decoder_.records_started()}, {});
-                    decoder_.resync();
-                    continue;
-                }
-                if (!decoder_.has_record())
-                    break;  // need more bytes
-                if (past_end(decoder_.record().offset)) {
-                    range_done = true;  // the rest of the source is the next range's
-                    break;
-                }
-                const step next = take_record(name, plan, first_kept);
-                if (next != step::none && !co_await settle(next))
-                    co_return false;
-            }
-        }
-        if (!run_.empty() && !co_await flush_run(flush::all))
-            co_return false;
-        chunk_ = {};
-        // A re-created block ends where the interrupted run's block ended, at the latest.
-        if (shuffling() && plan.block_end_after && recreating_ && !co_await flush_block())
-            co_return false;
-        stats_counters::add(core_->stats.sources, std::uint64_t{1});
-        co_return true;
-    }
-
-    /// What must happen after a record was taken before the next one.
-    enum class step { none, deliver_batch, flush_block, flush_run };
-
-    /// Does what `take_record` asked for. Returns false when the consumer has gone away.
-    asio::awaitable<bool> settle(step next)
-    {
-        if (next == step::flush_block)
-            co_return co_await flush_block();
-        if (next == step::flush_run)
-            co_return co_await flush_run(flush::whole_batches);
-        if (next == step::deliver_batch) {
-            batch b = builder_.take(epoch_);
-            co_return co_await deliver(core_, std::move(b), last_);
-        }
-        co_return true;
-    }
-
-    /// Passes the decoder's waiting record on (unless the plan skips it) and pops it.
-    step take_record(const std::string& name, const source_plan& plan, bool& first_kept)
-    {
-        const record_view rec = decoder_.record();
-        // Records are numbered from the start of the source's range, bad ones included, so a
-        // saved position means the same records on every run.
-        step next = step::none;
-        if (rec.index >= plan.skip) {
-            if (shuffling())
-                next = hold(rec, name, plan, std::exchange(first_kept, false)) ? step::flush_block : step::none;
-            else if (workers_)
-                next = stage(rec, name, {plan.epoch, plan.item, rec.index + 1, 0, plan.item}, false)
-                    ? step::flush_run
-                    : step::none;
-            else
-                next = emit(rec, name, {plan.epoch, plan.item, rec.index + 1, 0, plan.item}) ? step::deliver_batch
-                                                                                           : step::none;
-        }
-        decoder_.pop();
-        return next;
-    }
-
-    /// Parses one record into the batch being built; `after` is the consumer's position once it
-    /// has this record. Returns true when the batch is full and must be delivered.
-    bool emit(const record_view& rec, std::string_view source, const read_position& after)
-    {
-        last_ = after;
-        error_code parse_ec;
-        const bool full = parser_.parse(rec, source, builder_, parse_ec);
-        if (parse_ec) {
-            on_bad_record(core_, parse_ec, {std::string(source), rec.offset, rec.index}, parser_.error_detail());
-            return false;
-        }
-        return full;
-    }
-
-    // ----- decode workers (reader_options::decode_workers > 1) -----------------------------
-    //
-    // The records of one read (or of one shuffle block's drawn order) are staged instead of
-    // parsed one by one; flush_run() then cuts them into whole batches, has the workers fill
-    // one batch each at once, and delivers those batches in order. A batch counts only if its
-    // worker filled it exactly as the reader's own parser and builder would have: every record
-    // accepted, one row each, the same schema. Otherwise that batch and the ones after it are
-    // made again here, one record at a time, through emit() and its bad-record policy. So the
-    // batches, their positions and the policies' effects are those of one worker.
-
-    /// A record waiting for flush_run(), with its source and the position after it.
-    struct staged_record {
-        record_view rec;
-        std::string_view source;
-        read_position after;
-        std::size_t spilled_at = npos;  ///< where in spill_ its payload was copied, or npos
-    };
-
-    /// One batch's worth of staged records, [first, last), and how its worker fared.
-    struct segment {
-        std::size_t first = 0;
-        std::size_t last = 0;
-        batch_builder* builder = nullptr;
-        bool ok = false;
-    };
-
-    static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
-
-    /// Stages a record for the workers. `stable`: its payload stays put until flush_run()
-    /// (the shuffle block's); otherwise it is kept where it is if it lies in the current
-    /// chunk, and copied if it lies in the decoder's buffer (a record that straddled reads),
-    /// which the decoder reuses for the next record. Returns true when a round's worth is
-    /// staged (a batch for each worker and the one being filled): flushing then keeps what
-    /// waits bounded, whatever the size of a read and of its records.
-    bool stage(const record_view& rec, std::string_view source, const read_position& after, bool stable)
-    {
-        staged_record r{rec, source, after};
-        const auto* p = rec.payload.data();
-        const bool in_chunk = !chunk_.empty() && std::less_equal<>{}(chunk_.data(), p)
-            && std::less_equal<>{}(p + rec.payload.size(), chunk_.data() + chunk_.size());
-        if (!stable && !in_chunk && !rec.payload.empty()) {
-            r.spilled_at = spill_.size();
-            spill_.insert(spill_.end(), rec.payload.begin(), rec.payload.end());
-        }
-        run_.push_back(r);
-        // The records that complete the batch being filled, then one batch per worker.
-        const std::size_t b = core_->options.batch_size;
-        return run_.size() >= (b - builder_.size()) % b + workers_->size() * b;
-    }
-
-    /// How much of the staged records `flush_run` parses.
-    enum class flush {
-        whole_batches,  ///< only whole batches; the rest stay staged as they are
-        before_read,    ///< only whole batches; the rest are copied, since the next read replaces the chunk
-        all,            ///< everything (the end of a source or of a shuffle block)
-    };
-
-    /// Parses and delivers staged records in order, as `how` says. Returns false when the
-    /// consumer has gone away.
-    ///
-    /// Records left staged at a read's end are copied (less than a batch of them) rather than
-    /// parsed one by one here, so the next round starts on a batch boundary and every batch
-    /// of a long source but its first is filled by a worker.
-    asio::awaitable<bool> flush_run(flush how)
-    {
-        // spill_ does not grow while this runs: point the copied payloads at it.
-        for (auto& r : run_)
-            if (r.spilled_at != npos)
-                r.rec.payload = std::span<const std::byte>(spill_.data() + r.spilled_at, r.rec.payload.size());
-        const std::size_t n = run_.size();
-        const std::size_t batch_size = core_->options.batch_size;
-        std::size_t i = 0;
-        std::size_t one_by_one_until = 0;  // after a batch the workers could not make
-        while (i < n) {
-            // The workers fill whole batches, from a batch boundary on, once the reader's parser
-            // and builder have fixed what later records are checked against (docs:
-            // parses_independently_v). Anything else is parsed here, record by record.
-            const bool workers_may = i >= one_by_one_until && builder_.empty() && builder_.has_schema();
-            if (workers_may && n - i < batch_size && how != flush::all)
-                break;  // less than a batch: it waits for more records
-            if (!workers_may || n - i < batch_size) {
-                if (emit(run_[i].rec, run_[i].source, run_[i].after)) {
-                    batch b = builder_.take(epoch_);
-                    if (!co_await deliver(core_, std::move(b), last_))
-                        co_return false;
-                }
-                ++i;
-                continue;
-            }
-            const std::size_t count = parse_in_parallel(i);
-            // Deliver the batches the workers made exactly, in order; stop at the first one
-            // they did not.
-            std::size_t k = 0;
-            for (; k < count && segments_[k].ok && segments_[k].builder->same_schema(builder_); ++k) {
-                const segment& seg = segments_[k];
-                last_ = run_[seg.last - 1].after;
-                stats_counters::add(core_->stats.worker_batches, std::uint64_t{1});
-                batch b = seg.builder->take(epoch_);
-                if (!co_await deliver(core_, std::move(b), last_))
-                    co_return false;
-            }
-            if (k == count) {
-                i = segments_[count - 1].last;
-                continue;
-            }
-            // Let the rest go (their storage returns to the pool) and make them again here.
-            stats_counters::add(core_->stats.worker_batches_redone, std::uint64_t(count - k));
-            for (std::size_t j = k; j < count; ++j) {
-                batch_builder& b = *segments_[j].builder;
-                if (!b.empty())
-                    (void)b.take(epoch_);
-                // A builder that fixed another schema than the reader's would refuse the next
-                // records too: start it afresh.
-                if (b.has_schema() && !b.same_schema(builder_))
-                    worker_builders_[j] = std::make_unique<batch_builder>(batch_size, core_->pool);
-            }
-            i = segments_[k].first;
-            one_by_one_until = segments_[k].last;
-        }
-        keep_staged_from(i, how == flush::before_read);
-        co_return true;
-    }
-
-    /// Drops the staged records before `first`, keeping the rest; `copy`: their payloads are
-    /// copied too (into a fresh spill buffer), since what they point at is about to change.
-    void keep_staged_from(std::size_t first, bool copy)
-    {
-        run_.erase(run_.begin(), run_.begin() + std::ptrdiff_t(first));
-        if (!copy) {
-            if (run_.empty())
-                spill_.clear();
-            return;
-        }
-        spare_spill_.clear();
-        for (auto& r : run_) {
-            r.spilled_at = spare_spill_.size();
-            spare_spill_.insert(spare_spill_.end(), r.rec.payload.begin(), r.rec.payload.end());
-        }
-        spill_.swap(spare_spill_);
-    }
-
-    /// Has the workers parse one whole batch each, up to one per worker, from staged record
-    /// `first` on, each into a builder of its own. Returns how many batches (segments) were
-    /// started; `segments_` says how each went.
-    std::size_t parse_in_parallel(std::size_t first)
-    {
-        const std::size_t batch_size = core_->options.batch_size;
-        const std::size_t n = run_.size();
-        std::size_t count = 0;
-        for (std::size_t at = first; n - at >= batch_size && count < workers_->size(); at += batch_size, ++count) {
-            segment& seg = segments_[count];
-            seg.first = at;
-            seg.last = at + batch_size;
-            seg.builder = worker_builders_[count].get();
-            seg.ok = false;
-        }
-        // Each worker starts from what the reader's parser has learnt (copy-assignment reuses
-        // the copies' storage, so this allocates nothing once they have grown).
-        for (auto& p : worker_parsers_)
-            p = parser_;
-        std::atomic<std::size_t> next{0};
-        auto job = [&](std::size_t w) {
-            Parser& parser = worker_parsers_[w];
-            for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
-                segment& seg = segments_[k];
-                bool ok = true;
-                for (std::size_t r = seg.first; r < seg.last && ok; ++r) {
-                    error_code ec;
-                    parser.parse(run_[r].rec, run_[r].source, *seg.builder, ec);
-                    ok = !ec;
-                }
-                seg.ok = ok && seg.builder->size() == seg.last - seg.first;
-            }
-        };
-        workers_->run(job);
-        return count;
-    }
-
-    /// Adds a record to the shuffle block. Returns true when the block is full and must be
-    /// delivered.
-    bool hold(const record_view& rec, std::string_view source, const source_plan& plan, bool first_kept)
-    {
-        if (block_.empty()) {
-            block_start_ = {plan.epoch, plan.item, rec.index, 0, plan.item};
-            block_seed_ = derive_seed(core_->options.shuffle_seed, plan.epoch,
-                                      derive_seed(plan.object, plan.begin, rec.index));
-            recreating_ = first_kept && plan.block_start;
-            block_drop_ = recreating_ ? plan.block_drop : 0;
-        }
-        if (block_bytes_.capacity() == 0)
-            block_bytes_.reserve(core_->options.shuffle_buffer_bytes + core_->options.max_record_size);
-        if (block_sources_.empty() || block_sources_.back() != source)
-            block_sources_.emplace_back(source);
-        const std::size_t at = block_bytes_.size();
-        block_bytes_.insert(block_bytes_.end(), rec.payload.begin(), rec.payload.end());
-        block_.push_back({at, rec.payload.size(), static_cast<std::uint32_t>(block_sources_.size() - 1), rec.offset,
-                          rec.index});
-        block_end_ = {plan.epoch, plan.item, rec.index + 1, 0, plan.item};
-        return block_.size() >= core_->options.shuffle_records
-            || block_bytes_.size() >= core_->options.shuffle_buffer_bytes;
-    }
-
-    /// Delivers the shuffle block in its drawn order, less the records a resumed reader had
-    /// delivered already.
-    asio::awaitable<bool> flush_block()
-    {
-        if (block_.empty())
-            co_return true;
-        std::vector<std::uint32_t> order(block_.size());
-        std::iota(order.begin(), order.end(), std::uint32_t{0});
-        stable_shuffle(std::span(order), block_seed_);
-        for (std::size_t k = block_drop_; k < order.size(); ++k) {
-            const held_record& h = block_[order[k]];
-            const record_view rec{std::span<const std::byte>(block_bytes_.data() + h.begin, h.size), h.offset, h.index};
-            // Inside the block, a position names the block and how much of its order was
-            // delivered; after its last record, simply the place after the block.
-            read_position after = block_start_;
-            after.in_block = k + 1;
-            after.block_end_item = block_end_.item;
-            if (k + 1 == order.size())
-                after = block_end_;
-            if (workers_) {
-                if (stage(rec, block_sources_[h.source], after, true) && !co_await flush_run(flush::whole_batches))
-                    co_return false;
-            }
-            else if (emit(rec, block_sources_[h.source], after)) {
-                batch b = builder_.take(epoch_);
-                if (!co_await deliver(core_, std::move(b), last_))
-                    co_return false;
-            }
-        }
-        if (!run_.empty() && !co_await flush_run(flush::all))  // before the block's bytes are let go
-            co_return false;
-        block_.clear();
-        block_bytes_.clear();
-        block_sources_.clear();
-        block_drop_ = 0;
-        recreating_ = false;
-        co_return true;
-    }
-
-    /// Ends an epoch: delivers the shuffle block and the short last batch as the options say.
-    /// Returns false when the consumer has gone away.
-    asio::awaitable<bool> end_epoch()
-    {
-        if (!co_await flush_block())
-            co_return false;
-        if (builder_.empty())
-            co_return true;
-        if (core_->options.last_batch == last_batch::drop) {
-            (void)builder_.take(epoch_);
-            co_return true;
-        }
-        if (core_->options.last_batch == last_batch::pad)
-            builder_.pad();
-        batch last = builder_.take(epoch_);
-        co_return co_await deliver(core_, std::move(last), last_);
-    }
-
     reader_core* core_;
-    Decoder decoder_;
-    Parser parser_;
-    batch_builder builder_;
-    std::uint64_t epoch_ = 0;
-    read_position last_{};  ///< after the last record added to the builder
-
-    // Decode workers; empty when the reader parses on its own thread.
-    std::optional<fork_join_pool> workers_;
-    std::vector<Parser> worker_parsers_;                         // one per thread
-    std::vector<std::unique_ptr<batch_builder>> worker_builders_;  // one per segment of a round
-    std::vector<segment> segments_;
-    std::vector<staged_record> run_;   // records of the current read, waiting for flush_run()
-    std::vector<std::byte> spill_;     // payloads of staged records copied out of reads
-    std::vector<std::byte> spare_spill_;  // the next spill_, swapped in by keep_staged_from()
-    std::span<const std::byte> chunk_; // the current read's bytes
-
-    // The record-shuffle block.
-    std::vector<std::byte> block_bytes_;
-    std::vector<held_record> block_;
-    std::vector<std::string> block_sources_;
-    read_position block_start_{};
-    read_position block_end_{};
-    std::uint64_t block_seed_ = 0;
-    std::uint64_t block_drop_ = 0;
-    bool recreating_ = false;  ///< the block re-creates one a resumed reader had partly delivered
 };
 
-/// The pipeline of one reader: `pipeline_run` compiled for its framing decoder and record
-/// parser. Every reader runs this, whether it was given a `data_format` or a pair of its own.
-template <record_decoder Framing, record_parser Parser>
-asio::awaitable<void> run_pipeline(reader_core* core, Framing framing, Parser parser)
-{
-    pipeline_run<Framing, Parser> run(core, std::move(framing), std::move(parser));
-    co_await run.run();
-}
-
+static_assert(batch_sink<reader_channel_sink>);
 static_assert(record_decoder<record_group_decoder<recordio_decoder>>);
 
-inline std::size_t checked_batch_budget(const reader_options& o, std::size_t source_buffers)
+/// What the reader's pipeline reads from its core.
+inline pipeline_context pipeline_context_of(reader_core& core)
 {
-    auto fail = [](const std::string& s) { throw std::invalid_argument("pipemode::reader: " + s); };
-    if (o.batch_size == 0)
-        fail("batch_size is 0; set it to the number of records the training loop wants per step.");
-    if (o.prefetch_batches == 0)
-        fail("prefetch_batches is 0; at least one batch must be able to wait in the ring.");
-    if (o.read_size == 0)
-        fail("read_size is 0; reads of a few MiB are right for files and pipes.");
-    if (o.max_record_size == 0 || o.max_record_size > (std::size_t{1} << 31))
-        fail("max_record_size must be between 1 byte and 2 GiB.");
-    if (o.shuffle_records != 0 && o.shuffle_buffer_bytes == 0)
-        fail("shuffle_buffer_bytes is 0 while shuffle_records is set; give the shuffle block room (32 MiB is the default).");
-    const auto reserved = source_buffers + o.max_record_size + (o.shuffle_records != 0 ? o.shuffle_buffer_bytes + o.max_record_size : 0);
-    if (o.memory_budget <= reserved)
-        fail("memory_budget (" + std::to_string(o.memory_budget / mib) + " MiB) leaves nothing for decoded batches after "
-             + "the source buffers (" + std::to_string(source_buffers / mib)
-             + " MiB) and the largest record (max_record_size = " + std::to_string(o.max_record_size / mib)
-             + " MiB); raise memory_budget or lower read_size (files), the stream window (HTTP/S3) or max_record_size.");
-    return o.memory_budget - reserved;
+    return {&core.options, &core.stats, core.provider.get(), core.blocking_pool.get_executor(), core.pool};
 }
 
 } // namespace detail
@@ -702,52 +180,16 @@ inline std::size_t checked_batch_budget(const reader_options& o, std::size_t sou
 inline reader::reader(std::unique_ptr<source_provider> provider, reader_options options)
 {
     // Each format is a framing decoder and a record parser from the library, started through
-    // the same entry as a caller's own pair. The decoders and parsers are built before
-    // `options` is moved into start().
-    const std::size_t max = options.max_record_size;
-    switch (options.format) {
-    case data_format::recordio_protobuf:
-        start(std::move(provider), std::move(options), recordio_decoder(recordio_options{.max_record_size = max}),
-              protobuf_record_parser{});
-        return;
-    case data_format::recordio:
-        start(std::move(provider), std::move(options), recordio_decoder(recordio_options{.max_record_size = max}),
-              raw_record_parser{});
-        return;
-    case data_format::csv: {
-        csv_record_parser parser(csv_options{.label_size = options.csv_label_size});
-        start(std::move(provider), std::move(options), line_decoder(line_options{.max_record_size = max}),
-              std::move(parser));
-        return;
-    }
-    case data_format::tfrecord:
-        start(std::move(provider), std::move(options), tfrecord_decoder(tfrecord_options{.max_record_size = max}),
-              raw_record_parser{});
-        return;
-    case data_format::lines:
-        start(std::move(provider), std::move(options), line_decoder(line_options{.max_record_size = max}),
-              raw_record_parser{});
-        return;
-    case data_format::whole_object:
-        start(std::move(provider), std::move(options),
-              whole_object_decoder(whole_object_options{.max_record_size = max}), raw_record_parser{});
-        return;
-    case data_format::augmented_manifest: {
-        // A record-level shuffle would separate a line's attributes; the store refuses it
-        // too, this guards readers built over other providers.
-        if (options.shuffle_records != 0)
-            throw std::invalid_argument("pipemode::reader: " + (provider ? provider->describe() : std::string("no provider"))
-                                        + ": reader_options::shuffle_records must be 0 with data_format::augmented_manifest, "
-                                          "since a record-level shuffle would separate a line's attributes; the lines "
-                                          "are still shuffled every epoch by the data set's shuffle "
-                                          "(plan_options::shuffle_seed)");
-        grouped_record_parser parser(options.attribute_names);
-        record_group_decoder framing(recordio_decoder(recordio_options{.max_record_size = max}), parser.group_size());
-        start(std::move(provider), std::move(options), std::move(framing), std::move(parser));
-        return;
-    }
-    }
-    throw std::invalid_argument("pipemode::reader: options.format is not one of the data_format values.");
+    // the same entry as a caller's own pair. The pair is built before `options` is moved
+    // into start().
+    const std::string who = "pipemode::reader: " + (provider ? provider->describe() : std::string("no provider"));
+    const reader_options& given = options;
+    visit_format_stages(
+        given,
+        [&](auto framing, auto parser) {
+            start(std::move(provider), std::move(options), std::move(framing), std::move(parser));
+        },
+        who);
 }
 
 template <record_decoder Framing, record_parser Parser>
@@ -760,8 +202,11 @@ template <record_decoder Framing, record_parser Parser>
 void reader::start(std::unique_ptr<source_provider> provider, reader_options options, Framing framing, Parser parser)
 {
     detail::reader_core& core = make_core(std::move(provider), std::move(options));
-    // The coroutine's frame takes the pair now; it runs once launch() has spawned it.
-    launch(detail::run_pipeline(&core, std::move(framing), std::move(parser)));
+    // The coroutine's frame takes the pair now; it runs once launch() has spawned it. The
+    // reader is the batch pipeline with its channel as the sink.
+    launch([](detail::pipeline_context ctx, Framing f, Parser p, detail::reader_channel_sink sink) -> asio::awaitable<void> {
+        (void)co_await detail::run_batch_pipeline(std::move(ctx), std::move(f), std::move(p), std::move(sink));
+    }(detail::pipeline_context_of(core), std::move(framing), std::move(parser), detail::reader_channel_sink(&core)));
 }
 
 inline detail::reader_core& reader::make_core(std::unique_ptr<source_provider> provider, reader_options options)
