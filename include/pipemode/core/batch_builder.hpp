@@ -43,8 +43,9 @@ constexpr std::string_view to_string(record_section s) noexcept
 ///
 /// A record is written as `begin_record`, then for each of its tensors `begin_tensor`, the
 /// tensor's values (and keys, shape dimensions or byte strings), `end_tensor`, and finally
-/// `end_record`, which commits the row. `abort_record` rolls back everything written since
-/// `begin_record`, so a bad record leaves no trace.
+/// `end_record`, which commits the row (`write_tensor` does a tensor of packed numbers in one
+/// call). `abort_record` rolls back everything written since `begin_record`, so a bad record
+/// leaves no trace.
 ///
 /// **Schema.** The first record ever committed fixes the schema for the builder's life: its
 /// features and labels (names and order), and for each one the element type, the layout and
