@@ -7,11 +7,17 @@
 // new directory under $TMPDIR, removed at the end) and read once before timing, so every run
 // reads from the page cache and the table compares CPU paths, not the disk.
 //
+// The allocations column counts, from the 10th batch of a run to its last, every allocation
+// of batch memory (a counting resource given as reader_options::batch_memory) and every call
+// of operator new on any thread (replaced below, in this program only), per batch: the
+// steady state's allocations, which should be none.
+//
 // Usage: bench_reader [--size-mib N] [--files N] [--dir DIR] [--repeats N]
 #include <pipemode/framing/recordio.hpp>
 #include <pipemode/parsers/protobuf_writer.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
+#include "counting_resource.hpp"
 #include "touch_values.hpp"
 
 #include <fcntl.h>
@@ -19,14 +25,55 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
+
+// Every call of operator new in the process, on any thread.
+namespace {
+std::atomic<std::uint64_t> heap_allocations{0};
+}
+
+// GCC sees malloc and free paired through the replaced operators and warns of a mismatch that
+// is not one: these are the program's only allocation functions.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+void* operator new(std::size_t n)
+{
+    heap_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n ? n : 1))
+        return p;
+    throw std::bad_alloc();
+}
+
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept
+{
+    try {
+        return ::operator new(n);
+    }
+    catch (...) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
+
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+
+#pragma GCC diagnostic pop
 
 namespace {
 
@@ -42,7 +89,11 @@ struct run {
     std::uint64_t bytes = 0;
     std::uint64_t rows = 0;
     double checksum = 0;
+    double allocations_per_batch = -1;  // steady state; negative when not counted
 };
+
+// Batches a run delivers before its allocations are counted: the first fill the pool.
+constexpr std::uint64_t warm_up_batches = 10;
 
 double process_cpu_seconds()
 {
@@ -129,14 +180,22 @@ run read_pipemode(const std::vector<std::string>& paths, std::size_t batch_size)
     const auto start = clock_type::now();
     const double cpu0 = process_cpu_seconds();
     {
-        reader rd(paths, {.batch_size = batch_size});
+        test::counting_resource memory;
+        reader rd(paths, {.batch_size = batch_size, .batch_memory = &memory});
         double sum = 0;
+        std::uint64_t batches = 0;
+        std::uint64_t counted_from = 0;
+        auto allocations = [&] { return heap_allocations.load() + memory.allocations.load(); };
         for (auto& b : rd) {
             if (r.rows == 0)
                 r.first_batch_ms = std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
+            if (++batches == warm_up_batches)
+                counted_from = allocations();
             sum += bench::sum_values(b);
             r.rows += b.size();
         }
+        if (batches > warm_up_batches)
+            r.allocations_per_batch = double(allocations() - counted_from) / double(batches - warm_up_batches);
         r.bytes = rd.stats().bytes;
         r.checksum = sum;
     }
@@ -207,13 +266,15 @@ int main(int argc, char** argv)
 
     std::printf("%zu MiB in %zu files, dense float32 dim %zu; median of %zu runs, page cache warm\n\n", size_mib, files,
                 dimension, repeats);
-    std::printf("%-34s %10s %12s %14s %12s %10s\n", "path", "MB/s", "Mrecords/s", "first batch ms", "CPU s/GB", "vs read()");
+    std::printf("%-34s %10s %12s %14s %12s %10s %13s\n", "path", "MB/s", "Mrecords/s", "first batch ms", "CPU s/GB",
+                "vs read()", "allocs/batch");
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = results[i];
         const double mbps = double(r.bytes) / r.seconds / 1e6;
-        std::printf("%-34s %10.0f %12.2f %14.2f %12.3f %10.2f\n", rows[i].name.c_str(), mbps,
+        std::printf("%-34s %10.0f %12.2f %14.2f %12.3f %10.2f %13s\n", rows[i].name.c_str(), mbps,
                     double(r.rows) / r.seconds / 1e6, r.first_batch_ms, r.cpu_seconds / (double(r.bytes) / 1e9),
-                    results[0].seconds / r.seconds);
+                    results[0].seconds / r.seconds,
+                    r.allocations_per_batch < 0 ? "-" : std::to_string(r.allocations_per_batch).substr(0, 5).c_str());
     }
     if (own_dir)
         std::filesystem::remove_all(dir);

@@ -472,6 +472,71 @@ TEST_CASE("the layout of a tensor follows from its keys, values and shape")
     CHECK(x.feature("matrix").row_size() == 6);
 }
 
+TEST_CASE("write_tensor has the outcome of begin_tensor, append_values and end_tensor")
+{
+    // Two builders take the same records, one through write_tensor and one through the three
+    // calls: every record must end alike (error and sentence) and the batches must be equal.
+    struct tensor {
+        record_section section;
+        const char* name;
+        tensor_type type;
+        std::vector<std::byte> bytes;
+    };
+    auto f32 = [](std::vector<float> v) { auto b = std::as_bytes(std::span(v)); return std::vector<std::byte>(b.begin(), b.end()); };
+    auto f64 = [](std::vector<double> v) { auto b = std::as_bytes(std::span(v)); return std::vector<std::byte>(b.begin(), b.end()); };
+    auto i32 = [](std::vector<std::int32_t> v) { auto b = std::as_bytes(std::span(v)); return std::vector<std::byte>(b.begin(), b.end()); };
+    auto ok = [&](float base) {
+        return std::vector<tensor>{{features, "x", tensor_type::float32, f32({base, base + 1, base + 2})},
+                                   {features, "n", tensor_type::int32, i32({int(base), -int(base)})},
+                                   {label, "y", tensor_type::float64, f64({base * 2})}};
+    };
+    std::vector<std::vector<tensor>> records = {ok(1), ok(2)};
+    records.push_back({{features, "x", tensor_type::float32, f32({1, 2, 3, 4})}, ok(3)[1], ok(3)[2]});  // 4 values
+    records.push_back({{features, "x", tensor_type::float64, f64({1, 2, 3})}, ok(4)[1], ok(4)[2]});     // float64
+    records.push_back({ok(5)[0], ok(5)[0], ok(5)[1], ok(5)[2]});                                        // "x" twice
+    records.push_back({ok(6)[0], ok(6)[2]});                                                            // "n" missing
+    records.push_back({ok(7)[2], ok(7)[1], ok(7)[0]});                                                  // another order
+    records.push_back(ok(8));
+
+    batch_builder direct(100);
+    batch_builder reference(100);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        INFO("record " << i);
+        direct.begin_record("src", {{}, i, i});
+        reference.begin_record("src", {{}, i, i});
+        error_code direct_ec, reference_ec;
+        bool direct_ok = true, reference_ok = true;
+        for (const auto& t : records[i]) {
+            if (direct_ok && !direct.write_tensor(direct.find_column(t.section, t.name), t.type, t.bytes, direct_ec))
+                direct_ok = false;
+            if (reference_ok) {
+                reference.begin_tensor(reference.find_column(t.section, t.name), t.type);
+                reference.append_values(t.bytes);
+                reference_ok = reference.end_tensor(reference_ec);
+            }
+        }
+        CHECK(direct_ok == reference_ok);
+        CHECK(direct_ec == reference_ec);
+        if (direct_ok)
+            direct.end_record(direct_ec);
+        else
+            direct.abort_record();
+        if (reference_ok)
+            reference.end_record(reference_ec);
+        else
+            reference.abort_record();
+        CHECK(direct_ec == reference_ec);
+        CHECK(direct.error_detail() == reference.error_detail());
+        CHECK(bool(direct_ec) == (i >= 2 && i <= 5));
+    }
+    REQUIRE(direct.size() == 4);
+    auto a = direct.take();
+    auto b = reference.take();
+    check_same(a, b);
+    CHECK(vec(a.feature("x").values<float>()) == std::vector<float>{1, 2, 3, 2, 3, 4, 7, 8, 9, 8, 9, 10});
+    CHECK(vec(a.label("y").values<double>()) == std::vector<double>{2, 4, 14, 16});
+}
+
 TEST_CASE("abort_record rolls back exactly what the record wrote")
 {
     batch_builder b(10);

@@ -684,6 +684,98 @@ TEST_CASE("a record that differs from the first is a schema mismatch naming the 
     CHECK(b.feature("values").values<float>()[49] == 49);
 }
 
+TEST_CASE("records laid out like the one before read what the full walk reads, and any difference outside the values is seen")
+{
+    // The parser remembers the layout of a record of packed float32 runs and parses records of
+    // the same layout by comparing the bytes between the runs. Every record here has the same
+    // size; each differs from the remembered layout in one place outside the values, or not at
+    // all, and must read exactly as a fresh parser (which has no layout to remember) reads it.
+    auto f32 = [](std::vector<float> v) {
+        std::string bytes(v.size() * sizeof(float), '\0');
+        std::memcpy(bytes.data(), v.data(), bytes.size());
+        return field(2, field(1, bytes));
+    };
+    auto floats = [](int n, float base) {
+        std::vector<float> v;
+        for (int i = 0; i < n; ++i)
+            v.push_back(base + static_cast<float>(i));
+        return v;
+    };
+    auto record = [&](std::string_view feature, int n, std::string_view label, int m, float base) {
+        return field(1, entry(feature, f32(floats(n, base)))) + field(2, entry(label, f32(floats(m, -base))));
+    };
+    const std::vector<std::string> records = {
+        record("values", 50, "values", 1, 0),
+        record("values", 50, "values", 1, 100),
+        record("values", 50, "valuez", 1, 200),  // a key differs: an unknown label
+        record("values", 50, "values", 1, 300),
+        record("values", 51, "values", 0, 400),  // lengths differ, the size does not
+        record("values", 50, "values", 1, 500),
+        record("values", 50, "values", 1, 600),
+    };
+    for (const auto& r : records)
+        REQUIRE(r.size() == records[0].size());
+
+    protobuf_record_parser remembering;
+    batch_builder built(100);
+    batch_builder expected(100);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        INFO("record " << i);
+        std::span<const std::byte> payload = std::as_bytes(std::span(records[i].data(), records[i].size()));
+        error_code ec, fresh_ec;
+        remembering.parse({payload, 0, i}, "f", built, ec);
+        protobuf_record_parser fresh;
+        fresh.parse({payload, 0, i}, "f", expected, fresh_ec);
+        CHECK(ec == fresh_ec);
+        if (ec)
+            CHECK(remembering.error_detail() == fresh.error_detail());
+        CHECK(ec == (i == 2 || i == 4 ? make_error_code(errc::schema_mismatch) : error_code{}));
+    }
+    REQUIRE(built.size() == 5);
+    auto b = built.take();
+    auto e = expected.take();
+    auto values = b.feature("values").values<float>();
+    REQUIRE(values.size() == 250);
+    auto expected_values = e.feature("values").values<float>();
+    CHECK(std::vector<float>(values.begin(), values.end())
+          == std::vector<float>(expected_values.begin(), expected_values.end()));
+    std::size_t row = 0;
+    for (float base : {0.f, 100.f, 300.f, 500.f, 600.f}) {
+        CHECK(values[row * 50] == base);
+        CHECK(values[row * 50 + 49] == base + 49);
+        CHECK(b.label("values").values<float>()[row] == -base);
+        ++row;
+    }
+}
+
+TEST_CASE("a parser shared by two builders of different schemas reads each record against its own builder")
+{
+    auto f32 = [](int n) { return field(2, field(1, std::string(4 * static_cast<std::size_t>(n), '\x01'))); };
+    // Same size and layout, different keys.
+    const auto a = field(1, entry("values", f32(4)));
+    const auto b = field(1, entry("others", f32(4)));
+    auto bytes = [](const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); };
+    protobuf_record_parser parser;
+    batch_builder builder_a(10);
+    batch_builder builder_b(10);
+    error_code ec;
+    parser.parse({bytes(a)}, "a", builder_a, ec);
+    REQUIRE(!ec);
+    parser.parse({bytes(b)}, "b", builder_b, ec);
+    REQUIRE(!ec);
+    parser.parse({bytes(a)}, "a", builder_a, ec);
+    REQUIRE(!ec);
+    // Layout `a` is remembered now; builder_b's schema has no feature "values".
+    parser.parse({bytes(a)}, "b", builder_b, ec);
+    CHECK(ec == errc::schema_mismatch);
+    CHECK(parser.error_detail().find("feature 'values'") != std::string_view::npos);
+    parser.parse({bytes(b)}, "b", builder_b, ec);
+    CHECK(!ec);
+    CHECK(builder_a.size() == 2);
+    CHECK(builder_b.size() == 2);
+    CHECK(builder_b.take().feature("others").values<float>().size() == 8);
+}
+
 TEST_CASE("encode_record writes what libprotobuf reads back, and the parser too")
 {
     std::mt19937_64 rng(11);

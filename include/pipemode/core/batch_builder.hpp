@@ -43,8 +43,9 @@ constexpr std::string_view to_string(record_section s) noexcept
 ///
 /// A record is written as `begin_record`, then for each of its tensors `begin_tensor`, the
 /// tensor's values (and keys, shape dimensions or byte strings), `end_tensor`, and finally
-/// `end_record`, which commits the row. `abort_record` rolls back everything written since
-/// `begin_record`, so a bad record leaves no trace.
+/// `end_record`, which commits the row (`write_tensor` does a tensor of packed numbers in one
+/// call). `abort_record` rolls back everything written since `begin_record`, so a bad record
+/// leaves no trace.
 ///
 /// **Schema.** The first record ever committed fixes the schema for the builder's life: its
 /// features and labels (names and order), and for each one the element type, the layout and
@@ -216,6 +217,33 @@ public:
         unknown_section_ = section;
         unknown_name_.assign(name);
         open_scratch(type);
+    }
+
+    /// Writes a whole numeric tensor of the current record, given as packed little-endian
+    /// elements of `type` with no keys and no shape: the same as `begin_tensor(column, type)`,
+    /// `append_values(bytes)` and `end_tensor(ec)`, with the same outcome, in one call whose
+    /// usual case (a dense rank-1 column of the schema's type and row size, not yet written in
+    /// this record) is a check and a copy. `type` must not be `tensor_type::bytes`.
+    bool write_tensor(std::size_t column, tensor_type type, std::span<const std::byte> bytes, error_code& ec)
+    {
+        assert(record_open_ && !tensor_.open && column < slots_.size() && type != tensor_type::bytes);
+        auto& s = slots_[column];
+        if (s.kind == layout::dense && s.rank1 && s.type == type && s.stamp != serial_
+            && bytes.size() == s.row_size * element_size(type)) [[likely]] {
+            s.stamp = serial_;
+            auto& c = col(s);
+            switch (type) {
+            case tensor_type::float32: store_values<float>(c, s, bytes); break;
+            case tensor_type::float64: store_values<double>(c, s, bytes); break;
+            case tensor_type::int32: store_values<std::int32_t>(c, s, bytes); break;
+            case tensor_type::bytes: break;
+            }
+            ++present_;
+            return true;
+        }
+        begin_tensor(column, type);
+        append_values(bytes);
+        return end_tensor(ec);
     }
 
     /// Appends numeric values given as packed little-endian elements of the tensor's type
@@ -548,6 +576,7 @@ private:
         record_section section = record_section::features;
         layout kind = layout::undefined;
         bool rank1 = false;          // dense with a one-element shape
+        tensor_type type = tensor_type::float32;  // the column's element type, once kind is defined
         std::uint32_t position = 0;  // index in batch::features_ or batch::labels_
         std::size_t row_size = 0;    // dense: values per row
         std::size_t values = 0;      // elements of column::values_ in use
@@ -683,6 +712,20 @@ private:
             v.resize(std::max({need, v.size() * 2, std::size_t{64}}));
     }
 
+    static constexpr std::size_t element_size(tensor_type type) noexcept
+    {
+        return type == tensor_type::float64 ? sizeof(double) : type == tensor_type::bytes ? 1 : 4;
+    }
+
+    // write_tensor's copy of a whole row into column `c`.
+    template <class T>
+    static void store_values(column& c, slot& s, std::span<const std::byte> bytes)
+    {
+        auto* p = grow(*std::get_if<batch_vector<T>>(&c.values_), s.values, bytes.size() / sizeof(T));
+        if (!bytes.empty())
+            std::memcpy(p, bytes.data(), bytes.size());
+    }
+
     template <class T>
     void copy_values(std::span<const std::byte> bytes)
     {
@@ -720,14 +763,17 @@ private:
         }
         const auto* keys = t.keys_.data() + tensor_.keys_start;
         std::uint64_t columns = shape_[0];
-        for (std::size_t i = 0; i < k; ++i) {
-            if (keys[i] >= columns) [[unlikely]] {
-                detail_ = what() + "key " + std::to_string(keys[i]) + " is outside the tensor's "
-                    + std::to_string(columns) + " columns";
-                return false;
-            }
-        }
-        return true;
+        // Counted without a branch per key (a row has hundreds); the first one outside is
+        // looked for only when there is one.
+        std::size_t outside = 0;
+        for (std::size_t i = 0; i < k; ++i)
+            outside += keys[i] >= columns;
+        if (outside == 0) [[likely]]
+            return true;
+        const auto* bad = std::find_if(keys, keys + k, [columns](std::uint64_t key) { return key >= columns; });
+        detail_ = what() + "key " + std::to_string(*bad) + " is outside the tensor's " + std::to_string(columns)
+            + " columns";
+        return false;
     }
 
     bool check_dense_shape(std::size_t n)
@@ -771,6 +817,7 @@ private:
     void define(column& c, slot& s, layout got, std::size_t n)
     {
         s.kind = got;
+        s.type = c.type_;
         s.row_size = got == layout::dense ? n : 0;
         s.rank1 = got == layout::dense && shape_.size() <= 1;
         if (got != layout::dense)

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pipemode {
@@ -89,7 +90,20 @@ private:
     static constexpr int value_depth = 98;
     static constexpr int tensor_depth = 97;
 
+    // One tensor of a remembered layout: its map entry's section and key, and its values, one
+    // packed float32 run, as offsets into the record.
+    struct layout_run {
+        std::uint32_t key_offset = 0;
+        std::uint32_t key_size = 0;
+        std::uint32_t values_offset = 0;
+        std::uint32_t values_size = 0;
+        record_section section = record_section::features;
+    };
+
     bool parse_simple(const std::byte* p, const std::byte* end, batch_builder& out);
+    enum class layout_match : std::uint8_t { parsed, different, refused };
+    layout_match parse_known_layout(const std::byte* p, batch_builder& out);
+    void remember_layout(std::span<const std::byte> payload);
     bool parse_general(const record_view& rec, std::string_view source, batch_builder& out, error_code& ec);
     bool scan_record(const std::byte* p, const std::byte* end);
     bool scan_entry(const std::byte* p, const std::byte* end, record_section section);
@@ -104,7 +118,7 @@ private:
     template <bool Store>
     bool decode_bytes(const std::byte* p, const std::byte* end, batch_builder* out);
     template <bool Store, class Write>
-    bool decode_packed_varints(const std::byte* p, std::size_t n, Write write);
+    bool decode_packed_varints(const std::byte* p, std::size_t n, const std::byte* readable_end, Write write);
 
     bool fail(const std::byte* at, const char* what);
     bool malformed(batch_builder& out, error_code& ec);
@@ -114,6 +128,16 @@ private:
     std::vector<std::uint32_t> winner_;  // by column: the entry that supplies it (the last one)
     std::string detail_;
     const std::byte* base_ = nullptr;    // the payload, for offsets in error details
+
+    // The layout of the last record parse_simple took whole, when every tensor was one packed
+    // float32 run (see parse_known_layout): that record's bytes, its runs in wire order, and
+    // the byte ranges between them, which a record of the same layout repeats exactly.
+    std::vector<std::byte> layout_bytes_;
+    std::vector<layout_run> layout_runs_;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> layout_gaps_;  // offset, size
+    bool has_layout_ = false;
+    std::vector<layout_run> walk_;  // the runs parse_simple is finding in the current record
+    bool walk_repeatable_ = false;  // every tensor so far took the packed float32 path
 };
 
 static_assert(record_parser<protobuf_record_parser>);

@@ -86,10 +86,69 @@ inline std::uint8_t byte_at(const std::byte* p) noexcept
     return false;
 }
 
-/// Reads a varint of at most 10 bytes at `p`.
-inline bool read_varint(const std::byte*& p, const std::byte* end, std::uint64_t& out) noexcept
+/// Decodes a varint of 1 to 5 bytes at `p` from one 8-byte load, without a branch per byte:
+/// the first byte below 0x80 gives the length, and the 7-bit groups are gathered with shifts
+/// and masks. Returns the length, or 0 when none of the first 5 bytes ends the varint (a
+/// longer one, or damage: the caller then takes `read_varint_slow`). Requires 8 readable
+/// bytes at `p`; the varint itself must end before the caller's limit, which only the caller
+/// can know.
+[[gnu::always_inline]] inline std::size_t decode_varint_word(const std::byte* p, std::uint64_t& out) noexcept
 {
-    if (p != end && byte_at(p) < 0x80) [[likely]] {
+    std::uint64_t w;
+    std::memcpy(&w, p, sizeof w);
+    // The high bit of each of the first 5 bytes, set where that byte ends the varint.
+    const std::uint64_t ends = ~w & 0x0000008080808080ULL;
+    if (ends == 0) [[unlikely]]
+        return 0;
+    const auto length = static_cast<std::size_t>(std::countr_zero(ends) + 1) / 8;
+    const std::uint64_t v = (w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1fc000) | (w >> 3 & 0xfe00000)
+        | (w >> 4 & 0x7f0000000ULL);
+    // Keep the groups of the varint's own bytes; the ones after it belong to what follows.
+    out = v & ((std::uint64_t{1} << (7 * length)) - 1);
+    return length;
+}
+
+/// Reads a varint of at most 10 bytes at `p`, all of whose bytes up to the first one below
+/// 0x80 lie before `end` (the caller knows it: a packed run whose last byte ends a varint), and
+/// of which 8 bytes may be loaded when fewer than 8 are left before `readable_end`.
+///
+/// One and two bytes (every key below 16384) are tested for first, each with one branch: in a
+/// run of keys the lengths repeat, so the branches predict well and the CPU runs ahead to the
+/// next key instead of waiting for this one's length. Three to five bytes are decoded from one
+/// load (`decode_varint_word`); only longer varints take the byte loop.
+[[gnu::always_inline]] inline bool read_terminated_varint(const std::byte*& p, const std::byte* end,
+                                                          const std::byte* readable_end, std::uint64_t& out) noexcept
+{
+    const std::uint64_t b0 = byte_at(p);
+    if (b0 < 0x80) [[likely]] {
+        out = b0;
+        p += 1;
+        return true;
+    }
+    const std::uint64_t b1 = byte_at(p + 1);  // before `end`: b0 does not end the varint
+    if (b1 < 0x80) [[likely]] {
+        out = (b0 & 0x7f) | b1 << 7;
+        p += 2;
+        return true;
+    }
+    if (readable_end - p >= 8) {
+        if (auto n = decode_varint_word(p, out)) [[likely]] {
+            p += n;
+            return true;
+        }
+    }
+    return read_varint_slow(p, end, out);
+}
+
+/// Reads a varint of at most 10 bytes at `p`; false when it is longer or runs past `end`. The
+/// same cases as `read_terminated_varint` inline, with the bounds checks a varint of unknown
+/// extent needs.
+[[gnu::always_inline]] inline bool read_varint(const std::byte*& p, const std::byte* end, std::uint64_t& out) noexcept
+{
+    const auto left = end - p;
+    if (left >= 8) [[likely]]
+        return read_terminated_varint(p, end, end, out);
+    if (left >= 1 && byte_at(p) < 0x80) {
         out = byte_at(p);
         ++p;
         return true;

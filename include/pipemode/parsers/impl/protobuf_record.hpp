@@ -3,6 +3,7 @@
 
 #include <pipemode/parsers/protobuf_record.hpp>
 
+#include <limits>
 #include <type_traits>
 
 namespace pipemode {
@@ -40,10 +41,20 @@ inline bool protobuf_record_parser::parse(const record_view& rec, std::string_vi
     base_ = rec.payload.data();
     const std::byte* p = rec.payload.data();
     out.begin_record(source, rec);
-    if (parse_simple(p, p + rec.payload.size(), out)) [[likely]] {
+    auto known = has_layout_ && rec.payload.size() == layout_bytes_.size() ? parse_known_layout(p, out)
+                                                                             : layout_match::different;
+    if (known == layout_match::parsed) [[likely]] {
         bool full = out.end_record(ec);
         if (ec) [[unlikely]]
             detail_ = out.error_detail();
+        return full;
+    }
+    if (known == layout_match::different && parse_simple(p, p + rec.payload.size(), out)) [[likely]] {
+        bool full = out.end_record(ec);
+        if (ec) [[unlikely]]
+            detail_ = out.error_detail();
+        else if (walk_repeatable_)
+            remember_layout(rec.payload);
         return full;
     }
     // Anything unusual, including every error, is done again the general way, which alone
@@ -52,13 +63,96 @@ inline bool protobuf_record_parser::parse(const record_view& rec, std::string_vi
     return parse_general(rec, source, out, ec);
 }
 
+namespace detail {
+
+/// Whether the `n` bytes at `a` and `b` are equal; the short ranges between the value runs of
+/// a record (tags, lengths and a key: some 20 bytes) without a call to memcmp, with
+/// overlapping word loads that never read outside either range.
+inline bool same_bytes(const std::byte* a, const std::byte* b, std::size_t n) noexcept
+{
+    auto load64 = [](const std::byte* p) {
+        std::uint64_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    };
+    auto load32 = [](const std::byte* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    };
+    if (n >= 8) {
+        if (n > 32)
+            return std::memcmp(a, b, n) == 0;
+        std::uint64_t diff = (load64(a) ^ load64(b)) | (load64(a + n - 8) ^ load64(b + n - 8));
+        if (n > 16)
+            diff |= (load64(a + 8) ^ load64(b + 8)) | (load64(a + n - 16) ^ load64(b + n - 16));
+        return diff == 0;
+    }
+    if (n >= 4)
+        return ((load32(a) ^ load32(b)) | (load32(a + n - 4) ^ load32(b + n - 4))) == 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+} // namespace detail
+
+// Parses a record laid out like the remembered one, without walking the wire format again.
+//
+// parse_simple's path through a record depends on its tags, lengths and keys, never on the
+// bytes of a packed float32 run, which it only copies. A record of the remembered size whose
+// bytes outside the remembered runs are the same therefore takes the same path, with the same
+// builder calls and the same outcome; this makes those calls (find_column, then
+// write_tensor, which is begin_tensor, the copy and end_tensor in one) directly. Returns `different`, with nothing written, when the bytes
+// differ; `refused`, with the record to be rolled back, when the builder refuses a tensor,
+// where parse_simple would have returned false.
+inline protobuf_record_parser::layout_match protobuf_record_parser::parse_known_layout(const std::byte* p,
+                                                                                        batch_builder& out)
+{
+    const std::byte* known = layout_bytes_.data();
+    for (const auto& [offset, size] : layout_gaps_)
+        if (!detail::same_bytes(p + offset, known + offset, size))
+            return layout_match::different;
+    for (const auto& run : layout_runs_) {
+        std::string_view key(reinterpret_cast<const char*>(p + run.key_offset), run.key_size);
+        auto column = out.find_column(run.section, key);
+        if (column == batch_builder::npos) [[unlikely]]
+            return layout_match::refused;
+        error_code ec;
+        if (!out.write_tensor(column, tensor_type::float32, {p + run.values_offset, run.values_size}, ec)) [[unlikely]]
+            return layout_match::refused;
+    }
+    return layout_match::parsed;
+}
+
+// Keeps the layout of `payload`, which parse_simple has just taken whole with every tensor
+// one packed float32 run (walk_): its bytes and the gaps between the runs.
+inline void protobuf_record_parser::remember_layout(std::span<const std::byte> payload)
+{
+    layout_bytes_.assign(payload.begin(), payload.end());
+    layout_runs_.swap(walk_);
+    layout_gaps_.clear();
+    std::uint32_t at = 0;
+    for (const auto& run : layout_runs_) {
+        layout_gaps_.emplace_back(at, run.values_offset - at);
+        at = run.values_offset + run.values_size;
+    }
+    layout_gaps_.emplace_back(at, static_cast<std::uint32_t>(payload.size()) - at);
+    has_layout_ = true;
+}
+
 // The one-pass fast path for records as SageMaker's writers and libprotobuf lay them out: map
 // entries holding a key then a value, each Value exactly one tensor, no unknown fields, every
 // key once. Returns false, with the record to be rolled back, as soon as anything differs.
+// Notes in walk_ where each packed float32 run is, for remember_layout.
 inline bool protobuf_record_parser::parse_simple(const std::byte* p, const std::byte* end, batch_builder& out)
 {
     namespace f = detail::record_fields;
     namespace w = detail::wire;
+    walk_.clear();
+    // Offsets are kept in 32 bits.
+    walk_repeatable_ = static_cast<std::size_t>(end - p) <= std::numeric_limits<std::uint32_t>::max();
     while (p != end) {
         auto tag = w::byte_at(p++);
         if (tag != f::features && tag != f::label)
@@ -89,7 +183,8 @@ inline bool protobuf_record_parser::parse_simple(const std::byte* p, const std::
         }
         if (!w::read_length(q, entry_end, n) || n != static_cast<std::size_t>(entry_end - q))
             return false;
-        auto column = out.find_column(tag == f::features ? record_section::features : record_section::label, key);
+        auto section = tag == f::features ? record_section::features : record_section::label;
+        auto column = out.find_column(section, key);
         if (column == batch_builder::npos)
             return false;
         out.begin_tensor(column, kind);
@@ -101,9 +196,19 @@ inline bool protobuf_record_parser::parse_simple(const std::byte* p, const std::
             && v + m == entry_end && m % sizeof(float) == 0) [[likely]] {
             if (m != 0)
                 std::memcpy(out.extend_values<float>(m / sizeof(float)), v, m);
+            if (walk_repeatable_) {
+                auto offset = [this](const void* at) {
+                    return static_cast<std::uint32_t>(static_cast<const std::byte*>(at) - base_);
+                };
+                walk_.push_back({offset(key.data()), static_cast<std::uint32_t>(key.size()), offset(v),
+                                 static_cast<std::uint32_t>(m), section});
+            }
         }
         else if (!decode<true>(kind, {q, n}, &out)) {
             return false;
+        }
+        else {
+            walk_repeatable_ = false;
         }
         error_code ec;
         if (!out.end_tensor(ec))
@@ -385,7 +490,7 @@ bool protobuf_record_parser::decode_numeric(const std::byte* p, const std::byte*
                         return static_cast<std::int32_t*>(nullptr);
                     }
                 };
-                if (!decode_packed_varints<Store>(p, n, write))
+                if (!decode_packed_varints<Store>(p, n, end, write))
                     return false;
             }
             p += n;
@@ -419,7 +524,7 @@ bool protobuf_record_parser::decode_numeric(const std::byte* p, const std::byte*
                     return static_cast<std::uint64_t*>(nullptr);
                 }
             };
-            if (!decode_packed_varints<Store>(p, n, write))
+            if (!decode_packed_varints<Store>(p, n, end, write))
                 return false;
             p += n;
             break;
@@ -490,25 +595,30 @@ bool protobuf_record_parser::decode_bytes(const std::byte* p, const std::byte* e
     return true;
 }
 
-// Decodes the `n` bytes of packed varints at `p`. Counting the terminating bytes first gives
-// the exact number of elements, so the builder reserves once and the loop writes in place.
+// Decodes the `n` bytes of packed varints at `p`, inside a message that may be read up to
+// `readable_end`. Counting the terminating bytes first gives the exact number of elements, so
+// the builder reserves once and the loop writes in place; and since the last byte ends a
+// varint, no varint started inside the run ends past it, so the loop needs no bounds check of
+// its own (read_terminated_varint).
 template <bool Store, class Write>
-bool protobuf_record_parser::decode_packed_varints(const std::byte* p, std::size_t n, Write write)
+bool protobuf_record_parser::decode_packed_varints(const std::byte* p, std::size_t n, const std::byte* readable_end,
+                                                   Write write)
 {
+    namespace w = detail::wire;
     if (n == 0)
         return true;
-    if (detail::wire::byte_at(p + n - 1) >= 0x80) [[unlikely]]
+    if (w::byte_at(p + n - 1) >= 0x80) [[unlikely]]
         return fail(p + n - 1, "packed varints end inside a varint");
     std::size_t count = 0;
     for (std::size_t i = 0; i < n; ++i)
-        count += detail::wire::byte_at(p + i) < 0x80;
+        count += w::byte_at(p + i) < 0x80;
     auto* dst = write(count);
     const std::byte* end = p + n;
     for (std::size_t i = 0; i < count; ++i) {
         std::uint64_t v;
         const std::byte* at = p;
         // Cannot run past `end`: its last byte ends a varint.
-        if (!detail::wire::read_varint(p, end, v)) [[unlikely]]
+        if (!w::read_terminated_varint(p, end, readable_end, v)) [[unlikely]]
             return fail(at, "over-long varint in packed field");
         if constexpr (Store) {
             using element = std::remove_pointer_t<decltype(dst)>;
