@@ -336,6 +336,9 @@ private:
         // after its seq_cst load of it. A consumer may read those of a later wait mixed with
         // these; that later wait re-checks after its own store, so nothing is lost, and a
         // wake-up decided on stale values is only spurious.
+        // One free slot is enough, not a low-water mark: the reader promises that a batch
+        // waits as soon as the consumer takes one (prefetch_batches exactly), and items are
+        // whole batches, whose wake-ups cost little next to building them.
         need_read_.store(write_ + 1 > capacity_ ? write_ + 1 - capacity_ : 0, std::memory_order_relaxed);
         need_released_.store(released_needed(bytes), std::memory_order_relaxed);
         // The waiter's store; pairs with the consumer's seq_cst load and exchange in
