@@ -10,7 +10,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <catch2/catch.hpp>
@@ -377,6 +378,29 @@ TEST_CASE("an async producer waiting for a slot is woken by receive", "[bounded_
         CHECK(ch.receive() == std::optional<int>(i));  // no release: the byte budget is unbounded
     CHECK(ch.receive() == std::nullopt);
     CHECK(loop.join() == nullptr);
+}
+
+TEST_CASE("an async producer on a strand of a thread pool waits and resumes there", "[bounded_channel]")
+{
+    // Not the io_context the reader uses: the wait needs no I/O object of any context.
+    bounded_channel<int> ch({.items = 2, .bytes = 2});
+    asio::thread_pool pool(2);
+    auto strand = asio::make_strand(pool);
+    std::atomic<int> sent{0};
+    std::atomic<bool> gone{false};
+    std::promise<std::exception_ptr> done;
+    asio::co_spawn(strand, send_all(&ch, 50, 1, &sent, &gone),
+                   [&done](std::exception_ptr e) { done.set_value(e); });
+    std::this_thread::sleep_for(20ms);
+    CHECK(sent <= 2);
+    for (int i = 0; i < 50; ++i) {
+        REQUIRE(ch.receive() == std::optional<int>(i));
+        ch.release(1);
+    }
+    CHECK(ch.receive() == std::nullopt);
+    CHECK(done.get_future().get() == nullptr);
+    pool.join();
+    CHECK(sent == 50);
 }
 
 TEST_CASE("cancel wakes a waiting async producer, which sees the consumer gone", "[bounded_channel]")

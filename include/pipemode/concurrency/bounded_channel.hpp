@@ -6,13 +6,16 @@
 
 #include <pipemode/config.hpp>
 
-#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/asio/this_coro.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/system/system_error.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -72,8 +75,8 @@ enum class channel_status {
 /// item the consumer is still working on counts. An item heavier than the whole byte budget is
 /// accepted when nothing else is held, or it would wait for ever.
 ///
-/// The producer is a coroutine on an event loop: `co_await async_send(item, bytes)` suspends
-/// without blocking its thread until there is room; `try_send()` never waits. It ends the
+/// The producer is a coroutine on any Asio executor: `co_await async_send(item, bytes)`
+/// suspends without blocking its thread until there is room; `try_send()` never waits. It ends the
 /// stream with `close()` or `fail(e)`. The consumer is a plain thread: `receive()` sleeps until
 /// an item or the end arrives; `try_receive()` never waits; `cancel()` tells the producer to
 /// stop. The producer's error is rethrown by the consumer after every item sent before it.
@@ -175,11 +178,11 @@ public:
     /// thread) until both bounds have room. Returns true once sent, false (dropping `item`)
     /// when the consumer has gone away.
     ///
-    /// Works on any executor: the first wait makes the channel's wake-up token on the calling
-    /// coroutine's executor, and each wake-up resumes the coroutine on its own executor.
-    /// Honours cancellation: a cancelled wait throws `boost::system::system_error`
-    /// (`operation_aborted`). The channel must outlive the call. Throws `std::logic_error`
-    /// after `close()`/`fail()`.
+    /// Works on any executor: a wait holds no I/O object, only the coroutine's handler, which
+    /// is resumed through its own executor (and keeps that executor's loop running meanwhile).
+    /// Honours cancellation: a cancelled wait throws `boost::system::system_error` with
+    /// `asio::error::operation_aborted`. The channel must outlive the call. Throws
+    /// `std::logic_error` after `close()`/`fail()`.
     asio::awaitable<bool> async_send(T item, std::size_t bytes)
     {
         for (;;) {
@@ -187,17 +190,11 @@ public:
                 co_return true;
             if (consumer_gone())
                 co_return false;
-            if (!wake_)
-                wake_.emplace(co_await asio::this_coro::executor, 1);
-            if (!arm_producer_wait(bytes))
-                continue;  // the re-check found room, or the consumer gone
-            // A token sent for an earlier wait (one the producer re-checked its way out of)
-            // makes this return at once; the loop then re-checks and waits again.
-            auto [ec] = co_await wake_->async_receive(asio::as_tuple(asio::use_awaitable));
-            // A token always carries success: an error is the wait's cancellation, which Asio
-            // channels report as their own channel_cancelled; callers see Asio's usual code.
-            if (ec)
-                throw boost::system::system_error(asio::error::operation_aborted);
+            // Completes at once (through the executor) when the re-check finds room; a wake-up
+            // that raced with a wait the producer re-checked its way out of is spurious, and the
+            // loop goes round again.
+            co_await asio::async_initiate<decltype(asio::use_awaitable), void(error_code)>(
+                [this, bytes](auto handler) { start_wait(std::move(handler), bytes); }, asio::use_awaitable);
         }
     }
 
@@ -271,7 +268,7 @@ public:
             return;
         cancelled_ = true;
         // The notifier's store of the producer's wake-up protocol; pairs with the producer's
-        // seq_cst re-load in arm_producer_wait() (and, as a release, with the acquire load in
+        // seq_cst re-load in start_wait() (and, as a release, with the acquire load in
         // consumer_gone()).
         consumer_gone_.store(true, std::memory_order_seq_cst);
         // Items are large (whole batches): free them now. Acquire pairs with the producer's
@@ -281,7 +278,7 @@ public:
             std::destroy_at(slot(read_));
         read_word_.store(read_, std::memory_order_seq_cst);
         // Whatever the producer waits for, it must see that nobody will receive it.
-        // The notifier's load; pairs with the producer's seq_cst store in arm_producer_wait().
+        // The notifier's load; pairs with the producer's seq_cst store in start_wait().
         if (producer_wait_.load(std::memory_order_seq_cst) != 0)
             wake_producer();
     }
@@ -300,15 +297,18 @@ private:
     // empty (consumer); the "notifier" has just changed what the waiter waits for.
     //   waiter:   stores its wait word (seq_cst), re-loads the notifier's counters (seq_cst)
     //             and, only if there is still nothing to do, sleeps: the consumer on its wait
-    //             word (a futex), the producer on an Asio channel token; then goes round again.
+    //             word (a futex); the producer's coroutine stays suspended with its handler
+    //             stored in the channel. Woken, it goes round again.
     //   notifier: stores its counter (seq_cst), loads the waiter's wait word (seq_cst); only
     //             if it is set (and, for the producer, the counters now meet what it waits
-    //             for), exchanges it to 0 and wakes the waiter.
+    //             for), exchanges it to 0 and wakes the waiter (futex notify; for the
+    //             producer, a post of its handler to its executor).
     // The marked operations are seq_cst, so they fall in one total order: either the
     // notifier's load sees the wait word set, or the waiter's re-load sees the new counter. A
-    // wake-up that comes before the waiter is actually asleep stays recorded (the futex word
-    // no longer holds the value waited on; the Asio channel keeps the token in its one-slot
-    // buffer), so it is never lost, and at most one is sent per wait.
+    // wake-up that comes before the waiter is actually asleep is not lost: the futex word no
+    // longer holds the value waited on, and the producer's handler was stored before its word
+    // was set, so whoever takes the word (the consumer, or the producer whose re-check found
+    // room) completes it. At most one wake-up is sent per wait.
     // seq_cst stores rather than release stores plus fences: ThreadSanitizer does not model
     // fences.
     // No spinning before sleeping: a spinning consumer faster than its producer takes items
@@ -326,22 +326,51 @@ private:
         return after > budget_ ? after - budget_ : 0;
     }
 
-    /// Producer: announces a wait for room for an item of `bytes` and re-checks. Returns true
-    /// when the producer must wait for a token, false when it may go on at once.
-    bool arm_producer_wait(std::size_t bytes) noexcept
+    /// The producer's suspended wait. Whoever resets `producer_wait_` from 1 to 0 owns it and
+    /// completes it, exactly once: the consumer when the producer has room (or the consumer
+    /// goes away), the producer when its re-check finds room, or the cancellation slot.
+    struct pending_wait {
+        asio::any_completion_handler<void(error_code)> handler;
+        asio::any_io_executor work;  ///< the handler's executor, counting as work until it runs
+        asio::cancellation_slot slot;
+    };
+
+    /// Installed in the waiting coroutine's cancellation slot; runs on the producer's executor.
+    struct wait_canceller {
+        bounded_channel* channel;
+        void operator()(asio::cancellation_type type) const noexcept
+        {
+            if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial | asio::cancellation_type::total))
+                == asio::cancellation_type::none)
+                return;
+            // Pairs with the store in start_wait() and the consumer's exchange in wake_producer().
+            if (channel->producer_wait_.exchange(0, std::memory_order_seq_cst) != 0)
+                channel->complete_wait(asio::error::operation_aborted);
+        }
+    };
+
+    /// Producer (the initiation of async_send's wait, on the producer's executor): stores the
+    /// handler, announces the wait for room for an item of `bytes`, and re-checks.
+    template <class Handler>
+    void start_wait(Handler handler, std::size_t bytes)
     {
-        // What the consumer's counters must reach for the item to fit. Relaxed: published by
-        // the release half of the store of producer_wait_ below and read by the consumer
-        // after its seq_cst load of it. A consumer may read those of a later wait mixed with
-        // these; that later wait re-checks after its own store, so nothing is lost, and a
-        // wake-up decided on stale values is only spurious.
-        // One free slot is enough, not a low-water mark: the reader promises that a batch
-        // waits as soon as the consumer takes one (prefetch_batches exactly), and items are
-        // whole batches, whose wake-ups cost little next to building them.
+        asio::cancellation_slot slot = asio::get_associated_cancellation_slot(handler);
+        const asio::any_io_executor ex = asio::get_associated_executor(handler);
+        // Plain writes, published by the release half of the store of producer_wait_ below; the
+        // owner reads them only after taking that word.
+        wait_.emplace(pending_wait{std::move(handler), asio::prefer(ex, asio::execution::outstanding_work.tracked), slot});
+        if (slot.is_connected())
+            slot.template emplace<wait_canceller>(wait_canceller{this});
+        // What the consumer's counters must reach for the item to fit. One free slot is
+        // enough, not a low-water mark: the reader promises that a batch waits as soon as the
+        // consumer takes one (prefetch_batches exactly). Relaxed: published with the wait
+        // below. A consumer may read those of a later wait mixed with these; that later wait
+        // re-checks after its own store, so nothing is lost, and a wake-up decided on stale
+        // values is only spurious.
         need_read_.store(write_ + 1 > capacity_ ? write_ + 1 - capacity_ : 0, std::memory_order_relaxed);
         need_released_.store(released_needed(bytes), std::memory_order_relaxed);
         // The waiter's store; pairs with the consumer's seq_cst load and exchange in
-        // wake_producer_if_ready() and cancel(). Also publishes wake_, made before the first.
+        // wake_producer_if_ready(), wake_producer() and cancel().
         producer_wait_.store(1, std::memory_order_seq_cst);
         // The waiter's re-loads; pair with the consumer's seq_cst stores of consumer_gone_,
         // read_word_ and released_word_.
@@ -349,12 +378,29 @@ private:
         cached_read_ = read_word_.load(std::memory_order_seq_cst);
         cached_released_ = released_word_.load(std::memory_order_seq_cst);
         if (gone || (write_ - cached_read_ < capacity_ && cached_released_ >= released_needed(bytes))) {
-            // No wait. Relaxed: if the consumer took the word meanwhile, its token is a
-            // spurious wake-up for a later wait, which re-checks.
-            producer_wait_.store(0, std::memory_order_relaxed);
-            return false;
+            // No need to wait. If the consumer took the word meanwhile, it completes the wait.
+            if (producer_wait_.exchange(0, std::memory_order_seq_cst) != 0)
+                complete_wait(error_code{});
         }
-        return true;
+    }
+
+    /// Completes the producer's wait with `ec` through its executor; called by the one side
+    /// that reset `producer_wait_` from 1.
+    void complete_wait(error_code ec) noexcept
+    {
+        pending_wait w = std::move(*wait_);
+        wait_.reset();
+        const asio::any_io_executor ex = w.work;
+        // Never run inline: the consumer's thread must not resume the producer's coroutine.
+        asio::post(ex, [w = std::move(w), ec]() mutable {
+            // On the producer's executor, after any canceller call has returned (they run there
+            // too): the slot may be cleared now, and must be, since the channel may be gone by
+            // the time the coroutine's next operation is cancelled.
+            if (w.slot.is_connected())
+                w.slot.clear();
+            auto handler = std::move(w.handler);
+            std::move(handler)(ec);
+        });
     }
 
     /// Producer: publishes the write word and wakes the consumer if it may be asleep.
@@ -391,10 +437,10 @@ private:
     void wake_producer_if_ready() noexcept
     {
         // The notifier's load; pairs with the producer's seq_cst store in
-        // arm_producer_wait(). Normally 0: a load from the consumer's own cache line.
+        // start_wait(). Normally 0: a load from the consumer's own cache line.
         if (producer_wait_.load(std::memory_order_seq_cst) == 0)
             return;
-        // Relaxed: made visible by the acquire half of the load above (see arm_producer_wait()).
+        // Relaxed: made visible by the acquire half of the load above (see start_wait()).
         // A producer waiting for a slot is not woken by a release, nor one waiting for bytes
         // by a receive: one wake-up per wait.
         if (read_ < need_read_.load(std::memory_order_relaxed) || released_ < need_released_.load(std::memory_order_relaxed))
@@ -402,16 +448,14 @@ private:
         wake_producer();
     }
 
-    /// Consumer: takes the producer's wait word and, if it was still set, sends the token.
+    /// Consumer: takes the producer's wait word and, if it was still set, resumes the producer.
     void wake_producer() noexcept
     {
-        // seq_cst, so acquire: reads the producer's store of 1, after which wake_ exists.
-        // Pairs with the store in arm_producer_wait().
-        if (producer_wait_.exchange(0, std::memory_order_seq_cst) != 0) {
-            // Pairs with wake_->async_receive() in async_send(). A full buffer means a token
-            // is already waiting: dropping this one loses nothing.
-            wake_->try_send(error_code{});
-        }
+        // seq_cst, so acquire: reads the producer's store of 1, after which wait_ holds its
+        // handler. Pairs with the store in start_wait() (and the other exchanges of the word,
+        // of which only one takes the 1).
+        if (producer_wait_.exchange(0, std::memory_order_seq_cst) != 0)
+            complete_wait(error_code{});
     }
 
     /// Consumer: delivers the next item to `sink(T&&)` if there is one.
@@ -473,9 +517,8 @@ private:
     std::unique_ptr<slot_storage[]> slots_;
     std::atomic<bool> consumer_gone_{false};
     std::exception_ptr error_;  ///< written by fail(); read after the end bit
-    /// The producer's wake-up token, made on its executor before its first wait. Its
-    /// one-slot buffer remembers a token sent before the producer is asleep.
-    std::optional<asio::experimental::concurrent_channel<void(error_code)>> wake_;
+    /// The producer's suspended wait, owned by whoever takes `producer_wait_` (see pending_wait).
+    std::optional<pending_wait> wait_;
 
     // ---- the producer's line: written by each send, read by the consumer when it runs dry ----
     alignas(detail::cache_line_size) std::atomic<std::uint64_t> write_word_{0};
