@@ -1,12 +1,18 @@
-// Throughput of the single-producer single-consumer ring between two threads, next to a
-// bounded mutex + condition_variable queue measured in the same run on the same machine.
+// Throughput of the bounded channel between two threads (the reader's channel between its
+// network thread and the training loop), next to a bounded mutex + condition_variable queue
+// measured in the same run on the same machine.
 //
 // Usage: ring [items=1000000]
-// For each capacity, moves `items` 64-bit integers from a producer thread to a consumer thread
-// (which checks their order) and prints items/s, best of three passes, and the ratio to the
-// mutex queue. The ring is measured with its blocking push()/pop() (which sleep on a futex
-// when full/empty) and with try_push()/try_pop() plus yield (never sleeps).
-#include <pipemode/concurrency/spsc_ring.hpp>
+// For each capacity, moves `items` 64-bit integers from a producer to a consumer thread (which
+// checks their order and releases each item's 8 bytes at once, so only the item count bounds)
+// and prints items/s, best of three passes, and the ratio to the mutex queue. The channel is
+// measured as the reader uses it, a coroutine on an io_context thread co_awaiting async_send()
+// against a consumer sleeping in receive(), and with try_send()/try_receive() plus yield
+// (never sleeps).
+#include <pipemode/concurrency/bounded_channel.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +20,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -111,20 +118,34 @@ double mutex_pass(std::size_t capacity, std::uint64_t items)
         });
 }
 
-double ring_blocking_pass(std::size_t capacity, std::uint64_t items)
+/// The channel as the reader uses it: an async producer on an io_context thread, a blocking
+/// consumer that releases each item's bytes once it has it.
+double channel_async_pass(std::size_t capacity, std::uint64_t items)
 {
-    auto [p, c] = pipemode::make_spsc_ring<item>(capacity);
+    pipemode::bounded_channel<item> ch({.items = capacity, .bytes = capacity * sizeof(item)});
     return timed_pass(
         items,
-        [p = std::move(p), items]() mutable {
-            for (item i = 0; i < items; ++i)
-                if (!p.push(item{i}))
-                    return;
-            p.close();
+        [&ch, items] {
+            boost::asio::io_context io(1);
+            boost::asio::co_spawn(
+                io,
+                [](pipemode::bounded_channel<item>* ch, std::uint64_t items) -> boost::asio::awaitable<void> {
+                    // As the reader's deliver() does: try first, suspend only when full.
+                    for (item i = 0; i < items; ++i)
+                        if (!ch->try_send(item{i}, sizeof(item)) && !co_await ch->async_send(item{i}, sizeof(item)))
+                            co_return;
+                    ch->close();
+                }(&ch, items),
+                [](std::exception_ptr e) {
+                    if (e)
+                        std::rethrow_exception(e);  // out of io.run(): a loud end, not a wrong number
+                });
+            io.run();
         },
-        [&c] {
+        [&ch] {
             std::uint64_t expected = 0;
-            while (std::optional<item> v = c.pop()) {
+            while (std::optional<item> v = ch.receive()) {
+                ch.release(sizeof(item));
                 if (*v != expected)
                     break;
                 ++expected;
@@ -133,28 +154,29 @@ double ring_blocking_pass(std::size_t capacity, std::uint64_t items)
         });
 }
 
-double ring_polling_pass(std::size_t capacity, std::uint64_t items)
+double channel_polling_pass(std::size_t capacity, std::uint64_t items)
 {
-    auto [p, c] = pipemode::make_spsc_ring<item>(capacity);
+    pipemode::bounded_channel<item> ch({.items = capacity, .bytes = capacity * sizeof(item)});
     return timed_pass(
         items,
-        [p = std::move(p), items]() mutable {
+        [&ch, items] {
             for (item i = 0; i < items; ++i)
-                while (!p.try_push(item{i}))
+                while (!ch.try_send(item{i}, sizeof(item)))
                     std::this_thread::yield();
-            p.close();
+            ch.close();
         },
-        [&c] {
+        [&ch] {
             std::uint64_t expected = 0;
             item v = 0;
             for (;;) {
-                const pipemode::pop_status s = c.try_pop(v);
-                if (s == pipemode::pop_status::closed)
+                const pipemode::channel_status s = ch.try_receive(v);
+                if (s == pipemode::channel_status::closed)
                     break;
-                if (s == pipemode::pop_status::empty) {
+                if (s == pipemode::channel_status::empty) {
                     std::this_thread::yield();
                     continue;
                 }
+                ch.release(sizeof(item));
                 if (v != expected)
                     break;
                 ++expected;
@@ -186,11 +208,11 @@ int main(int argc, char** argv)
     std::printf("%8s  %-28s %14s %10s\n", "capacity", "queue", "items/s", "vs mutex");
     for (std::size_t capacity : {1, 16, 1024}) {
         const double base = best_rate(mutex_pass, capacity, items);
-        const double blocking = best_rate(ring_blocking_pass, capacity, items);
-        const double polling = best_rate(ring_polling_pass, capacity, items);
+        const double blocking = best_rate(channel_async_pass, capacity, items);
+        const double polling = best_rate(channel_polling_pass, capacity, items);
         std::printf("%8zu  %-28s %14.0f %9.2fx\n", capacity, "mutex + condition_variable", base, 1.0);
-        std::printf("%8zu  %-28s %14.0f %9.2fx\n", capacity, "spsc_ring push/pop", blocking, blocking / base);
-        std::printf("%8zu  %-28s %14.0f %9.2fx\n", capacity, "spsc_ring try_* + yield", polling, polling / base);
+        std::printf("%8zu  %-28s %14.0f %9.2fx\n", capacity, "channel async_send/receive", blocking, blocking / base);
+        std::printf("%8zu  %-28s %14.0f %9.2fx\n", capacity, "channel try_* + yield", polling, polling / base);
     }
     return 0;
 }

@@ -26,7 +26,7 @@
 #include <pipemode/parsers/protobuf_writer.hpp>
 #include <pipemode/parsers/raw_record.hpp>
 
-#include <pipemode/concurrency/spsc_ring.hpp>
+#include <pipemode/concurrency/bounded_channel.hpp>
 
 #include <pipemode/sources/any_source.hpp>
 #include <pipemode/sources/fifo_source.hpp>

@@ -380,7 +380,7 @@ private:
 /// from it) and the batches it made (which give theirs back when destroyed).
 ///
 /// A reader makes one, bounded to `prefetch_batches + 2` idle batches: those waiting in the
-/// ring, the one the training loop holds, one waiting for a slot and the one being built are
+/// channel, the one the training loop holds, one waiting for a slot and the one being built are
 /// every batch in circulation, and the builder always holds one, so in the steady state each
 /// batch's storage is refilled rather than allocated. A batch given back when the pool is full
 /// is freed. Storage keeps its capacity (and its columns' names and shapes) across uses, and

@@ -75,8 +75,8 @@ struct reader_options {
     /// each becomes a `bytes` feature of that name (see `grouped_record_parser`).
     std::vector<std::string> attribute_names{};
 
-    /// Decoded batches that may wait for the training loop, exactly (not rounded up to the
-    /// ring's power-of-two slots). Besides them, the training loop holds one batch and the
+    /// Decoded batches that may wait for the training loop, exactly (the channel between the
+    /// threads holds this many, not a power of two). Besides them, the training loop holds one batch and the
     /// reader fills one, and a full one may wait for a place.
     std::size_t prefetch_batches = 4;
 

@@ -26,7 +26,7 @@ struct reader_core;
 /// The reader starts a network thread running an Asio `io_context` (plus a one-thread pool for
 /// blocking file reads) as soon as it is constructed; decoding begins at once, so the first
 /// batch is ready as early as possible. At most `options.prefetch_batches` decoded batches
-/// wait in a lock-free ring, and the decoded bytes held at once stay within
+/// wait in a bounded channel (`bounded_channel`), and the decoded bytes held at once stay within
 /// `options.memory_budget`. Batch storage is recycled: a batch the training loop lets go
 /// (the iterator moving on, or a batch from `next()` being destroyed) is filled again, and
 /// its memory comes from `options.batch_memory`.

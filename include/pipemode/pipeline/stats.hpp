@@ -13,15 +13,15 @@ namespace pipemode {
 struct reader_stats {
     std::uint64_t bytes = 0;        ///< bytes read from sources
     std::uint64_t records = 0;      ///< records decoded into batches (padding not counted)
-    std::uint64_t batches = 0;      ///< batches handed to the ring
+    std::uint64_t batches = 0;      ///< batches handed to the training loop's channel
     std::uint64_t bad_records = 0;  ///< records skipped under a skip policy
     std::uint64_t sources = 0;      ///< sources read to their end
-    /// Time decoded batches waited for room in the ring or the memory budget: the training
+    /// Time decoded batches waited for room in the channel (`prefetch_batches`) or the memory budget: the training
     /// loop was the slower side.
     std::chrono::nanoseconds producer_stall{};
     /// Time the training loop waited for a batch: the data was the slower side.
     std::chrono::nanoseconds consumer_stall{};
-    /// The most bytes of decoded batches held at once (ring, consumer and the batch being built).
+    /// The most bytes of decoded batches held at once (in the channel and held by the consumer).
     std::uint64_t peak_batch_bytes = 0;
     /// Batches the decode workers filled (`reader_options::decode_workers`), each delivered as
     /// it was made; the rest were filled on the reader's thread.

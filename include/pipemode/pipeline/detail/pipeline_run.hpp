@@ -79,7 +79,7 @@ inline std::size_t checked_batch_budget(const reader_options& o, std::size_t sou
     if (o.batch_size == 0)
         fail("batch_size is 0; set it to the number of records the training loop wants per step.");
     if (o.prefetch_batches == 0)
-        fail("prefetch_batches is 0; at least one batch must be able to wait in the ring.");
+        fail("prefetch_batches is 0; at least one batch must be able to wait in the channel.");
     if (o.read_size == 0)
         fail("read_size is 0; reads of a few MiB are right for files and pipes.");
     if (o.max_record_size == 0 || o.max_record_size > (std::size_t{1} << 31))

@@ -43,7 +43,7 @@ namespace detail {
 
 /// What a `data_set_reader` and its provider share. Written by the provider on the network
 /// thread before it hands out its first source, so before the consumer sees any batch (the
-/// ring orders the two); read by the consumer only after it has a batch.
+/// channel orders the two); read by the consumer only after it has a batch.
 struct data_set_shared {
     data_set_state start;  ///< the state before the first batch (without the listing's numbers)
 

@@ -1,11 +1,9 @@
 // pipemode: definitions of reader.hpp. Included at the bottom of reader.hpp only.
 #pragma once
 
-#include <pipemode/concurrency/fork_join.hpp>
-#include <pipemode/concurrency/spsc_ring.hpp>
+#include <pipemode/concurrency/bounded_channel.hpp>
 #include <pipemode/core/batch_builder.hpp>
 #include <pipemode/core/error.hpp>
-#include <pipemode/pipeline/detail/async_waker.hpp>
 #include <pipemode/framing/grouped_record.hpp>
 #include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/detail/pipeline_run.hpp>
@@ -33,7 +31,8 @@
 namespace pipemode {
 namespace detail {
 
-/// A batch in the ring, with the bytes the memory budget charged for it.
+/// A batch in the channel, with the bytes the memory budget charged for it (the consumer
+/// releases them when it is done with the batch).
 struct queued_batch {
     pipemode::batch batch;
     std::size_t bytes = 0;
@@ -50,38 +49,25 @@ struct reader_core {
         , batch_budget(batch_budget_bytes)
         , provider(std::move(p))
     {
-        auto [prod, cons] = make_spsc_ring<queued_batch>(options.prefetch_batches);
-        producer.emplace(std::move(prod));
-        consumer.emplace(std::move(cons));
     }
 
     const reader_options options;
     const std::size_t batch_budget;  ///< bytes of decoded batches allowed at once
     // Batch storage in circulation: the builder takes from it, batches give back to it from
-    // whichever thread lets them go. There are at most prefetch_batches + 3 (the ring's, the
-    // consumer's, a full one waiting for a slot and the one being built), and the builder
+    // whichever thread lets them go. There are at most prefetch_batches + 3 (the channel's, the
+    // consumer's, a full one waiting for room and the one being built), and the builder
     // always holds one, so prefetch_batches + 2 idle ones is never too few. Decode workers add
-    // two each: the one a worker's builder holds and the full one it made, waiting its turn.
-    const std::shared_ptr<batch_pool> pool = batch_pool::make(
-        options.prefetch_batches + 2 + (effective_decode_workers(options) > 1 ? 2 * effective_decode_workers(options) : 0),
-        options.batch_memory);
+    // two each: the one a worker's builder holds and the full one it made, waiting its turn
+    // (pipeline_pool_size).
+    const std::shared_ptr<batch_pool> pool = batch_pool::make(pipeline_pool_size(options), options.batch_memory);
     stats_counters stats;
 
-    // Bytes of decoded batches handed to the ring and not yet released by the consumer.
-    // Written by both threads (add on push, subtract on release); read by the producer.
-    std::atomic<std::size_t> outstanding_bytes{0};
-
-    // Batches in the ring: counted by the producer before each push and by the consumer after
-    // each pop, so that exactly `prefetch_batches` may wait although the ring's slots are a
-    // power of two. The producer's acquire load in has_room() pairs with the consumer's
-    // release decrement, after which the popped slot is free.
-    std::atomic<std::size_t> waiting_batches{0};
-
-    // Network-thread side.
-    std::optional<ring_producer<queued_batch>> producer;
+    // Decoded batches on their way to the training loop: at most `prefetch_batches` wait in
+    // it, and those plus the one the consumer holds stay within `batch_budget` bytes. The
+    // network thread sends (deliver()), the training loop's thread receives and releases.
+    bounded_channel<queued_batch> channel{{.items = options.prefetch_batches, .bytes = batch_budget}};
 
     // Consumer side.
-    std::optional<ring_consumer<queued_batch>> consumer;
     batch current;
     std::size_t current_bytes = 0;  ///< budget held by `current` (or by the batch last returned by next())
     std::optional<read_position> position;  ///< after the last batch handed to the consumer
@@ -95,53 +81,33 @@ struct reader_core {
     // Destroyed before the io_context: a provider may hold objects bound to it (an HTTP
     // stream's waker on the reader's executor), and after the pipeline's thread has ended.
     std::unique_ptr<source_provider> provider;
-    async_waker waker{io.get_executor()};
     asio::cancellation_signal cancel;
 };
 
-/// True when a batch of `bytes` may be handed over now: the ring has a slot and the memory
-/// budget has room (a lone batch always may, or an oversized batch would stall for ever).
-inline bool has_room(reader_core& core, std::size_t bytes) noexcept
-{
-    const auto held = core.outstanding_bytes.load(std::memory_order_acquire);
-    return core.waiting_batches.load(std::memory_order_acquire) < core.options.prefetch_batches
-        && !core.producer->full() && (held == 0 || held + bytes <= core.batch_budget);
-}
-
-/// Hands a finished batch to the ring, waiting (without blocking the thread) for a slot and
-/// for budget. Returns false when the consumer has gone away.
+/// Hands a finished batch to the channel, waiting (without blocking the thread) until fewer
+/// than `prefetch_batches` batches wait and the batch budget has room for it (a lone batch
+/// always fits, or an oversized batch would stall for ever). Returns false when the consumer
+/// has gone away.
 inline asio::awaitable<bool> deliver(reader_core* core, batch b, read_position after)
 {
     const std::size_t bytes = b.byte_size();
     const auto records = static_cast<std::uint64_t>(b.size() - b.padding());
-    std::optional<std::chrono::steady_clock::time_point> stall_start;
-    for (;;) {
-        if (core->producer->consumer_gone())
+    queued_batch item{std::move(b), bytes, after};
+    if (!core->channel.try_send(std::move(item), bytes)) {
+        if (core->channel.consumer_gone())
             co_return false;
-        if (has_room(*core, bytes))
-            break;
-        core->waker.arm();
-        if (core->producer->consumer_gone() || has_room(*core, bytes)) {
-            core->waker.disarm();
-            continue;
-        }
-        if (!stall_start)
-            stall_start = std::chrono::steady_clock::now();
-        co_await core->waker.async_wait();
-    }
-    if (stall_start)
+        const auto stall_start = std::chrono::steady_clock::now();
+        const bool sent = co_await core->channel.async_send(std::move(item), bytes);
         stats_counters::add(core->stats.producer_stall_ns,
-                            std::int64_t((std::chrono::steady_clock::now() - *stall_start).count()));
-
-    const auto held = core->outstanding_bytes.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
+                            std::int64_t((std::chrono::steady_clock::now() - stall_start).count()));
+        if (!sent)
+            co_return false;
+    }
+    // Read after the send: the consumer may have released some since, so this can be low by
+    // a batch the consumer has just finished; it is a statistic.
+    const auto held = core->channel.held_bytes();
     if (held > core->stats.peak_batch_bytes.load(std::memory_order_relaxed))
         core->stats.peak_batch_bytes.store(held, std::memory_order_relaxed);
-    // Counted before the push, so that the consumer never pops a batch not yet counted.
-    core->waiting_batches.fetch_add(1, std::memory_order_relaxed);
-    // has_room() saw a free slot and only this thread fills slots, so the push fails only if
-    // the consumer went away in between.
-    if (!core->producer->try_push(queued_batch{std::move(b), bytes, after}))
-        co_return false;
     stats_counters::add(core->stats.records, records);
     stats_counters::add(core->stats.batches, std::uint64_t{1});
     co_return true;
@@ -158,7 +124,7 @@ public:
 
     asio::awaitable<void> async_close()
     {
-        core_->producer->close();
+        core_->channel.close();
         co_return;
     }
 
@@ -224,15 +190,15 @@ inline void reader::launch(asio::awaitable<void> pipeline)
     asio::co_spawn(core->io, std::move(pipeline),
                    asio::bind_cancellation_slot(core->cancel.slot(), [core](std::exception_ptr e) {
                        if (e)
-                           core->producer->fail(e);
+                           core->channel.fail(e);
                    }));
     core->thread = std::thread([core] {
         try {
             core->io.run();
         } catch (...) {
             // Handlers do not throw (the pipeline's completion handler turns exceptions into
-            // ring errors); anything else would be a pipemode bug. Make sure the consumer sees it.
-            core->producer->fail(std::current_exception());
+            // channel errors); anything else would be a pipemode bug. Make sure the consumer sees it.
+            core->channel.fail(std::current_exception());
         }
     });
 }
@@ -252,8 +218,7 @@ inline reader::~reader()
     auto* core = core_.get();
     // Tell the producer to stop and wake it if it waits for room, then cancel whatever the
     // pipeline awaits (a read, a timer) on its own thread.
-    core->consumer->cancel();
-    core->waker.notify();
+    core->channel.cancel();
     asio::post(core->io, [core] { core->cancel.emit(asio::cancellation_type::terminal); });
     // Every operation pipemode awaits honours cancellation, so the thread ends promptly. No
     // time limit: a source that ignored cancellation would be a bug, and a hang shows it where
@@ -267,9 +232,8 @@ inline void reader::release_current() noexcept
     auto& core = *core_;
     core.current = batch{};
     if (core.current_bytes != 0) {
-        core.outstanding_bytes.fetch_sub(core.current_bytes, std::memory_order_acq_rel);
+        core.channel.release(core.current_bytes);
         core.current_bytes = 0;
-        core.waker.notify();
     }
 }
 
@@ -284,7 +248,7 @@ inline bool reader::advance()
     const auto start = std::chrono::steady_clock::now();
     std::optional<detail::queued_batch> item;
     try {
-        item = core.consumer->pop();
+        item = core.channel.receive();
     } catch (...) {
         core.done = true;
         throw;
@@ -295,8 +259,6 @@ inline bool reader::advance()
         core.done = true;
         return false;
     }
-    core.waiting_batches.fetch_sub(1, std::memory_order_release);
-    core.waker.notify();  // a ring slot is free
     core.current = std::move(item->batch);
     core.current_bytes = item->bytes;
     core.position = item->after;
@@ -317,20 +279,18 @@ inline bool reader::try_next(batch& out)
     if (core.done)
         return false;
     detail::queued_batch item;
-    pop_status status{};
+    channel_status status{};
     try {
-        status = core.consumer->try_pop(item);
+        status = core.channel.try_receive(item);
     } catch (...) {
         core.done = true;
         throw;
     }
-    if (status == pop_status::closed)
+    if (status == channel_status::closed)
         core.done = true;
-    if (status != pop_status::item)
+    if (status != channel_status::item)
         return false;
     release_current();
-    core.waiting_batches.fetch_sub(1, std::memory_order_release);
-    core.waker.notify();  // a ring slot is free
     core.current_bytes = item.bytes;
     core.position = item.after;
     out = std::move(item.batch);
