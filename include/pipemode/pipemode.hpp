@@ -16,6 +16,7 @@
 #include <pipemode/core/options.hpp>
 #include <pipemode/core/record_view.hpp>
 
+#include <pipemode/framing/chunks.hpp>
 #include <pipemode/framing/lines.hpp>
 #include <pipemode/framing/recordio.hpp>
 #include <pipemode/framing/tfrecord.hpp>

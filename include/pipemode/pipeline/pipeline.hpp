@@ -57,10 +57,19 @@ private:
     stats_counters* stats_;
 };
 
-/// The checks and the provider's reservation every pipeline starts with.
+/// The checks and the provider's reservation every batch pipeline starts with.
 inline void start_pipeline(source_provider& provider, const reader_options& options, std::string_view who)
 {
     (void)checked_batch_budget(options, provider.reserve_buffers(options), who);
+}
+
+/// The checks and the provider's reservation a record pipeline starts with. There is no
+/// budget for batches to check: a record pipeline makes none, and `memory_budget` only sizes
+/// the provider's buffers (an HTTP or S3 stream's window, which may take all of a small budget).
+inline void start_record_pipeline(source_provider& provider, const reader_options& options, std::string_view who)
+{
+    check_pipeline_options(options, who);
+    (void)provider.reserve_buffers(options);
 }
 
 /// Runs `pipeline` (which completes with a `pipeline_result`) on a fresh event loop on this
@@ -128,13 +137,15 @@ asio::awaitable<pipeline_result> async_run_pipeline(source_provider& provider, F
 /// goes to the record sink as it is (a RecordIO writer, Pipe mode's FIFO). The same pipeline
 /// as `async_run_pipeline` up to the parser: sources, framing, the bad-record policies for
 /// framing errors, the record-level shuffle and positions. `stats.records` counts the records
-/// put; there are no batches.
+/// put; there are no batches. `memory_budget` is given to the provider's `reserve_buffers()`
+/// (an HTTP stream's window is sized from it) and bounds nothing else: what the pipeline holds
+/// is the sources' buffers, the framing's largest record, the shuffle block and the sink's own.
 template <record_decoder Framing, record_sink Sink>
 asio::awaitable<pipeline_result> async_run_record_pipeline(source_provider& provider, Framing framing, Sink sink,
                                                            reader_options options = {},
                                                            asio::any_io_executor blocking_executor = {})
 {
-    detail::start_pipeline(provider, options, "pipemode::run_record_pipeline");
+    detail::start_record_pipeline(provider, options, "pipemode::run_record_pipeline");
     detail::stats_counters stats;
     const detail::pipeline_context ctx{&options, &stats, &provider, std::move(blocking_executor), nullptr};
     const bool ended = co_await detail::run_record_pipeline(ctx, std::move(framing), std::move(sink));

@@ -142,7 +142,9 @@ struct agent_shared;
 /// each wrapped in one RecordIO record (`RecordWrapperType: RecordIO`), else as they are. The
 /// epoch ends when everything was written (the FIFO is closed: the reader gets EOF) or when the
 /// reader closes its end early; the FIFO is then removed and the next epoch's created. All
-/// channels stream at once, so a program may open them in any order.
+/// channels stream at once, so a program may open them in any order. An epoch's streaming is
+/// a record pipeline of the library's stages (`async_run_record_pipeline`: the store's
+/// sources -> `chunk_decoder` -> `fifo_sink` -> `fifo_byte_writer`; docs/agent.md).
 ///
 /// Memory is bounded per channel: the store's read-ahead (`memory_budget`), the pipe, and for
 /// RecordIO wrapping `recordio_window`; nothing grows with object or data set size.

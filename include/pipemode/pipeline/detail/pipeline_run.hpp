@@ -69,11 +69,9 @@ struct pipeline_context {
     std::shared_ptr<batch_pool> pool;         ///< batch storage, recycled
 };
 
-/// Checks options a pipeline cannot work with and returns the bytes left for decoded batches
-/// once `source_buffers` (what the provider's sources hold) and the largest record are kept
-/// aside. `who` starts each message ("pipemode::reader").
-inline std::size_t checked_batch_budget(const reader_options& o, std::size_t source_buffers,
-                                        std::string_view who = "pipemode::reader")
+/// Checks options no pipeline can work with, batches or not. `who` starts each message
+/// ("pipemode::reader").
+inline void check_pipeline_options(const reader_options& o, std::string_view who)
 {
     auto fail = [who](const std::string& s) { throw std::invalid_argument(std::string(who) + ": " + s); };
     if (o.batch_size == 0)
@@ -86,6 +84,16 @@ inline std::size_t checked_batch_budget(const reader_options& o, std::size_t sou
         fail("max_record_size must be between 1 byte and 2 GiB.");
     if (o.shuffle_records != 0 && o.shuffle_buffer_bytes == 0)
         fail("shuffle_buffer_bytes is 0 while shuffle_records is set; give the shuffle block room (32 MiB is the default).");
+}
+
+/// Checks options a batch pipeline cannot work with and returns the bytes left for decoded
+/// batches once `source_buffers` (what the provider's sources hold) and the largest record are
+/// kept aside. `who` starts each message ("pipemode::reader").
+inline std::size_t checked_batch_budget(const reader_options& o, std::size_t source_buffers,
+                                        std::string_view who = "pipemode::reader")
+{
+    check_pipeline_options(o, who);
+    auto fail = [who](const std::string& s) { throw std::invalid_argument(std::string(who) + ": " + s); };
     const auto reserved = source_buffers + o.max_record_size + (o.shuffle_records != 0 ? o.shuffle_buffer_bytes + o.max_record_size : 0);
     if (o.memory_budget <= reserved)
         fail("memory_budget (" + std::to_string(o.memory_budget / mib) + " MiB) leaves nothing for decoded batches after "

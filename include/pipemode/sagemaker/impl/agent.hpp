@@ -2,8 +2,11 @@
 #pragma once
 
 #include <pipemode/core/error.hpp>
+#include <pipemode/framing/chunks.hpp>
+#include <pipemode/pipeline/pipeline.hpp>
 #include <pipemode/sagemaker/channel_reader.hpp>
-#include <pipemode/sagemaker/recordio_wrapper.hpp>
+#include <pipemode/sagemaker/fifo_byte_writer.hpp>
+#include <pipemode/sagemaker/fifo_sink.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -109,36 +112,6 @@ inline reader_options agent_reader_options(const agent_options& o)
     return r;
 }
 
-/// Writes `data` into the epoch's FIFO: false when the reader closed its end.
-inline asio::awaitable<bool> agent_write(std::shared_ptr<agent_channel_job> job, fifo_writer& w,
-                                         std::span<const std::byte> data, std::uint64_t epoch)
-{
-    if (data.empty())
-        co_return true;
-    const write_result r = co_await w.async_write(data);
-    job->check_stop();
-    job->update([&](channel_progress& p) {
-        p.epoch_bytes += r.bytes_written;
-        p.total_bytes += r.bytes_written;
-    });
-    if (r.status == write_status::reader_closed)
-        co_return false;
-    if (r.status == write_status::failed)
-        throw std::runtime_error("writing " + w.path().string() + " (epoch " + std::to_string(epoch)
-                                 + ") failed: " + r.error.message());
-    co_return true;
-}
-
-/// Writes what the wrapper framed last: false when the reader closed its end.
-inline asio::awaitable<bool> agent_write_output(std::shared_ptr<agent_channel_job> job, fifo_writer& w,
-                                                const recordio_wrapper& wrapper, std::uint64_t epoch)
-{
-    for (auto piece : wrapper.output())
-        if (!co_await agent_write(job, w, piece, epoch))
-            co_return false;
-    co_return true;
-}
-
 /// The length of an object as its source delivers it (inflated, for a gzip channel): read once
 /// to its end. For RecordIO wrapping of an object longer than the window whose length the
 /// listing cannot give.
@@ -163,71 +136,6 @@ inline asio::awaitable<std::uint64_t> agent_measure(std::shared_ptr<agent_channe
         }
         n += chunk.size();
     }
-}
-
-/// Streams one object into the FIFO (wrapped when the channel says so): false when the
-/// reader closed its end.
-inline asio::awaitable<bool> agent_stream_object(std::shared_ptr<agent_channel_job> job, fifo_writer& w,
-                                                 any_byte_source source, object_read read, std::uint64_t epoch,
-                                                 source_context ctx)
-{
-    std::optional<recordio_wrapper> wrapper;
-    if (job->source.wrap_recordio) {
-        std::optional<std::uint64_t> length;
-        if (job->source.sizes_exact)
-            length = read.size;
-        try {
-            wrapper.emplace(length, job->options.recordio_window);
-        } catch (const std::length_error& e) {
-            throw std::runtime_error(read.uri + ": " + e.what());
-        }
-    }
-    std::uint64_t offset = 0;
-    for (;;) {
-        auto [ec, chunk] = co_await source.async_next();
-        job->check_stop();
-        if (ec == asio::error::eof)
-            break;
-        if (ec) {
-            const std::string detail = source.error_detail();
-            throw data_error(ec, {std::string(source.name()), offset, 0}, detail.empty() ? "reading the source failed" : detail);
-        }
-        offset += chunk.size();
-        if (!wrapper) {
-            if (!co_await agent_write(job, w, chunk, epoch))
-                co_return false;
-            continue;
-        }
-        try {
-            wrapper->put(chunk);
-        } catch (const std::length_error& e) {
-            throw std::runtime_error(std::string(source.name()) + ": " + e.what());
-        }
-        if (!co_await agent_write_output(job, w, *wrapper, epoch))
-            co_return false;
-        if (wrapper->needs_length()) {
-            // The object outgrew the window and its length is unknown (gzip): measure it by
-            // reading it once more, rather than holding it all.
-            const std::uint64_t length = co_await agent_measure(job, read, ctx);
-            try {
-                wrapper->set_length(length);
-            } catch (const std::length_error& e) {
-                throw std::runtime_error(std::string(source.name()) + ": " + e.what());
-            }
-            if (!co_await agent_write_output(job, w, *wrapper, epoch))
-                co_return false;
-        }
-    }
-    if (wrapper) {
-        try {
-            wrapper->finish();
-        } catch (const std::length_error& e) {
-            throw std::runtime_error(std::string(source.name()) + ": " + e.what());
-        }
-        if (!co_await agent_write_output(job, w, *wrapper, epoch))
-            co_return false;
-    }
-    co_return true;
 }
 
 /// Delivers one epoch of a channel; false when the reader closed its FIFO early.
@@ -270,15 +178,32 @@ inline asio::awaitable<bool> agent_epoch(std::shared_ptr<agent_channel_job> job,
     };
     bool whole = true;
     if (!reads.empty()) {
+        // The epoch is a pipeline: the objects' reads, each handed on as it arrives
+        // (chunk_decoder), into the FIFO as they are or each wrapped in one RecordIO record.
         auto provider = job->source.store->open(reads);
-        (void)provider->reserve_buffers(agent_reader_options(job->options));  // sizes an HTTP stream's window
-        for (std::size_t i = 0; i < reads.size() && whole; ++i) {
-            auto source = co_await provider->async_next_source(ctx);
+        const auto planned = std::make_shared<const std::vector<object_read>>(std::move(reads));
+        const bool sizes_exact = job->source.sizes_exact;
+        fifo_sink_options sink_options{
+            .wrap_recordio = job->source.wrap_recordio,
+            .recordio_window = job->options.recordio_window,
+            .length = [planned, sizes_exact](std::uint64_t item) -> std::optional<std::uint64_t> {
+                if (!sizes_exact || item >= planned->size())
+                    return std::nullopt;
+                return (*planned)[item].size;
+            },
+            .measure = [job, planned, ctx](std::uint64_t item) { return agent_measure(job, planned->at(item), ctx); },
+        };
+        fifo_byte_writer fifo(w, [job](std::size_t n) {
+            job->update([&](channel_progress& p) {
+                p.epoch_bytes += n;
+                p.total_bytes += n;
+            });
             job->check_stop();
-            if (!source)
-                throw std::logic_error("pipemode: agent: the store gave fewer sources than objects planned");
-            whole = co_await agent_stream_object(job, w, std::move(*source), reads[i], epoch, ctx);
-        }
+        });
+        const pipeline_result r = co_await async_run_record_pipeline(
+            *provider, chunk_decoder{}, fifo_sink(std::move(fifo), std::move(sink_options)),
+            agent_reader_options(job->options), ctx.blocking_executor);
+        whole = r.data_ended;
     }
     w.close();  // the reader's end of file; the FIFO is removed
     job->event(whole ? agent_event_kind::epoch_done : agent_event_kind::reader_closed, epoch, bytes_now(), plan.size(),
