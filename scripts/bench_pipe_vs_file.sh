@@ -82,7 +82,7 @@ draw_chart() {
         terminal="png size 1300,600"  # libgd's terminal, when gnuplot lacks cairo
     fi
     awk -F, 'NR > 1 {
-        name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : ($3 == "none" ? "Stream" : "Stream " $3))
+        name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : ($3 == "none" ? "Stream" : "Stream\\n" $3))
         printf "\"%s\" %s %s %s %s\n", name, ($2 == "file" ? 1 : 2), $8, $12, $10
     }' "$out.csv" >"$tmp/chart.dat"
     gnuplot <<EOF
