@@ -37,11 +37,15 @@
 // Usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM
 //            [--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32]
 //            [--algorithms pca,kmeans] [--repeats N] [--epochs N] [--k N]
-//            [--num-components N] [--feature-dim N] [--cache LIST] [--drop-caches] [--csv FILE]
+//            [--num-components N] [--feature-dim N] [--cache LIST] [--stream-connections N]
+//            [--drop-caches] [--csv FILE]
 //   --cache LIST adds a Stream-mode row for each budget of the list: "full" (the data set's
 //   bytes plus 8 KiB an object, for each entry's key, trailer and last partial block), "half"
 //   (half the data set's bytes: fill then freeze keeps about half of every later epoch), or a
 //   size in bytes or with a suffix K, M, G.
+//   --stream-connections N gives the Stream-mode trainers `--connections N` (the stream's
+//   connections, which the defaults size at 32-63), so that a per-connection rate makes the
+//   link the bottleneck as 8 connections did before; the probe keeps the defaults.
 //   PREFIX/NAME is the URL of DIR/NAME (the directory the server serves, listed for names and
 //   sizes); s3://NAME/ at --s3-endpoint lists the same objects for the aws CLI. The
 //   environment must already hold what aws needs (scripts/bench_pipe_vs_file.sh sets it).
@@ -325,6 +329,7 @@ struct config {
     std::vector<std::string> downloaders{"pipemode", "aws", "rclone"};
     std::vector<std::string> algorithms{"pca", "kmeans"};
     std::vector<std::string> caches;  // --cache: full, half or sizes; one Stream row each
+    std::size_t stream_connections = 0;  // --stream-connections: 0 leaves the trainer's default
     std::size_t repeats = 3, epochs = 3, k = 10, num_components = 10, feature_dim = 50;
     bool drop = false;
 };
@@ -518,6 +523,8 @@ job stream_job(const config& c, const data_set& d, const std::string& algorithm,
     fs::remove_all(dest);
     fs::create_directories(dest);
     auto argv = trainer_argv(c, algorithm, {}, model);
+    if (c.stream_connections != 0)
+        argv.insert(argv.end(), {"--connections", std::to_string(c.stream_connections)});
     if (cache.empty()) {
         argv.insert(argv.end(), d.urls.begin(), d.urls.end());
     } else {
@@ -627,13 +634,15 @@ int run_benchmark(int argc, char** argv)
             c.feature_dim = count();
         else if (a == "--cache")
             c.caches = split(value(), ',');
+        else if (a == "--stream-connections")
+            c.stream_connections = count();
         else if (a == "--drop-caches")
             c.drop = true;
         else
             die("usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM "
                 "[--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32] [--algorithms pca,kmeans] "
                 "[--repeats N] [--epochs N] [--k N] [--num-components N] [--feature-dim N] [--cache full,half,SIZE] "
-                "[--drop-caches] "
+                "[--stream-connections N] [--drop-caches] "
                 "[--csv FILE]");
     }
     if (c.url.empty() || c.dir.empty() || c.work.empty() || c.pca.empty() || c.kmeans.empty())
@@ -682,8 +691,10 @@ int run_benchmark(int argc, char** argv)
         return one + " (1 min), " + five + " (5 min)";
     };
     std::printf("Load average before: %s\n", load().c_str());
-    std::printf("Pipe vs File: %zu objects, %.1f MiB, %zu repetitions%s\n", d.names.size(), double(d.bytes) / double(mib),
-                c.repeats, c.drop ? ", page cache dropped before each job" : ", page cache NOT dropped");
+    std::printf("Pipe vs File: %zu objects, %.1f MiB, %zu repetitions%s%s\n", d.names.size(), double(d.bytes) / double(mib),
+                c.repeats, c.drop ? ", page cache dropped before each job" : ", page cache NOT dropped",
+                c.stream_connections ? (", Stream-mode trainers with " + std::to_string(c.stream_connections) + " connections").c_str()
+                                     : "");
     for (std::size_t r = 0; r < c.repeats; ++r)
         for (auto& w : rows) {
             auto j = w.mode == "file"         ? file_job(c, d, w.tool, w.algorithm, self, list)
