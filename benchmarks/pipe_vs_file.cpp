@@ -8,6 +8,11 @@
 //                 `aws s3 cp --recursive` and `rclone copy` (8 transfers; rclone32: 32).
 //   Stream mode   the trainer reads the objects' URLs directly (pipemode's ranged-GET stream),
 //                 every epoch from the server again; nothing is written to disk.
+//   Stream mode with a cache (--cache full,half,SIZE): the same, with the trainer's
+//                 --cache-dir (a fresh, empty directory for every job) and --cache-size, so
+//                 epochs 2 and later read what fits from local disk (docs/cache.md). The
+//                 trainer is given the server's directory (PREFIX/, listed with sizes) rather
+//                 than the object URLs, as the cache keeps only objects of a known size.
 //
 // For each job (one download and/or one training run, fresh processes, caches dropped before
 // it with --drop-caches) it measures:
@@ -21,7 +26,10 @@
 //                 decodes and touches every value with no training (Stream).
 //   total         download + training wall time (File), training wall time (Stream).
 //   disk          the peak of the bytes allocated under the download directory, sampled every
-//                 20 ms while the downloader runs (0 in Stream mode: nothing is written).
+//                 20 ms while the downloader runs (0 in Stream mode: nothing is written), or
+//                 under the cache directory while a Stream-mode trainer with a cache runs.
+//   cache du      with a cache: `du -s -B1` of the cache directory after the job, beside its
+//                 budget.
 //   RSS           the largest peak resident set of the job's processes (wait4's ru_maxrss).
 // Each configuration runs --repeats times, round-robin (a load change on this shared machine
 // hits every configuration alike), and the medians are printed and written as CSV.
@@ -29,11 +37,20 @@
 // Usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM
 //            [--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32]
 //            [--algorithms pca,kmeans] [--repeats N] [--epochs N] [--k N]
-//            [--num-components N] [--feature-dim N] [--drop-caches] [--csv FILE]
+//            [--num-components N] [--feature-dim N] [--cache LIST] [--stream-connections N]
+//            [--drop-caches] [--csv FILE]
+//   --cache LIST adds a Stream-mode row for each budget of the list: "full" (the data set's
+//   bytes plus 8 KiB an object, for each entry's key, trailer and last partial block), "half"
+//   (half the data set's bytes: fill then freeze keeps about half of every later epoch), or a
+//   size in bytes or with a suffix K, M, G.
+//   --stream-connections N gives the Stream-mode trainers `--connections N` (the stream's
+//   connections, which the defaults size at 32-63), so that a per-connection rate makes the
+//   link the bottleneck as 8 connections did before; the probe keeps the defaults.
 //   PREFIX/NAME is the URL of DIR/NAME (the directory the server serves, listed for names and
 //   sizes); s3://NAME/ at --s3-endpoint lists the same objects for the aws CLI. The
 //   environment must already hold what aws needs (scripts/bench_pipe_vs_file.sh sets it).
 // Internal children: --download DEST URL...   and   --read BATCH_SIZE first|all SOURCE...
+#include <pipemode/cache/caching_store.hpp>
 #include <pipemode/remote/object_stream.hpp>
 #include <pipemode/pipeline/reader.hpp>
 
@@ -311,6 +328,8 @@ struct config {
     std::string url, dir, work, pca, kmeans, s3_endpoint, bucket, csv;
     std::vector<std::string> downloaders{"pipemode", "aws", "rclone"};
     std::vector<std::string> algorithms{"pca", "kmeans"};
+    std::vector<std::string> caches;  // --cache: full, half or sizes; one Stream row each
+    std::size_t stream_connections = 0;  // --stream-connections: 0 leaves the trainer's default
     std::size_t repeats = 3, epochs = 3, k = 10, num_components = 10, feature_dim = 50;
     bool drop = false;
 };
@@ -327,7 +346,8 @@ struct job {
     double total = 0;         // seconds
     double download = 0;      // seconds (File mode)
     double train = 0;         // seconds
-    std::uint64_t disk = 0;   // peak bytes under the download directory
+    std::uint64_t disk = 0;   // peak bytes under the download (or cache) directory
+    std::uint64_t cache_du = 0;  // `du` of the cache directory after the job (Stream with a cache)
     long rss_kib = 0;         // largest peak RSS of the job's processes
     std::uint64_t records = 0;
 };
@@ -344,6 +364,24 @@ std::vector<std::string> split(const std::string& s, char sep)
 
 /// The trainer's batch size, given to the probe so its first batch is the trainer's.
 std::size_t batch_size_of(const std::string& algorithm) { return algorithm == "pca" ? 1000 : 5000; }
+
+/// The cache budget that `spec` (full, half or a size) gives for data set `d`. "full" adds
+/// 8 KiB an object to the data's bytes: every entry holds its key and a 24-byte trailer after
+/// the item (about 200 bytes here) and the cache counts its files in whole 4 KiB blocks.
+std::uint64_t cache_budget_of(const std::string& spec, const data_set& d)
+{
+    if (spec == "full")
+        return d.bytes + 8 * kib * d.names.size();
+    if (spec == "half")
+        return d.bytes / 2;
+    return cache::parse_size(spec);
+}
+
+/// `du -s -B1 dir`: the bytes the directory takes on disk, as du counts them.
+std::uint64_t du_bytes(const config& c, const std::string& dir)
+{
+    return std::stoull(run_child({"du", "-s", "-B1", dir}, c.work + "/du.log").out);
+}
 
 /// The trainer's command line over `sources`.
 std::vector<std::string> trainer_argv(const config& c, const std::string& algorithm, const std::vector<std::string>& sources,
@@ -459,7 +497,10 @@ job file_job(const config& c, const data_set& d, const std::string& tool, const 
     return j;
 }
 
-job stream_job(const config& c, const data_set& d, const std::string& algorithm, const std::string& self)
+/// A Stream-mode job; with `cache` (full, half or a size), the trainer reads through a cache in
+/// a fresh directory with that budget.
+job stream_job(const config& c, const data_set& d, const std::string& algorithm, const std::string& self,
+               const std::string& cache = "")
 {
     const auto model = c.work + "/model";
     fs::create_directories(model);
@@ -475,16 +516,33 @@ job stream_job(const config& c, const data_set& d, const std::string& algorithm,
     j.io_mbps = double(d.bytes) / pass_s / 1e6;
     if (c.drop)
         drop_caches();
-    // Nothing may be written while streaming: the download directory stays absent and the
-    // peak is measured the same way as in File mode.
-    const auto dest = c.work + "/download";
+    // Nothing may be written while streaming without a cache: the download directory stays
+    // empty and the peak is measured the same way as in File mode. With a cache, the cache's
+    // directory is watched, starting empty every job (a job's first epoch always downloads).
+    const auto dest = c.work + (cache.empty() ? "/download" : "/cache");
     fs::remove_all(dest);
     fs::create_directories(dest);
+    auto argv = trainer_argv(c, algorithm, {}, model);
+    if (c.stream_connections != 0)
+        argv.insert(argv.end(), {"--connections", std::to_string(c.stream_connections)});
+    if (cache.empty()) {
+        argv.insert(argv.end(), d.urls.begin(), d.urls.end());
+    } else {
+        // The cache keeps only objects whose size the listing gives (an object's key holds its
+        // size, so that a changed object is never served): a list of object URLs has no
+        // listing, so the trainer lists the server's directory (nginx's autoindex) instead,
+        // the same objects in the same order.
+        argv.insert(argv.end(), {"--cache-dir", dest, "--cache-size", std::to_string(cache_budget_of(cache, d)), c.url + "/"});
+    }
     child_result tr;
     {
         disk_watch watch(dest);
-        tr = run_child(trainer_argv(c, algorithm, d.urls, model), c.work + "/train.log");
+        tr = run_child(argv, c.work + "/train.log");
         j.disk = watch.finish();
+    }
+    if (!cache.empty()) {
+        j.cache_du = du_bytes(c, dest);
+        fs::remove_all(dest);
     }
     j.train = j.total = tr.seconds;
     j.rss_kib = tr.max_rss_kib;
@@ -516,6 +574,7 @@ struct row {
         m.download = pick(&job::download);
         m.train = pick(&job::train);
         m.disk = std::uint64_t(pick(&job::disk));
+        m.cache_du = std::uint64_t(pick(&job::cache_du));
         m.rss_kib = long(pick(&job::rss_kib));
         m.records = runs.front().records;
         return m;
@@ -573,12 +632,17 @@ int run_benchmark(int argc, char** argv)
             c.num_components = count();
         else if (a == "--feature-dim")
             c.feature_dim = count();
+        else if (a == "--cache")
+            c.caches = split(value(), ',');
+        else if (a == "--stream-connections")
+            c.stream_connections = count();
         else if (a == "--drop-caches")
             c.drop = true;
         else
             die("usage: bench_pipe_vs_file --url PREFIX --dir DIR --work DIR --pca PROGRAM --kmeans PROGRAM "
                 "[--s3-endpoint URL --bucket NAME] [--downloaders pipemode,aws,rclone,rclone32] [--algorithms pca,kmeans] "
-                "[--repeats N] [--epochs N] [--k N] [--num-components N] [--feature-dim N] [--drop-caches] "
+                "[--repeats N] [--epochs N] [--k N] [--num-components N] [--feature-dim N] [--cache full,half,SIZE] "
+                "[--stream-connections N] [--drop-caches] "
                 "[--csv FILE]");
     }
     if (c.url.empty() || c.dir.empty() || c.work.empty() || c.pca.empty() || c.kmeans.empty())
@@ -600,6 +664,8 @@ int run_benchmark(int argc, char** argv)
         d.urls.push_back(c.url + "/" + n);
         d.bytes += fs::file_size(c.dir + "/" + n);
     }
+    for (const auto& spec : c.caches)
+        (void)cache_budget_of(spec, d);  // a budget that is not a size fails here, not after the File-mode jobs
     fs::create_directories(c.work);
     const auto list = c.work + "/files.txt";
     {
@@ -614,6 +680,8 @@ int run_benchmark(int argc, char** argv)
         for (const auto& t : c.downloaders)
             rows.push_back({"file", t, a, {}});
         rows.push_back({"stream", "pipemode", a, {}});
+        for (const auto& budget : c.caches)
+            rows.push_back({"stream", "cache-" + budget, a, {}});
     }
     // The machine is shared: its load, before and after, says how much the figures are worth.
     auto load = [] {
@@ -623,15 +691,20 @@ int run_benchmark(int argc, char** argv)
         return one + " (1 min), " + five + " (5 min)";
     };
     std::printf("Load average before: %s\n", load().c_str());
-    std::printf("Pipe vs File: %zu objects, %.1f MiB, %zu repetitions%s\n", d.names.size(), double(d.bytes) / double(mib),
-                c.repeats, c.drop ? ", page cache dropped before each job" : ", page cache NOT dropped");
+    std::printf("Pipe vs File: %zu objects, %.1f MiB, %zu repetitions%s%s\n", d.names.size(), double(d.bytes) / double(mib),
+                c.repeats, c.drop ? ", page cache dropped before each job" : ", page cache NOT dropped",
+                c.stream_connections ? (", Stream-mode trainers with " + std::to_string(c.stream_connections) + " connections").c_str()
+                                     : "");
     for (std::size_t r = 0; r < c.repeats; ++r)
         for (auto& w : rows) {
-            auto j = w.mode == "file" ? file_job(c, d, w.tool, w.algorithm, self, list) : stream_job(c, d, w.algorithm, self);
-            std::printf("  run %zu/%zu %-6s %-8s %-6s start-up %7.3f s  I/O %7.1f MB/s  total %7.2f s  disk %6.1f MiB  "
-                        "RSS %6.1f MiB\n",
+            auto j = w.mode == "file"         ? file_job(c, d, w.tool, w.algorithm, self, list)
+                   : w.tool == "pipemode"     ? stream_job(c, d, w.algorithm, self)
+                                              : stream_job(c, d, w.algorithm, self, w.tool.substr(6));
+            std::printf("  run %zu/%zu %-6s %-10s %-6s start-up %7.3f s  I/O %7.1f MB/s  total %7.2f s  disk %6.1f MiB  "
+                        "RSS %6.1f MiB%s\n",
                         r + 1, c.repeats, w.mode.c_str(), w.tool.c_str(), w.algorithm.c_str(), j.startup, j.io_mbps,
-                        j.total, double(j.disk) / double(mib), double(j.rss_kib) / 1024);
+                        j.total, double(j.disk) / double(mib), double(j.rss_kib) / 1024,
+                        w.tool.starts_with("cache-") ? (" cache du " + std::to_string(j.cache_du) + " B").c_str() : "");
             std::fflush(stdout);
             if (!w.runs.empty() && j.records != w.runs.front().records)
                 die("records differ between runs");
@@ -649,50 +722,65 @@ int run_benchmark(int argc, char** argv)
                 static_cast<unsigned long long>(rows.front().runs.front().records), double(d.bytes) / double(mib),
                 d.names.size());
     std::printf("| algorithm | mode | downloader | start-up s | I/O MB/s | download s | train s | total s | disk MiB | "
-                "peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n");
+                "peak RSS MiB | cache budget MiB | cache du MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::FILE* csv = c.csv.empty() ? nullptr : std::fopen(c.csv.c_str(), "w");
     if (!c.csv.empty() && !csv)
         die("cannot write " + c.csv);
     if (csv)
         std::fprintf(csv, "algorithm,mode,downloader,repeats,bytes,objects,records,startup_s,io_mb_s,download_s,train_s,"
-                          "total_s,disk_bytes,peak_rss_mib\n");
+                          "total_s,disk_bytes,peak_rss_mib,cache_budget_bytes,cache_du_bytes\n");
     std::map<std::string, job> med;
     for (const auto& w : rows) {
         const auto m = w.med();
         med[w.algorithm + "/" + w.mode + "/" + w.tool] = m;
-        std::printf("| %s | %s | %s | %.3f | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f |\n", w.algorithm.c_str(),
-                    w.mode.c_str(), w.mode == "file" ? w.tool.c_str() : "-", m.startup, m.io_mbps, m.download, m.train,
-                    m.total, double(m.disk) / double(mib), double(m.rss_kib) / 1024);
+        const bool cached = w.tool.starts_with("cache-");
+        const std::uint64_t budget = cached ? cache_budget_of(w.tool.substr(6), d) : 0;
+        char cache_cells[64] = "- | -";
+        if (cached)
+            std::snprintf(cache_cells, sizeof cache_cells, "%.1f | %.1f", double(budget) / double(mib), double(m.cache_du) / double(mib));
+        std::printf("| %s | %s | %s | %.3f | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f | %s |\n", w.algorithm.c_str(),
+                    w.mode.c_str(), w.mode == "file" ? w.tool.c_str() : cached ? w.tool.c_str() : "-", m.startup, m.io_mbps,
+                    m.download, m.train, m.total, double(m.disk) / double(mib), double(m.rss_kib) / 1024, cache_cells);
         if (csv)
-            std::fprintf(csv, "%s,%s,%s,%zu,%llu,%zu,%llu,%.6f,%.3f,%.6f,%.6f,%.6f,%llu,%.1f\n", w.algorithm.c_str(),
-                         w.mode.c_str(), w.mode == "file" ? w.tool.c_str() : "none", w.runs.size(),
+            std::fprintf(csv, "%s,%s,%s,%zu,%llu,%zu,%llu,%.6f,%.3f,%.6f,%.6f,%.6f,%llu,%.1f,%llu,%llu\n", w.algorithm.c_str(),
+                         w.mode.c_str(), w.mode == "file" || cached ? w.tool.c_str() : "none", w.runs.size(),
                          static_cast<unsigned long long>(d.bytes), d.names.size(),
                          static_cast<unsigned long long>(m.records), m.startup, m.io_mbps, m.download, m.train, m.total,
-                         static_cast<unsigned long long>(m.disk), double(m.rss_kib) / 1024);
+                         static_cast<unsigned long long>(m.disk), double(m.rss_kib) / 1024,
+                         static_cast<unsigned long long>(budget), static_cast<unsigned long long>(m.cache_du));
     }
     if (csv)
         std::fclose(csv);
 
-    // The targets, against every File-mode downloader.
+    // The targets, against every File-mode downloader; with a cache, the disk target is the
+    // budget (du of the cache directory at most the budget) instead of 0 bytes.
     std::printf("\nStream against File (targets: start-up >= 20x faster; total time PCA <= 0.65, K-Means <= 0.90 of "
-                "File; 0 bytes of disk):\n\n");
-    std::printf("| algorithm | File downloader | start-up: File / Stream | total: Stream / File | I/O: Stream / File "
-                "| target met |\n|---|---|---|---|---|---|\n");
+                "File; 0 bytes of disk, or with a cache at most its budget):\n\n");
+    std::printf("| algorithm | Stream | File downloader | start-up: File / Stream | total: Stream / File | I/O: Stream / File "
+                "| target met |\n|---|---|---|---|---|---|---|\n");
     bool all_met = true;
     for (const auto& a : c.algorithms) {
-        const auto& s = med[a + "/stream/pipemode"];
-        const double limit = a == "pca" ? 0.65 : 0.90;
-        for (const auto& t : c.downloaders) {
-            const auto& f = med[a + "/file/" + t];
-            const double up = f.startup / s.startup, total = s.total / f.total;
-            const bool met = up >= 20 && total <= limit && s.disk == 0;
-            all_met = all_met && met;
-            std::printf("| %s | %s | %.0fx | %.2f (<= %.2f) | %.2fx | %s |\n", a.c_str(), t.c_str(), up, total, limit,
-                        s.io_mbps / f.io_mbps,
-                        met ? "yes"
-                            : (std::string("no:") + (up < 20 ? " start-up" : "") + (total > limit ? " total" : "")
-                               + (s.disk != 0 ? " disk" : ""))
-                                  .c_str());
+        std::vector<std::string> streams{"pipemode"};
+        for (const auto& budget : c.caches)
+            streams.push_back("cache-" + budget);
+        for (const auto& st : streams) {
+            const auto& s = med[a + "/stream/" + st];
+            const bool cached = st != "pipemode";
+            const bool disk_ok = cached ? s.cache_du <= cache_budget_of(st.substr(6), d) && s.disk <= cache_budget_of(st.substr(6), d)
+                                        : s.disk == 0;
+            const double limit = a == "pca" ? 0.65 : 0.90;
+            for (const auto& t : c.downloaders) {
+                const auto& f = med[a + "/file/" + t];
+                const double up = f.startup / s.startup, total = s.total / f.total;
+                const bool met = up >= 20 && total <= limit && disk_ok;
+                all_met = all_met && met;
+                std::printf("| %s | %s | %s | %.0fx | %.2f (<= %.2f) | %.2fx | %s |\n", a.c_str(), cached ? st.c_str() : "no cache",
+                            t.c_str(), up, total, limit, s.io_mbps / f.io_mbps,
+                            met ? "yes"
+                                : (std::string("no:") + (up < 20 ? " start-up" : "") + (total > limit ? " total" : "")
+                                   + (!disk_ok ? " disk" : ""))
+                                      .c_str());
+            }
         }
     }
     std::printf("\n%s\n", all_met ? "Every target met." : "Some targets missed (see docs/pipe-vs-file.md for why).");

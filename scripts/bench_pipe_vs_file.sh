@@ -13,7 +13,8 @@
 #
 # Usage: scripts/bench_pipe_vs_file.sh [--size SIZE] [--files N] [--repeats N] [--quick]
 #            [--downloaders LIST] [--algorithms LIST] [--connection-rate MIB_S]
-#            [--first-byte-ms MS] [--out PREFIX] [--build-dir DIR] [--no-deps]
+#            [--first-byte-ms MS] [--cache LIST] [--stream-connections N] [--out PREFIX]
+#            [--build-dir DIR] [--no-deps]
 #   --size SIZE         data set size: MiB, or with a suffix M or G (default 1G)
 #   --files N           number of objects (default 64)
 #   --repeats N         runs of each configuration; medians are reported (default 3)
@@ -29,6 +30,16 @@
 #   --first-byte-ms MS  nginx waits MS ms before each answer (echo module's echo_sleep), a
 #                       stand-in for S3's first-byte latency; with --connection-rate 50 and
 #                       --first-byte-ms 30 the link is scripts/bench_link.sh's (default: none)
+#   --cache LIST        also run Stream mode through the local cache (docs/cache.md), once for
+#                       each budget of LIST: full (the data set's bytes plus 8 KiB an object for
+#                       each entry's key and last block), half (half the data set: fill then
+#                       freeze keeps about half of epochs 2 and later), or a size such as 512M;
+#                       each job starts with a fresh, empty cache directory, and the table
+#                       gives the directory's du beside the budget (default: no cache rows;
+#                       --cache full,half is the issue-14 run)
+#   --stream-connections N  the Stream-mode trainers' --connections (default: theirs, 32-63
+#                       adaptive), so that --connection-rate makes the link the bottleneck for
+#                       Stream mode too: 8 is what the stream used before issue 12
 #   --out PREFIX        write PREFIX.csv and PREFIX.png (default
 #                       build/pipe-vs-file/<size>-<files>/pipe-vs-file)
 #   --build-dir DIR     use (and update with ninja) this build tree instead of the release
@@ -75,7 +86,7 @@ draw_chart() {
         terminal="png size 1300,600"  # libgd's terminal, when gnuplot lacks cairo
     fi
     awk -F, 'NR > 1 {
-        name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : "Stream")
+        name = ($1 == "pca" ? "PCA" : "K-Means") "\\n" ($2 == "file" ? "File " $3 : ($3 == "none" ? "Stream" : "Stream\\n" $3))
         printf "\"%s\" %s %s %s %s\n", name, ($2 == "file" ? 1 : 2), $8, $12, $10
     }' "$out.csv" >"$tmp/chart.dat"
     gnuplot <<EOF
@@ -118,6 +129,8 @@ deps=1
 rate=""
 first_byte_ms=""
 replot=0
+cache_list=""
+stream_connections=""
 while (($#)); do
     case "$1" in
         --size) [[ $# -ge 2 ]] || { echo "bench_pipe_vs_file.sh: --size needs a value" >&2; exit 2; }
@@ -136,6 +149,9 @@ while (($#)); do
             build_dir=$2; shift ;;
         --connection-rate) number "$1" "${2:-}"; rate=$2; shift ;;
         --first-byte-ms) number "$1" "${2:-}"; first_byte_ms=$2; shift ;;
+        --cache) [[ $# -ge 2 && $2 != --* ]] || { echo "bench_pipe_vs_file.sh: --cache needs a list of budgets (full, half, 512M)" >&2; exit 2; }
+            cache_list=$2; shift ;;
+        --stream-connections) number "$1" "${2:-}"; stream_connections=$2; shift ;;
         --no-deps) deps=0 ;;
         --replot) replot=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -150,7 +166,7 @@ if ((replot)); then
     exit 0
 fi
 label="${size_mib}MiB-${files}files"
-[[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}${first_byte_ms:+-${first_byte_ms}ms}/pipe-vs-file"
+[[ -n $out ]] || out="build/pipe-vs-file/$label${rate:+-${rate}MiBps}${first_byte_ms:+-${first_byte_ms}ms}${stream_connections:+-${stream_connections}conn}${cache_list:+-cache}/pipe-vs-file"
 # On an emulated link, File mode also gets its parallel best: 8 transfers leave most of a
 # link with a per-connection rate and a first-byte latency idle.
 if [[ -z $downloaders ]]; then
@@ -260,6 +276,9 @@ pipemode_write_nginx_conf() {
         object=@object
     fi
     sed -i "s|^        location $object {|$listing_block\n        location $object {|" "$1/nginx.conf"
+    # Directory listings in JSON, which state each object's size: Stream mode with a cache
+    # lists the directory (the cache keeps only objects whose listed size is in their key).
+    sed -i "s|^            autoindex on;|            autoindex on;\n            autoindex_format json;|" "$1/nginx.conf"
     if [[ -n $rate ]]; then
         # limit_rate acts between sendfile chunks: with the default 2 MiB chunk the first
         # 2 MiB of every answer would leave unthrottled.
@@ -319,10 +338,10 @@ else
 fi
 
 mkdir -p "$(dirname "$out")"
-echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms${rate:+, $rate MiB/s per connection}${first_byte_ms:+, $first_byte_ms ms to the first byte}"
+echo "=== bench_pipe_vs_file.sh: $label, $repeats repetition(s), downloaders $downloaders, algorithms $algorithms${rate:+, $rate MiB/s per connection}${first_byte_ms:+, $first_byte_ms ms to the first byte}${cache_list:+, Stream mode also with the cache at $cache_list}"
 "$bench" --url "$base/data" --dir "$cache/data" --work "$work/jobs" --pca "$pca" --kmeans "$kmeans" \
     --s3-endpoint "$base" --bucket data --downloaders "$downloaders" --algorithms "$algorithms" \
-    --repeats "$repeats" --epochs "$epochs" "${drop[@]}" --csv "$out.csv" | tee "$out.txt"
+    --repeats "$repeats" --epochs "$epochs" ${cache_list:+--cache "$cache_list"} ${stream_connections:+--stream-connections "$stream_connections"} "${drop[@]}" --csv "$out.csv" | tee "$out.txt"
 
 draw_chart "$out" "$rate"
 echo "=== bench_pipe_vs_file.sh: wrote $out.csv, $out.txt and $out.png"

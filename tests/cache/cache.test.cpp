@@ -145,6 +145,27 @@ cached_run run_cached(const fs::path& data, const fs::path& cache_dir, std::uint
 
 } // namespace
 
+namespace {
+
+cached_run run_in_memory(const fs::path& data, std::uint64_t budget, std::shared_ptr<counts> c, data_set_options options)
+{
+    auto stats = std::make_shared<cache::cache_stats>();
+    data_set_reader r(cache::caching_store(std::make_unique<counting_store>(local_store({data.string()}), c),
+                                           {.budget_bytes = budget}, stats),
+                      options, small_batches());
+    cached_run out{payloads_by_epoch(r), {}};
+    out.stats = *stats;
+    return out;
+}
+
+/// Empties the process's memory cache before and after a test, so that tests do not share it.
+struct fresh_memory_cache {
+    fresh_memory_cache() { cache::clear_memory_cache(); }
+    ~fresh_memory_cache() { cache::clear_memory_cache(); }
+};
+
+} // namespace
+
 TEST_CASE("epochs after the first read every object from the cache, with the records of an uncached reader")
 {
     temp_dir data, cache_dir;
@@ -236,23 +257,46 @@ TEST_CASE("a budget smaller than the largest object is refused at the listing, n
                       Catch::Contains("budget is 0"));
 }
 
-TEST_CASE("byte-range shards are cached as their ranges and read back with the same records")
+TEST_CASE("byte-range shards are cached as their ranges, read to their ends, and read back with the same records")
 {
+    const bool memory = GENERATE(false, true);
+    INFO((memory ? "in memory" : "in a directory"));
+    fresh_memory_cache fresh;
     temp_dir data, cache_dir;
     make_data_set(data.path(), 5);
+    const auto options_of = [](std::size_t rank) {
+        return data_set_options{.plan = {.shard = {.rank = rank, .world_size = 2, .mode = shard_mode::by_byte_range},
+                                         .shuffle_seed = 3},
+                                .epochs = 2};
+    };
+    const auto run = [&](std::size_t rank, std::shared_ptr<counts> c) {
+        return memory ? run_in_memory(data.path(), 64 * mib, c, options_of(rank))
+                      : run_cached(data.path(), cache_dir.path(), 64 * mib, c, options_of(rank));
+    };
+    std::map<std::uint64_t, std::vector<std::string>> expected[2];
     for (std::size_t rank = 0; rank < 2; ++rank) {
-        const data_set_options options{.plan = {.shard = {.rank = rank, .world_size = 2, .mode = shard_mode::by_byte_range},
-                                                .shuffle_seed = 3},
-                                       .epochs = 2};
-        data_set_reader plain(local_store({data.path().string()}), options, small_batches());
-        const auto expected = payloads_by_epoch(plain);
+        data_set_reader plain(local_store({data.path().string()}), options_of(rank), small_batches());
+        expected[rank] = payloads_by_epoch(plain);
         auto c = std::make_shared<counts>();
-        const auto run = run_cached(data.path(), cache_dir.path(), 64 * mib, c, options);
-        CHECK(run.payloads == expected);
-        // The reader stops a range's source after the first record past its end: such an item
-        // is dropped (abandoned), never committed in part; the ranges read to their end hit.
-        CHECK(run.stats.hits >= 1);
-        CHECK(use_of(cache_dir.path()).partials == 0);
+        const auto first = run(rank, c);
+        CHECK(first.payloads == expected[rank]);
+        // The reader stops a range's source after the first record past the range's end; the
+        // cache reads the item's rest and commits it, so no item is abandoned and every item
+        // read is admitted (the ranks' items differ, so none is present already).
+        CHECK(first.stats.abandoned == 0);
+        CHECK(first.stats.admitted == first.stats.misses);
+        CHECK(first.stats.hits >= 1);
+        if (!memory)
+            CHECK(use_of(cache_dir.path()).partials == 0);
+    }
+    // Every range of both epochs of both ranks has been read once: a second run reads nothing.
+    for (std::size_t rank = 0; rank < 2; ++rank) {
+        auto c = std::make_shared<counts>();
+        const auto again = run(rank, c);
+        CHECK(again.payloads == expected[rank]);
+        CHECK(c->reads == 0);
+        CHECK(again.stats.misses == 0);
+        CHECK(again.stats.hits >= 2);
     }
 }
 
@@ -407,4 +451,132 @@ TEST_CASE("cache sizes parse with binary units and refuse what is not a size")
     CHECK_THROWS_WITH(cache::parse_size("lots"), Catch::Contains("'lots' is not a size"));
     CHECK_THROWS(cache::parse_size("0"));
     CHECK_THROWS(cache::parse_size("5X"));
+}
+
+
+TEST_CASE("a cache in memory: epochs after the first and later readers of the process read from it, with the same records")
+{
+    fresh_memory_cache fresh;
+    temp_dir data;
+    const auto sizes = make_data_set(data.path(), 6);
+    std::uint64_t total = 0;
+    for (auto s : sizes)
+        total += s;
+    const data_set_options options{.plan = {.shuffle_seed = 5}, .epochs = 3};
+    data_set_reader plain(local_store({data.path().string()}), options, small_batches());
+    const auto expected = payloads_by_epoch(plain);
+
+    auto c = std::make_shared<counts>();
+    const auto run = run_in_memory(data.path(), 64 * mib, c, options);
+    CHECK(run.payloads == expected);
+    CHECK(c->reads == 6);  // epoch 0 only
+    CHECK(run.stats.admitted == 6);
+    CHECK(run.stats.hits == 12);
+    CHECK(run.stats.misses == 6);
+    CHECK(run.stats.hit_bytes == 2 * total);
+    CHECK(cache::memory_cache_bytes() >= total);
+    CHECK(cache::memory_cache_bytes() < total + 6 * 1024);
+
+    SECTION("another reader of the process (a new store, as a trainer makes for each epoch) reads nothing from the store")
+    {
+        auto again = std::make_shared<counts>();
+        const auto second = run_in_memory(data.path(), 64 * mib, again, options);
+        CHECK(second.payloads == expected);
+        CHECK(again->reads == 0);
+        CHECK(second.stats.hits == 18);
+    }
+    SECTION("a changed ETag is read again, never served, and its old entry goes")
+    {
+        auto changed = std::make_shared<counts>();
+        const std::string uri = (data.path() / "part-0002.rec").string();
+        changed->etags[uri] = "\"v2\"";
+        const auto before = cache::memory_cache_bytes();
+        const auto second = run_in_memory(data.path(), 64 * mib, changed, options);
+        CHECK(second.payloads == expected);
+        CHECK(changed->reads == 1);
+        CHECK(changed->uris_read == std::set<std::string>{uri});
+        CHECK(second.stats.admitted == 1);
+        CHECK(cache::memory_cache_bytes() == before + 4);  // the same item, its key longer by the ETag
+    }
+    SECTION("cleared, it is read again")
+    {
+        cache::clear_memory_cache();
+        CHECK(cache::memory_cache_bytes() == 0);
+        auto again = std::make_shared<counts>();
+        const auto second = run_in_memory(data.path(), 64 * mib, again, {.plan = {.shuffle_seed = 5}, .epochs = 1});
+        CHECK(second.payloads.at(0) == expected.at(0));
+        CHECK(again->reads == 6);
+    }
+}
+
+TEST_CASE("a memory budget smaller than the data set keeps the first objects read, and one below the largest object is refused")
+{
+    fresh_memory_cache fresh;
+    temp_dir data;
+    const auto sizes = make_data_set(data.path(), 8);
+    std::uint64_t total = 0;
+    for (auto s : sizes)
+        total += s;
+    SECTION("fill then freeze")
+    {
+        const std::uint64_t budget = total / 2;
+        const data_set_options options{.plan = {.shuffle_seed = 9}, .epochs = 3};
+        data_set_reader plain(local_store({data.path().string()}), options, small_batches());
+        const auto expected = payloads_by_epoch(plain);
+        auto c = std::make_shared<counts>();
+        const auto run = run_in_memory(data.path(), budget, c, options);
+        CHECK(run.payloads == expected);
+        CHECK(cache::memory_cache_bytes() <= budget);
+        CHECK(cache::memory_cache_bytes() > budget - 60 * kib);
+        CHECK(run.stats.admitted >= 2);
+        CHECK(run.stats.admitted < 8);
+        CHECK(run.stats.hits == 2 * run.stats.admitted);
+        CHECK(c->reads == 8 + 2 * (8 - run.stats.admitted));
+    }
+    SECTION("below the largest object")
+    {
+        const auto largest = *std::max_element(sizes.begin(), sizes.end());
+        auto c = std::make_shared<counts>();
+        CHECK_THROWS_WITH(run_in_memory(data.path(), largest - 1, c, {}),
+                          Catch::Contains("budget (" + std::to_string(largest - 1) + " bytes) is smaller than")
+                              && Catch::Contains("(" + std::to_string(largest) + " bytes), the largest object"));
+        CHECK(cache::memory_cache_bytes() == 0);
+    }
+}
+
+TEST_CASE("readers on several threads share the memory cache within its budget, each with its own records")
+{
+    fresh_memory_cache fresh;
+    temp_dir data;
+    const auto sizes = make_data_set(data.path(), 8);
+    std::uint64_t total = 0;
+    for (auto s : sizes)
+        total += s;
+    const std::uint64_t budget = total * 3 / 4;
+    std::vector<std::map<std::uint64_t, std::vector<std::string>>> expected(4), got(4);
+    std::vector<cache::cache_stats> stats(4);
+    for (std::size_t t = 0; t < 4; ++t) {
+        data_set_reader plain(local_store({data.path().string()}), {.plan = {.shuffle_seed = t}, .epochs = 2}, small_batches());
+        expected[t] = payloads_by_epoch(plain);
+    }
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            const auto run = run_in_memory(data.path(), budget, std::make_shared<counts>(), {.plan = {.shuffle_seed = t}, .epochs = 2});
+            got[t] = run.payloads;
+            stats[t] = run.stats;
+        });
+    for (auto& t : threads)
+        t.join();
+    std::uint64_t admitted = 0, hits = 0;
+    for (std::size_t t = 0; t < 4; ++t) {
+        CHECK(got[t] == expected[t]);
+        admitted += stats[t].admitted;
+        hits += stats[t].hits;
+    }
+    // Each item is admitted once at most, by whichever reader reserved it first.
+    CHECK(admitted <= 8);
+    CHECK(admitted >= 1);
+    CHECK(hits >= 1);
+    CHECK(cache::memory_cache_bytes() <= budget);
 }

@@ -17,16 +17,22 @@ namespace pipemode::cache {
 /// `{.directory = "/local/cache", .budget_bytes = 50 * gib}`.
 struct cache_options {
     /// The cache directory, created when missing. Several readers and processes of one host
-    /// may share it: reservations are taken under a lock file in it. An empty directory asks
-    /// for a cache in process memory, which is not available yet (construction throws).
+    /// may share it: reservations are taken under a lock file in it. Empty: the cache is in
+    /// this process's memory, shared by every caching store of the process that has no
+    /// directory (the readers of its epochs, or several readers at once), for the process's
+    /// lifetime; it does not survive a restart and is not shared with other processes.
     std::string directory{};
 
     /// The most bytes the cache's files take (items with their keys, and the files being
-    /// written), across every process that uses the directory. Required, more than 0.
+    /// written), across every process that uses the directory; in memory, the most bytes of
+    /// items (with their keys, and those being copied) the process's memory cache holds.
+    /// Required, more than 0. Memory held by the memory cache is outside the reader's
+    /// `memory_budget`.
     std::uint64_t budget_bytes = 0;
 
     /// Bytes the file system must keep free: an item whose file would leave less is read
     /// from the network only. Empty: 5 % of the file system or 1 GiB, whichever is smaller.
+    /// Not used in memory.
     std::optional<std::uint64_t> free_space_floor{};
 
     /// Measures the directory's file system; empty uses `statvfs()`. For tests.
@@ -56,7 +62,8 @@ struct cache_stats {
 /// read only in part is dropped. Entries are keyed by the inner store's `describe()`, the
 /// URI, the size, the listing's ETag and the byte range: an object that changed is read again
 /// (and its old entries removed at the next listing), never served stale. Objects whose size
-/// the listing does not give are never cached.
+/// the listing does not give are never cached. With `options.directory` empty the items are
+/// kept in the process's memory instead (same policy; see `cache_options::directory`).
 ///
 /// The listing throws `std::invalid_argument` when an object is larger than the budget.
 /// Sources read from the cache carry the object's URI and offsets, so records, positions and
@@ -71,6 +78,15 @@ struct cache_stats {
 /// \endcode
 std::unique_ptr<object_store> caching_store(std::unique_ptr<object_store> inner, cache_options options,
                                             std::shared_ptr<cache_stats> stats = nullptr);
+
+/// Bytes the process's memory cache holds (entries and items being copied), across every
+/// caching store without a directory. Thread-safe.
+std::uint64_t memory_cache_bytes();
+
+/// Forgets every entry of the process's memory cache, so that its memory goes back once no
+/// source reads the entries any more (items being copied stay reserved and are committed).
+/// For a program that moves on to another data set, and for tests. Thread-safe.
+void clear_memory_cache();
 
 /// Parses a size such as "500M", "20G", "1.5T" or "123456" (bytes; K, M, G, T are powers of
 /// 1024). Throws `std::invalid_argument` naming the text when it is not a positive size.

@@ -1,7 +1,9 @@
 // pipemode: definitions of caching_store.hpp.
 #pragma once
 
+#include <pipemode/cache/detail/memory_cache.hpp>
 #include <pipemode/sources/file_source.hpp>
+#include <pipemode/sources/memory_source.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -29,7 +31,7 @@ namespace detail {
 /// What a caching store shares with its providers and the sources they hand out. Touched on
 /// the reader's network thread only; blocking work gets copies.
 struct store_state {
-    std::string directory;
+    std::string directory;   ///< empty: the process's memory cache
     std::string store_name;  ///< the inner store's describe(), part of every key
     std::uint64_t budget = 0;
     std::optional<std::uint64_t> floor_option;
@@ -59,19 +61,21 @@ auto on_blocking(const asio::any_io_executor& blocking, F f)
                           asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
 }
 
-/// A source read from a cache entry: the entry's file, named and placed as the object it holds.
+/// A source read from a cache entry (its file, or its bytes in memory), named and placed as
+/// the object it holds.
+template <class Source>
 class entry_source {
 public:
-    entry_source(file_source file, std::string uri, std::uint64_t first)
-        : file_(std::move(file)), uri_(std::move(uri)), first_(first)
+    entry_source(Source source, std::string uri, std::uint64_t first)
+        : source_(std::move(source)), uri_(std::move(uri)), first_(first)
     {
     }
-    asio::awaitable<chunk_result> async_next() { return file_.async_next(); }
+    asio::awaitable<chunk_result> async_next() { return source_.async_next(); }
     std::string_view name() const noexcept { return uri_; }
     std::uint64_t start_offset() const noexcept { return first_; }
 
 private:
-    file_source file_;
+    Source source_;
     std::string uri_;
     std::uint64_t first_;
 };
@@ -114,6 +118,8 @@ struct tee_state {
     std::uint64_t offset = 0;   ///< bytes handed to writes
     std::uint64_t pending = 0;  ///< bytes handed to writes not yet written
     bool write_failed = false;
+    bool reading = false;       ///< an async_next() is in progress
+    bool left_behind = false;   ///< dropped between reads while writing: the provider reads the rest
     /// The source is gone: set on the network thread, read by the reservation on the pool.
     std::atomic<bool> dropped{false};
 };
@@ -186,9 +192,19 @@ inline asio::awaitable<bool> tee_drain(std::shared_ptr<tee_state> s, std::uint64
     co_return true;
 }
 
+inline asio::awaitable<chunk_result> tee_next_body(std::shared_ptr<tee_state> s);
+
 /// The body of `tee_source::async_next()`; takes the state by value, so a source destroyed
 /// while this is suspended leaves it valid.
 inline asio::awaitable<chunk_result> tee_next(std::shared_ptr<tee_state> s)
+{
+    s->reading = true;
+    auto out = co_await tee_next_body(s);
+    s->reading = false;
+    co_return out;
+}
+
+inline asio::awaitable<chunk_result> tee_next_body(std::shared_ptr<tee_state> s)
 {
     using phase = tee_state::phase;
     if (s->step == phase::unreserved) {
@@ -281,6 +297,13 @@ public:
     {
         if (!s_)
             return;
+        if (s_->step == tee_state::phase::writing && !s_->reading) {
+            // Dropped between reads: a byte range's reader stops after the first record past
+            // the range's end. The provider reads the item's rest (at most the plan's slack)
+            // before it hands out the next source, or abandons it.
+            s_->left_behind = true;
+            return;
+        }
         s_->dropped = true;
         s_->wake.cancel();
         // Dropped before its end: what was written is not the whole item.
@@ -298,12 +321,123 @@ private:
     std::uint64_t first_;
 };
 
+/// What a memory tee source shares with its `async_next()` bodies, which co-own it.
+struct memory_tee_state {
+    memory_tee_state(any_byte_source s, std::shared_ptr<store_state> st, entry_key k)
+        : source(std::move(s)), store(std::move(st)), key(std::move(k)), key_text(key.text())
+    {
+    }
+    any_byte_source source;
+    const std::shared_ptr<store_state> store;
+    const entry_key key;
+    const std::string key_text;
+    enum class phase { unreserved, writing, done } step = phase::unreserved;
+    std::shared_ptr<std::vector<std::byte>> bytes;  ///< the item so far, allocated at the reservation
+    bool reading = false;      ///< an async_next() is in progress
+    bool left_behind = false;  ///< dropped between reads while writing: the provider reads the rest
+
+    std::uint64_t charge() const noexcept { return memory_charge(key.bytes(), key_text.size()); }
+};
+
+/// Stops keeping the item in memory and gives its reservation back.
+inline void memory_tee_abandon(memory_tee_state& s)
+{
+    if (s.step == memory_tee_state::phase::writing) {
+        memory_cache::process().abandon(s.key_text, s.charge());
+        s.bytes.reset();
+        if (s.store->stats)
+            ++s.store->stats->abandoned;
+    }
+    s.step = memory_tee_state::phase::done;
+}
+
+/// The body of `memory_tee_source::async_next()`; takes the state by value, so a source
+/// destroyed while this is suspended leaves it valid. Everything but the inner read completes
+/// without suspending: a chunk's copy is a memcpy on the network thread.
+inline asio::awaitable<chunk_result> memory_tee_next(std::shared_ptr<memory_tee_state> s)
+{
+    using phase = memory_tee_state::phase;
+    store_state& st = *s->store;
+    s->reading = true;
+    struct reading_done {
+        memory_tee_state& s;
+        ~reading_done() { s.reading = false; }
+    } done_guard{*s};
+    if (s->step == phase::unreserved) {
+        std::uint64_t used = 0;
+        const refusal why = memory_cache::process().reserve(s->key_text, s->charge(), st.budget, used);
+        s->step = phase::done;
+        if (why == refusal::none) {
+            try {
+                // Allocated whole at the reservation, as a directory's partial file is.
+                s->bytes = std::make_shared<std::vector<std::byte>>();
+                s->bytes->reserve(s->key.bytes());
+                s->step = phase::writing;
+            } catch (const std::bad_alloc&) {
+                s->bytes.reset();
+                memory_cache::process().abandon(s->key_text, s->charge());
+                if (st.stats)
+                    ++st.stats->refused;
+            }
+        } else if (st.stats && why != refusal::present) {
+            ++st.stats->refused;
+        }
+    }
+    auto [ec, chunk] = co_await s->source.async_next();
+    if (s->step != phase::writing || ec == asio::error::operation_aborted)
+        co_return chunk_result{ec, chunk};
+    if (!ec) {
+        if (s->bytes->size() + chunk.size() > s->key.bytes())
+            memory_tee_abandon(*s);  // longer than listed: the read will fail or the listing was wrong
+        else
+            s->bytes->insert(s->bytes->end(), chunk.begin(), chunk.end());
+    } else if (ec == asio::error::eof && s->bytes->size() == s->key.bytes()) {
+        memory_cache::process().commit(s->key, s->key_text, std::move(s->bytes));
+        s->step = phase::done;
+        if (st.stats)
+            ++st.stats->admitted;
+    } else {
+        memory_tee_abandon(*s);  // an error, or an end before the item's last byte
+    }
+    co_return chunk_result{ec, chunk};
+}
+
+/// A source that passes another's chunks on unchanged and keeps a copy in the memory cache.
+class memory_tee_source {
+public:
+    explicit memory_tee_source(std::shared_ptr<memory_tee_state> s)
+        : s_(std::move(s)), name_(s_->source.name()), first_(s_->source.start_offset())
+    {
+    }
+    memory_tee_source(memory_tee_source&&) noexcept = default;
+    memory_tee_source& operator=(memory_tee_source&&) noexcept = delete;
+    ~memory_tee_source()
+    {
+        if (!s_)
+            return;
+        if (s_->step == memory_tee_state::phase::writing && !s_->reading)
+            s_->left_behind = true;  // as tee_source: the provider reads the rest of a byte range's item
+        else
+            memory_tee_abandon(*s_);  // dropped in a read: what was copied is not the whole item
+    }
+
+    asio::awaitable<chunk_result> async_next() { return memory_tee_next(s_); }
+    std::string_view name() const noexcept { return name_; }
+    std::uint64_t start_offset() const noexcept { return first_; }
+
+private:
+    std::shared_ptr<memory_tee_state> s_;
+    std::string name_;
+    std::uint64_t first_;
+};
+
 /// One read of a plan, as the cache sees it.
 struct planned_read {
     object_read read;
     std::optional<entry_key> key;  ///< empty: not cacheable (size unknown)
     std::optional<entry_info> hit;
     std::string hit_path;
+    std::shared_ptr<const std::vector<std::byte>> memory_hit;  ///< a hit in the memory cache
 };
 
 class caching_provider final : public source_provider {
@@ -313,12 +447,41 @@ public:
     {
     }
 
+    caching_provider(const caching_provider&) = delete;
+    caching_provider& operator=(const caching_provider&) = delete;
+    ~caching_provider() override
+    {
+        // The reader stopped before asking for another source: an item left behind stays
+        // partial and goes.
+        if (behind_ && behind_->left_behind && behind_->step == tee_state::phase::writing) {
+            behind_->dropped = true;
+            tee_abandon(behind_);
+        }
+        if (memory_behind_ && memory_behind_->left_behind)
+            memory_tee_abandon(*memory_behind_);
+    }
+
     asio::awaitable<std::optional<any_byte_source>> async_next_source(source_context ctx) override
     {
+        // The reader asks for the next source once it is done with the previous one.
+        if (auto s = std::exchange(behind_, nullptr); s && s->left_behind)
+            co_await finish_item(std::move(s));
+        if (auto s = std::exchange(memory_behind_, nullptr); s && s->left_behind)
+            co_await finish_item(std::move(s));
+        behind_.reset();
+        memory_behind_.reset();
         if (next_ == reads_.size())
             co_return std::nullopt;
         planned_read& r = reads_[next_++];
         store_state& st = *state_;
+        if (r.memory_hit) {
+            if (st.stats) {
+                ++st.stats->hits;
+                st.stats->hit_bytes += r.memory_hit->size();
+            }
+            memory_source bytes(std::move(r.memory_hit), r.read.uri, {.chunk_size = st.read_size, .start_offset = r.read.first});
+            co_return any_byte_source(entry_source<memory_source>(std::move(bytes), r.read.uri, r.read.first));
+        }
         if (r.hit) {
             if (st.stats) {
                 ++st.stats->hits;
@@ -326,7 +489,7 @@ public:
             }
             file_source file(ctx.executor, r.hit_path,
                              {.offset = 0, .length = r.hit->item_bytes, .read_size = st.read_size, .blocking_executor = ctx.blocking_executor});
-            co_return any_byte_source(entry_source(std::move(file), r.read.uri, r.read.first));
+            co_return any_byte_source(entry_source<file_source>(std::move(file), r.read.uri, r.read.first));
         }
         if (!inner_)
             throw std::logic_error("pipemode::cache: a miss without an inner provider");
@@ -340,8 +503,13 @@ public:
         }
         if (!r.key)
             co_return std::move(*source);
-        co_return any_byte_source(tee_source(std::make_shared<tee_state>(std::move(*source), ctx.executor, ctx.blocking_executor,
-                                                                         state_, r.key->text(), r.key->bytes())));
+        if (st.directory.empty()) {
+            memory_behind_ = std::make_shared<memory_tee_state>(std::move(*source), state_, *r.key);
+            co_return any_byte_source(memory_tee_source(memory_behind_));
+        }
+        behind_ = std::make_shared<tee_state>(std::move(*source), ctx.executor, ctx.blocking_executor, state_, r.key->text(),
+                                              r.key->bytes());
+        co_return any_byte_source(tee_source(behind_));
     }
 
     std::string describe() const override { return inner_ ? inner_->describe() : state_->store_name; }
@@ -354,10 +522,39 @@ public:
     }
 
 private:
+    /// Reads the rest of an item the reader dropped between reads (a byte range it stopped
+    /// after the first record past the range's end) and commits it, so that the range hits in
+    /// later epochs. The rest is at most the plan's slack past the range's end (two records),
+    /// and mostly in the inner stream's window already. A failure only loses the entry.
+    template <class State>
+    static asio::awaitable<void> finish_item(std::shared_ptr<State> s)
+    {
+        try {
+            while (s->step == State::phase::writing) {
+                auto [ec, chunk] = co_await next_of(s);
+                if (ec)
+                    break;
+            }
+        } catch (const std::exception&) {
+        }
+        if (s->step == State::phase::writing) {
+            if constexpr (std::is_same_v<State, tee_state>) {
+                s->dropped = true;
+                tee_abandon(s);
+            } else {
+                memory_tee_abandon(*s);
+            }
+        }
+    }
+    static asio::awaitable<chunk_result> next_of(std::shared_ptr<tee_state> s) { return tee_next(std::move(s)); }
+    static asio::awaitable<chunk_result> next_of(std::shared_ptr<memory_tee_state> s) { return memory_tee_next(std::move(s)); }
+
     std::vector<planned_read> reads_;
     std::unique_ptr<source_provider> inner_;
     std::shared_ptr<store_state> state_;
     std::size_t next_ = 0;
+    std::shared_ptr<tee_state> behind_;                ///< the last miss handed out, to the disk
+    std::shared_ptr<memory_tee_state> memory_behind_;  ///< the last miss handed out, to memory
 };
 
 /// What the listing's blocking part finds: the entries, after removing those of changed objects.
@@ -394,9 +591,6 @@ public:
             throw std::invalid_argument("pipemode::cache::caching_store: no object store given");
         if (options.budget_bytes == 0)
             throw std::invalid_argument("pipemode::cache::caching_store: the budget is 0; give the cache a size (--cache-size 20G)");
-        if (options.directory.empty())
-            throw std::invalid_argument("pipemode::cache::caching_store: no directory given; a cache in memory is not "
-                                        "available yet, give a directory on local disk (--cache-dir /local/cache)");
         while (options.directory.size() > 1 && options.directory.back() == '/')
             options.directory.pop_back();
         state_->directory = std::move(options.directory);
@@ -424,6 +618,11 @@ public:
                                         + largest->uri + "' (" + std::to_string(*largest->size)
                                         + " bytes), the largest object of " + st.store_name
                                         + "; give a budget of at least that object's size, or run without the cache");
+        if (st.directory.empty()) {
+            // In memory: the process's entries, less those of changed objects.
+            memory_cache::process().remove_changed(st.store_name, st.listed);
+            co_return objects;
+        }
         // Named function objects, not temporaries inside the co_await: GCC 12 destroys such
         // temporaries twice.
         auto open_job = [dir = st.directory, name = st.store_name, listed = st.listed] { return open_directory(dir, name, listed); };
@@ -447,7 +646,7 @@ public:
         std::vector<object_read> misses;
         planned.reserve(reads.size());
         for (auto& r : reads) {
-            planned_read p{r, {}, {}, {}};
+            planned_read p{r, {}, {}, {}, {}};
             const auto l = st.listed.find(r.uri);
             const std::optional<std::uint64_t> size = r.size ? r.size : (l != st.listed.end() ? l->second.size : std::nullopt);
             if (size && r.first <= r.end.value_or(*size) && r.end.value_or(*size) <= *size) {
@@ -455,12 +654,14 @@ public:
                                   r.end.value_or(*size)};
                 const std::string text = p.key->text();
                 const std::string stem = entry_stem(text);
-                if (const auto it = st.index.find(stem); it != st.index.end() && it->second.key_text == text) {
+                if (st.directory.empty())
+                    p.memory_hit = memory_cache::process().find(text);
+                else if (const auto it = st.index.find(stem); it != st.index.end() && it->second.key_text == text) {
                     p.hit = it->second;
                     p.hit_path = st.directory + "/" + stem + ".data";
                 }
             }
-            if (!p.hit)
+            if (!p.hit && !p.memory_hit)
                 misses.push_back(std::move(r));
             planned.push_back(std::move(p));
         }
@@ -490,6 +691,10 @@ inline std::unique_ptr<object_store> caching_store(std::unique_ptr<object_store>
 {
     return std::make_unique<detail::caching_object_store>(std::move(inner), std::move(options), std::move(stats));
 }
+
+inline std::uint64_t memory_cache_bytes() { return detail::memory_cache::process().bytes(); }
+
+inline void clear_memory_cache() { detail::memory_cache::process().clear(); }
 
 inline std::uint64_t parse_size(const std::string& text)
 {
