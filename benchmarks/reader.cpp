@@ -18,6 +18,7 @@
 #include <pipemode/pipeline/reader.hpp>
 
 #include "counting_resource.hpp"
+#include "counting_new.hpp"
 #include "touch_values.hpp"
 
 #include <fcntl.h>
@@ -37,43 +38,7 @@
 #include <vector>
 
 // Every call of operator new in the process, on any thread.
-namespace {
-std::atomic<std::uint64_t> heap_allocations{0};
-}
-
-// GCC sees malloc and free paired through the replaced operators and warns of a mismatch that
-// is not one: these are the program's only allocation functions.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-void* operator new(std::size_t n)
-{
-    heap_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n ? n : 1))
-        return p;
-    throw std::bad_alloc();
-}
-
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept
-{
-    try {
-        return ::operator new(n);
-    }
-    catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
-
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-
-#pragma GCC diagnostic pop
+using pipemode::test::heap_allocations;
 
 namespace {
 

@@ -4,6 +4,8 @@
 
 #include "source_helpers.hpp"
 
+#include "reader_helpers.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include <vector>
 
 using namespace pipemode;
+using test::payloads_by_epoch;
 using test::temp_dir;
 namespace fs = std::filesystem;
 
@@ -86,19 +89,6 @@ reader_options small_batches()
 {
     return reader_options{.batch_size = 7, .format = data_format::recordio, .memory_budget = 64 * mib,
                           .max_record_size = 1 * mib, .read_size = 16 * kib};
-}
-
-std::map<std::uint64_t, std::vector<std::string>> payloads_by_epoch(data_set_reader& r)
-{
-    std::map<std::uint64_t, std::vector<std::string>> out;
-    for (auto& b : r) {
-        const auto& col = b.feature("payload");
-        for (std::size_t i = 0; i < b.size(); ++i) {
-            const auto bytes = col.item(i, 0);
-            out[b.epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-        }
-    }
-    return out;
 }
 
 struct directory_use {

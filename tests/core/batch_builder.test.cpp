@@ -1,6 +1,7 @@
 // batch_builder: rows into columns, the schema the first record fixes, rollback, take and pad.
 #include <pipemode/core/batch_builder.hpp>
 
+#include "counting_new.hpp"
 #include "counting_resource.hpp"
 
 #include <catch2/catch.hpp>
@@ -14,47 +15,11 @@
 #include <string>
 #include <vector>
 
-// Counts heap allocations, to check that a builder in steady state allocates nothing while a
-// batch fills.
+// Heap allocations (counting_new.hpp), to check that a builder in steady state allocates
+// nothing while a batch fills.
 namespace {
-std::atomic<std::size_t> allocations{0};
+auto& allocations = pipemode::test::heap_allocations;
 }
-
-// GCC sees malloc and free paired through the replaced operators and warns of a mismatch that
-// is not one: these two are the program's only allocation functions.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-void* operator new(std::size_t n)
-{
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n ? n : 1))
-        return p;
-    throw std::bad_alloc();
-}
-
-// Every other plain form goes through the one above and below, so that all of them pair up
-// (AddressSanitizer checks that they do).
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept
-{
-    try {
-        return ::operator new(n);
-    }
-    catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
-
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-
-#pragma GCC diagnostic pop
 
 using namespace pipemode;
 using test::counting_resource;

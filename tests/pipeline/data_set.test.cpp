@@ -18,6 +18,7 @@
 #include <vector>
 
 using namespace pipemode;
+using test::payloads_by_epoch;
 using test::payloads_of;
 using test::temp_dir;
 
@@ -62,20 +63,6 @@ reader_options small_batches(std::size_t n = 7, std::size_t shuffle_records = 0)
     return reader_options{.batch_size = n, .format = data_format::recordio, .memory_budget = 64 * mib,
                           .max_record_size = 1 * mib, .read_size = 64 * kib, .shuffle_records = shuffle_records,
                           .shuffle_seed = 99, .shuffle_buffer_bytes = 1 * mib};
-}
-
-/// The payloads of each epoch of a data set reader, split by the batches' epoch tags.
-std::map<std::uint64_t, std::vector<std::string>> payloads_by_epoch(data_set_reader& r)
-{
-    std::map<std::uint64_t, std::vector<std::string>> out;
-    for (auto& b : r) {
-        const auto& col = b.feature("payload");
-        for (std::size_t i = 0; i < b.size(); ++i) {
-            const auto bytes = col.item(i, 0);
-            out[b.epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-        }
-    }
-    return out;
 }
 
 std::multiset<std::string> as_multiset(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }

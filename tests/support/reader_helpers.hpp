@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -48,6 +50,21 @@ std::vector<std::string> payloads_of(Reader& r)
         for (std::size_t i = 0; i < b.size(); ++i) {
             auto bytes = col.item(i, 0);
             out.emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+    }
+    return out;
+}
+
+/// Like `payloads_of`, grouped by the epoch each batch carries.
+template <class Reader>
+std::map<std::uint64_t, std::vector<std::string>> payloads_by_epoch(Reader& r)
+{
+    std::map<std::uint64_t, std::vector<std::string>> out;
+    for (auto& b : r) {
+        const auto& col = b.feature("payload");
+        for (std::size_t i = 0; i < b.size(); ++i) {
+            const auto bytes = col.item(i, 0);
+            out[b.epoch()].emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
         }
     }
     return out;

@@ -119,10 +119,29 @@ struct process_tag {
 /// The start time of process `pid`, or empty when it does not exist.
 inline std::optional<std::uint64_t> process_start_time(long pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Plain read(2), not a stream: a process that exits while its file is read makes read()
+    // fail with ESRCH, which libstdc++'s filebuf turns into an exception.
+    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return std::nullopt;
+    std::string text;
+    char buffer[512];
+    for (;;) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ::close(fd);
+            return std::nullopt;
+        }
+        if (n == 0)
+            break;
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
     const auto paren = text.rfind(')');
-    if (!in.eof() || paren == std::string::npos)
+    if (paren == std::string::npos)
         return std::nullopt;
     // Field 22 (starttime) is the 20th after the command name's closing parenthesis.
     std::istringstream fields(text.substr(paren + 1));
