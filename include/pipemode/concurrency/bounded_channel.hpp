@@ -194,7 +194,7 @@ public:
             // that raced with a wait the producer re-checked its way out of is spurious, and the
             // loop goes round again.
             co_await asio::async_initiate<decltype(asio::use_awaitable), void(error_code)>(
-                [this, bytes](auto handler) { start_wait(std::move(handler), bytes); }, asio::use_awaitable);
+                [this, bytes](auto handler) { this->start_wait(std::move(handler), bytes); }, asio::use_awaitable);
         }
     }
 
