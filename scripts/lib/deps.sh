@@ -22,6 +22,7 @@ PIPEMODE_DEPS_UPCOMING=(
     python3-numpy gnuplot-nox
     clang libclang-rt-14-dev
     openmpi-bin libopenmpi-dev
+    libeigen3-dev           # dense linear algebra of the example trainers (header-only)
 )
 
 # What scikit-learn and SciPy need at run time, for the reference parsers and algorithms of the
