@@ -7,6 +7,8 @@
 #include <pipemode/pipeline/pipeline.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include "decoder_harness.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstddef>
@@ -25,7 +27,6 @@ std::vector<std::byte> bytes_of(std::string_view s)
     return {p, p + s.size()};
 }
 
-std::string text_of(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 /// A record sink that rebuilds each object from its records and notes where the ends came.
 struct objects_sink {
@@ -45,7 +46,7 @@ struct objects_sink {
             next_offset = 0;
             return false;
         }
-        current += text_of(rec.payload);
+        current += test::as_string(rec.payload);
         next_offset += rec.payload.size();
         return false;
     }
@@ -80,7 +81,7 @@ TEST_CASE("chunk_decoder: every cut of the input comes out unchanged, then one e
                     continue;
                 CHECK(d.put(piece, ec) == 0);  // a waiting record blocks the next
                 CHECK(d.record().payload.data() == piece.data());  // no copy
-                out += text_of(d.record().payload);
+                out += test::as_string(d.record().payload);
                 offsets.push_back(d.record().offset);
                 d.pop();
             }

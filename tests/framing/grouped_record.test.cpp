@@ -6,6 +6,7 @@
 #include <pipemode/pipeline/source_provider.hpp>
 #include <pipemode/sources/memory_source.hpp>
 
+#include "decoder_harness.hpp"
 #include "reader_helpers.hpp"
 
 #include <catch2/catch.hpp>
@@ -20,7 +21,6 @@ static_assert(!record_decoder<grouped_record_parser>);
 
 namespace {
 
-std::string text_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
 /// The payload of attribute `a` of line `l` (lengths vary, one is empty).
 std::string payload(std::size_t l, std::size_t a) { return (l + a) % 5 == 4 ? "" : "L" + std::to_string(l) + "A" + std::to_string(a) + std::string(l % 3, 'x'); }
@@ -43,7 +43,7 @@ std::vector<std::vector<std::string>> rows_of(const std::vector<batch>& batches,
             std::vector<std::string> row;
             for (const auto& n : names) {
                 REQUIRE(b.feature(n).item_count(i) == 1);
-                row.push_back(text_of(b.feature(n).item(i, 0)));
+                row.push_back(test::as_string(b.feature(n).item(i, 0)));
             }
             rows.push_back(std::move(row));
         }
@@ -169,7 +169,7 @@ TEST_CASE("record_group_decoder reports a source that ends inside a group, at ev
                     REQUIRE_FALSE(ec);
                     if (!d.has_record())
                         break;
-                    REQUIRE(text_of(d.record().payload) == payload(got / n, got % n));
+                    REQUIRE(test::as_string(d.record().payload) == payload(got / n, got % n));
                     d.pop();
                     ++got;
                 }

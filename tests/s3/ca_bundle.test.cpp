@@ -31,6 +31,10 @@
 #include <utility>
 #include <vector>
 
+// This file's names stay its own: the files of tests/s3/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace ca_bundle_test {
+
 using namespace pipemode;
 using test::payloads_of;
 
@@ -424,3 +428,5 @@ TEST_CASE("The tools take --ca-file, else AWS_CA_BUNDLE, else the profile's ca_b
     message = error_text([&] { (void)stream_options_of(o); });
     CHECK(message.find("AWS_CA_BUNDLE") != std::string::npos);
 }
+
+} // namespace ca_bundle_test

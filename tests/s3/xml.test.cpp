@@ -10,7 +10,7 @@ using pipemode::errc;
 
 namespace {
 
-const char* const sample = R"(<?xml version="1.0" encoding="UTF-8"?>
+const char* const xml_sample = R"(<?xml version="1.0" encoding="UTF-8"?>
 <!-- a comment before the root -->
 <Root xmlns="http://s3.amazonaws.com/doc/2006-03-01/" a='1' b="x>y">
   <Leaf>a &lt;b&gt; &amp; &apos;c&apos; &quot;d&quot; &#x2F;&#47;&#xE9;&#128512;</Leaf>
@@ -28,7 +28,7 @@ const char* const sample = R"(<?xml version="1.0" encoding="UTF-8"?>
 TEST_CASE("xml: elements, text, entities, character references, CDATA")
 {
     xml::parse_error err;
-    auto root = xml::parse(sample, err);
+    auto root = xml::parse(xml_sample, err);
     REQUIRE(root);
     CHECK_FALSE(err);
     CHECK(root->name == "Root");
@@ -45,8 +45,8 @@ TEST_CASE("xml: elements, text, entities, character references, CDATA")
     CHECK(nested->children[0].text == "deep");
     CHECK(nested->children[1].text == "second");
     CHECK(nested->child_text("Inner") == "deep");
-    CHECK(root->offset == std::string_view(sample).find("<Root"));
-    CHECK(nested->children[1].offset == std::string_view(sample).find("<Inner>second"));
+    CHECK(root->offset == std::string_view(xml_sample).find("<Root"));
+    CHECK(nested->children[1].offset == std::string_view(xml_sample).find("<Inner>second"));
 }
 
 TEST_CASE("xml: text keeps its whitespace exactly")
@@ -65,7 +65,7 @@ TEST_CASE("xml: text keeps its whitespace exactly")
 
 TEST_CASE("xml: every truncation of a document is an error, never a crash")
 {
-    std::string doc = sample;
+    std::string doc = xml_sample;
     // The document is complete once the root element closes; everything before is not.
     std::size_t root_end = doc.find("</Root>") + 7;
     for (std::size_t n = 0; n < root_end; ++n) {

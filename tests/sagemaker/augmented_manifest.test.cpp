@@ -19,6 +19,10 @@
 #include <map>
 #include <set>
 
+// This file's names stay its own: the files of tests/sagemaker/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace augmented_manifest_test {
+
 using namespace pipemode;
 using namespace pipemode::sagemaker;
 
@@ -471,3 +475,5 @@ TEST_CASE("Destroying a reader while lines are being fetched stops promptly", "[
         REQUIRE(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
     }
 }
+
+} // namespace augmented_manifest_test

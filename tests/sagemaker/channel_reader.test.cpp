@@ -10,6 +10,10 @@
 #include <string>
 #include <vector>
 
+// This file's names stay its own: the files of tests/sagemaker/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace channel_reader_test {
+
 using namespace pipemode;
 using namespace pipemode::sagemaker;
 using test::temp_dir;
@@ -169,3 +173,5 @@ TEST_CASE("parse_directory_index reads nginx's and Apache's generated listings a
     CHECK(http::parse_directory_index("[not json").empty());
     CHECK(http::parse_directory_index("").empty());
 }
+
+} // namespace channel_reader_test

@@ -29,6 +29,10 @@
 #include <thread>
 #include <vector>
 
+// This file's names stay its own: the files of tests/sagemaker/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace pipe_channel_test {
+
 using namespace pipemode;
 using namespace pipemode::sagemaker;
 using namespace std::chrono_literals;
@@ -386,3 +390,5 @@ TEST_CASE("pipe_channel: destroying a reader that waits for its FIFO returns pro
     }
     CHECK(clock_type::now() - start < 5s);
 }
+
+} // namespace pipe_channel_test

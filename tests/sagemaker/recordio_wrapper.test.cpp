@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+// This file's names stay its own: the files of tests/sagemaker/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace recordio_wrapper_test {
+
 using namespace pipemode;
 using namespace pipemode::sagemaker;
 
@@ -229,3 +233,5 @@ TEST_CASE("recordio_wrapper: a payload that is not the length given, or too long
     CHECK_NOTHROW(recordio_wrapper(std::uint64_t{recordio_max_part_length}));
     CHECK_THROWS_AS(recordio_wrapper(std::nullopt, 0), std::invalid_argument);
 }
+
+} // namespace recordio_wrapper_test

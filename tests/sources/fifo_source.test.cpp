@@ -417,7 +417,7 @@ TEST_CASE("cancel() aborts each kind of wait, and the source carries on")
     });
 }
 
-TEST_CASE("destroying the source while async_next waits is safe")
+TEST_CASE("destroying a FIFO source while async_next waits is safe")
 {
     test::temp_dir dir;
     const std::string path = dir / "destroy";

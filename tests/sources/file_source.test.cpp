@@ -281,7 +281,7 @@ TEST_CASE("destroying the source with a read in flight is safe")
     }
 }
 
-TEST_CASE("destroying the source while async_next waits is safe")
+TEST_CASE("destroying a file source while async_next waits is safe")
 {
     test::temp_dir dir;
     const std::string path = dir / "waiting";
