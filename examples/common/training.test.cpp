@@ -79,7 +79,7 @@ TEST_CASE("training_job: positional SOURCEs are train, --validation and --test r
     CHECK(hp == std::map<std::string, std::string>{{"k", "3"}, {"feature_dim", "7"}});
 }
 
-TEST_CASE("training_job: channels left out are absent; usage errors say what is wrong")
+TEST_CASE("training_job: channels left out are absent, and usage errors say what is wrong")
 {
     const auto job = parse({"a.rec"});
     CHECK_FALSE(job.has(channel::validation));

@@ -39,6 +39,7 @@ function(pipemode_training_example name)
         TEST_PREFIX "examples/${name}:"
         PROPERTIES LABELS "examples" TIMEOUT 120)
 
+    find_package(MPI COMPONENTS CXX QUIET)
     set(python /usr/bin/python3)
     set(work "${CMAKE_CURRENT_BINARY_DIR}/${name}_test_work")
     add_test(NAME "examples/${name}: reference"
