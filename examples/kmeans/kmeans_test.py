@@ -9,7 +9,8 @@ the cluster id as the label), runs pipemode-kmeans on them and checks that:
   (model.json's "initial_centers");
 - with extra_center_factor 2 and kmeans++ it still recovers the clusters;
 - metrics.json and the "#metric" lines: train:msd and train:ssd are the final pass's, test:ssd
-  and test:msd of a --test channel are NumPy's for the model's centres (1e-9 relative);
+  and test:msd of a --test channel are NumPy's for the model's centres (1e-9 relative), also
+  with --pipe-mode reading train_N and test_0 FIFOs as SageMaker lays them out;
 - prediction mode (--predict) gives every record, in order, the closest centre and the
   Euclidean distance to it that NumPy computes (1e-9), dense and sparse, to --output or stdout;
 - with --mpirun, 3 MPI ranks reach the same result as one process (same WCSS within 1e-3
@@ -394,6 +395,33 @@ for e in range(%d):
     feeder.wait()
     if ok is not None:
         check_model(load_model(out), dense, dense_labels, "Pipe-mode FIFOs, 2 epochs")
+
+    # --pipe-mode: SageMaker's layout, every channel from its FIFOs (train_0, train_1 for the
+    # final pass, then test_0), the test channel there because inputdataconfig.json lists it.
+    root = w("sagemaker")
+    os.makedirs(os.path.join(root, "data"))
+    os.makedirs(os.path.join(root, "config"))
+    with open(os.path.join(root, "config", "inputdataconfig.json"), "w") as f:
+        json.dump({"train": {"TrainingInputMode": "Pipe"}, "test": {"TrainingInputMode": "Pipe"}}, f)
+    fifos = [("train_0", dense_files), ("train_1", dense_files), ("test_0", test_files)]
+    for name, _ in fifos:
+        os.mkfifo(os.path.join(root, "data", name))
+    feeder = subprocess.Popen([sys.executable, "-c", """
+import json, shutil, sys
+for name, files in json.loads(sys.argv[1]):
+    with open('%s/data/' + name, 'wb') as f:
+        for p in files:
+            with open(p, 'rb') as src:
+                shutil.copyfileobj(src, f)
+""" % root, json.dumps(fifos)])
+    out = w("model_pipe_mode")
+    ok = run([prog] + common + ["--init_method", "kmeans++", "--pipe-mode", "--data-dir", os.path.join(root, "data"),
+                                "--model-dir", out])
+    if ok is None:
+        feeder.kill()
+    feeder.wait()
+    if ok is not None:
+        check_test_metrics(out, last_stdout[0], test, "--pipe-mode with a test FIFO")
 
     # Usage errors exit with 2.
     p = subprocess.run([prog, "--model-dir", w("x"), dense_files[0]], capture_output=True, text=True)
