@@ -2,8 +2,8 @@
 //
 // - "regular": per-batch mean and scatter matrix of the batch's centred rows, merged into the
 //   running (count, mean, M2) with Chan's parallel update; at the end the covariance's
-//   eigendecomposition (`decompose_symmetric`, Eigen's SelfAdjointEigenSolver) gives the
-//   components.
+//   eigendecomposition (`decompose_symmetric` of the training library, Eigen's
+//   SelfAdjointEigenSolver) gives the components.
 // - "randomized": the same one-pass moments, but of the sketch M2 * Omega (d x l, Omega a fixed
 //   Gaussian d x l matrix, l = num_components + extra_components) instead of M2, and a Nystrom
 //   approximation of M2 from the sketch at the end. See docs/algorithms.md.
@@ -12,9 +12,10 @@
 // Eigen's (Debian's libeigen3-dev). No I/O here: the program feeds batches of rows.
 #pragma once
 
+#include "../common/linear_algebra.hpp"
+
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 
 #include <algorithm>
 #include <cmath>
@@ -27,60 +28,6 @@
 #include <vector>
 
 namespace pipemode::examples {
-
-/// Eigenvalues and eigenvectors of a symmetric matrix.
-struct symmetric_eigen {
-    /// The matrix's order.
-    std::size_t n = 0;
-    /// The eigenvalues, in decreasing order.
-    std::vector<double> values;
-    /// The unit eigenvectors as rows, row-major n x n: row i belongs to `values[i]`. The rows
-    /// are orthonormal; an eigenvector's sign is fixed so that its largest component (by
-    /// magnitude, the first such) is positive, so that results compare across runs and ranks.
-    std::vector<double> vectors;
-
-    /// Component j of eigenvector i.
-    double vector(std::size_t i, std::size_t j) const { return vectors[i * n + j]; }
-};
-
-/// Decomposes the symmetric n x n matrix `a` (row-major; only its lower triangle is read) with
-/// Eigen's `SelfAdjointEigenSolver` (Householder tridiagonalisation, then implicit symmetric
-/// QR). Throws `std::invalid_argument` when `a` is not n x n or holds a non-finite value, and
-/// `std::runtime_error` if the solver does not converge.
-inline symmetric_eigen decompose_symmetric(std::span<const double> a, std::size_t n)
-{
-    if (a.size() != n * n)
-        throw std::invalid_argument("decompose_symmetric: the matrix is not n x n");
-    for (double x : a)
-        if (!std::isfinite(x))
-            throw std::invalid_argument("decompose_symmetric: the matrix holds a value that is not finite");
-    symmetric_eigen out;
-    out.n = n;
-    if (n == 0)
-        return out;
-    using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    const Eigen::Map<const row_major> m(a.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n));
-    // The solver reads the lower triangle only; a row-major map's lower triangle is `a`'s.
-    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver{Eigen::MatrixXd(m)};
-    if (solver.info() != Eigen::Success)
-        throw std::runtime_error("decompose_symmetric: the eigensolver did not converge");
-    // Eigen gives increasing eigenvalues, eigenvectors as columns.
-    out.values.resize(n);
-    out.vectors.resize(n * n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto col = static_cast<Eigen::Index>(n - 1 - i);
-        out.values[i] = solver.eigenvalues()[col];
-        const auto w = solver.eigenvectors().col(col);
-        Eigen::Index largest = 0;
-        for (Eigen::Index k = 1; k < w.size(); ++k)
-            if (std::abs(w[k]) > std::abs(w[largest]))
-                largest = k;
-        const double sign = w[largest] < 0 ? -1.0 : 1.0;
-        for (std::size_t k = 0; k < n; ++k)
-            out.vectors[i * n + k] = sign * w[static_cast<Eigen::Index>(k)];
-    }
-    return out;
-}
 
 /// How the components are found.
 enum class pca_mode {
