@@ -1,17 +1,17 @@
-// pipemode-kmeans: mini-batch K-Means over a RecordIO-protobuf data set read through
-// pipemode::reader, epoch after epoch, as SageMaker's built-in K-Means, optionally over MPI ranks
-// that each read a shard. Writes model.json (docs/algorithms.md).
+// pipemode-kmeans: mini-batch K-Means over a RecordIO-protobuf data set read through the
+// training library's channels (training.hpp), epoch after epoch, as SageMaker's built-in K-Means,
+// optionally over MPI ranks that each read a shard. Writes model.json and metrics.json, and with
+// --predict gives each record's closest cluster (docs/algorithms.md).
 //
 // Usage: `pipemode-kmeans --help` and docs/algorithms.md.
 #include "../common/feature_rows.hpp"
 #include "../common/mpi_context.hpp"
-#include "../common/training_program.hpp"
+#include "../common/training.hpp"
 #include "minibatch_kmeans.hpp"
-
-#include <pipemode/pipeline/reader.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
@@ -29,14 +29,18 @@ using pipemode::tools::parse_real;
 
 constexpr std::string_view program = "pipemode-kmeans";
 
-constexpr std::string_view usage_head = R"(Usage: pipemode-kmeans [options] SOURCE...
+constexpr std::string_view usage_head = R"(Usage: pipemode-kmeans [options] SOURCE... [--test SOURCE]...
        pipemode-kmeans [options] --pipe-channel NAME [--data-dir DIR]
+       pipemode-kmeans --predict MODEL_FILE [--output FILE] SOURCE...
 
 Mini-batch K-Means over RecordIO-protobuf records with a float32/float64/int32 feature
 "values", dense or sparse, reading the data once per epoch. A SOURCE is a local file or FIFO,
 an http(s):// URL, an S3 object s3://BUCKET/KEY or prefix s3://BUCKET/PREFIX/. Under mpirun each
 rank reads every size-th SOURCE; the ranks add their mini-batch statistics and hold the same
-centres. Writes MODEL_DIR/model.json and prints a summary.
+centres. Writes MODEL_DIR/model.json and metrics.json and prints a summary. Metrics:
+train:msd per epoch (mini-batch assignments) and at the end (the final pass), train:ssd, and
+with a test channel test:msd and test:ssd. --predict writes {"closest_cluster": C,
+"distance_to_cluster": D} (D Euclidean) for each record.
 
 Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparameters.json):
   --k K                          clusters (required)
@@ -140,21 +144,6 @@ bool set_hyperparameter(kmeans_settings& s, const std::string& name, std::string
     return true;
 }
 
-/// One epoch's reader for this rank, or nothing when the rank has no data.
-std::optional<pipemode::reader> open_epoch(const training_input& in, std::uint64_t epoch, std::size_t batch_size,
-                                           const mpi_context& mpi)
-{
-    auto sources = epoch_sources(in, epoch, mpi, program);
-    if (!sources)
-        return std::nullopt;
-    return std::optional<pipemode::reader>(std::in_place, std::move(sources),
-                                           pipemode::reader_options{
-                                               .batch_size = batch_size,
-                                               .memory_budget = in.memory_budget,
-                                               .read_size = in.source.read_size,
-                                           });
-}
-
 /// Calls `f(row_index_in_batch, dense_row)` or `g(keys, values)` for every row of `b`.
 class row_feeder {
 public:
@@ -193,7 +182,8 @@ struct training_result {
     double first_epoch_seconds = 0;
 };
 
-training_result train(const training_input& in, kmeans_settings& s, const mpi_context& mpi, progress_line& progress)
+training_result train(const training_job& job, kmeans_settings& s, const mpi_context& mpi, progress_line& progress,
+                      metrics_log& metrics)
 {
     training_result out;
     const std::size_t ranks = mpi.size();
@@ -209,13 +199,13 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
 
     for (std::uint64_t epoch = 0; epoch < s.epochs; ++epoch) {
         progress.start_epoch(epoch, s.epochs);
-        auto reader = open_epoch(in, epoch, rank_batch, mpi);
+        channel_reader reader(job, channel::train, epoch, mpi, rank_batch);
         std::deque<pipemode::batch> held;  // epoch 0: the batches the sample came from
         if (epoch == 0) {
             // The initial centres come from the first init_sample_size records (each rank's
             // share of them), gathered on every rank in rank order, so that all ranks choose
             // the same centres with the same seed.
-            std::optional<pipemode::batch> first = reader ? reader->next() : std::nullopt;
+            std::optional<pipemode::batch> first = reader.next();
             d = s.feature_dim = agree_on_dimension(s.feature_dim, first ? feature_rows::dimension_of(*first, "values") : 0, mpi);
             feeder.emplace(d);
             // The sample is dense: at most 64 MiB of it a rank (8,388,608 values), but never
@@ -235,7 +225,7 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
                 held.push_back(std::move(*first));
                 first.reset();
                 if (sampled < target)
-                    first = reader->next();
+                    first = reader.next();
             }
             const auto all = mpi.gather_all(sample);
             const std::size_t n = all.size() / d;
@@ -253,8 +243,8 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
                 b = std::move(held.front());
                 held.pop_front();
             }
-            else if (reader) {
-                b = reader->next();
+            else {
+                b = reader.next();
             }
             if (b) {
                 records += feeder->feed(
@@ -278,10 +268,10 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
                 break;
             }
             model->apply();
-            if (reader)  // rank 0's share times the ranks: an estimate, exact at the epoch's end
-                progress.update(records * ranks, reader->stats().bytes * ranks);
+            // rank 0's share times the ranks: an estimate, exact at the epoch's end
+            progress.update(records * ranks, reader.bytes() * ranks);
         }
-        const std::uint64_t epoch_bytes = mpi.sum(reader ? reader->stats().bytes : 0);
+        const std::uint64_t epoch_bytes = mpi.sum(reader.bytes());
         const std::uint64_t epoch_records = mpi.sum(records);
         progress.end_epoch(epoch_records, epoch_bytes);
         out.bytes += epoch_bytes;
@@ -292,6 +282,8 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
         double w = wcss;
         mpi.sum(std::span(&w, 1));
         last_epoch_wcss = w;
+        // The epoch's mean squared distance, each row against the centres of its moment.
+        metrics.report("train", "msd", epoch_records ? w / static_cast<double>(epoch_records) : 0.0, epoch + 1);
     }
 
     // Extra centres: a local Lloyd's on the centres weighted by what they absorbed. Every rank
@@ -309,23 +301,21 @@ training_result train(const training_input& in, kmeans_settings& s, const mpi_co
     // A final pass: every row against the final centres.
     minibatch_kmeans final_model(out.centres, s.k, d);  // for its assignment code; never applied
     progress.start_pass("final pass");
-    auto reader = open_epoch(in, s.epochs, rank_batch, mpi);
+    channel_reader reader(job, channel::train, s.epochs, mpi, rank_batch);
     std::vector<double> totals(s.k + 1, 0.0);
     std::uint64_t records = 0;
-    if (reader) {
-        for (auto& b : *reader) {
-            records += feeder->feed(
-                b, [&](const double* x) { totals[s.k] += final_model.assign_dense(x); },
-                [&](std::span<const std::uint64_t> k, std::span<const double> v) {
-                    totals[s.k] += final_model.assign_sparse(k, v);
-                });
-            progress.update(records * ranks, reader->stats().bytes * ranks);
-        }
+    while (auto b = reader.next()) {
+        records += feeder->feed(
+            *b, [&](const double* x) { totals[s.k] += final_model.assign_dense(x); },
+            [&](std::span<const std::uint64_t> k, std::span<const double> v) {
+                totals[s.k] += final_model.assign_sparse(k, v);
+            });
+        progress.update(records * ranks, reader.bytes() * ranks);
     }
     const auto counts = final_model.batch_counts();
     std::copy(counts.begin(), counts.end(), totals.begin());
     mpi.sum(totals);
-    const std::uint64_t pass_bytes = mpi.sum(reader ? reader->stats().bytes : 0);
+    const std::uint64_t pass_bytes = mpi.sum(reader.bytes());
     progress.end_epoch(mpi.sum(records), pass_bytes);
     out.bytes += pass_bytes;
     out.wcss = totals[s.k];
@@ -360,28 +350,87 @@ std::string model_json(const training_result& r, const kmeans_settings& s)
     return out;
 }
 
+/// The test channel against the final centres: its sum and mean of squared distances, read
+/// whole by rank 0 (the others return nothing), so that they do not depend on the ranks.
+std::optional<std::pair<double, std::uint64_t>> test_pass(const training_job& job, const kmeans_settings& s,
+                                                          const std::vector<double>& centres, const mpi_context& mpi)
+{
+    if (mpi.rank() != 0)
+        return std::nullopt;
+    minibatch_kmeans model(centres, s.k, s.feature_dim);  // for its assignment code; never applied
+    row_feeder feeder(s.feature_dim);
+    channel_reader reader(job, channel::test, 0, mpi, s.mini_batch_size);
+    double ssd = 0;
+    std::uint64_t records = 0;
+    while (auto b = reader.next())
+        records += feeder.feed(
+            *b, [&](const double* x) { ssd += model.assign_dense(x); },
+            [&](std::span<const std::uint64_t> k, std::span<const double> v) { ssd += model.assign_sparse(k, v); });
+    return std::pair(ssd, records);
+}
+
+/// Prediction mode: each record's closest centre of the model and its Euclidean distance, as
+/// SageMaker's K-Means inference gives them.
+int predict(const training_job& job, const mpi_context& mpi)
+{
+    const auto m = model_file::read(job.predict_model());
+    m.expect("kmeans", 1);
+    const std::size_t k = m.count("k");
+    const std::size_t d = m.count("feature_dim");
+    const auto centres = m.matrix("centers", d);
+    if (centres.size() != k * d)
+        throw std::runtime_error(job.predict_model().string() + ": \"centers\" has " + std::to_string(centres.size() / d)
+                                 + " rows, not k = " + std::to_string(k));
+    std::vector<double> row(d), scratch;
+    const auto records = run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+        const feature_rows fr(b, "values", d);
+        for (std::size_t i = 0; i < fr.size(); ++i) {
+            fr.densify(i, row, scratch);
+            const auto [c, d2] = nearest_centre(row.data(), centres, k, d);
+            std::string r = "{\"closest_cluster\": " + std::to_string(c) + ", \"distance_to_cluster\": ";
+            append_json_shortest(r, std::sqrt(d2));
+            r += '}';
+            rows.push_back(std::move(r));
+        }
+    });
+    if (mpi.rank() == 0 && !job.quiet())
+        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
+    return 0;
+}
+
 int run(int argc, char** argv, const mpi_context& mpi)
 {
     kmeans_settings s;
-    const auto in = parse_training_command_line(
+    const auto job = training_job::parse(
         argc, argv, [&](const std::string& name, std::string_view value) { return set_hyperparameter(s, name, value); },
         program);
-    if (in.help) {
-        if (mpi.rank() == 0)
-            for (const auto part : {usage_head, input_options_help, pipemode::tools::source_options_help, usage_tail})
-                std::fwrite(part.data(), 1, part.size(), stdout);
+    if (job.help()) {
+        print_help(mpi, usage_head, usage_tail);
         return 0;
     }
+    if (job.predicting())
+        return predict(job, mpi);
     if (s.k == 0)
         throw usage_error("k is required");
+    if (job.has(channel::validation))
+        throw usage_error("K-Means has no use for a validation channel (SageMaker's takes train and test)");
 
     const auto start = std::chrono::steady_clock::now();
-    progress_line progress(mpi.rank() == 0 && !in.quiet, std::string(program));
-    const auto r = train(in, s, mpi, progress);
+    progress_line progress(mpi.rank() == 0 && !job.quiet(), std::string(program));
+    metrics_log metrics(mpi.rank() == 0);
+    const auto r = train(job, s, mpi, progress, metrics);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics.report("train", "msd", r.records ? r.wcss / static_cast<double>(r.records) : 0.0);
+    metrics.report("train", "ssd", r.wcss);
+    if (job.has(channel::test))
+        if (const auto t = test_pass(job, s, r.centres, mpi)) {
+            metrics.report("test", "msd", t->second ? t->first / static_cast<double>(t->second) : 0.0);
+            metrics.report("test", "ssd", t->first);
+        }
 
     if (mpi.rank() == 0) {
-        const auto path = write_model_file(model_directory(in), "model.json", model_json(r, s));
+        const auto path = write_model_file(job.model_dir(), "model.json", model_json(r, s));
+        metrics.write(job.model_dir());
         std::string out;
         using pipemode::tools::append_field;
         using pipemode::tools::format;
@@ -401,16 +450,4 @@ int run(int argc, char** argv, const mpi_context& mpi)
 
 } // namespace
 
-int main(int argc, char** argv)
-{
-    mpi_context mpi(&argc, &argv);
-    try {
-        return run(argc, argv, mpi);
-    } catch (const usage_error& e) {
-        std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program.data(), e.what(), program.data());
-        return mpi.abort(2);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", program.data(), e.what());
-        return mpi.abort(1);
-    }
-}
+int main(int argc, char** argv) { return run_trainer(argc, argv, program, run); }

@@ -8,9 +8,16 @@ the cluster id as the label), runs pipemode-kmeans on them and checks that:
 - that sum is within 2% of NumPy's Lloyd's algorithm started from the program's initial centres
   (model.json's "initial_centers");
 - with extra_center_factor 2 and kmeans++ it still recovers the clusters;
+- metrics.json and the "#metric" lines: train:msd and train:ssd are the final pass's, test:ssd
+  and test:msd of a --test channel are NumPy's for the model's centres (1e-9 relative), also
+  with --pipe-mode reading train_N and test_0 FIFOs as SageMaker lays them out;
+- prediction mode (--predict) gives every record, in order, the closest centre and the
+  Euclidean distance to it that NumPy computes (1e-9), dense and sparse, to --output or stdout;
 - with --mpirun, 3 MPI ranks reach the same result as one process (same WCSS within 1e-3
   relative and the same centres up to order within 1e-2; their initial centres differ, since
-  each rank samples the start of its own shard).
+  each rank samples the start of its own shard), their test metrics are NumPy's for their
+  centres (the test channel is read whole, not sharded), and prediction under mpirun writes
+  the single process's rows once.
 
 Usage: /usr/bin/python3 kmeans_test.py --program PIPEMODE_KMEANS --work DIR [--mpirun MPIRUN]
 Exit status 0 when every check passes, 1 otherwise, 77 (CTest's skip) without NumPy.
@@ -19,6 +26,7 @@ Exit status 0 when every check passes, 1 otherwise, 77 (CTest's skip) without Nu
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,6 +161,60 @@ def check_model(model, x, labels, what, compare_lloyd=True, recovers=True):
     return None
 
 
+def distances(x, centres):
+    """Squared distance of every row to every centre, summed term by term as the program does."""
+    return ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+
+
+def load_metrics(directory):
+    with open(os.path.join(directory, "metrics.json")) as f:
+        return json.load(f)
+
+
+def metric_lines(stdout):
+    """The "#metric channel:name=value" lines, by the regex docs/algorithms.md gives, last value
+    of each name."""
+    found = {}
+    for m in re.finditer(r"#metric ([a-z_]+:[a-z_0-9]+)=([^\s]+)", stdout):
+        found[m.group(1)] = float(m.group(2))
+    return found
+
+
+def check_test_metrics(directory, stdout, test, what):
+    metrics = load_metrics(directory)
+    model = load_model(directory)
+    centres = np.array(model["centers"])
+    ssd = float(distances(test.astype(np.float64), centres).min(axis=1).sum())
+    check(abs(metrics["test:ssd"] - ssd) <= 1e-9 * ssd,
+          "%s: test:ssd %.10g is NumPy's for the model's centres (%.10g)" % (what, metrics["test:ssd"], ssd))
+    msd = ssd / test.shape[0]
+    check(abs(metrics["test:msd"] - msd) <= 1e-9 * msd, "%s: test:msd is NumPy's (%.10g)" % (what, msd))
+    check(metrics["train:ssd"] == model["wcss"] and metrics["train:msd"] == model["wcss"] / model["records"],
+          "%s: train:ssd and train:msd are the final pass's WCSS and its mean" % what)
+    lines = metric_lines(stdout)
+    check(all(lines.get(name) == value for name, value in metrics.items()) and "train:msd" in lines,
+          "%s: the #metric lines carry metrics.json's values (%s)" % (what, sorted(lines)))
+
+
+def check_predictions(text, x, centres, what):
+    rows = [json.loads(line) for line in text.splitlines()]
+    if not check_count(len(rows), x.shape[0], what):
+        return
+    d2 = distances(x.astype(np.float64), centres)
+    closest = d2.argmin(axis=1)
+    got_c = np.array([r["closest_cluster"] for r in rows])
+    got_d = np.array([r["distance_to_cluster"] for r in rows])
+    ref_d = np.sqrt(d2.min(axis=1))
+    check(np.array_equal(got_c, closest), "%s: every record's closest_cluster is NumPy's, in order" % what)
+    err = float(np.max(np.abs(got_d - ref_d) / np.maximum(ref_d, 1e-300)))
+    check(err <= 1e-9, "%s: distance_to_cluster is NumPy's Euclidean distance (max rel. error %.1e)" % (what, err))
+
+
+def check_count(got, want, what):
+    check(got == want, "%s: one prediction a record (%d of %d)" % (what, got, want))
+    return got == want
+
+
 def same_centres(a, b):
     """Max distance between the centres of a and b matched greedily (order may differ)."""
     a, b = np.array(a), np.array(b)
@@ -188,6 +250,10 @@ def main():
     dense_files = rp.write_parts(w("dense"), dense, 6, labels=dense_labels)
     sparse_files = rp.write_parts(w("sparse"), sparse, 4, sparse=True, labels=sparse_labels)
     common = ["--quiet", "--k", str(k), "--mini_batch_size", "500", "--init_sample_size", "2000"]
+    # A test channel of two files, from the dense data's distribution (its first 1500 rows).
+    test = dense[:1500]
+    test_files = rp.write_parts(w("test"), test, 2)
+    test_opts = [a for f in test_files for a in ("--test", f)]
 
     if args.mpirun:
         mpirun = [args.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3"]
@@ -195,12 +261,24 @@ def main():
                                        ("sparse", sparse, sparse_labels, sparse_files)):
             opts = common + ["--epochs", "3", "--init_method", "kmeans++"]
             single, multi = w(name + "_1"), w(name + "_3")
-            t1 = run([prog] + opts + ["--model-dir", single] + files)
-            t3 = run(mpirun + [prog] + opts + ["--model-dir", multi] + files)
+            extra = test_opts if name == "dense" else []
+            t1 = run([prog] + opts + ["--model-dir", single] + extra + files)
+            t3 = run(mpirun + [prog] + opts + ["--model-dir", multi] + extra + files)
             if t1 is None or t3 is None:
                 continue
             check("ranks: 3" in last_stdout[0], "%s: the program ran as 3 MPI ranks" % name)
             print("      %s: 1 process %.2f s, 3 ranks %.2f s" % (name, t1, t3))
+            if extra:
+                check_test_metrics(multi, last_stdout[0], test, name + ", 3 ranks")
+                # Prediction under mpirun: rank 0 reads and writes, once, what one process writes.
+                p1, p3 = w(name + "_1.jsonl"), w(name + "_3.jsonl")
+                model_file = os.path.join(single, "model.json")
+                run([prog, "--quiet", "--predict", model_file, "--output", p1] + files)
+                run(mpirun + [prog, "--quiet", "--predict", model_file, "--output", p3] + files)
+                with open(p1) as f1, open(p3) as f3:
+                    a, b = f1.read(), f3.read()
+                check(a == b and a.count("\n") == x.shape[0],
+                      "%s: prediction under 3 ranks writes one process's %d rows once" % (name, x.shape[0]))
             one, three = load_model(single), load_model(multi)
             check(three["records"] == x.shape[0], "%s, 3 ranks: every record read once (%d)" % (name, three["records"]))
             check_model(three, x, labels, name + ", 3 ranks")
@@ -231,6 +309,26 @@ def main():
         check(model["records"] == x.shape[0], "%s: %d records" % (what, x.shape[0]))
         check_model(model, x, labels, what, recovers=recovers)
         print("      %s: %.2f s" % (what, seconds))
+
+    # Metrics with a test channel, and prediction mode, dense (--output) and sparse (stdout).
+    out = w("model_test")
+    if run([prog] + common + ["--init_method", "kmeans++", "--epochs", "2", "--model-dir", out] + test_opts
+           + dense_files) is not None:
+        check_test_metrics(out, last_stdout[0], test, "dense with a test channel")
+        model_file = os.path.join(out, "model.json")
+        centres = np.array(load_model(out)["centers"])
+        predictions = w("predictions.jsonl")
+        if run([prog, "--quiet", "--predict", model_file, "--output", predictions] + dense_files) is not None:
+            with open(predictions) as f:
+                check_predictions(f.read(), dense, centres, "predict, dense, --output")
+            check(not os.path.exists(predictions + ".tmp"), "predict: no temporary file left")
+    sparse_model = os.path.join(w("model_2"), "model.json")
+    if os.path.exists(sparse_model) and run([prog, "--predict", sparse_model] + sparse_files) is not None:
+        check_predictions(last_stdout[0], sparse, np.array(load_model(w("model_2"))["centers"]),
+                          "predict, sparse, stdout")
+    p = subprocess.run([prog, "--predict", os.path.join(w("x"), "none.json"), dense_files[0]], capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "none.json" in p.stderr, "predict: a missing model file is named")
 
     # The same seed gives the same initial centres (and model); another seed other ones.
     for seed, out in (("1", w("seed_a")), ("1", w("seed_b")), ("2", w("seed_c"))):
@@ -297,6 +395,33 @@ for e in range(%d):
     feeder.wait()
     if ok is not None:
         check_model(load_model(out), dense, dense_labels, "Pipe-mode FIFOs, 2 epochs")
+
+    # --pipe-mode: SageMaker's layout, every channel from its FIFOs (train_0, train_1 for the
+    # final pass, then test_0), the test channel there because inputdataconfig.json lists it.
+    root = w("sagemaker")
+    os.makedirs(os.path.join(root, "data"))
+    os.makedirs(os.path.join(root, "config"))
+    with open(os.path.join(root, "config", "inputdataconfig.json"), "w") as f:
+        json.dump({"train": {"TrainingInputMode": "Pipe"}, "test": {"TrainingInputMode": "Pipe"}}, f)
+    fifos = [("train_0", dense_files), ("train_1", dense_files), ("test_0", test_files)]
+    for name, _ in fifos:
+        os.mkfifo(os.path.join(root, "data", name))
+    feeder = subprocess.Popen([sys.executable, "-c", """
+import json, shutil, sys
+for name, files in json.loads(sys.argv[1]):
+    with open('%s/data/' + name, 'wb') as f:
+        for p in files:
+            with open(p, 'rb') as src:
+                shutil.copyfileobj(src, f)
+""" % root, json.dumps(fifos)])
+    out = w("model_pipe_mode")
+    ok = run([prog] + common + ["--init_method", "kmeans++", "--pipe-mode", "--data-dir", os.path.join(root, "data"),
+                                "--model-dir", out])
+    if ok is None:
+        feeder.kill()
+    feeder.wait()
+    if ok is not None:
+        check_test_metrics(out, last_stdout[0], test, "--pipe-mode with a test FIFO")
 
     # Usage errors exit with 2.
     p = subprocess.run([prog, "--model-dir", w("x"), dense_files[0]], capture_output=True, text=True)

@@ -2,7 +2,6 @@
 // Chan's merge of moments against the two-pass textbook formulas, sparse batches against the
 // same rows dense, and the randomized sketch against the exact covariance.
 #include "streaming_pca.hpp"
-#include "symmetric_eigen.hpp"
 
 #include <catch2/catch.hpp>
 

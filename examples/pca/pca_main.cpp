@@ -1,14 +1,13 @@
-// pipemode-pca: streaming PCA over a RecordIO-protobuf data set read through pipemode::reader,
-// in one pass, as SageMaker's built-in PCA ("regular" and "randomized" modes), optionally over
-// MPI ranks that each read a shard. Writes model.json (docs/algorithms.md).
+// pipemode-pca: streaming PCA over a RecordIO-protobuf data set read through the training
+// library's channels (training.hpp), in one pass, as SageMaker's built-in PCA ("regular" and
+// "randomized" modes), optionally over MPI ranks that each read a shard. Writes model.json, and
+// with --predict gives each record's projection (docs/algorithms.md).
 //
 // Usage: `pipemode-pca --help` and docs/algorithms.md.
 #include "../common/feature_rows.hpp"
 #include "../common/mpi_context.hpp"
-#include "../common/training_program.hpp"
+#include "../common/training.hpp"
 #include "streaming_pca.hpp"
-
-#include <pipemode/pipeline/reader.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -32,11 +31,15 @@ constexpr std::size_t max_regular_dim = 16384;
 
 constexpr std::string_view usage_head = R"(Usage: pipemode-pca [options] SOURCE...
        pipemode-pca [options] --pipe-channel NAME [--data-dir DIR]
+       pipemode-pca --predict MODEL_FILE [--output FILE] SOURCE...
 
 Streaming PCA in one pass over RecordIO-protobuf records with a float32/float64/int32 feature
 "values", dense or sparse. A SOURCE is a local file or FIFO, an http(s):// URL, an S3 object
 s3://BUCKET/KEY or prefix s3://BUCKET/PREFIX/. Under mpirun each rank reads every size-th
-SOURCE and the statistics are combined. Writes MODEL_DIR/model.json and prints a summary.
+SOURCE and the statistics are combined. Writes MODEL_DIR/model.json (and an empty
+metrics.json: SageMaker's PCA has no metrics) and prints a summary. --predict writes
+{"projection": [...]} for each record: (x - mean) times the components (x itself when
+subtract_mean is false), in the model's order of components (largest variance first).
 
 Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparameters.json):
   --num_components K     components to compute (required)
@@ -105,20 +108,11 @@ struct pass_result {
 };
 
 /// Reads this rank's data once and accumulates its moments.
-pass_result one_pass(const training_input& in, pca_settings& s, const mpi_context& mpi, progress_line& progress)
+pass_result one_pass(const training_job& job, pca_settings& s, const mpi_context& mpi, progress_line& progress)
 {
     pass_result r;
-    auto sources = epoch_sources(in, 0, mpi, program);
-    std::optional<pipemode::reader> reader;
-    std::optional<pipemode::batch> first;
-    if (sources) {
-        reader.emplace(std::move(sources), pipemode::reader_options{
-                                               .batch_size = s.mini_batch_size,
-                                               .memory_budget = in.memory_budget,
-                                               .read_size = in.source.read_size,
-                                           });
-        first = reader->next();
-    }
+    channel_reader reader(job, channel::train, 0, mpi, s.mini_batch_size);
+    std::optional<pipemode::batch> first = reader.next();
     const std::size_t seen = first ? feature_rows::dimension_of(*first, "values") : 0;
     s.pca.feature_dim = agree_on_dimension(s.pca.feature_dim, seen, mpi);
     const std::size_t d = s.pca.feature_dim;
@@ -163,12 +157,12 @@ pass_result one_pass(const training_input& in, pca_settings& s, const mpi_contex
     if (first) {
         add(*first);
         first.reset();
-        for (auto& b : *reader) {
-            add(b);
-            progress.update(r.records, reader->stats().bytes);
+        while (auto b = reader.next()) {
+            add(*b);
+            progress.update(r.records, reader.bytes());
         }
-        r.bytes = reader->stats().bytes;
     }
+    r.bytes = reader.bytes();
     return r;
 }
 
@@ -227,24 +221,66 @@ std::string model_json(const pca_model& m, const pca_settings& s)
     return out;
 }
 
+/// Prediction mode: each record projected on the model's components, as SageMaker's PCA
+/// inference gives it.
+int predict(const training_job& job, const mpi_context& mpi)
+{
+    const auto m = model_file::read(job.predict_model());
+    m.expect("pca", 1);
+    const std::size_t d = m.count("feature_dim");
+    const std::size_t k = m.count("num_components");
+    const auto mean = m.numbers("mean");
+    const auto components = m.matrix("components", d);
+    if (mean.size() != d || components.size() != k * d)
+        throw std::runtime_error(job.predict_model().string() + ": \"mean\" or \"components\" does not match feature_dim and num_components");
+    const bool centre = m.boolean("subtract_mean");
+    using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Eigen::Map<const row_major> w(components.data(), static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(d));
+    const Eigen::Map<const Eigen::VectorXd> mu(mean.data(), static_cast<Eigen::Index>(d));
+    Eigen::VectorXd x(static_cast<Eigen::Index>(d));
+    std::vector<double> scratch;
+    const auto records = run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+        const feature_rows fr(b, "values", d);
+        for (std::size_t i = 0; i < fr.size(); ++i) {
+            fr.densify(i, std::span<double>(x.data(), d), scratch);
+            if (centre)
+                x -= mu;
+            const Eigen::VectorXd p = w * x;
+            std::string r = "{\"projection\": [";
+            for (Eigen::Index c = 0; c < p.size(); ++c) {
+                if (c)
+                    r += ", ";
+                append_json_shortest(r, p[c]);
+            }
+            r += "]}";
+            rows.push_back(std::move(r));
+        }
+    });
+    if (mpi.rank() == 0 && !job.quiet())
+        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
+    return 0;
+}
+
 int run(int argc, char** argv, const mpi_context& mpi)
 {
     pca_settings s;
-    const auto in = parse_training_command_line(
+    const auto job = training_job::parse(
         argc, argv, [&](const std::string& name, std::string_view value) { return set_hyperparameter(s, name, value); },
         program);
-    if (in.help) {
-        if (mpi.rank() == 0)
-            for (const auto part : {usage_head, input_options_help, pipemode::tools::source_options_help, usage_tail})
-                std::fwrite(part.data(), 1, part.size(), stdout);
+    if (job.help()) {
+        print_help(mpi, usage_head, usage_tail);
         return 0;
     }
+    if (job.predicting())
+        return predict(job, mpi);
     if (!s.components_given)
         throw usage_error("num_components is required");
+    if (job.has(channel::validation) || job.has(channel::test))
+        throw usage_error("PCA reads the train channel only (SageMaker's PCA takes train and an unused test)");
 
     const auto start = std::chrono::steady_clock::now();
-    progress_line progress(mpi.rank() == 0 && !in.quiet, std::string(program));
-    auto pass = one_pass(in, s, mpi, progress);
+    progress_line progress(mpi.rank() == 0 && !job.quiet(), std::string(program));
+    auto pass = one_pass(job, s, mpi, progress);
     const std::uint64_t bytes = mpi.sum(pass.bytes);
     combine(*pass.stats, mpi);
     pass.stats->symmetrize();
@@ -254,7 +290,8 @@ int run(int argc, char** argv, const mpi_context& mpi)
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (mpi.rank() == 0) {
-        const auto path = write_model_file(model_directory(in), "model.json", model_json(model, s));
+        const auto path = write_model_file(job.model_dir(), "model.json", model_json(model, s));
+        metrics_log(false).write(job.model_dir());
         std::string out;
         using pipemode::tools::append_field;
         using pipemode::tools::format;
@@ -278,16 +315,4 @@ int run(int argc, char** argv, const mpi_context& mpi)
 
 } // namespace
 
-int main(int argc, char** argv)
-{
-    mpi_context mpi(&argc, &argv);
-    try {
-        return run(argc, argv, mpi);
-    } catch (const usage_error& e) {
-        std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program.data(), e.what(), program.data());
-        return mpi.abort(2);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", program.data(), e.what());
-        return mpi.abort(1);
-    }
-}
+int main(int argc, char** argv) { return run_trainer(argc, argv, program, run); }

@@ -5,7 +5,9 @@ Writes small data sets with a planted covariance spectrum (dense and sparse floa
 runs pipemode-pca on them and compares model.json with np.linalg.eigh of the covariance of the
 same float32 values: explained variances within 1e-4 relative, components within 1e-3 up to
 sign, the mean within 1e-9. Also: subtract_mean=false, the randomized mode, a hyperparameters
-file, a Pipe-mode FIFO, and (with --mpirun) `mpirun -np 3` against the single process.
+file, a Pipe-mode FIFO, prediction mode (--predict: every record's projection, in order, is
+NumPy's from the model file's mean and components, 1e-12 relative), and (with --mpirun)
+`mpirun -np 3` against the single process.
 
 Usage: /usr/bin/python3 pca_test.py --program PIPEMODE_PCA --work DIR [--mpirun MPIRUN]
 Exit status 0 when every check passes, 1 otherwise, 77 (CTest's skip) without NumPy.
@@ -38,6 +40,7 @@ def check(ok, what):
     print(("ok:   " if ok else "FAIL: ") + what)
     if not ok:
         failures.append(what)
+    return ok
 
 
 def run(cmd, **kwargs):
@@ -194,6 +197,34 @@ def main():
         result = compare(model, reference(x, k, centred), what, ev_tol, comp_tol)
         if result:
             print("      %s: %.2f s, variance rel err %.1e, component err %.1e" % (what, seconds, *result))
+
+    # Prediction mode: each record's projection, in order, is NumPy's (x - mean) @ components.T
+    # with the model file's mean and components (x @ components.T without centring).
+    for i, x, files, what in ((0, dense, dense_files, "dense"), (1, dense, dense_files, "dense, subtract_mean=false"),
+                              (4, sparse, sparse_files, "sparse")):
+        out = w("model_%d" % i)
+        if not os.path.exists(os.path.join(out, "model.json")):
+            continue
+        predictions = w("predictions_%d.jsonl" % i)
+        cmd = [prog, "--quiet", "--predict", os.path.join(out, "model.json")]
+        if i != 4:
+            cmd += ["--output", predictions]
+        if run(cmd + files) is None:
+            continue
+        text = last_stdout[0] if i == 4 else open(predictions).read()
+        rows = [json.loads(line) for line in text.splitlines()]
+        model = load_model(out)
+        centred = model["subtract_mean"]
+        x64 = x.astype(np.float64) - (np.array(model["mean"]) if centred else 0)
+        ref = x64 @ np.array(model["components"]).T
+        if not check(len(rows) == x.shape[0], "predict %s: one projection a record (%d)" % (what, len(rows))):
+            continue
+        got = np.array([r["projection"] for r in rows])
+        err = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+        check(got.shape == ref.shape and err <= 1e-12,
+              "predict %s: projections are NumPy's, in record order (max rel. error %.1e)" % (what, err))
+    with open(os.path.join(w("model_0"), "metrics.json")) as f:
+        check(json.load(f) == {}, "metrics.json is written, empty (SageMaker's PCA has no metrics)")
 
     # The randomized sketch with the default extra_components (max(10, k) = 10, so 15 of 40
     # columns) on the sparse data's flat spectrum: say how close it gets, check it is close.

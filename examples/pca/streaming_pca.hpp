@@ -2,15 +2,20 @@
 //
 // - "regular": per-batch mean and scatter matrix of the batch's centred rows, merged into the
 //   running (count, mean, M2) with Chan's parallel update; at the end the covariance's
-//   eigendecomposition (symmetric_eigen.hpp) gives the components.
+//   eigendecomposition (`decompose_symmetric` of the training library, Eigen's
+//   SelfAdjointEigenSolver) gives the components.
 // - "randomized": the same one-pass moments, but of the sketch M2 * Omega (d x l, Omega a fixed
 //   Gaussian d x l matrix, l = num_components + extra_components) instead of M2, and a Nystrom
 //   approximation of M2 from the sketch at the end. See docs/algorithms.md.
 //
-// Everything is computed in double precision. No I/O here: the program feeds batches of rows.
+// Everything is computed in double precision; the decompositions and the Nystrom algebra are
+// Eigen's (Debian's libeigen3-dev). No I/O here: the program feeds batches of rows.
 #pragma once
 
-#include "symmetric_eigen.hpp"
+#include "../common/linear_algebra.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -357,29 +362,6 @@ inline moments make_pca_moments(const pca_options& o)
 
 namespace detail {
 
-// Lower-triangular Cholesky factor of the SPD l x l matrix b (row-major), in place; false when
-// a pivot is not positive.
-inline bool cholesky(std::vector<double>& b, std::size_t l)
-{
-    for (std::size_t j = 0; j < l; ++j) {
-        double s = b[j * l + j];
-        for (std::size_t k = 0; k < j; ++k)
-            s -= b[j * l + k] * b[j * l + k];
-        if (!(s > 0))
-            return false;
-        const double djj = std::sqrt(s);
-        b[j * l + j] = djj;
-        for (std::size_t i = j + 1; i < l; ++i) {
-            double t = b[i * l + j];
-            for (std::size_t k = 0; k < j; ++k)
-                t -= b[i * l + k] * b[j * l + k];
-            b[i * l + j] = t / djj;
-        }
-        for (std::size_t k = j + 1; k < l; ++k)
-            b[j * l + k] = 0;
-    }
-    return true;
-}
 
 } // namespace detail
 
@@ -435,45 +417,30 @@ inline pca_model finish_pca(const moments& s, const pca_options& o)
         const double nu = std::sqrt(norm) * 0x1p-52 * static_cast<double>(d);
         for (std::size_t i = 0; i < y.size(); ++i)
             y[i] += nu * omega[i];
-        std::vector<double> b(l * l, 0.0);
-        for (std::size_t i = 0; i < d; ++i)
-            for (std::size_t a = 0; a < l; ++a)
-                for (std::size_t c = 0; c <= a; ++c)
-                    b[a * l + c] += omega[i * l + a] * y[i * l + c];
-        for (std::size_t a = 0; a < l; ++a)
-            for (std::size_t c = 0; c < a; ++c)
-                b[c * l + a] = b[a * l + c];
-        if (!detail::cholesky(b, l))
+        using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        const auto di = static_cast<Eigen::Index>(d);
+        const auto li = static_cast<Eigen::Index>(l);
+        const Eigen::Map<const row_major> y_nu(y.data(), di, li);
+        const Eigen::Map<const row_major> om(omega.data(), di, li);
+        const Eigen::MatrixXd b = om.transpose() * y_nu;
+        // B's lower triangle is all the factorisation reads.
+        const Eigen::LLT<Eigen::MatrixXd> chol(b);
+        if (chol.info() != Eigen::Success)
             throw std::runtime_error("randomized PCA: the sketch is not positive definite (too few records?)");
-        // F = Y C^-T: solve F C^T = Y row by row (forward substitution with C lower).
-        std::vector<double> f(d * l);
-        for (std::size_t i = 0; i < d; ++i)
-            for (std::size_t a = 0; a < l; ++a) {
-                double t = y[i * l + a];
-                for (std::size_t c = 0; c < a; ++c)
-                    t -= f[i * l + c] * b[a * l + c];
-                f[i * l + a] = t / b[a * l + a];
-            }
+        // F = Y C^-T, i.e. F^T = C^-1 Y^T (C lower), by forward substitution.
+        const Eigen::MatrixXd f = chol.matrixL().solve(y_nu.transpose()).transpose();
         // F^T F = V S^2 V^T; U = F V / S.
-        std::vector<double> g(l * l, 0.0);
-        for (std::size_t i = 0; i < d; ++i)
-            for (std::size_t a = 0; a < l; ++a)
-                for (std::size_t c = 0; c <= a; ++c)
-                    g[a * l + c] += f[i * l + a] * f[i * l + c];
-        const auto eig = decompose_symmetric(g, l);
+        row_major g = f.transpose() * f;
+        const auto eig = decompose_symmetric(std::span<const double>(g.data(), l * l), l);
         for (std::size_t c = 0; c < k; ++c) {
             const double s2 = std::max(0.0, eig.values[c]);
             const double lambda = std::max(0.0, s2 - nu);
             out.explained_variance.push_back(lambda * scale);
             out.singular_values.push_back(std::sqrt(lambda));
-            std::vector<double> u(d, 0.0);
             const double inv = s2 > 0 ? 1 / std::sqrt(s2) : 0;
-            for (std::size_t i = 0; i < d; ++i) {
-                double t = 0;
-                for (std::size_t a = 0; a < l; ++a)
-                    t += f[i * l + a] * eig.vector(c, a);
-                u[i] = t * inv;
-            }
+            const Eigen::Map<const Eigen::VectorXd> v(eig.vectors.data() + c * l, li);
+            const Eigen::VectorXd fu = f * v * inv;
+            std::vector<double> u(fu.data(), fu.data() + d);
             // Same sign convention as the regular mode: largest component positive.
             std::size_t largest = 0;
             for (std::size_t i = 1; i < d; ++i)
