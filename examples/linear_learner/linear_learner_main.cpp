@@ -116,7 +116,7 @@ struct settings {
     selection_criterion criterion = selection_criterion::accuracy;
     std::size_t num_calibration_samples = 10000000;
     double target_recall = 0.8, target_precision = 0.8, f_beta = 1.0;
-    std::optional<double> positive_weight;  // empty: balanced
+    std::optional<double> positive_weight = 1.0;  // empty: balanced
     std::size_t top_k = 3;
     // Channels and prediction mode (command line only).
     std::vector<pipemode::tools::source_arg> validation, test;
