@@ -168,7 +168,8 @@ struct calibrated_threshold {
 /// `criterion` on 0/1 `labels`: accuracy, F-beta, precision among thresholds whose recall is at
 /// least `target` (precision_at_target_recall), or recall among those whose precision is at
 /// least `target` (recall_at_target_precision). Candidates are the distinct scores and +inf
-/// (nothing positive); on equal values the highest threshold wins. For `loss_function` it
+/// (nothing positive), each moved midway to the next lower score; on equal values the highest
+/// threshold wins. For `loss_function` it
 /// returns `fixed` with value 0 (the model is then chosen by its loss).
 inline calibrated_threshold calibrate_threshold(std::span<const double> scores, std::span<const double> labels,
                                                 selection_criterion criterion, double beta, double target, double fixed)
@@ -205,8 +206,10 @@ inline calibrated_threshold calibrate_threshold(std::span<const double> scores, 
             }
         }
         const double v = value(c);
+        // Midway to the next lower score, so that the same rows stay positive when the scores
+        // are computed again with other rounding (one model's product instead of all models').
         if (v > best.value)
-            best = {t, v};
+            best = {i < order.size() ? (t + scores[order[i]]) / 2 : t, v};
     }
     if (best.threshold == HUGE_VAL && best.value < 0)
         return {fixed, -1};  // no threshold meets the target: keep the default
