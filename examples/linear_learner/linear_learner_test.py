@@ -264,6 +264,28 @@ def check_sklearn(args, work):
               "breast cancer, accuracy criterion over 4 models: threshold %.6f gives the best accuracy %.4f"
               % (model["threshold"], best))
 
+    # normalize_data on the raw breast-cancer features: the scaler is the first 300 records'
+    # mean and (population) std, and the accuracy is within one point of the standardized run;
+    # with a tolerance of 5 % a loss that stops improving stops the run before its 200 epochs.
+    raw_path = os.path.join(work, "cancer-raw.rec")
+    raw = data.data.astype(np.float32)
+    rp.write_dense(raw_path, raw, labels=y)
+    r = train(args, work, "cancer-raw", [raw_path],
+              dict(hyper, normalize_data="true", num_point_for_scaler=300, epochs=200, early_stopping_patience=2,
+                   early_stopping_tolerance=0.05),
+              ["--test", raw_path])
+    if r:
+        model, metrics, _ = r
+        first = raw[:320].astype(np.float64)  # the scaler reads whole batches of 64: 320 records
+        mean_err = np.abs(np.array(model["feature_mean"]) - first.mean(axis=0)).max() / np.abs(first).max()
+        scale_err = np.abs(np.array(model["feature_scale"]) / first.std(axis=0) - 1).max()
+        check(mean_err < 1e-9 and scale_err < 1e-6, "normalize_data: the scaler is the first batches' mean and std "
+              "(relative errors %.1e, %.1e)" % (mean_err, scale_err))
+        acc = metrics["test:binary_classification_accuracy"]
+        check(abs(acc - ref.score(xd, y)) <= 0.01, "normalize_data, breast cancer: accuracy %.4f vs %.4f (within one point)"
+              % (acc, ref.score(xd, y)))
+        check(model["epochs"] < 200, "early stopping: stopped after %d of 200 epochs" % model["epochs"])
+
     # Squared loss on diabetes against Ridge: alpha = n wd (objective mean r^2/2 + wd/2 |w|^2).
     data = sklearn.datasets.load_diabetes()
     x, y = standardized(data.data), data.target.astype(np.float32)
