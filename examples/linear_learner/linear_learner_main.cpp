@@ -5,7 +5,7 @@
 // prints metrics as `channel:name=value` lines, and writes model.json and metrics.json; with
 // --predict MODEL, writes one JSON line of predictions a record instead (docs/algorithms.md).
 //
-// The channel I/O is kept in four functions (open_channel, print_metric, write_json_file and
+// The channel I/O is kept in four places (open_channel, metric_log, write_json_file and
 // read_rows) so that it moves to the examples' common training library in one place.
 #include "../common/feature_rows.hpp"
 #include "../common/mpi_context.hpp"
@@ -977,8 +977,8 @@ model read_model(const std::string& path)
     return m;
 }
 
-/// Prediction mode: one JSON line a record, as SageMaker's Linear Learner answers batch
-/// transform: {"score": p, "predicted_label": l} (binary), {"score": [p...],
+/// Prediction mode (a single process: under mpirun every rank would write every line): one
+/// JSON line a record, as SageMaker's Linear Learner answers batch transform: {"score": p, "predicted_label": l} (binary), {"score": [p...],
 /// "predicted_label": k} (multiclass), {"score": v} (regressor).
 int predict(const training_input& in, const settings& s, const mpi_context& mpi)
 {
