@@ -25,6 +25,7 @@
 
 #include <zlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -239,7 +240,105 @@ std::vector<std::vector<std::string>> direct_read(const channel_config& channel,
     return out;
 }
 
+/// An object store that counts the objects read from it (what the network would carry).
+class counting_store final : public object_store {
+public:
+    counting_store(std::unique_ptr<object_store> inner, std::shared_ptr<std::atomic<std::uint64_t>> reads)
+        : inner_(std::move(inner)), reads_(std::move(reads))
+    {
+    }
+
+    asio::awaitable<std::vector<object_entry>> async_list(source_context ctx) override { return inner_->async_list(ctx); }
+    std::unique_ptr<source_provider> open(std::vector<object_read> reads) override
+    {
+        *reads_ += reads.size();
+        return inner_->open(std::move(reads));
+    }
+    std::string describe() const override { return "counting " + inner_->describe(); }
+    std::size_t reserve_buffers(const reader_options& o) override { return inner_->reserve_buffers(o); }
+
+private:
+    std::unique_ptr<object_store> inner_;
+    std::shared_ptr<std::atomic<std::uint64_t>> reads_;
+};
+
+/// Agent options whose stores count the objects they read into `reads`.
+agent_options counted(agent_options o, std::shared_ptr<std::atomic<std::uint64_t>> reads)
+{
+    o.wrap_store = [reads](const channel_config&, std::unique_ptr<object_store> inner) -> std::unique_ptr<object_store> {
+        return std::make_unique<counting_store>(std::move(inner), reads);
+    };
+    return o;
+}
+
+/// Every byte of the FIFO at `path`, once it appears (within 30 s), to its end of file.
+std::string read_fifo(const fs::path& path)
+{
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+    REQUIRE(fs::is_fifo(path));
+    return read_text(path);
+}
+
+/// The FIFO bytes of `epochs` epochs of the single channel "train", read by one consumer.
+std::vector<std::string> fifo_epochs(const std::vector<channel_config>& channels, const agent_options& o,
+                                     std::uint64_t epochs)
+{
+    agent a(channels, o);
+    agent_thread running(a);
+    std::vector<std::string> out;
+    for (std::uint64_t e = 0; e < epochs; ++e)
+        out.push_back(read_fifo(pipe_path(o.data_dir, "train", e)));
+    running.join();
+    return out;
+}
+
 } // namespace
+
+TEST_CASE("agent: with a cache, epoch 2 reads every object from the cache and the FIFO bytes are unchanged")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    make_protobuf_files(root / "train", 6, 40, 50, 7);
+    const auto plain = make_gzip_objects(root / "gz");
+    for (const bool gzipped : {false, true}) {
+        CAPTURE(gzipped);
+        const std::vector<channel_config> channels{
+            gzipped ? channel_config{.name = "train", .uri = (root / "gz").string(), .compression = compression::gzip,
+                                     .record_wrapper = record_wrapper::recordio, .shuffle_seed = 3}
+                    : channel_config{.name = "train", .uri = (root / "train").string(), .shuffle_seed = 3}};
+        const std::uint64_t objects = gzipped ? plain.size() : 6;
+        agent_options o;
+        o.data_dir = root / "data";
+        o.config_dir = root / "config";
+        o.epochs = 2;
+        o.recordio_window = 64 * kib;
+        fs::create_directories(o.data_dir);
+
+        const auto uncached_reads = std::make_shared<std::atomic<std::uint64_t>>(0);
+        const auto want = fifo_epochs(channels, counted(o, uncached_reads), 2);
+        CHECK(uncached_reads->load() >= 2 * objects);
+        REQUIRE(want[0].size() > 1000);
+        CHECK(want[0] != want[1]);  // reshuffled
+
+        agent_options with_cache = o;
+        with_cache.cache = cache::cache_options{.directory = (root / (gzipped ? "cache-gz" : "cache")).string(),
+                                                .budget_bytes = 64 * mib};
+        const auto reads = std::make_shared<std::atomic<std::uint64_t>>(0);
+        const auto got = fifo_epochs(channels, counted(with_cache, reads), 2);
+        CHECK(got == want);
+        // Each object once from the inner store (the measuring of a gzip object longer than the
+        // window reads the cache too, once the first epoch committed it): epoch 2 from the cache.
+        CHECK(reads->load() <= objects + (gzipped ? 1 : 0));
+        CHECK(reads->load() >= objects);
+
+        // A restarted agent over the same directory reads nothing from the inner store.
+        const auto restarted = std::make_shared<std::atomic<std::uint64_t>>(0);
+        CHECK(fifo_epochs(channels, counted(with_cache, restarted), 2) == want);
+        CHECK(restarted->load() == 0);
+    }
+}
 
 TEST_CASE("agent: two channels over 3 epochs through real FIFOs, one epoch left early, equal to a direct read")
 {

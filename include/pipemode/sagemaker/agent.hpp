@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/cache/caching_store.hpp>
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/plan.hpp>
@@ -24,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,6 +105,19 @@ struct agent_options {
     /// training program to open an epoch's FIFO; for ever by default).
     fifo_writer_options fifo{};
 
+    /// A local cache for the channels' objects (`cache::caching_store`, docs/cache.md), so that
+    /// epochs after the first, and a restarted agent, read from local disk (or this process's
+    /// memory, with an empty `directory`) what the first epoch downloaded. Each channel's store
+    /// is wrapped in its own caching store over these options; several channels and several
+    /// agents of a host may share one directory, and the budget holds across all of them.
+    /// Empty (the default): no cache, nothing is written to disk.
+    std::optional<cache::cache_options> cache = std::nullopt;
+
+    /// Called with each channel's store before the cache wraps it (the store that reads the
+    /// network) and returns the store to read: a hook for instrumentation, such as counting
+    /// or throttling the reads in a test. Empty leaves the store as it is.
+    std::function<std::unique_ptr<object_store>(const channel_config&, std::unique_ptr<object_store>)> wrap_store = nullptr;
+
     /// Called on the agent's network thread at each event of each channel (a log, a test).
     /// Must not block; must not throw.
     std::function<void(const agent_event&)> on_event = nullptr;
@@ -124,8 +139,10 @@ struct agent_source {
     bool sizes_exact = true;
 };
 
-/// The store and delivery of `channel` for the agent (see `agent_source`). Throws
-/// `std::invalid_argument` naming the channel for what cannot be streamed.
+/// The store and delivery of `channel` for the agent (see `agent_source`): `channel_store()`,
+/// passed through `options.wrap_store` and wrapped in a `cache::caching_store` under
+/// `options.cache`. Throws `std::invalid_argument` naming the channel for what cannot be
+/// streamed, and for a cache budget of 0.
 agent_source agent_source_for(const channel_config& channel, const agent_options& options);
 
 namespace detail {

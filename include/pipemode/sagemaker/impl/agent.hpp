@@ -257,7 +257,18 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
 inline agent_source agent_source_for(const channel_config& channel, const agent_options& options)
 {
     agent_source s;
-    s.store = channel_store(channel, options.s3, options.read_size);
+    // The hook and the cache go below the inflation of a gzip channel: the cache keeps the
+    // objects as listed (compressed, of the listing's sizes), which is what it can check.
+    channel_config raw = channel;
+    if (channel.data_type != s3_data_type::augmented_manifest_file)
+        raw.compression = compression::none;
+    s.store = channel_store(raw, options.s3, options.read_size);
+    if (options.wrap_store)
+        s.store = options.wrap_store(channel, std::move(s.store));
+    if (options.cache)
+        s.store = cache::caching_store(std::move(s.store), *options.cache);
+    if (raw.compression != channel.compression)
+        s.store = gunzip(std::move(s.store));
     if (channel.data_type == s3_data_type::augmented_manifest_file) {
         // Each object is one manifest line whose bytes are already what Pipe mode writes for
         // it: one RecordIO record per attribute (unframed under RecordWrapperType None).
