@@ -54,13 +54,16 @@ struct agent_event {
     std::uint64_t bytes = 0;    ///< bytes written into this epoch's FIFO so far
     std::uint64_t objects = 0;  ///< `listed`: objects in the channel; otherwise this host's objects this epoch
     std::chrono::steady_clock::duration elapsed{};  ///< since the epoch's reader connected (0 before)
+    /// The consumer whose FIFO this is (`agent_options::consumers`); 0 with one consumer, and
+    /// for `listed` and `finished`, which are the channel's.
+    std::size_t consumer = 0;
 };
 
 /// Where a channel stands; see `agent::progress()`.
 struct channel_progress {
     std::string channel;
     std::uint64_t epoch = 0;        ///< the epoch being delivered (or the last one, once done)
-    std::uint64_t epoch_bytes = 0;  ///< bytes written into this epoch's FIFO
+    std::uint64_t epoch_bytes = 0;  ///< bytes written into this epoch's FIFO (every consumer's, added up)
     std::uint64_t total_bytes = 0;  ///< bytes written into all of the channel's FIFOs
     bool waiting = true;            ///< no reader has this epoch's FIFO open yet
     bool done = false;              ///< every epoch was delivered
@@ -78,6 +81,18 @@ struct agent_options {
 
     /// Epochs to deliver per channel; 0 delivers epoch after epoch until `stop()`.
     std::uint64_t epochs = 1;
+
+    /// The training processes of this host that each read every channel from a FIFO of their
+    /// own (a FIFO's bytes are split between its readers, never copied, so each needs one).
+    /// With more than 1, consumer `i`'s FIFOs are `<data_dir>/consumer-<i>/<channel>_<epoch>`
+    /// (`consumer_data_dir()`): each process keeps SageMaker's layout with its own data
+    /// directory. A `FullyReplicated` channel is downloaded and decoded once and each chunk
+    /// written into every consumer's FIFO, at the pace of the slowest (nothing dropped); a
+    /// consumer that closes its FIFO early leaves the epoch alone, the others go on. A
+    /// `ShardedByS3Key` channel is dealt over hosts x consumers: consumer `i` of the host of
+    /// rank `r` gets the share of rank `r * consumers + i` of `world_size * consumers`, each
+    /// read on its own (with `memory_budget / consumers` of read-ahead). docs/agent.md.
+    std::size_t consumers = 1;
 
     /// This host's place in the cluster: `ShardedByS3Key` channels deliver this rank's share.
     /// When `hosts` is not empty, `write_config_files()` also writes resourceconfig.json.
@@ -139,6 +154,16 @@ struct agent_source {
     bool sizes_exact = true;
 };
 
+/// The data directory of consumer `consumer` of `consumers` (see `agent_options::consumers`):
+/// `data_dir` itself for a single consumer, else `data_dir / "consumer-<consumer>"`.
+inline std::filesystem::path consumer_data_dir(const std::filesystem::path& data_dir, std::size_t consumer,
+                                               std::size_t consumers)
+{
+    if (consumers <= 1)
+        return data_dir;
+    return data_dir / ("consumer-" + std::to_string(consumer));
+}
+
 /// The store and delivery of `channel` for the agent (see `agent_source`): `channel_store()`,
 /// passed through `options.wrap_store` and wrapped in a `cache::caching_store` under
 /// `options.cache`. Throws `std::invalid_argument` naming the channel for what cannot be
@@ -184,15 +209,16 @@ public:
     /// `std::invalid_argument` with a sentence naming the channel for: no channels, a name in
     /// `only` that the job lacks, an invalid channel name, a channel whose mode is not Pipe,
     /// a channel that cannot be streamed (an empty URI, a `ManifestFile` not on S3, an
-    /// `AugmentedManifestFile` without `AttributeNames`), or a sharded channel with
-    /// `shard_mode::by_byte_range`. Nothing is read or created yet.
+    /// `AugmentedManifestFile` without `AttributeNames`), a sharded channel with
+    /// `shard_mode::by_byte_range`, or 0 consumers. Nothing is read or created yet.
     agent(std::vector<channel_config> job, agent_options options, const std::vector<std::string>& only = {});
 
     agent(const agent&) = delete;
     agent& operator=(const agent&) = delete;
     ~agent();
 
-    /// Creates the data and configuration directories and writes into the configuration
+    /// Creates the data and configuration directories (and each consumer's data directory,
+    /// `consumer_data_dir()`, with several consumers) and writes into the configuration
     /// directory inputdataconfig.json (every channel of the job, in the container-side form)
     /// and, when `options.cluster.hosts` is not empty, resourceconfig.json. Each file is
     /// written under a temporary name and renamed, so a reader never sees half of it. Throws
