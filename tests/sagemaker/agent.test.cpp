@@ -378,7 +378,7 @@ TEST_CASE("agent: a replicated channel to 3 consumers from one download, each th
         CHECK(fs::is_empty(consumer_data_dir(o.data_dir, i, 3)));
 }
 
-TEST_CASE("agent: a consumer that closes its FIFO early leaves the epoch; the other consumers get it whole")
+TEST_CASE("agent: a consumer that closes its FIFO early leaves the epoch, the other consumers get it whole")
 {
     temp_dir dir;
     const fs::path root = dir.path();

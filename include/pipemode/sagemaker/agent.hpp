@@ -188,6 +188,12 @@ struct agent_shared;
 /// a record pipeline of the library's stages (`async_run_record_pipeline`: the store's
 /// sources -> `chunk_decoder` -> `fifo_sink` -> `fifo_byte_writer`; docs/agent.md).
 ///
+/// With several consumers on the host (`agent_options::consumers`), each has its FIFOs in its
+/// own directory (`consumer_data_dir()`): a replicated channel's epoch is one pipeline whose
+/// `fanout_byte_writer` writes every piece into each consumer's FIFO at the pace of the
+/// slowest, and a sharded channel gives each consumer its own share, as further hosts would
+/// get. With `agent_options::cache`, the stores read through a local cache.
+///
 /// Memory is bounded per channel: the store's read-ahead (`memory_budget`), the pipe, and for
 /// RecordIO wrapping `recordio_window`; nothing grows with object or data set size.
 ///
