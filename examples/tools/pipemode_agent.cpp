@@ -265,7 +265,8 @@ std::string describe(const sm::agent_event& e, std::size_t consumers)
     case sm::agent_event_kind::listed:
         return e.channel + ": " + std::to_string(e.objects) + " objects";
     case sm::agent_event_kind::waiting:
-        return fifo + ": waiting for a reader (" + std::to_string(e.objects) + " objects for this host)";
+        return fifo + ": waiting for a reader (" + std::to_string(e.objects) + " objects for this "
+            + (consumers > 1 ? "consumer)" : "host)");
     case sm::agent_event_kind::streaming:
         return fifo + ": streaming";
     case sm::agent_event_kind::epoch_done:
