@@ -162,6 +162,43 @@ echo "--- algo-1's log:"
 cat algo-1.log
 
 # ---------------------------------------------------------------------------------------------
+# Two consumers on one host, through the cache, 2 epochs: validation (FullyReplicated) whole in
+# each consumer's FIFOs, train (ShardedByS3Key) dealt between them; every object in the cache.
+
+"$agent" --config job.json --data-dir fan/data --config-dir fan/config --epochs 2 --consumers 2 \
+    --cache-dir fan/cache --cache-size 64M --reader-timeout 60 2>fan.log &
+pid=$!
+for e in 0 1; do
+    for c in 0 1; do
+        # Side by side: a replicated channel streams once both consumers have opened it.
+        cat_fifo --raw "fan/data/consumer-$c/validation_$e" >"fan-validation-$c" &
+        cat_fifo "fan/data/consumer-$c/train_$e" >"fan-train-$c" &
+    done
+    wait $(jobs -p | grep -v "^$pid\$")
+    for c in 0 1; do
+        if [[ $(cat "fan-validation-$c") == "$want_validation" ]]; then
+            pass "--consumers 2: consumer-$c/validation_$e whole"
+        else
+            fail "--consumers 2: consumer-$c/validation_$e: '$(head -c 200 "fan-validation-$c")'"
+        fi
+    done
+    both=$(add_digests "$(field digest "$(cat fan-train-0)")" "$(field digest "$(cat fan-train-1)")")
+    if [[ $both == "$all" ]]; then pass "--consumers 2: train_$e's two shards add up to the data set"; else fail "--consumers 2: train_$e: '$both', want '$all'"; fi
+done
+if wait "$pid"; then status=0; else status=$?; fi
+if [[ $status == 0 ]]; then pass "the agent with 2 consumers and a cache exited 0"; else fail "the agent with --consumers 2 exited $status: $(cat fan.log)"; fi
+entries=$(find fan/cache -name '*.data' | wc -l)
+if [[ $entries == 9 ]]; then pass "--cache-dir: the 9 objects are in the cache"; else fail "--cache-dir: $entries entries, want 9: $(ls fan/cache)"; fi
+expect_usage() {  # $1: text the message must hold, the rest: arguments
+    local text=$1 status
+    shift
+    if "$agent" --config job.json "$@" >usage.out 2>usage.err; then status=0; else status=$?; fi
+    if [[ $status == 2 ]] && grep -qF -- "$text" usage.err; then pass "$*: exit 2"; else fail "$*: exit $status, '$(cat usage.err)'"; fi
+}
+expect_usage "--cache-size" --cache-dir fan/cache2
+expect_usage "--consumers" --consumers 0
+
+# ---------------------------------------------------------------------------------------------
 # SIGTERM while waiting for readers: exit 143, the FIFOs removed.
 
 "$agent" --config job.json --data-dir term/data --config-dir term/config 2>term.log &

@@ -52,6 +52,11 @@ Options:
   --data-dir DIR         where the FIFOs go (default /opt/ml/input/data)
   --config-dir DIR       where the configuration files go (default /opt/ml/input/config)
   --epochs N             epochs per channel (default 1; 0: until stopped)
+  --consumers N          training processes on this host, each reading every channel from
+                         its own FIFOs DATA_DIR/consumer-<i>/<channel>_<epoch> (default 1:
+                         DATA_DIR/<channel>_<epoch>); a FullyReplicated channel is downloaded
+                         once and written to every consumer at the pace of the slowest, a
+                         ShardedByS3Key channel is dealt over hosts x consumers
   --channel NAME         stream only this channel (may be repeated)
   --hosts H1,H2,...      the cluster's hosts: writes resourceconfig.json, and ShardedByS3Key
                          channels deliver the share of --current-host (rank = its place among
@@ -79,6 +84,7 @@ struct agent_command_line {
     std::string data_dir = std::string(sm::default_data_dir);
     std::string config_dir = std::string(sm::default_config_dir);
     std::uint64_t epochs = 1;
+    std::size_t consumers = 1;
     std::vector<std::string> channels;
     std::vector<std::string> hosts;
     std::string current_host;
@@ -126,6 +132,11 @@ agent_command_line parse_command_line(int argc, char** argv)
             o.config_dir = c.value();
         else if (name == "--epochs")
             o.epochs = parse_count(name, c.value());
+        else if (name == "--consumers") {
+            o.consumers = parse_count(name, c.value());
+            if (o.consumers == 0)
+                throw usage_error("--consumers must be at least 1");
+        }
         else if (name == "--channel")
             o.channels.emplace_back(c.value());
         else if (name == "--hosts")
@@ -169,6 +180,10 @@ agent_command_line parse_command_line(int argc, char** argv)
         return o;
     if (o.config.empty())
         throw usage_error("--config is required: the job description or its InputDataConfig");
+    if (!o.source.cache_dir.empty() && !o.source.cache_size)
+        throw usage_error("--cache-dir needs --cache-size: say how many bytes the cache may take, such as 20G");
+    if (o.source.cache_dir.empty() && o.source.cache_size)
+        throw usage_error("--cache-size needs --cache-dir: say where the cache lives");
     if (o.hosts.empty() != o.current_host.empty())
         throw usage_error(o.hosts.empty() ? "--current-host needs --hosts" : "--hosts needs --current-host");
     return o;
@@ -240,16 +255,18 @@ private:
     bool status_shown_ = false;
 };
 
-std::string describe(const sm::agent_event& e)
+std::string describe(const sm::agent_event& e, std::size_t consumers)
 {
-    const std::string fifo = e.channel + "_" + std::to_string(e.epoch);
+    const std::string fifo = (consumers > 1 ? "consumer-" + std::to_string(e.consumer) + "/" : std::string())
+        + e.channel + "_" + std::to_string(e.epoch);
     const double secs = std::chrono::duration<double>(e.elapsed).count();
     const auto rate = [&] { return format("%.1f MB/s", secs > 0 ? double(e.bytes) / 1e6 / secs : 0.0); };
     switch (e.kind) {
     case sm::agent_event_kind::listed:
         return e.channel + ": " + std::to_string(e.objects) + " objects";
     case sm::agent_event_kind::waiting:
-        return fifo + ": waiting for a reader (" + std::to_string(e.objects) + " objects for this host)";
+        return fifo + ": waiting for a reader (" + std::to_string(e.objects) + " objects for this "
+            + (consumers > 1 ? "consumer)" : "host)");
     case sm::agent_event_kind::streaming:
         return fifo + ": streaming";
     case sm::agent_event_kind::epoch_done:
@@ -276,6 +293,7 @@ int run(const agent_command_line& cl)
     o.data_dir = cl.data_dir;
     o.config_dir = cl.config_dir;
     o.epochs = cl.epochs;
+    o.consumers = cl.consumers;
     if (!cl.hosts.empty())
         // The rank is the current host's place among the sorted hosts, as SageMaker counts it.
         o.cluster = sm::parse_resource_config(sm::write_resource_config(cl.hosts, cl.current_host));
@@ -284,9 +302,11 @@ int run(const agent_command_line& cl)
     o.read_size = cl.source.read_size;
     o.memory_budget = cl.memory_budget;
     o.fifo.reader_timeout = cl.reader_timeout;
+    if (!cl.source.cache_dir.empty())
+        o.cache = pipemode::cache::cache_options{.directory = cl.source.cache_dir, .budget_bytes = *cl.source.cache_size};
 
     display out(cl.quiet);
-    o.on_event = [&out](const sm::agent_event& e) { out.line(describe(e)); };
+    o.on_event = [&out, n = cl.consumers](const sm::agent_event& e) { out.line(describe(e, n)); };
 
     // SIGINT and SIGTERM are taken by this thread with sigtimedwait: blocked here before any
     // thread starts, so every thread inherits the mask and none is interrupted.
@@ -302,7 +322,8 @@ int run(const agent_command_line& cl)
         std::string names;
         for (const auto& c : a.channels())
             names += (names.empty() ? "" : ", ") + c.name;
-        out.line("streaming " + names + " into " + cl.data_dir + (cl.epochs == 0 ? " until stopped" : ", " + std::to_string(cl.epochs) + " epoch(s)")
+        out.line("streaming " + names + " into " + cl.data_dir
+                 + (cl.consumers > 1 ? " for " + std::to_string(cl.consumers) + " consumers" : std::string()) + (cl.epochs == 0 ? " until stopped" : ", " + std::to_string(cl.epochs) + " epoch(s)")
                  + (o.cluster.hosts.empty() ? std::string() : ", as " + o.cluster.current_host + " (rank " + std::to_string(o.cluster.rank) + " of " + std::to_string(o.cluster.world_size) + ")"));
     }
 

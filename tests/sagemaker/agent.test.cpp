@@ -25,7 +25,12 @@
 
 #include <zlib.h>
 
+#include <atomic>
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -239,7 +244,295 @@ std::vector<std::vector<std::string>> direct_read(const channel_config& channel,
     return out;
 }
 
+/// An object store that counts the objects read from it (what the network would carry).
+class counting_store final : public object_store {
+public:
+    counting_store(std::unique_ptr<object_store> inner, std::shared_ptr<std::atomic<std::uint64_t>> reads)
+        : inner_(std::move(inner)), reads_(std::move(reads))
+    {
+    }
+
+    asio::awaitable<std::vector<object_entry>> async_list(source_context ctx) override { return inner_->async_list(ctx); }
+    std::unique_ptr<source_provider> open(std::vector<object_read> reads) override
+    {
+        *reads_ += reads.size();
+        return inner_->open(std::move(reads));
+    }
+    std::string describe() const override { return "counting " + inner_->describe(); }
+    std::size_t reserve_buffers(const reader_options& o) override { return inner_->reserve_buffers(o); }
+
+private:
+    std::unique_ptr<object_store> inner_;
+    std::shared_ptr<std::atomic<std::uint64_t>> reads_;
+};
+
+/// Agent options whose stores count the objects they read into `reads`.
+agent_options counted(agent_options o, std::shared_ptr<std::atomic<std::uint64_t>> reads)
+{
+    o.wrap_store = [reads](const channel_config&, std::unique_ptr<object_store> inner) -> std::unique_ptr<object_store> {
+        return std::make_unique<counting_store>(std::move(inner), reads);
+    };
+    return o;
+}
+
+/// Every byte of the FIFO at `path`, once it appears (within 30 s), to its end of file.
+std::string read_fifo(const fs::path& path)
+{
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+    REQUIRE(fs::is_fifo(path));
+    return read_text(path);
+}
+
+/// The FIFO bytes of `epochs` epochs of the single channel "train", read by one consumer.
+std::vector<std::string> fifo_epochs(const std::vector<channel_config>& channels, const agent_options& o,
+                                     std::uint64_t epochs)
+{
+    agent a(channels, o);
+    agent_thread running(a);
+    std::vector<std::string> out;
+    for (std::uint64_t e = 0; e < epochs; ++e)
+        out.push_back(read_fifo(pipe_path(o.data_dir, "train", e)));
+    running.join();
+    return out;
+}
+
+/// Reads the FIFO at `path` once it appears, `piece` bytes at a time with `pause` after each,
+/// and closes it after `limit` bytes (or at its end).
+std::string read_fifo_slowly(const fs::path& path, std::size_t piece, std::chrono::microseconds pause,
+                             std::size_t limit = SIZE_MAX)
+{
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+    std::string out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return "cannot open " + path.string();
+    std::string buffer(piece, '\0');
+    while (out.size() < limit) {
+        const auto n = ::read(fd, buffer.data(), std::min(piece, limit - out.size()));
+        if (n <= 0)
+            break;
+        out.append(buffer.data(), static_cast<std::size_t>(n));
+        if (pause.count() > 0)
+            std::this_thread::sleep_for(pause);
+    }
+    ::close(fd);
+    return out;
+}
+
 } // namespace
+
+TEST_CASE("agent: a replicated channel to 3 consumers from one download, each the single-consumer bytes, one slow")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    make_protobuf_files(root / "train", 6, 200, 1000, 5);  // ~0.8 MB each, above the pipes' 1 MiB together
+    const std::vector<channel_config> channels{{.name = "train", .uri = (root / "train").string(), .shuffle_seed = 9}};
+    agent_options o;
+    o.data_dir = root / "data";
+    o.config_dir = root / "config";
+    o.epochs = 2;
+    fs::create_directories(o.data_dir);
+    const auto want = fifo_epochs(channels, o, 2);
+    REQUIRE(want[0].size() > 4 * mib);
+    CHECK(want[0] != want[1]);
+
+    event_log log;
+    agent_options fan = o;
+    fan.consumers = 3;
+    fan.on_event = log.callback();
+    const auto reads = std::make_shared<std::atomic<std::uint64_t>>(0);
+    agent a(channels, counted(fan, reads));
+    a.write_config_files();
+    for (std::size_t i = 0; i < 3; ++i)
+        CHECK(fs::is_directory(o.data_dir / ("consumer-" + std::to_string(i))));
+    std::vector<std::vector<std::string>> got(3, std::vector<std::string>(2));
+    {
+        agent_thread running(a);
+        std::vector<std::thread> consumers;
+        for (std::size_t i = 0; i < 3; ++i)
+            consumers.emplace_back([&, i] {
+                for (std::uint64_t e = 0; e < 2; ++e) {
+                    const fs::path fifo = pipe_path(consumer_data_dir(o.data_dir, i, 3), "train", e);
+                    // Consumer 2 is slow: the others wait for it, nothing is dropped.
+                    got[i][e] = i == 2 ? read_fifo_slowly(fifo, 64 * kib, 2ms) : read_fifo_slowly(fifo, 1 * mib, 0us);
+                }
+            });
+        for (auto& t : consumers)
+            t.join();
+        running.join();
+    }
+    for (std::size_t i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        CHECK(got[i][0] == want[0]);
+        CHECK(got[i][1] == want[1]);
+    }
+    CHECK(reads->load() == 2 * 6);  // each object once per epoch, for all three consumers
+    CHECK(log.count("train", agent_event_kind::epoch_done) == 2 * 3);
+    CHECK(log.count("train", agent_event_kind::reader_closed) == 0);
+    CHECK(a.progress().at(0).total_bytes == 3 * (want[0].size() + want[1].size()));
+    for (std::size_t i = 0; i < 3; ++i)
+        CHECK(fs::is_empty(consumer_data_dir(o.data_dir, i, 3)));
+}
+
+TEST_CASE("agent: a consumer that closes its FIFO early leaves the epoch, the other consumers get it whole")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    make_protobuf_files(root / "train", 6, 200, 1000, 6);
+    const std::vector<channel_config> channels{{.name = "train", .uri = (root / "train").string(), .shuffle_seed = 4}};
+    agent_options o;
+    o.data_dir = root / "data";
+    o.config_dir = root / "config";
+    o.epochs = 2;
+    fs::create_directories(o.data_dir);
+    const auto want = fifo_epochs(channels, o, 2);
+    REQUIRE(want[0].size() > 4 * mib);
+
+    event_log log;
+    agent_options fan = o;
+    fan.consumers = 3;
+    fan.on_event = log.callback();
+    agent a(channels, fan);
+    a.write_config_files();
+    std::vector<std::vector<std::string>> got(3, std::vector<std::string>(2));
+    {
+        agent_thread running(a);
+        std::vector<std::thread> consumers;
+        for (std::size_t i = 0; i < 3; ++i)
+            consumers.emplace_back([&, i] {
+                for (std::uint64_t e = 0; e < 2; ++e) {
+                    const fs::path fifo = pipe_path(consumer_data_dir(o.data_dir, i, 3), "train", e);
+                    // Consumer 1 leaves epoch 0 after 100 kB, and reads epoch 1 whole.
+                    const std::size_t limit = i == 1 && e == 0 ? 100000 : SIZE_MAX;
+                    got[i][e] = read_fifo_slowly(fifo, 64 * kib, 0us, limit);
+                }
+            });
+        for (auto& t : consumers)
+            t.join();
+        running.join();
+    }
+    CHECK(got[1][0] == want[0].substr(0, 100000));
+    for (std::size_t i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        if (i != 1)
+            CHECK(got[i][0] == want[0]);
+        CHECK(got[i][1] == want[1]);
+    }
+    CHECK(log.count("train", agent_event_kind::reader_closed) == 1);
+    CHECK(log.count("train", agent_event_kind::epoch_done) == 2 * 3 - 1);
+    {
+        const std::lock_guard lock(log.mutex);
+        for (const auto& e : log.events)
+            if (e.kind == agent_event_kind::reader_closed) {
+                CHECK(e.consumer == 1);
+                CHECK(e.epoch == 0);
+            }
+    }
+}
+
+TEST_CASE("agent: a sharded channel over 2 hosts x 2 consumers deals every record to exactly one consumer")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    make_protobuf_files(root / "train", 9, 30, 20, 8);
+    const channel_config train{.name = "train", .uri = (root / "train").string(),
+                               .distribution = distribution::sharded_by_s3_key, .shuffle_seed = 2};
+    const auto all = direct_read(train, 0, 1, 2);
+    REQUIRE(all[0].size() == 9 * 30);
+
+    std::vector<std::unique_ptr<agent>> hosts;
+    for (std::size_t rank = 0; rank < 2; ++rank) {
+        agent_options o;
+        o.data_dir = root / ("host-" + std::to_string(rank)) / "data";
+        o.config_dir = root / ("host-" + std::to_string(rank)) / "config";
+        o.epochs = 2;
+        o.consumers = 2;
+        o.cluster = {.rank = rank, .world_size = 2};
+        hosts.push_back(std::make_unique<agent>(std::vector<channel_config>{train}, o));
+        hosts.back()->write_config_files();
+    }
+    std::vector<std::vector<std::vector<std::string>>> got(4);  // [rank * 2 + consumer][epoch]
+    {
+        agent_thread host0(*hosts[0]);
+        agent_thread host1(*hosts[1]);
+        std::vector<std::thread> readers;
+        for (std::size_t rank = 0; rank < 2; ++rank)
+            for (std::size_t c = 0; c < 2; ++c)
+                readers.emplace_back([&, rank, c] {
+                    pipe_channel ch("train", consumer(consumer_data_dir(root / ("host-" + std::to_string(rank)) / "data", c, 2)));
+                    for (std::uint64_t e = 0; e < 2; ++e) {
+                        auto r = ch.open_epoch(e);
+                        got[rank * 2 + c].push_back(payloads_of(r));
+                    }
+                });
+        for (auto& t : readers)
+            t.join();
+        host0.join();
+        host1.join();
+    }
+    for (std::uint64_t e = 0; e < 2; ++e) {
+        std::multiset<std::string> united;
+        for (std::size_t k = 0; k < 4; ++k) {
+            CAPTURE(k);
+            REQUIRE(got[k].size() == 2);
+            CHECK_FALSE(got[k][e].empty());  // 9 objects over 4 consumers: each has some
+            united.insert(got[k][e].begin(), got[k][e].end());
+        }
+        // Every record exactly once (a multiset equal to the data set's: disjoint and complete).
+        CHECK(united == std::multiset<std::string>(all[e].begin(), all[e].end()));
+        // Each consumer's share is what a direct read as rank*2+c of 4 gives, order included.
+        for (std::size_t k = 0; k < 4; ++k)
+            CHECK(got[k][e] == direct_read(train, k, 4, 2)[e]);
+    }
+}
+
+TEST_CASE("agent: with a cache, epoch 2 reads every object from the cache and the FIFO bytes are unchanged")
+{
+    temp_dir dir;
+    const fs::path root = dir.path();
+    make_protobuf_files(root / "train", 6, 40, 50, 7);
+    const auto plain = make_gzip_objects(root / "gz");
+    for (const bool gzipped : {false, true}) {
+        CAPTURE(gzipped);
+        const std::vector<channel_config> channels{
+            gzipped ? channel_config{.name = "train", .uri = (root / "gz").string(), .compression = compression::gzip,
+                                     .record_wrapper = record_wrapper::recordio, .shuffle_seed = 3}
+                    : channel_config{.name = "train", .uri = (root / "train").string(), .shuffle_seed = 3}};
+        const std::uint64_t objects = gzipped ? plain.size() : 6;
+        agent_options o;
+        o.data_dir = root / "data";
+        o.config_dir = root / "config";
+        o.epochs = 2;
+        o.recordio_window = 64 * kib;
+        fs::create_directories(o.data_dir);
+
+        const auto uncached_reads = std::make_shared<std::atomic<std::uint64_t>>(0);
+        const auto want = fifo_epochs(channels, counted(o, uncached_reads), 2);
+        CHECK(uncached_reads->load() >= 2 * objects);
+        REQUIRE(want[0].size() > 1000);
+        CHECK(want[0] != want[1]);  // reshuffled
+
+        agent_options with_cache = o;
+        with_cache.cache = cache::cache_options{.directory = (root / (gzipped ? "cache-gz" : "cache")).string(),
+                                                .budget_bytes = 64 * mib};
+        const auto reads = std::make_shared<std::atomic<std::uint64_t>>(0);
+        const auto got = fifo_epochs(channels, counted(with_cache, reads), 2);
+        CHECK(got == want);
+        // Each object once from the inner store (the measuring of a gzip object longer than the
+        // window reads the cache too, once the first epoch committed it): epoch 2 from the cache.
+        CHECK(reads->load() <= objects + (gzipped ? 1 : 0));
+        CHECK(reads->load() >= objects);
+
+        // A restarted agent over the same directory reads nothing from the inner store.
+        const auto restarted = std::make_shared<std::atomic<std::uint64_t>>(0);
+        CHECK(fifo_epochs(channels, counted(with_cache, restarted), 2) == want);
+        CHECK(restarted->load() == 0);
+    }
+}
 
 TEST_CASE("agent: two channels over 3 epochs through real FIFOs, one epoch left early, equal to a direct read")
 {

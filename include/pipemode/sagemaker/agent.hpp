@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pipemode/config.hpp>
+#include <pipemode/cache/caching_store.hpp>
 #include <pipemode/core/options.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/plan.hpp>
@@ -24,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,13 +54,16 @@ struct agent_event {
     std::uint64_t bytes = 0;    ///< bytes written into this epoch's FIFO so far
     std::uint64_t objects = 0;  ///< `listed`: objects in the channel; otherwise this host's objects this epoch
     std::chrono::steady_clock::duration elapsed{};  ///< since the epoch's reader connected (0 before)
+    /// The consumer whose FIFO this is (`agent_options::consumers`); 0 with one consumer, and
+    /// for `listed` and `finished`, which are the channel's.
+    std::size_t consumer = 0;
 };
 
 /// Where a channel stands; see `agent::progress()`.
 struct channel_progress {
     std::string channel;
     std::uint64_t epoch = 0;        ///< the epoch being delivered (or the last one, once done)
-    std::uint64_t epoch_bytes = 0;  ///< bytes written into this epoch's FIFO
+    std::uint64_t epoch_bytes = 0;  ///< bytes written into this epoch's FIFO (every consumer's, added up)
     std::uint64_t total_bytes = 0;  ///< bytes written into all of the channel's FIFOs
     bool waiting = true;            ///< no reader has this epoch's FIFO open yet
     bool done = false;              ///< every epoch was delivered
@@ -76,6 +81,18 @@ struct agent_options {
 
     /// Epochs to deliver per channel; 0 delivers epoch after epoch until `stop()`.
     std::uint64_t epochs = 1;
+
+    /// The training processes of this host that each read every channel from a FIFO of their
+    /// own (a FIFO's bytes are split between its readers, never copied, so each needs one).
+    /// With more than 1, consumer `i`'s FIFOs are `<data_dir>/consumer-<i>/<channel>_<epoch>`
+    /// (`consumer_data_dir()`): each process keeps SageMaker's layout with its own data
+    /// directory. A `FullyReplicated` channel is downloaded and decoded once and each chunk
+    /// written into every consumer's FIFO, at the pace of the slowest (nothing dropped); a
+    /// consumer that closes its FIFO early leaves the epoch alone, the others go on. A
+    /// `ShardedByS3Key` channel is dealt over hosts x consumers: consumer `i` of the host of
+    /// rank `r` gets the share of rank `r * consumers + i` of `world_size * consumers`, each
+    /// read on its own (with `memory_budget / consumers` of read-ahead). docs/agent.md.
+    std::size_t consumers = 1;
 
     /// This host's place in the cluster: `ShardedByS3Key` channels deliver this rank's share.
     /// When `hosts` is not empty, `write_config_files()` also writes resourceconfig.json.
@@ -103,6 +120,19 @@ struct agent_options {
     /// training program to open an epoch's FIFO; for ever by default).
     fifo_writer_options fifo{};
 
+    /// A local cache for the channels' objects (`cache::caching_store`, docs/cache.md), so that
+    /// epochs after the first, and a restarted agent, read from local disk (or this process's
+    /// memory, with an empty `directory`) what the first epoch downloaded. Each channel's store
+    /// is wrapped in its own caching store over these options; several channels and several
+    /// agents of a host may share one directory, and the budget holds across all of them.
+    /// Empty (the default): no cache, nothing is written to disk.
+    std::optional<cache::cache_options> cache = std::nullopt;
+
+    /// Called with each channel's store before the cache wraps it (the store that reads the
+    /// network) and returns the store to read: a hook for instrumentation, such as counting
+    /// or throttling the reads in a test. Empty leaves the store as it is.
+    std::function<std::unique_ptr<object_store>(const channel_config&, std::unique_ptr<object_store>)> wrap_store = nullptr;
+
     /// Called on the agent's network thread at each event of each channel (a log, a test).
     /// Must not block; must not throw.
     std::function<void(const agent_event&)> on_event = nullptr;
@@ -124,8 +154,20 @@ struct agent_source {
     bool sizes_exact = true;
 };
 
-/// The store and delivery of `channel` for the agent (see `agent_source`). Throws
-/// `std::invalid_argument` naming the channel for what cannot be streamed.
+/// The data directory of consumer `consumer` of `consumers` (see `agent_options::consumers`):
+/// `data_dir` itself for a single consumer, else `data_dir / "consumer-<consumer>"`.
+inline std::filesystem::path consumer_data_dir(const std::filesystem::path& data_dir, std::size_t consumer,
+                                               std::size_t consumers)
+{
+    if (consumers <= 1)
+        return data_dir;
+    return data_dir / ("consumer-" + std::to_string(consumer));
+}
+
+/// The store and delivery of `channel` for the agent (see `agent_source`): `channel_store()`,
+/// passed through `options.wrap_store` and wrapped in a `cache::caching_store` under
+/// `options.cache`. Throws `std::invalid_argument` naming the channel for what cannot be
+/// streamed, and for a cache budget of 0.
 agent_source agent_source_for(const channel_config& channel, const agent_options& options);
 
 namespace detail {
@@ -145,6 +187,12 @@ struct agent_shared;
 /// channels stream at once, so a program may open them in any order. An epoch's streaming is
 /// a record pipeline of the library's stages (`async_run_record_pipeline`: the store's
 /// sources -> `chunk_decoder` -> `fifo_sink` -> `fifo_byte_writer`; docs/agent.md).
+///
+/// With several consumers on the host (`agent_options::consumers`), each has its FIFOs in its
+/// own directory (`consumer_data_dir()`): a replicated channel's epoch is one pipeline whose
+/// `fanout_byte_writer` writes every piece into each consumer's FIFO at the pace of the
+/// slowest, and a sharded channel gives each consumer its own share, as further hosts would
+/// get. With `agent_options::cache`, the stores read through a local cache.
 ///
 /// Memory is bounded per channel: the store's read-ahead (`memory_budget`), the pipe, and for
 /// RecordIO wrapping `recordio_window`; nothing grows with object or data set size.
@@ -167,15 +215,16 @@ public:
     /// `std::invalid_argument` with a sentence naming the channel for: no channels, a name in
     /// `only` that the job lacks, an invalid channel name, a channel whose mode is not Pipe,
     /// a channel that cannot be streamed (an empty URI, a `ManifestFile` not on S3, an
-    /// `AugmentedManifestFile` without `AttributeNames`), or a sharded channel with
-    /// `shard_mode::by_byte_range`. Nothing is read or created yet.
+    /// `AugmentedManifestFile` without `AttributeNames`), a sharded channel with
+    /// `shard_mode::by_byte_range`, or 0 consumers. Nothing is read or created yet.
     agent(std::vector<channel_config> job, agent_options options, const std::vector<std::string>& only = {});
 
     agent(const agent&) = delete;
     agent& operator=(const agent&) = delete;
     ~agent();
 
-    /// Creates the data and configuration directories and writes into the configuration
+    /// Creates the data and configuration directories (and each consumer's data directory,
+    /// `consumer_data_dir()`, with several consumers) and writes into the configuration
     /// directory inputdataconfig.json (every channel of the job, in the container-side form)
     /// and, when `options.cluster.hosts` is not empty, resourceconfig.json. Each file is
     /// written under a temporary name and renamed, so a reader never sees half of it. Throws

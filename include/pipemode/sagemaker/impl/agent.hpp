@@ -5,12 +5,15 @@
 #include <pipemode/framing/chunks.hpp>
 #include <pipemode/pipeline/pipeline.hpp>
 #include <pipemode/sagemaker/channel_reader.hpp>
+#include <pipemode/sagemaker/fanout_byte_writer.hpp>
 #include <pipemode/sagemaker/fifo_byte_writer.hpp>
 #include <pipemode/sagemaker/fifo_sink.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -39,14 +42,14 @@ struct agent_shared {
 
     // Network thread only.
     std::vector<std::unique_ptr<asio::cancellation_signal>> cancel;
-    std::vector<fifo_writer*> writers;  // each channel's writer of the moment, or null
+    std::vector<std::vector<fifo_writer*>> writers;  // each channel's writers of the moment
 
     /// Cancels every channel (network thread).
     void cancel_all()
     {
         stop_requested = true;
-        for (auto* w : writers)
-            if (w != nullptr)
+        for (auto& channel : writers)
+            for (auto* w : channel)
                 w->cancel();
         for (auto& c : cancel)
             c->emit(asio::cancellation_type::terminal);
@@ -55,6 +58,20 @@ struct agent_shared {
 
 /// Thrown inside a channel's coroutine when the agent is stopping: not an error.
 struct agent_stopping {};
+
+/// A channel's failure, already naming the channel, epoch (and consumer): passed on as it is.
+struct agent_channel_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// One pipeline's part of a channel: the consumers it writes to, the plan it reads, and its
+/// read-ahead. A replicated channel (or one consumer) is one stream to every consumer; a
+/// sharded channel with several consumers one stream per consumer, each its own share.
+struct agent_stream {
+    std::vector<std::size_t> consumers;
+    plan_options plan;
+    std::size_t memory_budget = 0;
+};
 
 /// One channel's job: what its coroutine needs; owned by that coroutine.
 struct agent_channel_job {
@@ -66,11 +83,12 @@ struct agent_channel_job {
     std::shared_ptr<agent_shared> shared;
 
     void event(agent_event_kind kind, std::uint64_t epoch, std::uint64_t bytes, std::uint64_t objects,
-               std::chrono::steady_clock::time_point since = {}) const
+               std::chrono::steady_clock::time_point since = {}, std::size_t consumer = 0) const
     {
         if (!options.on_event)
             return;
-        agent_event e{.channel = channel.name, .kind = kind, .epoch = epoch, .bytes = bytes, .objects = objects};
+        agent_event e{.channel = channel.name, .kind = kind, .epoch = epoch, .bytes = bytes, .objects = objects,
+                      .consumer = consumer};
         if (since != std::chrono::steady_clock::time_point{})
             e.elapsed = std::chrono::steady_clock::now() - since;
         options.on_event(e);
@@ -90,26 +108,61 @@ struct agent_channel_job {
     }
 };
 
-/// Makes a channel's writer of the moment reachable by `stop()` for its lifetime. (A class of
-/// its own: GCC 12 cannot precompile a class local to a coroutine.)
+/// Makes a stream's writers of the moment reachable by `stop()` for their lifetime. (A class
+/// of its own: GCC 12 cannot precompile a class local to a coroutine.)
 class agent_writer_registration {
 public:
-    agent_writer_registration(agent_channel_job& job, fifo_writer& w) : job_(job) { job_.shared->writers[job_.index] = &w; }
+    agent_writer_registration(agent_channel_job& job, std::vector<fifo_writer>& ws) : job_(job)
+    {
+        for (auto& w : ws)
+            mine_.push_back(&w);
+        auto& all = job_.shared->writers[job_.index];
+        all.insert(all.end(), mine_.begin(), mine_.end());
+    }
     agent_writer_registration(const agent_writer_registration&) = delete;
     agent_writer_registration& operator=(const agent_writer_registration&) = delete;
-    ~agent_writer_registration() { job_.shared->writers[job_.index] = nullptr; }
+    ~agent_writer_registration()
+    {
+        auto& all = job_.shared->writers[job_.index];
+        std::erase_if(all, [&](fifo_writer* w) { return std::find(mine_.begin(), mine_.end(), w) != mine_.end(); });
+    }
 
 private:
     agent_channel_job& job_;
+    std::vector<fifo_writer*> mine_;
 };
 
 /// The reader options the store's providers size their buffers from.
-inline reader_options agent_reader_options(const agent_options& o)
+inline reader_options agent_reader_options(const agent_options& o, std::size_t memory_budget = 0)
 {
     reader_options r;
-    r.memory_budget = o.memory_budget;
+    r.memory_budget = memory_budget != 0 ? memory_budget : o.memory_budget;
     r.read_size = o.read_size;
     return r;
+}
+
+/// The streams of a channel (see `agent_stream`).
+inline std::vector<agent_stream> agent_streams(const agent_channel_job& job)
+{
+    const std::size_t n = job.options.consumers;
+    const plan_options& base = job.plan.plan;
+    std::vector<agent_stream> streams;
+    if (n == 1 || base.shard.mode == shard_mode::replicated) {
+        agent_stream all{.consumers = {}, .plan = base, .memory_budget = job.options.memory_budget};
+        for (std::size_t i = 0; i < n; ++i)
+            all.consumers.push_back(i);
+        streams.push_back(std::move(all));
+        return streams;
+    }
+    // Sharded: the host's consumers are dealt shares as further hosts would be, so that the
+    // job's processes together read each object once per epoch, whatever the host count.
+    for (std::size_t i = 0; i < n; ++i) {
+        agent_stream one{.consumers = {i}, .plan = base, .memory_budget = std::max<std::size_t>(job.options.memory_budget / n, 1)};
+        one.plan.shard.rank = base.shard.rank * n + i;
+        one.plan.shard.world_size = base.shard.world_size * n;
+        streams.push_back(std::move(one));
+    }
+    return streams;
 }
 
 /// The length of an object as its source delivers it (inflated, for a gzip channel): read once
@@ -138,11 +191,12 @@ inline asio::awaitable<std::uint64_t> agent_measure(std::shared_ptr<agent_channe
     }
 }
 
-/// Delivers one epoch of a channel; false when the reader closed its FIFO early.
+/// Delivers one epoch of a stream of a channel into its consumers' FIFOs; false when every
+/// reader closed its FIFO early.
 inline asio::awaitable<bool> agent_epoch(std::shared_ptr<agent_channel_job> job, std::vector<object_entry> objects,
-                                         std::uint64_t epoch, source_context ctx)
+                                         std::uint64_t epoch, agent_stream stream, source_context ctx)
 {
-    const std::vector<work_item> plan = plan_epoch(objects, job->plan.plan, epoch);
+    const std::vector<work_item> plan = plan_epoch(objects, stream.plan, epoch);
     std::vector<object_read> reads;
     reads.reserve(plan.size());
     for (const work_item& item : plan) {
@@ -150,36 +204,49 @@ inline asio::awaitable<bool> agent_epoch(std::shared_ptr<agent_channel_job> job,
         reads.push_back(object_read{.uri = e.uri, .size = e.size});  // whole objects
     }
 
-    fifo_writer w(ctx.executor, job->options.data_dir, pipe_path(job->options.data_dir, job->channel.name, epoch),
-                  job->options.fifo);
-    const agent_writer_registration registered(*job, w);
+    const std::size_t n = stream.consumers.size();
+    std::vector<fifo_writer> writers;
+    writers.reserve(n);  // registered by address below: never reallocated
+    for (const std::size_t c : stream.consumers) {
+        const std::filesystem::path dir = consumer_data_dir(job->options.data_dir, c, job->options.consumers);
+        if (dir != job->options.data_dir) {
+            // Not recursive: a data directory that is missing is refused by fifo_writer, as
+            // with one consumer.
+            std::error_code ignored;
+            std::filesystem::create_directory(dir, ignored);
+        }
+        writers.emplace_back(ctx.executor, dir, pipe_path(dir, job->channel.name, epoch), job->options.fifo);
+    }
+    const agent_writer_registration registered(*job, writers);
 
     job->update([&](channel_progress& p) {
         p.epoch = epoch;
         p.epoch_bytes = 0;
         p.waiting = true;
     });
-    job->event(agent_event_kind::waiting, epoch, 0, plan.size());
-    if (const error_code ec = co_await w.async_wait_for_reader()) {
+    for (std::size_t k = 0; k < n; ++k)
+        job->event(agent_event_kind::waiting, epoch, 0, plan.size(), {}, stream.consumers[k]);
+    // Every consumer's reader before the first byte: the stream goes at the pace of the slowest.
+    for (fifo_writer& w : writers) {
+        const error_code ec = co_await w.async_wait_for_reader();
         job->check_stop();
-        throw std::runtime_error("no reader opened " + w.path().string() + ": " + ec.message());
+        if (ec)
+            throw std::runtime_error("no reader opened " + w.path().string() + ": " + ec.message());
     }
-    job->check_stop();
     const auto start = std::chrono::steady_clock::now();
     job->update([&](channel_progress& p) {
         p.waiting = false;
         p.epoch_start = start;
     });
-    job->event(agent_event_kind::streaming, epoch, 0, plan.size(), start);
+    for (std::size_t k = 0; k < n; ++k)
+        job->event(agent_event_kind::streaming, epoch, 0, plan.size(), start, stream.consumers[k]);
 
-    const auto bytes_now = [&] {
-        const std::lock_guard lock(job->shared->mutex);
-        return job->shared->progress[job->index].epoch_bytes;
-    };
+    const auto consumer_bytes = std::make_shared<std::vector<std::uint64_t>>(n, 0);
     bool whole = true;
     if (!reads.empty()) {
         // The epoch is a pipeline: the objects' reads, each handed on as it arrives
-        // (chunk_decoder), into the FIFO as they are or each wrapped in one RecordIO record.
+        // (chunk_decoder), into the FIFO as they are or each wrapped in one RecordIO record;
+        // with several consumers, the same bytes into each consumer's FIFO (fanout_byte_writer).
         auto provider = job->source.store->open(reads);
         const auto planned = std::make_shared<const std::vector<object_read>>(std::move(reads));
         const bool sizes_exact = job->source.sizes_exact;
@@ -193,45 +260,104 @@ inline asio::awaitable<bool> agent_epoch(std::shared_ptr<agent_channel_job> job,
             },
             .measure = [job, planned, ctx](std::uint64_t item) { return agent_measure(job, planned->at(item), ctx); },
         };
-        fifo_byte_writer fifo(w, [job](std::size_t n) {
-            job->update([&](channel_progress& p) {
-                p.epoch_bytes += n;
-                p.total_bytes += n;
+        std::vector<fifo_byte_writer> each;
+        each.reserve(n);
+        for (std::size_t k = 0; k < n; ++k)
+            each.emplace_back(writers[k], [job, consumer_bytes, k](std::size_t bytes) {
+                (*consumer_bytes)[k] += bytes;
+                job->update([&](channel_progress& p) {
+                    p.epoch_bytes += bytes;
+                    p.total_bytes += bytes;
+                });
+                job->check_stop();
             });
-            job->check_stop();
-        });
-        const pipeline_result r = co_await async_run_record_pipeline(
-            *provider, chunk_decoder{}, fifo_sink(std::move(fifo), std::move(sink_options)),
-            agent_reader_options(job->options), ctx.blocking_executor);
-        whole = r.data_ended;
+        const reader_options ro = agent_reader_options(job->options, stream.memory_budget);
+        if (n == 1) {
+            const pipeline_result r = co_await async_run_record_pipeline(
+                *provider, chunk_decoder{}, fifo_sink(std::move(each.front()), std::move(sink_options)), ro,
+                ctx.blocking_executor);
+            whole = r.data_ended;
+        }
+        else {
+            // Named first: GCC 12 destroys a temporary built inside a co_await twice.
+            fifo_sink sink(fanout_byte_writer(std::move(each)), std::move(sink_options));
+            const chunk_decoder decoder{};
+            const pipeline_result r =
+                co_await async_run_record_pipeline(*provider, decoder, std::move(sink), ro, ctx.blocking_executor);
+            whole = r.data_ended;
+        }
     }
-    w.close();  // the reader's end of file; the FIFO is removed
-    job->event(whole ? agent_event_kind::epoch_done : agent_event_kind::reader_closed, epoch, bytes_now(), plan.size(),
-               start);
+    for (fifo_writer& w : writers)
+        w.close();  // each reader's end of file; the FIFOs are removed
+    for (std::size_t k = 0; k < n; ++k) {
+        const bool done = whole && !writers[k].reader_closed();
+        job->event(done ? agent_event_kind::epoch_done : agent_event_kind::reader_closed, epoch, (*consumer_bytes)[k],
+                   plan.size(), start, stream.consumers[k]);
+    }
     co_return whole;
 }
 
-/// Delivers every epoch of one channel.
-inline asio::awaitable<void> agent_channel(std::shared_ptr<agent_channel_job> job, source_context ctx)
+/// Delivers every epoch of one stream of a channel. Throws `agent_channel_error` naming the
+/// channel, the epoch and (with several consumers) the consumer.
+inline asio::awaitable<void> agent_stream_epochs(std::shared_ptr<agent_channel_job> job,
+                                                 std::shared_ptr<const std::vector<object_entry>> objects,
+                                                 agent_stream stream, source_context ctx)
 {
     std::uint64_t epoch = 0;
     try {
-        std::vector<object_entry> objects = co_await job->source.store->async_list(ctx);
-        job->check_stop();
-        if (objects.empty())
-            throw std::runtime_error(job->source.store->describe() + ": the listing found no objects");
-        job->event(agent_event_kind::listed, 0, 0, objects.size());
         for (; job->options.epochs == 0 || epoch < job->options.epochs; ++epoch)
-            (void)co_await agent_epoch(job, objects, epoch, ctx);
+            (void)co_await agent_epoch(job, *objects, epoch, stream, ctx);
+    } catch (const agent_stopping&) {
+        throw;
+    } catch (const std::exception& e) {
+        if (job->shared->stop_requested)
+            throw agent_stopping{};  // a wait or a read cut short by stop()
+        std::string where = "pipemode-agent: channel '" + job->channel.name + "', epoch " + std::to_string(epoch);
+        if (job->options.consumers > 1 && stream.consumers.size() == 1)
+            where += ", consumer " + std::to_string(stream.consumers.front());
+        throw agent_channel_error(where + ": " + e.what());
+    }
+}
+
+/// Delivers every epoch of one channel: its streams at once.
+inline asio::awaitable<void> agent_channel(std::shared_ptr<agent_channel_job> job, source_context ctx)
+{
+    try {
+        std::vector<object_entry> listed = co_await job->source.store->async_list(ctx);
+        job->check_stop();
+        if (listed.empty())
+            throw std::runtime_error(job->source.store->describe() + ": the listing found no objects");
+        job->event(agent_event_kind::listed, 0, 0, listed.size());
+        const auto objects = std::make_shared<const std::vector<object_entry>>(std::move(listed));
+        std::vector<agent_stream> streams = agent_streams(*job);
+        if (streams.size() == 1)
+            co_await agent_stream_epochs(job, objects, std::move(streams.front()), ctx);
+        else {
+            // The consumers of a sharded channel go through their epochs independently; the
+            // first failure cancels the others (the agent stops anyway).
+            using op_type = decltype(asio::co_spawn(ctx.executor, agent_stream_epochs(job, objects, streams.front(), ctx),
+                                                    asio::deferred));
+            std::vector<op_type> ops;
+            for (agent_stream& st : streams)
+                ops.push_back(asio::co_spawn(ctx.executor, agent_stream_epochs(job, objects, std::move(st), ctx), asio::deferred));
+            auto group = asio::experimental::make_parallel_group(std::move(ops));
+            const asio::experimental::wait_for_one_error condition;
+            auto outcome = co_await group.async_wait(condition, asio::use_awaitable);
+            auto& [order, errors] = outcome;
+            for (const std::size_t k : order)
+                if (errors[k])
+                    std::rethrow_exception(errors[k]);
+        }
         job->update([](channel_progress& p) { p.done = true; });
-        job->event(agent_event_kind::finished, epoch - 1, 0, 0);
+        job->event(agent_event_kind::finished, job->options.epochs == 0 ? 0 : job->options.epochs - 1, 0, 0);
     } catch (const agent_stopping&) {
         co_return;
+    } catch (const agent_channel_error&) {
+        throw;
     } catch (const std::exception& e) {
         if (job->shared->stop_requested)
             co_return;  // a wait or a read cut short by stop()
-        throw std::runtime_error("pipemode-agent: channel '" + job->channel.name + "', epoch " + std::to_string(epoch)
-                                 + ": " + e.what());
+        throw std::runtime_error("pipemode-agent: channel '" + job->channel.name + "', epoch 0: " + e.what());
     }
 }
 
@@ -257,7 +383,18 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
 inline agent_source agent_source_for(const channel_config& channel, const agent_options& options)
 {
     agent_source s;
-    s.store = channel_store(channel, options.s3, options.read_size);
+    // The hook and the cache go below the inflation of a gzip channel: the cache keeps the
+    // objects as listed (compressed, of the listing's sizes), which is what it can check.
+    channel_config raw = channel;
+    if (channel.data_type != s3_data_type::augmented_manifest_file)
+        raw.compression = compression::none;
+    s.store = channel_store(raw, options.s3, options.read_size);
+    if (options.wrap_store)
+        s.store = options.wrap_store(channel, std::move(s.store));
+    if (options.cache)
+        s.store = cache::caching_store(std::move(s.store), *options.cache);
+    if (raw.compression != channel.compression)
+        s.store = gunzip(std::move(s.store));
     if (channel.data_type == s3_data_type::augmented_manifest_file) {
         // Each object is one manifest line whose bytes are already what Pipe mode writes for
         // it: one RecordIO record per attribute (unframed under RecordWrapperType None).
@@ -303,6 +440,8 @@ inline agent::agent(std::vector<channel_config> job, agent_options options, cons
     }
     if (options_.cluster.world_size == 0 || options_.cluster.rank >= options_.cluster.world_size)
         throw std::invalid_argument("pipemode-agent: this host's rank must be below the number of hosts");
+    if (options_.consumers == 0)
+        throw std::invalid_argument("pipemode-agent: the number of consumers must be at least 1");
     if (options_.recordio_window == 0)
         throw std::invalid_argument("pipemode-agent: the RecordIO window must be at least 1 byte");
     // A channel that cannot be read at all (an empty URI, a manifest that is not on S3) fails
@@ -317,7 +456,10 @@ inline void agent::write_config_files() const
 {
     namespace fs = std::filesystem;
     std::error_code ec;
-    for (const fs::path& dir : {options_.data_dir, options_.config_dir}) {
+    std::vector<fs::path> dirs{options_.data_dir, options_.config_dir};
+    for (std::size_t i = 0; options_.consumers > 1 && i < options_.consumers; ++i)
+        dirs.push_back(consumer_data_dir(options_.data_dir, i, options_.consumers));
+    for (const fs::path& dir : dirs) {
         fs::create_directories(dir, ec);
         if (ec)
             throw std::system_error(ec, "pipemode-agent: cannot create the directory " + dir.string());
@@ -339,7 +481,7 @@ inline void agent::run()
         for (const auto& c : streamed_)
             shared.progress.push_back(channel_progress{.channel = c.name});
     }
-    shared.writers.assign(streamed_.size(), nullptr);
+    shared.writers.assign(streamed_.size(), {});
     shared.cancel.clear();
     if (sources_.size() != streamed_.size())
         throw std::logic_error("pipemode-agent: agent::run() may be called once");
