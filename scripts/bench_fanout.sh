@@ -82,7 +82,8 @@ log=$PIPEMODE_NGINX_DIR/access.log
 url="http://127.0.0.1:$PIPEMODE_NGINX_PORT/data/"
 common=(--epochs "$epochs" --shuffle-seed 11 --batch-size 1000 "$url")
 
-served() { awk '{ s += $1 } END { printf "%d", s }' "$log"; }
+# %.0f, not %d: mawk's %d stops at 2^31 - 1.
+served() { awk '{ s += $1 } END { printf "%.0f", s }' "$log"; }
 digest_of() { awk -F': ' '$1 ~ /digest$/ { print $2 }' "$1"; }
 
 # Runs $1 processes of pipemode-cat with the extra options after it, all at once; sets
