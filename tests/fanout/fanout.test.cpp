@@ -1,3 +1,4 @@
+#include <pipemode/cache/caching_store.hpp>
 #include <pipemode/fanout/shared_provider.hpp>
 #include <pipemode/framing/recordio.hpp>
 #include <pipemode/pipeline/data_set.hpp>
@@ -304,6 +305,96 @@ TEST_CASE("a slow member with a ring smaller than an object loses nothing: the l
         INFO("member " << i);
         CHECK(errors[i] == "");
         CHECK(got[i] == expected);
+    }
+}
+
+namespace {
+
+/// Runs `members` members on threads, each reading the provider `make()` gives it through the
+/// group with reader options `ro`; returns what each read, and fails on any error.
+template <class Make>
+std::vector<epochs_of_payloads> read_as_group(std::size_t members, const fs::path& locks, Make make, reader_options ro)
+{
+    const std::string group = unique_group("crossing");
+    std::vector<epochs_of_payloads> got(members);
+    std::vector<std::string> errors(members);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < members; ++i)
+        threads.emplace_back([&, i] {
+            try {
+                reader r(fanout::shared_provider(make(), {.group = group, .members = members, .rank_in_group = i,
+                                                          .ring_bytes = 64 * kib, .join_timeout = 20s, .lock_dir = locks}),
+                         ro);
+                got[i] = payloads_by_epoch(r);
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    for (auto& t : threads)
+        t.join();
+    for (std::size_t i = 0; i < members; ++i) {
+        INFO("member " << i);
+        CHECK(errors[i] == "");
+    }
+    return got;
+}
+
+} // namespace
+
+TEST_CASE("fan-out crossed with byte-range shards, record shuffling, a resumed plan and the cache")
+{
+    temp_dir data, locks;
+    make_data_set(data.path(), 4);
+
+    SECTION("a byte-range shard, whose reader leaves each source before its end")
+    {
+        // Two processes of one rank read the same shard: the leader's reader stops after the
+        // first record past each range, and the followers must stop at the same record.
+        const data_set_options d{.plan = {.shard = {.rank = 0, .world_size = 2, .mode = shard_mode::by_byte_range}, .shuffle_seed = 3},
+                                 .epochs = 2};
+        const auto expected = read_all(direct(data.path(), d));
+        REQUIRE(!expected.empty());
+        for (const auto& got : read_as_group(3, locks.path(), [&] { return direct(data.path(), d); }, small_reads()))
+            CHECK(got == expected);
+    }
+    SECTION("records shuffled in blocks by each member")
+    {
+        auto ro = small_reads();
+        ro.shuffle_records = 100;
+        reader plain(direct(data.path(), replicated()), ro);
+        const auto expected = payloads_by_epoch(plain);
+        for (const auto& got : read_as_group(3, locks.path(), [&] { return direct(data.path(), replicated()); }, ro))
+            CHECK(got == expected);
+    }
+    SECTION("a plan resumed mid-epoch")
+    {
+        data_set_options d = replicated();
+        data_set_state at;
+        at.cursor.item = 2;
+        at.cursor.records = 5;
+        d.resume = at;
+        const auto expected = read_all(direct(data.path(), d));
+        REQUIRE(expected.at(0).size() > 5);
+        for (const auto& got : read_as_group(2, locks.path(), [&] { return direct(data.path(), d); }, small_reads()))
+            CHECK(got == expected);
+    }
+    SECTION("a leader reading through the cache")
+    {
+        temp_dir cache_dir;
+        const auto expected = read_all(direct(data.path(), replicated()));
+        const auto cached = [&] {
+            return planned_epochs(cache::caching_store(local_store({data.path().string()}, 48 * kib),
+                                                       {.directory = cache_dir.path().string(), .budget_bytes = 64 * mib,
+                                                        .free_space_floor = 0}),
+                                  replicated());
+        };
+        for (const auto& got : read_as_group(3, locks.path(), cached, small_reads()))
+            CHECK(got == expected);
+        // The leader alone wrote the cache: one entry per object, none twice.
+        std::size_t entries = 0;
+        for (const auto& e : fs::directory_iterator(cache_dir.path()))
+            entries += e.path().extension() == ".data";
+        CHECK(entries == 4);
     }
 }
 

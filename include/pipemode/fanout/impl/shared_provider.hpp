@@ -11,7 +11,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
 #include <span>
 #include <string_view>
 
@@ -67,8 +73,13 @@ struct group_state {
 
     group_state(fanout_options o, std::string description) : options(std::move(o)), description(std::move(description))
     {
-        const std::uint64_t name_hash
-            = fnv1a(std::to_string(options.first_epoch), fnv1a(std::string_view("\0", 1), fnv1a(this->description, fnv1a(std::string_view("\0", 1), fnv1a(options.group)))));
+        // NUL separators: no two (group, description, epoch) triples give the same text.
+        std::string named = options.group;
+        named += '\0';
+        named += this->description;
+        named += '\0';
+        named += std::to_string(options.first_epoch);
+        const std::uint64_t name_hash = fnv1a(named);
         shm_name = "/pipemode-fanout-" + hex16(name_hash);
         lock_path = options.lock_dir / ("pipemode-fanout-" + hex16(name_hash) + ".lock");
         key_digest = fnv1a(options.plan_key, fnv1a(this->description));
