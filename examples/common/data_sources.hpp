@@ -392,7 +392,12 @@ inline std::unique_ptr<pipemode::object_store> cached(std::unique_ptr<pipemode::
 inline std::string plan_key_of(const pipemode::data_set_options& d)
 {
     std::string key = "seed=" + (d.plan.shuffle_seed ? std::to_string(*d.plan.shuffle_seed) : std::string("none"));
-    key += " mode=" + std::to_string(static_cast<int>(d.plan.shard.mode));
+    switch (d.plan.shard.mode) {
+    case pipemode::shard_mode::replicated: key += " shards=replicated"; break;
+    case pipemode::shard_mode::by_object: key += " shards=by-object"; break;
+    case pipemode::shard_mode::by_bytes: key += " shards=by-bytes"; break;
+    case pipemode::shard_mode::by_byte_range: key += " shards=by-byte-range"; break;
+    }
     // Replicated ranks all read the same plan; any other mode gives each rank its own.
     if (d.plan.shard.mode != pipemode::shard_mode::replicated)
         key += " rank=" + std::to_string(d.plan.shard.rank) + "/" + std::to_string(d.plan.shard.world_size);
