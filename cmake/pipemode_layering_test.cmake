@@ -16,21 +16,23 @@ cmake_minimum_required(VERSION 3.25)
 #   local        framing/, parsers/, sinks/, sources/: local stages, no pipeline
 #   pipeline     pipeline/: composing stages, planning, data sets, the reader
 #   cache        cache/: the local cache that wraps any object store (never a concrete remote one)
+#   fanout       fanout/: one download per host, shared with the host's processes (beside cache/)
 #   http         http/: transport only (client, retry on statuses and transport errors)
 #   s3_protocol  s3/ except the store headers: URIs, XML, errors, SigV4, credentials, listings
 #   remote       remote/: the object stream and the HTTP store
 #   s3_store     s3/data_set.hpp, s3/store.hpp (and their impl/): S3 data sets over remote/
 #   top          sagemaker/, pipemode.hpp
-set(pipemode_layers base local pipeline cache http s3_protocol remote s3_store top)
+set(pipemode_layers base local pipeline cache fanout http s3_protocol remote s3_store top)
 set(pipemode_may_include_base base)
 set(pipemode_may_include_local base local)
 set(pipemode_may_include_pipeline base local pipeline)
 set(pipemode_may_include_cache base local pipeline cache)
+set(pipemode_may_include_fanout base local pipeline fanout)
 set(pipemode_may_include_http base local http)
 set(pipemode_may_include_s3_protocol base local http s3_protocol)
-set(pipemode_may_include_remote base local pipeline cache http s3_protocol remote)
-set(pipemode_may_include_s3_store base local pipeline cache http s3_protocol remote s3_store)
-set(pipemode_may_include_top base local pipeline cache http s3_protocol remote s3_store top)
+set(pipemode_may_include_remote base local pipeline cache fanout http s3_protocol remote)
+set(pipemode_may_include_s3_store base local pipeline cache fanout http s3_protocol remote s3_store)
+set(pipemode_may_include_top base local pipeline cache fanout http s3_protocol remote s3_store top)
 
 # Sets `out` to the layer of `path` (relative to include/pipemode), or to "" when no layer
 # holds it: a new folder must be placed in the table before it is used.
@@ -44,6 +46,8 @@ function(pipemode_layer_of path out)
         set(layer pipeline)
     elseif(path MATCHES "^cache/")
         set(layer cache)
+    elseif(path MATCHES "^fanout/")
+        set(layer fanout)
     elseif(path MATCHES "^http/")
         set(layer http)
     elseif(path MATCHES "^s3/((impl|detail)/)?(data_set|store)\\.hpp$")

@@ -11,6 +11,7 @@
 
 #include <pipemode/cache/caching_store.hpp>
 #include <pipemode/core/options.hpp>
+#include <pipemode/fanout/shared_provider.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/pipeline/source_provider.hpp>
@@ -61,6 +62,8 @@ struct source_options {
     bool verify_tls = true;
     std::string cache_dir;                  ///< --cache-dir: empty, no cache
     std::optional<std::uint64_t> cache_size;  ///< --cache-size
+    std::string fanout_group;                 ///< --fanout-group: empty, no fan-out
+    std::optional<std::size_t> fanout_members;  ///< --fanout-members
 };
 
 /// The help text of the options `parse_source_option` takes, for a program's usage text.
@@ -71,6 +74,11 @@ inline constexpr std::string_view source_options_help = R"(Cache options (data s
   --cache-size SIZE      the most bytes the cache takes, with a suffix K, M, G or T (required
                          with --cache-dir); objects are kept in the order first read until it
                          is full, then the rest is read from the network every epoch
+  --fanout-group NAME    read a replicated data set once per host: the processes of this host
+                         that give the same NAME (and data set, seed and epochs) share one
+                         download through shared memory (docs/fanout.md)
+  --fanout-members N     how many processes of this host are in the group (default: the
+                         launcher's OMPI_COMM_WORLD_LOCAL_SIZE or LOCAL_WORLD_SIZE)
 URL and S3 options:
   --manifest S3URI       read the objects a SageMaker manifest file lists (may be repeated)
   --endpoint-url URL     an S3-compatible endpoint (e.g. http://127.0.0.1:9000); default:
@@ -120,6 +128,16 @@ inline bool parse_source_option(option_cursor& c, source_options& o, std::vector
         } catch (const std::invalid_argument&) {
             throw usage_error("--cache-size is a size such as 20G or 500M, not '" + std::string(c.value()) + "'");
         }
+    }
+    else if (name == "--fanout-group") {
+        o.fanout_group = c.value();
+        if (o.fanout_group.empty())
+            throw usage_error("--fanout-group needs a name");
+    }
+    else if (name == "--fanout-members") {
+        o.fanout_members = parse_count(name, c.value());
+        if (*o.fanout_members == 0)
+            throw usage_error("--fanout-members must be at least 1");
     }
     else if (name == "--endpoint-url")
         o.endpoint_url = c.value();
@@ -366,6 +384,52 @@ inline std::unique_ptr<pipemode::object_store> cached(std::unique_ptr<pipemode::
     if (!o.cache_size)
         throw usage_error("--cache-dir needs --cache-size: say how many bytes the cache may take, such as 20G");
     return pipemode::cache::caching_store(std::move(store), {.directory = o.cache_dir, .budget_bytes = *o.cache_size});
+}
+
+/// What decides a data set's planned order besides its sources, as text: members of a fan-out
+/// group compare it so that a process with another seed, sharding or resume point is refused
+/// instead of being handed another plan's records.
+inline std::string plan_key_of(const pipemode::data_set_options& d)
+{
+    std::string key = "seed=" + (d.plan.shuffle_seed ? std::to_string(*d.plan.shuffle_seed) : std::string("none"));
+    switch (d.plan.shard.mode) {
+    case pipemode::shard_mode::replicated: key += " shards=replicated"; break;
+    case pipemode::shard_mode::by_object: key += " shards=by-object"; break;
+    case pipemode::shard_mode::by_bytes: key += " shards=by-bytes"; break;
+    case pipemode::shard_mode::by_byte_range: key += " shards=by-byte-range"; break;
+    }
+    // Replicated ranks all read the same plan; any other mode gives each rank its own.
+    if (d.plan.shard.mode != pipemode::shard_mode::replicated)
+        key += " rank=" + std::to_string(d.plan.shard.rank) + "/" + std::to_string(d.plan.shard.world_size);
+    key += " epochs=" + std::to_string(d.first_epoch) + ".." + std::to_string(d.epochs);
+    if (d.resume)
+        key += " resume=" + d.resume->to_json();
+    return key;
+}
+
+/// `provider` (a planned data set read with `d`) shared with the other processes of this host
+/// through the fan-out group of --fanout-group and --fanout-members, or `provider` itself when
+/// no group was asked for.
+inline std::unique_ptr<pipemode::source_provider>
+fanned_out(std::unique_ptr<pipemode::source_provider> provider, const source_options& o, const pipemode::data_set_options& d)
+{
+    if (o.fanout_group.empty()) {
+        if (o.fanout_members)
+            throw usage_error("--fanout-members needs --fanout-group: name the group");
+        return provider;
+    }
+    const auto local = pipemode::fanout::local_group_from_environment();
+    if (!o.fanout_members && !local)
+        throw usage_error("--fanout-group needs --fanout-members N: no launcher variable (OMPI_COMM_WORLD_LOCAL_SIZE, "
+                          "LOCAL_WORLD_SIZE) says how many processes of this host read the data set");
+    const std::size_t members = o.fanout_members ? *o.fanout_members : local->members;
+    pipemode::fanout::fanout_options f;
+    f.group = o.fanout_group;
+    f.members = members;
+    f.rank_in_group = local ? local->rank % members : 0;
+    f.plan_key = plan_key_of(d);
+    f.first_epoch = d.resume ? d.resume->epoch : d.first_epoch;
+    return pipemode::fanout::shared_provider(std::move(provider), std::move(f));
 }
 
 /// The command-line sources as one object store, for reading them as a planned data set

@@ -184,7 +184,8 @@ inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, 
     d.plan.shard = {.rank = mpi.rank(), .world_size = mpi.size(), .mode = mode};
     d.epochs = epoch + 1;
     d.first_epoch = epoch;
-    return planned_epochs(tools::make_store(in.sources, in.source, program), std::move(d));
+    auto provider = planned_epochs(tools::make_store(in.sources, in.source, program), d);
+    return tools::fanned_out(std::move(provider), in.source, d);
 }
 
 

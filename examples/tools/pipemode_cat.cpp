@@ -518,7 +518,7 @@ std::unique_ptr<pipemode::source_provider> sources_provider(const cat_options& o
         else
             store = detect_gzip(std::move(store), note_gzip_read_raw, {}, false);
 #endif
-        return pipemode::planned_epochs(std::move(store), o.data_set);
+        return fanned_out(pipemode::planned_epochs(std::move(store), o.data_set), o.source, o.data_set);
     }
     auto provider = make_provider(o.sources, o.source, "pipemode-cat");
 #ifndef PIPEMODE_TOOLS_NO_GZIP
@@ -531,7 +531,7 @@ std::unique_ptr<pipemode::source_provider> sources_provider(const cat_options& o
     else
         provider = detect_gzip(std::move(provider), note_gzip_read_raw, {}, false);
 #endif
-    return provider;
+    return fanned_out(std::move(provider), o.source, o.data_set);
 }
 
 run_result run(const cat_options& o, output_buffer& out)
