@@ -210,7 +210,12 @@ std::unique_ptr<source_provider> replicated_sources(const training_job::state& s
     d.plan.shard = {.rank = 0, .world_size = 1, .mode = shard_mode::replicated};
     d.epochs = epoch + 1;
     d.first_epoch = epoch;
-    return planned_epochs(tools::make_store(list, in.source, s.program), std::move(d));
+    auto provider = planned_epochs(tools::make_store(list, in.source, s.program), d);
+    // Every rank reads these whole: the case fan-out is for. Each channel is a group of its own.
+    auto options = in.source;
+    if (!options.fanout_group.empty())
+        options.fanout_group += "/" + std::string(to_string(c));
+    return tools::fanned_out(std::move(provider), options, d);
 }
 
 } // namespace

@@ -185,6 +185,11 @@ inline std::unique_ptr<source_provider> epoch_sources(const training_input& in, 
     d.epochs = epoch + 1;
     d.first_epoch = epoch;
     auto provider = planned_epochs(tools::make_store(in.sources, in.source, program), d);
+    // A fan-out group shares one plan: ranks that each read a shard of their own have nothing
+    // to share (and the group would refuse their different plans), so only a replicated read
+    // (one process per group member, each reading everything) goes through it.
+    if (mode != shard_mode::replicated)
+        return provider;
     return tools::fanned_out(std::move(provider), in.source, d);
 }
 
