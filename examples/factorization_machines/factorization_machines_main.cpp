@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -405,8 +406,6 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
     std::optional<fm_trainer> trainer;
     std::optional<batch_feeder> feeder;
     std::vector<double> shared;
-    const auto start = std::chrono::steady_clock::now();
-
     for (std::uint64_t epoch = 0; epoch < s.epochs; ++epoch) {
         progress.start_epoch(epoch, s.epochs);
         auto reader = open_epoch(in, epoch, rank_batch, mpi);
@@ -441,18 +440,30 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
             auto rows = trainer->touched_rows();
             if (ranks > 1) {
                 // The union of the features the ranks' batches touched: each rank sends its ids
-                // and a last entry that says whether it had a batch (-1) or not (-2).
-                std::vector<double> ids(rows.begin(), rows.end());
+                // (or -3 when it touched every feature, as a dense batch does, so that dense data
+                // does not pay feature_dim ids a batch) and a last entry that says whether it
+                // had a batch (-1) or not (-2).
+                std::vector<double> ids;
+                if (rows.size() == s.feature_dim)
+                    ids.push_back(-3.0);
+                else
+                    ids.assign(rows.begin(), rows.end());
                 ids.push_back(b ? -1.0 : -2.0);
                 const auto all = mpi.gather_all(ids);
                 if (std::find(all.begin(), all.end(), -1.0) == all.end())
                     break;
                 rows.clear();
-                for (double id : all)
-                    if (id >= 0)
-                        rows.push_back(static_cast<std::uint64_t>(id));
-                std::sort(rows.begin(), rows.end());
-                rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+                if (std::find(all.begin(), all.end(), -3.0) != all.end()) {
+                    rows.resize(s.feature_dim);
+                    std::iota(rows.begin(), rows.end(), std::uint64_t{0});
+                }
+                else {
+                    for (double id : all)
+                        if (id >= 0)
+                            rows.push_back(static_cast<std::uint64_t>(id));
+                    std::sort(rows.begin(), rows.end());
+                    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+                }
                 trainer->pack(rows, shared);
                 mpi.sum(shared);
                 trainer->unpack(rows, shared);
@@ -475,7 +486,6 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
         if (epoch == 0)
             out.records = epoch_records;
     }
-    (void)start;
     auto sums = out.train_metrics.values();
     mpi.sum(sums);
     out.train_metrics = fm_metrics::from_values(sums);

@@ -273,6 +273,17 @@ def main():
         if len(rmse) == 2:
             check(abs(rmse[3] - rmse[1]) <= 0.03 * rmse[1],
                   "planted recommender: 3 ranks' test RMSE %.4f within 3 %% of 1 process's %.4f" % (rmse[3], rmse[1]))
+        # What the union of touched rows saves when feature_dim is large: 3000 users x 2000
+        # items, 8 factors, batches of 300 rows over 3 ranks touch at most 600 of 5000 features.
+        x, y, _ = planted_recommender(3000, 3000, 2000, 8, 0.1, rng)
+        paths, _ = write(w("wide"), x, y, 3, True)
+        if run(mpirun + [prog, "--quiet", "--predictor_type", "regressor", "--num_factors", "8",
+                         "--mini_batch_size", "300", "--model-dir", w("wide_3")] + paths) is not None:
+            fields = {a.strip(): b.strip() for a, b in (line.split(":", 1) for line in last_stdout[0].splitlines())}
+            sent, full = float(fields["gradient bytes sent"]), float(fields["full allreduce bytes"])
+            check(sent <= 0.15 * full,
+                  "feature_dim 5000, batches of 300 one-hot pairs: gradient payload %.0f bytes, %.3f of a full "
+                  "allreduce's %.0f (%s features a batch)" % (sent, sent / full, full, fields["features a batch"]))
         return
 
     # One epoch from a given model equals NumPy's, dense and sparse, both predictors.
