@@ -261,7 +261,9 @@ def main():
         xt, yt, _ = planted_recommender(1500, 40, 30, 4, 0.1, rng, truth)
         paths, _ = write(w("rec_train"), x, y, 6, True)
         test_paths, _ = write(w("rec_test"), xt, yt, 1, True)
-        opts = recommender_options(k=4)
+        # Fewer, larger batches than the single-process check: each batch costs 3 ranks on 2
+        # cores two collectives.
+        opts = recommender_options(k=4, epochs=10, batch=200)
         rmse = {}
         for ranks, cmd in ((1, []), (3, mpirun)):
             out = w("rec_%d" % ranks)
@@ -405,9 +407,9 @@ def main():
     check(p.returncode == 2 and "binary_classifier or regressor" in p.stderr, "a wrong predictor_type: usage error")
 
 
-def recommender_options(k, predictor="regressor", epochs=25):
+def recommender_options(k, predictor="regressor", epochs=25, batch=100):
     return ["--quiet", "--predictor_type", predictor, "--num_factors", str(k), "--epochs", str(epochs),
-            "--mini_batch_size", "100", "--bias_lr", "0.1", "--linear_lr", "0.1", "--factors_lr", "0.1",
+            "--mini_batch_size", str(batch), "--bias_lr", "0.1", "--linear_lr", "0.1", "--factors_lr", "0.1",
             "--bias_wd", "0", "--linear_wd", "0.0001", "--factors_wd", "0.0001", "--factors_init_sigma", "0.1",
             "--seed", "3"]
 
