@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
@@ -201,6 +202,33 @@ def planted_recommender(n, users, items, k, noise, rng, truth=None):
     return x, truth.yhat(x) + noise * rng.normal(size=n), truth
 
 
+class loopback_nginx:
+    """nginx serving `root` on 127.0.0.1 (scripts/lib/servers.sh, run by a bash that stops it
+    when its stdin closes); the port, or None when nginx cannot be started."""
+
+    def __init__(self, root):
+        self.root = root
+        self.shell = None
+
+    def __enter__(self):
+        servers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib", "servers.sh")
+        script = ('source "$1" && trap pipemode_stop_servers EXIT && pipemode_start_nginx "$2" >&2 '
+                  '&& echo "$PIPEMODE_NGINX_PORT" && read -r _')
+        try:
+            self.shell = subprocess.Popen(["bash", "-c", script, "bash", servers, self.root], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            return None
+        line = self.shell.stdout.readline().strip()
+        return int(line) if line.isdigit() else None
+
+    def __exit__(self, *exc):
+        if self.shell:
+            self.shell.stdin.close()
+            self.shell.wait(timeout=30)
+        return False
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -304,6 +332,49 @@ def main():
             check(err <= 1e-9 and moved > 1e-3,
                   "%s %s, batch %d%s: one epoch equals NumPy's AdaGrad (max error %.1e; factors moved %.2f)"
                   % (layout, predictor, batch, " clipped, rescaled" if extra else "", err, moved))
+
+    # The same records from a Pipe-mode FIFO, from http:// URLs and from s3:// keys served by
+    # nginx on loopback: byte for byte the same model.json as from the files.
+    paths, parts, initial, initial_path = exact[("sparse", "binary_classifier")]
+    base_opts = [prog, "--quiet", "--predictor_type", "binary_classifier", "--num_factors", str(k),
+                 "--mini_batch_size", "50", "--initial_model", initial_path] + hp_opts
+    reference_model = open(os.path.join(w("exact_sparse_binary_classifier_50"), "model.json"), "rb").read()
+    channel_dir = w("channels")
+    os.makedirs(channel_dir)
+    fifo = os.path.join(channel_dir, "train_0")
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            for path in paths:
+                with open(path, "rb") as src:
+                    shutil.copyfileobj(src, f)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    ok = run(base_opts + ["--pipe-channel", "train", "--data-dir", channel_dir, "--model-dir", w("pipe")])
+    writer.join()
+    if ok is not None:
+        check(open(os.path.join(w("pipe"), "model.json"), "rb").read() == reference_model,
+              "Pipe-mode FIFO: the same model.json as from the files")
+    served = w("www", "bucket", "fm")
+    os.makedirs(served)
+    for path in paths:
+        shutil.copy(path, served)
+    with loopback_nginx(w("www")) as port:
+        if port is None:
+            print("      (no nginx: the http:// and s3:// reads are not checked)")
+        for scheme in ("http", "s3") if port else ():
+            names = [os.path.basename(p_) for p_ in paths]
+            if scheme == "http":
+                sources = ["http://127.0.0.1:%d/bucket/fm/%s" % (port, n) for n in names]
+            else:
+                sources = ["--endpoint-url", "http://127.0.0.1:%d" % port, "--path-style", "--no-sign-request"] \
+                    + ["s3://bucket/fm/%s" % n for n in names]
+            out = w("served_" + scheme)
+            if run(base_opts + ["--model-dir", out] + sources) is not None:
+                check(open(os.path.join(out, "model.json"), "rb").read() == reference_model,
+                      "%s:// on loopback: the same model.json as from the files" % scheme)
 
     # Two epochs: AdaGrad's history carries over between epochs.
     paths, parts, initial, initial_path = exact[("sparse", "regressor")]
