@@ -265,27 +265,42 @@ def main():
 
     if args.mpirun:
         mpirun = [args.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3"]
-        # Each mpirun costs seconds of start-up (tens under ASan): two of the four cases.
-        for layout, predictor in (("dense", "binary_classifier"), ("sparse", "regressor")):
-            paths, parts, initial, initial_path = exact[(layout, predictor)]
-            out = w("mpi_" + layout + "_" + predictor)
-            extra = ["--clip_gradient", "0.5"] if predictor == "binary_classifier" else []
-            t = run(mpirun + [prog, "--quiet", "--predictor_type", predictor, "--num_factors", str(k),
-                              "--mini_batch_size", "50", "--initial_model", initial_path, "--model-dir", out]
-                    + hp_opts + extra + paths)
+        # Each mpirun costs seconds of start-up (tens under ASan), so there are three: one epoch
+        # of dense classifier records, one of a wide sparse recommender (which also measures the
+        # traffic), and the planted recommender against one process.
+        def one_epoch(what, paths, parts, initial_path, initial, predictor, batch, extra, h, sparse):
+            out = w("mpi_" + what.replace(" ", "_"))
+            t = run(mpirun + [prog, "--quiet", "--predictor_type", predictor, "--num_factors",
+                              str(initial.v.shape[1]), "--mini_batch_size", str(batch), "--initial_model",
+                              initial_path, "--model-dir", out] + hp_opts + extra + paths)
             if t is None:
-                continue
-            check("ranks: 3" in last_stdout[0], "%s %s: the program ran as 3 MPI ranks" % (layout, predictor))
-            h = dict(hp, clip_gradient=0.5) if extra else hp
-            ref = train_epoch(initial, rank_batches(parts, 3, 50, layout == "sparse"), h)
+                return None
+            check("ranks: 3" in last_stdout[0], "%s: the program ran as 3 MPI ranks" % what)
+            ref = train_epoch(initial, rank_batches(parts, 3, batch, sparse), h)
             got = Model.from_json(load_json(out))
             err = max(abs(got.w0 - ref.w0), np.max(np.abs(got.w - ref.w)), np.max(np.abs(got.v - ref.v)))
-            check(err <= 1e-9, "%s %s, 3 ranks: one epoch equals NumPy over the ranks' batches (max error %.1e)"
-                  % (layout, predictor, err))
-            traffic = {k_: v for k_, v in (line.split(":", 1) for line in last_stdout[0].splitlines() if ":" in line)}
-            print("      %s %s: %.2f s, gradient bytes sent %s, full allreduce would send %s"
-                  % (layout, predictor, t, traffic.get("gradient bytes sent", "?").strip(),
-                     traffic.get("full allreduce bytes", "?").strip()))
+            check(err <= 1e-9, "%s, 3 ranks: one epoch equals NumPy over the ranks' batches (max error %.1e, %.2f s)"
+                  % (what, err, t))
+            return {a_.strip(): b_.strip() for a_, b_ in (line.split(":", 1) for line in last_stdout[0].splitlines())}
+
+        paths, parts, initial, initial_path = exact[("dense", "binary_classifier")]
+        one_epoch("dense binary_classifier", paths, parts, initial_path, initial, "binary_classifier", 50,
+                  ["--clip_gradient", "0.5"], dict(hp, clip_gradient=0.5), False)
+
+        # What the union of touched rows saves when feature_dim is large: 3000 users x 2000
+        # items, 8 factors, batches of 300 rows over 3 ranks touch at most 600 of 5000 features.
+        x, y, _ = planted_recommender(1500, 3000, 2000, 8, 0.1, rng)
+        paths, parts = write(w("wide"), x, y, 3, True)
+        initial = Model("regressor", 0.1, 0.1 * rng.normal(size=5000), 0.1 * rng.normal(size=(5000, 8)))
+        initial.write(w("wide_initial.json"))
+        fields = one_epoch("sparse regressor, feature_dim 5000", paths, parts, w("wide_initial.json"), initial,
+                           "regressor", 300, [], hp, True)
+        if fields:
+            sent, full = float(fields["gradient bytes sent"]), float(fields["full allreduce bytes"])
+            check(sent <= 0.15 * full,
+                  "feature_dim 5000, batches of 300 one-hot pairs: gradient payload %.0f bytes, %.3f of a full "
+                  "allreduce's %.0f (%s features a batch)" % (sent, sent / full, full, fields["features a batch"]))
+
         # The planted recommender with 3 ranks against 1: the same test RMSE within 3 %.
         x, y, truth = planted_recommender(5000, 30, 20, 3, 0.1, rng)
         xt, yt, _ = planted_recommender(1000, 30, 20, 3, 0.1, rng, truth)
@@ -305,17 +320,6 @@ def main():
         if len(rmse) == 2:
             check(abs(rmse[3] - rmse[1]) <= 0.03 * rmse[1],
                   "planted recommender: 3 ranks' test RMSE %.4f within 3 %% of 1 process's %.4f" % (rmse[3], rmse[1]))
-        # What the union of touched rows saves when feature_dim is large: 3000 users x 2000
-        # items, 8 factors, batches of 300 rows over 3 ranks touch at most 600 of 5000 features.
-        x, y, _ = planted_recommender(1500, 3000, 2000, 8, 0.1, rng)
-        paths, _ = write(w("wide"), x, y, 3, True)
-        if run(mpirun + [prog, "--quiet", "--predictor_type", "regressor", "--num_factors", "8",
-                         "--mini_batch_size", "300", "--model-dir", w("wide_3")] + paths) is not None:
-            fields = {a.strip(): b.strip() for a, b in (line.split(":", 1) for line in last_stdout[0].splitlines())}
-            sent, full = float(fields["gradient bytes sent"]), float(fields["full allreduce bytes"])
-            check(sent <= 0.15 * full,
-                  "feature_dim 5000, batches of 300 one-hot pairs: gradient payload %.0f bytes, %.3f of a full "
-                  "allreduce's %.0f (%s features a batch)" % (sent, sent / full, full, fields["features a batch"]))
         return
 
     # One epoch from a given model equals NumPy's, dense and sparse, both predictors.
