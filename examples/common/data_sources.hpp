@@ -60,20 +60,22 @@ struct source_options {
     std::vector<std::string> resolve;
     std::string ca_file;
     bool verify_tls = true;
-    std::string cache_dir;                  ///< --cache-dir: empty, no cache
+    std::string cache_dir;                  ///< --cache-dir: empty, no cache on disk
+    bool cache_in_memory = false;           ///< --cache-in-memory
     std::optional<std::uint64_t> cache_size;  ///< --cache-size
     std::string fanout_group;                 ///< --fanout-group: empty, no fan-out
     std::optional<std::size_t> fanout_members;  ///< --fanout-members
 };
 
 /// The help text of the options `parse_source_option` takes, for a program's usage text.
-inline constexpr std::string_view source_options_help = R"(Cache options (data sets read over epochs; off unless --cache-dir is given):
+inline constexpr std::string_view source_options_help = R"(Cache options (data sets read over epochs; off unless --cache-dir or --cache-in-memory is given):
   --cache-dir DIR        keep what the first epoch downloads in DIR on local disk, so later
                          epochs and restarted jobs read it from there (docs/cache.md); several
                          processes of a host may share DIR
+  --cache-in-memory      keep it in this process's memory instead (hosts without local disk)
   --cache-size SIZE      the most bytes the cache takes, with a suffix K, M, G or T (required
-                         with --cache-dir); objects are kept in the order first read until it
-                         is full, then the rest is read from the network every epoch
+                         with either); objects are kept in the order first read until it is
+                         full, then the rest is read from the network every epoch
   --fanout-group NAME    read a replicated data set once per host: the processes of this host
                          that give the same NAME (and data set, seed and epochs) share one
                          download through shared memory (docs/fanout.md)
@@ -122,6 +124,8 @@ inline bool parse_source_option(option_cursor& c, source_options& o, std::vector
         if (o.cache_dir.empty())
             throw usage_error("--cache-dir needs a directory");
     }
+    else if (name == "--cache-in-memory")
+        o.cache_in_memory = true;
     else if (name == "--cache-size") {
         try {
             o.cache_size = pipemode::cache::parse_size(std::string(c.value()));
@@ -373,17 +377,31 @@ make_provider(const std::vector<source_arg>& sources, const source_options& o, s
     return std::make_unique<chained_provider>(std::move(parts));
 }
 
-/// `store` read through the cache of --cache-dir and --cache-size, or `store` itself when no
-/// cache was asked for. Throws `usage_error` when only one of the two options is given.
+/// The cache --cache-dir (or --cache-in-memory) and --cache-size ask for, or nothing when
+/// none was asked for. Throws `usage_error` when they do not make one cache.
+inline std::optional<pipemode::cache::cache_options> cache_options_of(const source_options& o)
+{
+    const bool place = !o.cache_dir.empty() || o.cache_in_memory;
+    if (!place && !o.cache_size)
+        return std::nullopt;
+    if (!o.cache_dir.empty() && o.cache_in_memory)
+        throw usage_error("--cache-dir and --cache-in-memory are two places for one cache: give one");
+    if (!place)
+        throw usage_error("--cache-size needs --cache-dir or --cache-in-memory: say where the cache lives");
+    if (!o.cache_size)
+        throw usage_error(std::string(o.cache_in_memory ? "--cache-in-memory" : "--cache-dir")
+                          + " needs --cache-size: say how many bytes the cache may take, such as 20G");
+    // An empty directory is the library's memory cache.
+    return pipemode::cache::cache_options{.directory = o.cache_dir, .budget_bytes = *o.cache_size};
+}
+
+/// `store` read through the cache `cache_options_of(o)` describes, or `store` itself.
 inline std::unique_ptr<pipemode::object_store> cached(std::unique_ptr<pipemode::object_store> store, const source_options& o)
 {
-    if (o.cache_dir.empty() && !o.cache_size)
+    auto options = cache_options_of(o);
+    if (!options)
         return store;
-    if (o.cache_dir.empty())
-        throw usage_error("--cache-size needs --cache-dir: say where the cache lives");
-    if (!o.cache_size)
-        throw usage_error("--cache-dir needs --cache-size: say how many bytes the cache may take, such as 20G");
-    return pipemode::cache::caching_store(std::move(store), {.directory = o.cache_dir, .budget_bytes = *o.cache_size});
+    return pipemode::cache::caching_store(std::move(store), std::move(*options));
 }
 
 /// What decides a data set's planned order besides its sources, as text: members of a fan-out

@@ -196,6 +196,9 @@ expect_usage() {  # $1: text the message must hold, the rest: arguments
     if [[ $status == 2 ]] && grep -qF -- "$text" usage.err; then pass "$*: exit 2"; else fail "$*: exit $status, '$(cat usage.err)'"; fi
 }
 expect_usage "--cache-size" --cache-dir fan/cache2
+expect_usage "--cache-size" --cache-in-memory
+expect_usage "give one" --cache-dir fan/cache2 --cache-in-memory --cache-size 1G
+expect_usage "--cache-in-memory" --cache-size 1G
 expect_usage "--consumers" --consumers 0
 
 # ---------------------------------------------------------------------------------------------

@@ -180,10 +180,7 @@ agent_command_line parse_command_line(int argc, char** argv)
         return o;
     if (o.config.empty())
         throw usage_error("--config is required: the job description or its InputDataConfig");
-    if (!o.source.cache_dir.empty() && !o.source.cache_size)
-        throw usage_error("--cache-dir needs --cache-size: say how many bytes the cache may take, such as 20G");
-    if (o.source.cache_dir.empty() && o.source.cache_size)
-        throw usage_error("--cache-size needs --cache-dir: say where the cache lives");
+    (void)cache_options_of(o.source);  // refuses a cache the options do not describe whole
     if (o.hosts.empty() != o.current_host.empty())
         throw usage_error(o.hosts.empty() ? "--current-host needs --hosts" : "--hosts needs --current-host");
     return o;
@@ -302,8 +299,7 @@ int run(const agent_command_line& cl)
     o.read_size = cl.source.read_size;
     o.memory_budget = cl.memory_budget;
     o.fifo.reader_timeout = cl.reader_timeout;
-    if (!cl.source.cache_dir.empty())
-        o.cache = pipemode::cache::cache_options{.directory = cl.source.cache_dir, .budget_bytes = *cl.source.cache_size};
+    o.cache = cache_options_of(cl.source);
 
     display out(cl.quiet);
     o.on_event = [&out, n = cl.consumers](const sm::agent_event& e) { out.line(describe(e, n)); };

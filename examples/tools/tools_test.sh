@@ -416,6 +416,17 @@ for check in "3 object" "3 bytes" "7 byte-range"; do
 done
 two=$(run "$cat" --epochs 2 --shuffle-seed 3 --record-shuffle 100 shards/)
 if [[ $(field records "$two") == 12000 ]]; then pass "2 epochs: 12000 records"; else fail "2 epochs gave '$(field records "$two")' records"; fi
+# The same epochs through the memory cache and through a cache directory: the same records.
+for cache in "--cache-in-memory" "--cache-dir shards-cache"; do
+    # shellcheck disable=SC2086  # $cache is two words on purpose
+    cached=$(run "$cat" --epochs 2 --shuffle-seed 3 --record-shuffle 100 $cache --cache-size 64M shards/)
+    if [[ $(field digest "$cached") == "$(field digest "$two")" && $(field records "$cached") == 12000 ]]; then
+        pass "2 epochs with $cache: the records of an uncached read"
+    else
+        fail "2 epochs with $cache: '$(field records "$cached")' records, digest '$(field digest "$cached")' against '$(field digest "$two")'"
+    fi
+done
+if [[ -n $(find shards-cache -name '*.data') ]]; then pass "--cache-dir: entries written"; else fail "--cache-dir: no entry in shards-cache"; fi
 expect_status 2 "$cat" --shard-mode diagonal shards/
 expect_status 1 "$cat" --rank 6 --world-size 7 --shard-mode object shards/
 
