@@ -89,7 +89,8 @@ class Model:
     def write(self, path):
         d, k = self.v.shape
         with open(path, "w") as f:
-            json.dump({"predictor_type": self.predictor, "feature_dim": d, "num_factors": k, "w0": self.w0,
+            # algorithm and format_version: the model file's header, which model_file checks.
+            json.dump({"algorithm": "factorization_machines", "format_version": 1, "predictor_type": self.predictor, "feature_dim": d, "num_factors": k, "w0": self.w0,
                        "w": self.w.tolist(), "V": self.v.tolist()}, f)
 
     def yhat(self, x):
