@@ -320,7 +320,7 @@ def main():
         initial.write(w("rec_initial.json"))
         # Fewer, larger batches than the single-process check: each batch costs 3 ranks on 2
         # cores two collectives.
-        epochs, batch = 8, 250
+        epochs, batch = 16, 250
         opts = recommender_options(k=3, epochs=epochs, batch=batch) + ["--clip_gradient", "0.5", "--initial_model",
                                                                        w("rec_initial.json")]
         rmse = {}
