@@ -1,5 +1,5 @@
 // pipemode-factorization-machines: Factorization Machines over a RecordIO-protobuf data set read
-// through pipemode::reader, epoch after epoch, as SageMaker's built-in FM (regressor or binary
+// through the training library's channels (training.hpp), epoch after epoch, as SageMaker's built-in FM (regressor or binary
 // classifier), optionally over MPI ranks that each read a shard and add their gradients over
 // the features their batches touched. Writes model.json and metrics.json; with --predict,
 // scores records with a trained model as batch transform would (JSON Lines).
@@ -7,21 +7,17 @@
 // Usage: `pipemode-factorization-machines --help` and docs/algorithms.md.
 #include "../common/feature_rows.hpp"
 #include "../common/mpi_context.hpp"
-#include "../common/training_program.hpp"
+#include "../common/training.hpp"
 #include "factorization_machines.hpp"
-
-#include <pipemode/detail/json.hpp>
-#include <pipemode/pipeline/reader.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <fstream>
+#include <filesystem>
 #include <numeric>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,7 +33,7 @@ constexpr std::string_view program = "pipemode-factorization-machines";
 
 constexpr std::string_view usage_head = R"(Usage: pipemode-factorization-machines [options] SOURCE...
        pipemode-factorization-machines [options] --pipe-channel NAME [--data-dir DIR]
-       pipemode-factorization-machines --predict MODEL [--predictions FILE] SOURCE...
+       pipemode-factorization-machines --predict MODEL_FILE [--output FILE] SOURCE...
 
 Factorization Machines over RecordIO-protobuf records with a float32/float64/int32 feature
 "values" (dense or sparse) and a scalar label "values", reading the data once per epoch and
@@ -45,7 +41,12 @@ updating with AdaGrad after every mini-batch. A SOURCE is a local file or FIFO, 
 URL, an S3 object s3://BUCKET/KEY or prefix s3://BUCKET/PREFIX/. Under mpirun each rank reads
 its shard of the SOURCEs; the ranks add their gradients over the union of the features their
 batches touched and hold the same model. Writes MODEL_DIR/model.json and MODEL_DIR/metrics.json
-and prints the metrics one a line (train:rmse=0.51, test:binary_classification_accuracy=0.9).
+and prints the metrics one a line (#metric train:rmse=0.51, #metric
+test:binary_classification_accuracy=0.9): rmse (regressor) or binary_classification_accuracy,
+binary_classification_cross_entropy and binary_f_beta (classifier), of the train channel (its
+last epoch, each record before its batch's update) and of the validation and test channels
+(the final model). --predict writes {"score": S} (regressor) or {"score": P, "predicted_label":
+L} (classifier) for each record.
 
 Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparameters.json):
   --predictor_type T             binary_classifier or regressor (required)
@@ -66,10 +67,6 @@ Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparam
 Not SageMaker's:
   --seed S                       seed of the initialisation (default 1)
   --initial_model FILE           start from this model.json instead of a random one
-  --validation SOURCE            a validation channel (repeatable); read whole by rank 0
-  --test SOURCE                  a test channel (repeatable); read whole by rank 0
-  --predict MODEL                score the SOURCEs with MODEL (a model.json) instead of training
-  --predictions FILE             where --predict writes its JSON Lines (default stdout)
 Dashes may replace underscores (--feature-dim).
 
 )";
@@ -88,9 +85,6 @@ struct fm_settings {
     init_spec bias_init, linear_init, factors_init;
     std::uint64_t seed = 1;
     std::string initial_model;
-    std::vector<pipemode::tools::source_arg> validation, test;
-    std::string predict;
-    std::string predictions;
 };
 
 std::size_t positive(const std::string& name, std::string_view v)
@@ -177,52 +171,9 @@ bool set_hyperparameter(fm_settings& s, const std::string& name, std::string_vie
         s.seed = parse_count(name, v);
     else if (name == "initial_model")
         s.initial_model = v;
-    else if (name == "validation")
-        s.validation.push_back({std::string(v)});
-    else if (name == "test")
-        s.test.push_back({std::string(v)});
-    else if (name == "predict")
-        s.predict = v;
-    else if (name == "predictions")
-        s.predictions = v;
     else
         return false;
     return true;
-}
-
-// --- I/O glue: readers, labels, model and metrics files. Kept together so that it moves to a
-// --- shared training library in one piece.
-
-/// One epoch's reader of the training channel for this rank, or nothing when the rank has no data.
-std::optional<pipemode::reader> open_epoch(const training_input& in, std::uint64_t epoch, std::size_t batch_size,
-                                           const mpi_context& mpi)
-{
-    auto sources = epoch_sources(in, epoch, mpi, program);
-    if (!sources)
-        return std::nullopt;
-    return std::optional<pipemode::reader>(std::in_place, std::move(sources),
-                                           pipemode::reader_options{
-                                               .batch_size = batch_size,
-                                               .memory_budget = in.memory_budget,
-                                               .read_size = in.source.read_size,
-                                           });
-}
-
-/// A reader of a whole channel (validation, test, or the records to predict), not sharded:
-/// SageMaker's FullyReplicated, read by one rank.
-pipemode::reader open_channel(const training_input& in, const std::vector<pipemode::tools::source_arg>& sources,
-                              std::size_t batch_size)
-{
-    pipemode::data_set_options d;
-    d.plan.shard = {.rank = 0, .world_size = 1, .mode = pipemode::shard_mode::replicated};
-    d.epochs = 1;
-    d.first_epoch = 0;
-    return pipemode::reader(pipemode::planned_epochs(pipemode::tools::make_store(sources, in.source, program), std::move(d)),
-                            pipemode::reader_options{
-                                .batch_size = batch_size,
-                                .memory_budget = in.memory_budget,
-                                .read_size = in.source.read_size,
-                            });
 }
 
 /// The scalar label "values" of each record of `b` (padding excluded) into `out`; throws,
@@ -266,61 +217,31 @@ std::string model_json(const fm_model& m, const fm_settings& s, std::uint64_t re
 }
 
 /// Reads a model file (model_json's format: predictor_type, feature_dim, num_factors, w0, w, V).
-fm_model read_model(const std::string& path)
+fm_model read_model(const std::filesystem::path& path)
 {
-    std::ifstream f(path, std::ios::binary);
-    if (!f)
-        throw std::runtime_error("cannot open the model file " + path);
-    std::stringstream text;
-    text << f.rdbuf();
-    const std::string doc = text.str();
-    pipemode::detail::parse_error err;
-    const auto root = pipemode::detail::json::parse(doc, err);
-    if (!root)
-        throw std::runtime_error(path + ": " + err.to_string());
-    auto member = [&](std::string_view name) -> const pipemode::detail::json::value& {
-        const auto* v = root->find(name);
-        if (v == nullptr)
-            throw std::runtime_error(path + ": the model has no '" + std::string(name) + "'");
-        return *v;
-    };
-    auto numbers = [&](const pipemode::detail::json::value& v, std::vector<double>& out) {
-        for (const auto& x : v.as_array())
-            out.push_back(x.is_number() ? x.as_number().as_double() : std::nan(""));
-    };
+    const auto f = model_file::read(path);
+    f.expect("factorization_machines", 1);
+    fm_model m;
     try {
-        fm_model m;
-        m.predictor = parse_predictor_type(member("predictor_type").as_string());
-        m.feature_dim = static_cast<std::size_t>(member("feature_dim").as_number().as_uint64().value());
-        m.num_factors = static_cast<std::size_t>(member("num_factors").as_number().as_uint64().value());
-        m.w0 = member("w0").as_number().as_double();
-        numbers(member("w"), m.w);
-        for (const auto& row : member("V").as_array()) {
-            if (row.as_array().size() != m.num_factors)
-                throw std::runtime_error("a row of V does not have num_factors values");
-            numbers(row, m.v);
-        }
-        if (m.w.size() != m.feature_dim || m.v.size() != m.feature_dim * m.num_factors)
-            throw std::runtime_error("w and V do not have feature_dim rows");
-        return m;
-    } catch (const std::runtime_error& e) {
-        throw std::runtime_error(path + ": " + e.what());
-    } catch (const std::exception&) {
-        throw std::runtime_error(path + ": a member of the model has the wrong type");
+        m.predictor = parse_predictor_type(f.string("predictor_type"));
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(path.string() + ": " + e.what());
     }
+    m.feature_dim = f.count("feature_dim");
+    m.num_factors = f.count("num_factors");
+    m.w0 = f.number("w0");
+    m.w = f.numbers("w");
+    m.v = f.matrix("V", m.num_factors);
+    if (m.w.size() != m.feature_dim || m.v.size() != m.feature_dim * m.num_factors)
+        throw std::runtime_error(path.string() + ": w and V do not have feature_dim rows");
+    return m;
 }
 
-/// Prints `channel:name=value` lines (a SageMaker metric definition's regex picks them up, e.g.
-/// `test:rmse=([0-9.e+-]+)`) and adds the same to `json` for metrics.json.
-void report_metrics(std::string_view channel, const fm_metrics& m, predictor_type p, std::string& json)
+/// Reports the metrics of `p` (fm_metrics::named) as `<channel>:<name>`.
+void report_metrics(metrics_log& log, std::string_view channel, const fm_metrics& m, predictor_type p)
 {
-    for (const auto& [name, value] : m.named(p)) {
-        std::printf("%.*s:%s=%.10g\n", static_cast<int>(channel.size()), channel.data(), name.c_str(), value);
-        json += json.size() > 2 ? ",\n  \"" : "  \"";
-        json.append(channel);
-        json += ":" + name + "\": ";
-        append_json_number(json, value);
-    }
+    for (const auto& [name, value] : m.named(p))
+        log.report(channel, name, value);
 }
 
 // --- training --------------------------------------------------------------------------------
@@ -361,16 +282,17 @@ private:
     std::vector<double> labels_, values_, yhat_;
 };
 
-/// Scores every record of `sources` with `m` into `metrics` (rank 0 alone).
-fm_metrics evaluate(const training_input& in, const std::vector<pipemode::tools::source_arg>& sources,
-                    const fm_model& m, std::size_t batch_size)
+/// Scores every record of the channel `c` with `m` into `metrics` (called by rank 0 alone, so
+/// that the figures do not depend on the ranks).
+fm_metrics evaluate(const training_job& job, channel c, const fm_model& m, std::size_t batch_size,
+                    const mpi_context& mpi)
 {
     fm_metrics metrics;
     std::vector<double> labels, values, s(m.num_factors), dense(m.feature_dim);
-    auto reader = open_channel(in, sources, batch_size);
-    for (auto& b : reader) {
-        const feature_rows fr(b, "values", m.feature_dim);
-        read_labels(b, labels);
+    channel_reader reader(job, c, 0, mpi, batch_size);
+    while (auto b = reader.next()) {
+        const feature_rows fr(*b, "values", m.feature_dim);
+        read_labels(*b, labels);
         for (std::size_t i = 0; i < fr.size(); ++i) {
             double yhat;
             if (fr.sparse()) {
@@ -398,7 +320,7 @@ struct training_result {
     double union_rows = 0;           // features in the unions, summed over batches
 };
 
-training_result train(const training_input& in, fm_settings& s, const mpi_context& mpi, progress_line& progress)
+training_result train(const training_job& job, fm_settings& s, const mpi_context& mpi, progress_line& progress)
 {
     training_result out;
     const std::size_t ranks = mpi.size();
@@ -408,10 +330,10 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
     std::vector<double> shared;
     for (std::uint64_t epoch = 0; epoch < s.epochs; ++epoch) {
         progress.start_epoch(epoch, s.epochs);
-        auto reader = open_epoch(in, epoch, rank_batch, mpi);
+        channel_reader reader(job, channel::train, epoch, mpi, rank_batch);
         std::optional<pipemode::batch> first;
         if (epoch == 0) {
-            first = reader ? reader->next() : std::nullopt;
+            first = reader.next();
             const auto d = agree_on_dimension(s.feature_dim, first ? feature_rows::dimension_of(*first, "values") : 0, mpi);
             fm_model initial;
             if (!s.initial_model.empty()) {
@@ -433,8 +355,8 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
         for (;;) {
             std::optional<pipemode::batch> b = std::move(first);
             first.reset();
-            if (!b && reader)
-                b = reader->next();
+            if (!b)
+                b = reader.next();
             if (b)
                 records += feeder->feed(*b, *trainer, last ? &out.train_metrics : nullptr);
             auto rows = trainer->touched_rows();
@@ -476,10 +398,10 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
             out.union_rows += static_cast<double>(rows.size());
             ++out.batches;
             trainer->apply(rows);
-            if (reader)  // rank 0's share times the ranks: an estimate, exact at the epoch's end
-                progress.update(records * ranks, reader->stats().bytes * ranks);
+            // rank 0's share times the ranks: an estimate, exact at the epoch's end
+            progress.update(records * ranks, reader.bytes() * ranks);
         }
-        const std::uint64_t epoch_bytes = mpi.sum(reader ? reader->stats().bytes : 0);
+        const std::uint64_t epoch_bytes = mpi.sum(reader.bytes());
         const std::uint64_t epoch_records = mpi.sum(records);
         progress.end_epoch(epoch_records, epoch_bytes);
         out.bytes += epoch_bytes;
@@ -493,22 +415,15 @@ training_result train(const training_input& in, fm_settings& s, const mpi_contex
     return out;
 }
 
-int predict(const training_input& in, const fm_settings& s)
+/// Prediction mode: each record's score (the regressor's yhat, the classifier's probability and
+/// its label at 0.5), as SageMaker's FM inference gives them.
+int predict(const training_job& job, const fm_settings& s, const mpi_context& mpi)
 {
-    const fm_model m = read_model(s.predict);
-    std::FILE* out = stdout;
-    if (!s.predictions.empty()) {
-        out = std::fopen(s.predictions.c_str(), "wb");
-        if (out == nullptr)
-            throw std::runtime_error("cannot write " + s.predictions);
-    }
+    const fm_model m = read_model(job.predict_model());
     std::vector<double> values, scores(m.num_factors), dense(m.feature_dim);
-    std::string line;
-    std::uint64_t records = 0;
-    auto reader = open_channel(in, in.sources, s.mini_batch_size);
-    for (auto& b : reader) {
+    const auto records = run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
         const feature_rows fr(b, "values", m.feature_dim);
-        for (std::size_t i = 0; i < fr.size(); ++i, ++records) {
+        for (std::size_t i = 0; i < fr.size(); ++i) {
             double yhat;
             if (fr.sparse()) {
                 const auto keys = fr.sparse_row(i, values);
@@ -519,45 +434,39 @@ int predict(const training_input& in, const fm_settings& s)
                 yhat = m.score_dense(dense, scores);
             }
             const double score = m.output(yhat);
-            line = "{\"score\": ";
-            append_json_number(line, score);
+            std::string line = "{\"score\": ";
+            append_json_shortest(line, score);
             if (m.predictor == predictor_type::binary_classifier)
                 line += score >= 0.5 ? ", \"predicted_label\": 1" : ", \"predicted_label\": 0";
-            line += "}\n";
-            std::fwrite(line.data(), 1, line.size(), out);
+            line += '}';
+            rows.push_back(std::move(line));
         }
-    }
-    if (out != stdout && std::fclose(out) != 0)
-        throw std::runtime_error("cannot write " + s.predictions);
-    std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
+    });
+    if (mpi.rank() == 0 && !job.quiet())
+        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 
 int run(int argc, char** argv, const mpi_context& mpi)
 {
     fm_settings s;
-    const auto in = parse_training_command_line(
+    const auto job = training_job::parse(
         argc, argv, [&](const std::string& name, std::string_view value) { return set_hyperparameter(s, name, value); },
         program);
-    if (in.help) {
-        if (mpi.rank() == 0)
-            for (const auto part : {usage_head, input_options_help, pipemode::tools::source_options_help, usage_tail})
-                std::fwrite(part.data(), 1, part.size(), stdout);
+    if (job.help()) {
+        print_help(mpi, usage_head, usage_tail);
         return 0;
     }
-    if (!s.predict.empty()) {
-        if (in.sources.empty())
-            throw usage_error("--predict reads SOURCEs");
-        return mpi.rank() == 0 ? predict(in, s) : 0;
-    }
+    if (job.predicting())
+        return predict(job, s, mpi);
     if (!s.predictor)
         throw usage_error("predictor_type is required");
     if (s.num_factors == 0)
         throw usage_error("num_factors is required");
 
     const auto start = std::chrono::steady_clock::now();
-    progress_line progress(mpi.rank() == 0 && !in.quiet, std::string(program));
-    auto r = train(in, s, mpi, progress);
+    progress_line progress(mpi.rank() == 0 && !job.quiet(), std::string(program));
+    auto r = train(job, s, mpi, progress);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double gradient_bytes = [&] {
         double b = r.gradient_bytes;
@@ -566,16 +475,14 @@ int run(int argc, char** argv, const mpi_context& mpi)
     }();
 
     if (mpi.rank() == 0) {
-        std::string metrics = "{\n";
-        report_metrics("train", r.train_metrics, *s.predictor, metrics);
-        if (!s.validation.empty())
-            report_metrics("validation", evaluate(in, s.validation, r.model, s.mini_batch_size), *s.predictor, metrics);
-        if (!s.test.empty())
-            report_metrics("test", evaluate(in, s.test, r.model, s.mini_batch_size), *s.predictor, metrics);
-        metrics += "\n}\n";
-        const auto dir = model_directory(in);
+        metrics_log metrics(true);
+        report_metrics(metrics, "train", r.train_metrics, *s.predictor);
+        for (const auto c : {channel::validation, channel::test})
+            if (job.has(c))
+                report_metrics(metrics, to_string(c), evaluate(job, c, r.model, s.mini_batch_size, mpi), *s.predictor);
+        const auto dir = job.model_dir();
         const auto path = write_model_file(dir, "model.json", model_json(r.model, s, r.records));
-        write_model_file(dir, "metrics.json", metrics);
+        metrics.write(dir);
         std::string out;
         using pipemode::tools::append_field;
         using pipemode::tools::format;
@@ -601,16 +508,4 @@ int run(int argc, char** argv, const mpi_context& mpi)
 
 } // namespace
 
-int main(int argc, char** argv)
-{
-    mpi_context mpi(&argc, &argv);
-    try {
-        return run(argc, argv, mpi);
-    } catch (const usage_error& e) {
-        std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program.data(), e.what(), program.data());
-        return mpi.abort(2);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", program.data(), e.what());
-        return mpi.abort(1);
-    }
-}
+int main(int argc, char** argv) { return run_trainer(argc, argv, program, run); }

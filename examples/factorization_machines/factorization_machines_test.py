@@ -65,10 +65,12 @@ def load_json(directory, name="model.json"):
 
 
 def printed_metrics(stdout):
+    """The `#metric <channel>:<name>=<value>` lines, as a SageMaker metric definition's regex
+    (`#metric test:rmse=([^\\s]+)`) picks them up."""
     out = {}
     for line in stdout.splitlines():
-        if ":" in line and "=" in line and " " not in line:
-            key, value = line.split("=", 1)
+        if line.startswith("#metric "):
+            key, value = line[len("#metric "):].split()[0].split("=", 1)
             out[key] = float(value)
     return out
 
@@ -87,7 +89,8 @@ class Model:
     def write(self, path):
         d, k = self.v.shape
         with open(path, "w") as f:
-            json.dump({"predictor_type": self.predictor, "feature_dim": d, "num_factors": k, "w0": self.w0,
+            # algorithm and format_version: the model file's header, which model_file checks.
+            json.dump({"algorithm": "factorization_machines", "format_version": 1, "predictor_type": self.predictor, "feature_dim": d, "num_factors": k, "w0": self.w0,
                        "w": self.w.tolist(), "V": self.v.tolist()}, f)
 
     def yhat(self, x):
@@ -229,6 +232,12 @@ class loopback_nginx:
         return False
 
 
+def summary_fields(stdout):
+    """The program's closing `name: value` lines (records, ranks, gradient bytes sent, ...)."""
+    return {a.strip(): b.strip() for a, b in (line.split(":", 1) for line in stdout.splitlines()
+                                              if ":" in line and not line.startswith("#metric "))}
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -265,9 +274,9 @@ def main():
 
     if args.mpirun:
         mpirun = [args.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "3"]
-        # Each mpirun costs seconds of start-up (tens under ASan), so there are three: one epoch
-        # of dense classifier records, one of a wide sparse recommender (which also measures the
-        # traffic), and the planted recommender against one process.
+        # Each mpirun costs seconds of start-up (tens under ASan), so there are two: one epoch of a
+        # wide sparse recommender (exact, and it measures the traffic), and the planted
+        # recommender in dense records against one process (exact over its epochs too).
         def one_epoch(what, paths, parts, initial_path, initial, predictor, batch, extra, h, sparse):
             out = w("mpi_" + what.replace(" ", "_"))
             t = run(mpirun + [prog, "--quiet", "--predictor_type", predictor, "--num_factors",
@@ -281,11 +290,7 @@ def main():
             err = max(abs(got.w0 - ref.w0), np.max(np.abs(got.w - ref.w)), np.max(np.abs(got.v - ref.v)))
             check(err <= 1e-9, "%s, 3 ranks: one epoch equals NumPy over the ranks' batches (max error %.1e, %.2f s)"
                   % (what, err, t))
-            return {a_.strip(): b_.strip() for a_, b_ in (line.split(":", 1) for line in last_stdout[0].splitlines())}
-
-        paths, parts, initial, initial_path = exact[("dense", "binary_classifier")]
-        one_epoch("dense binary_classifier", paths, parts, initial_path, initial, "binary_classifier", 50,
-                  ["--clip_gradient", "0.5"], dict(hp, clip_gradient=0.5), False)
+            return summary_fields(last_stdout[0])
 
         # What the union of touched rows saves when feature_dim is large: 3000 users x 2000
         # items, 8 factors, batches of 300 rows over 3 ranks touch at most 600 of 5000 features.
@@ -301,19 +306,41 @@ def main():
                   "feature_dim 5000, batches of 300 one-hot pairs: gradient payload %.0f bytes, %.3f of a full "
                   "allreduce's %.0f (%s features a batch)" % (sent, sent / full, full, fields["features a batch"]))
 
-        # The planted recommender with 3 ranks against 1: the same test RMSE within 3 %.
+        # The planted recommender with 3 ranks against 1: the same test RMSE within 3 %. Its
+        # training records are dense (every rank's batch touches every feature, the exchange's
+        # other case) and both start from one initial model, so that the 3 ranks' model after
+        # all epochs is also checked against NumPy's re-implementation of their batches, with
+        # clipping. The test records are sparse.
         x, y, truth = planted_recommender(5000, 30, 20, 3, 0.1, rng)
         xt, yt, _ = planted_recommender(1000, 30, 20, 3, 0.1, rng, truth)
-        paths, _ = write(w("rec_train"), x, y, 6, True)
+        paths, parts = write(w("rec_train"), x, y, 6, False)
         test_paths, _ = write(w("rec_test"), xt, yt, 1, True)
+        d = x.shape[1]
+        initial = Model("regressor", 0.01 * rng.normal(), 0.01 * rng.normal(size=d), 0.1 * rng.normal(size=(d, 3)))
+        initial.write(w("rec_initial.json"))
         # Fewer, larger batches than the single-process check: each batch costs 3 ranks on 2
         # cores two collectives.
-        opts = recommender_options(k=3, epochs=8, batch=250)
+        epochs, batch = 16, 250
+        opts = recommender_options(k=3, epochs=epochs, batch=batch) + ["--clip_gradient", "0.5", "--initial_model",
+                                                                       w("rec_initial.json")]
         rmse = {}
         for ranks, cmd in ((1, []), (3, mpirun)):
             out = w("rec_%d" % ranks)
-            if run(cmd + [prog] + opts + ["--model-dir", out, "--test", test_paths[0]] + paths) is not None:
+            t = run(cmd + [prog] + opts + ["--model-dir", out, "--test", test_paths[0]] + paths)
+            if t is not None:
                 rmse[ranks] = load_json(out, "metrics.json")["test:rmse"]
+                if ranks == 3:
+                    check("ranks: 3" in last_stdout[0], "planted recommender: the program ran as 3 MPI ranks")
+                    h = {"bias_lr": 0.1, "linear_lr": 0.1, "factors_lr": 0.1, "bias_wd": 0.0, "linear_wd": 0.0001,
+                         "factors_wd": 0.0001, "eps": 1e-8, "clip_gradient": 0.5}
+                    state = {"h0": 0.0, "hw": np.zeros(d), "hv": np.zeros((d, 3))}
+                    ref = initial
+                    for _ in range(epochs):
+                        ref = train_epoch(ref, rank_batches(parts, 3, batch, False), h, state)
+                    got = Model.from_json(load_json(out))
+                    err = max(abs(got.w0 - ref.w0), np.max(np.abs(got.w - ref.w)), np.max(np.abs(got.v - ref.v)))
+                    check(err <= 1e-9, "dense regressor, clipped, 3 ranks: %d epochs equal NumPy over the ranks' "
+                          "batches (max error %.1e, %.2f s)" % (epochs, err, t))
                 print("      %s" % " ".join(line.strip() for line in last_stdout[0].splitlines()
                                             if "gradient bytes" in line or "full allreduce" in line
                                             or "features a batch" in line))
@@ -441,7 +468,7 @@ def main():
               and metrics["validation:rmse"] == metrics["test:rmse"] and "train:rmse" in metrics,
               "planted recommender: printed and metrics.json test:rmse equal NumPy's %.6f" % ref)
         predictions = w("predictions.jsonl")
-        if run([prog, "--predict", os.path.join(out, "model.json"), "--predictions", predictions, test_paths[0]]):
+        if run([prog, "--predict", os.path.join(out, "model.json"), "--output", predictions, test_paths[0]]):
             with open(predictions) as f:
                 scores = np.array([json.loads(line)["score"] for line in f])
             expected = model.yhat(test_parts[0][0])
@@ -468,7 +495,7 @@ def main():
               % (metrics["test:binary_classification_accuracy"], metrics["test:binary_f_beta"],
                  metrics["test:binary_classification_cross_entropy"], seconds))
         predictions = w("cls_predictions.jsonl")
-        if run([prog, "--predict", os.path.join(out, "model.json"), "--predictions", predictions, test_paths[0]]):
+        if run([prog, "--predict", os.path.join(out, "model.json"), "--output", predictions, test_paths[0]]):
             with open(predictions) as f:
                 rows = [json.loads(line) for line in f]
             p = 1 / (1 + np.exp(-model.yhat(test_parts[0][0])))
