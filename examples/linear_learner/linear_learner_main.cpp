@@ -11,7 +11,7 @@
 #include "../common/mpi_context.hpp"
 #include "../common/training_program.hpp"
 #include "linear_learner.hpp"
-#include "ll_metrics.hpp"
+#include "../common/metrics.hpp"
 
 #include <pipemode/detail/json.hpp>
 #include <pipemode/pipeline/reader.hpp>
