@@ -22,7 +22,9 @@ Exit status 0 when every check passes, 1 otherwise, 77 (CTest's skip) without Nu
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,17 @@ def train(args, work, name, files, hyper, extra=(), mpi=None):
         model = json.load(f)
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
+    # Every metric of metrics.json is the last value printed under its name on a
+    # "#metric channel:name=value[ epoch=E]" line (the form a SageMaker metric definition's
+    # regex picks up), and nothing is printed that metrics.json does not hold.
+    printed = {}
+    for line in out.splitlines():
+        m = re.fullmatch(r"#metric ([a-z_]+:[a-z_]+)=(\S+)( epoch=[1-9][0-9]*)?", line)
+        if m:
+            printed[m.group(1)] = float(m.group(2))
+    check(printed.keys() == metrics.keys()
+          and all(printed[k] == v or (v is None and not math.isfinite(printed[k])) for k, v in metrics.items()),
+          "%s: the #metric lines' last values are metrics.json's (%d metrics)" % (name, len(metrics)))
     return model, metrics, out
 
 
