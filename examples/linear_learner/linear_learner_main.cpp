@@ -21,7 +21,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
-#include <exception>
 #include <limits>
 #include <optional>
 #include <string>
