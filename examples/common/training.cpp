@@ -238,6 +238,22 @@ channel_reader::channel_reader(const training_job& job, channel c, std::uint64_t
                                               });
 }
 
+channel_reader::channel_reader() : impl_(std::make_unique<impl>()) {}
+
+channel_reader channel_reader::whole(const training_job& job, channel c, std::uint64_t epoch, std::size_t batch_size)
+{
+    const auto& s = job.get();
+    if (c != channel::train && !job.has(c))
+        throw std::logic_error("channel_reader: the job has no " + std::string(to_string(c)) + " channel");
+    channel_reader r;
+    r.impl_->reader.emplace(replicated_sources(s, c, epoch), reader_options{
+                                                                 .batch_size = batch_size,
+                                                                 .memory_budget = s.train.memory_budget,
+                                                                 .read_size = s.train.source.read_size,
+                                                             });
+    return r;
+}
+
 channel_reader::~channel_reader() = default;
 channel_reader::channel_reader(channel_reader&&) noexcept = default;
 channel_reader& channel_reader::operator=(channel_reader&&) noexcept = default;

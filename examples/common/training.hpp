@@ -127,6 +127,12 @@ public:
     /// Opens the epoch; batches hold at most `batch_size` records.
     channel_reader(const training_job& job, channel c, std::uint64_t epoch, const mpi_context& mpi,
                    std::size_t batch_size);
+
+    /// Opens the epoch of channel `c` read whole and in order by this rank alone, `train`
+    /// included (its SOURCEs unsharded, or its FIFO in Pipe mode): for a pass every rank must
+    /// make over the same records, such as choosing a model on the training data when there is
+    /// no validation channel. Batches hold at most `batch_size` records.
+    static channel_reader whole(const training_job& job, channel c, std::uint64_t epoch, std::size_t batch_size);
     ~channel_reader();
     channel_reader(channel_reader&&) noexcept;
     channel_reader& operator=(channel_reader&&) noexcept;
@@ -145,6 +151,7 @@ public:
 
 private:
     struct impl;
+    channel_reader();
     std::unique_ptr<impl> impl_;
 };
 

@@ -1,30 +1,28 @@
 // pipemode-linear-learner: SageMaker's Linear Learner (binary and multiclass classifiers,
-// regressors) trained on RecordIO-protobuf records read through pipemode::reader, epoch after
-// epoch, optionally over MPI ranks that each read a shard and add their gradients. Chooses one
-// of `num_models` models (and a binary classifier's threshold) on the validation channel,
-// prints metrics as `channel:name=value` lines, and writes model.json and metrics.json; with
-// --predict MODEL, writes one JSON line of predictions a record instead (docs/algorithms.md).
+// regressors) trained on RecordIO-protobuf records read through the training library's channels
+// (training.hpp), epoch after epoch, optionally over MPI ranks that each read a shard and add
+// their gradients. Chooses one of `num_models` models (and a binary classifier's threshold) on
+// the validation channel, prints metrics as `#metric channel:name=value` lines, and writes
+// model.json and metrics.json; with --predict MODEL, writes one JSON line of predictions a
+// record instead (docs/algorithms.md).
 //
-// The channel I/O is kept in four places (open_channel, metric_log, write_json_file and
-// read_rows) so that it moves to the examples' common training library in one place.
+// The channels, command line, metrics lines, model file parsing and prediction loop are
+// pipemode_training's, so this translation unit compiles the algorithm and Eigen, not the
+// reader, HTTP and S3 stack.
 #include "../common/feature_rows.hpp"
+#include "../common/metrics.hpp"
 #include "../common/mpi_context.hpp"
-#include "../common/training_program.hpp"
+#include "../common/training.hpp"
 #include "linear_learner.hpp"
-#include "ll_metrics.hpp"
-
-#include <pipemode/detail/json.hpp>
-#include <pipemode/pipeline/reader.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
-#include <exception>
-#include <fstream>
+#include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,22 +35,19 @@ using pipemode::tools::parse_real;
 
 constexpr std::string_view program = "pipemode-linear-learner";
 
-constexpr std::string_view usage_head = R"(Usage: pipemode-linear-learner [options] SOURCE...
-       pipemode-linear-learner --predict MODEL [--output FILE] SOURCE...
+constexpr std::string_view usage_head = R"(Usage: pipemode-linear-learner [options] SOURCE... [--validation SOURCE]... [--test SOURCE]...
+       pipemode-linear-learner [options] --pipe-mode [--data-dir DIR]
+       pipemode-linear-learner --predict MODEL_FILE [--output FILE] SOURCE...
 
 Linear models (SageMaker's Linear Learner) over RecordIO-protobuf records with a feature
 "values" (dense or sparse) and a label "values", reading the training data once per epoch.
-Under mpirun each rank reads a shard of the SOURCEs and the ranks add their gradients.
-Writes MODEL_DIR/model.json and MODEL_DIR/metrics.json; prints CHANNEL:METRIC=VALUE lines.
-
-Channels (SOURCEs as for the training data; read whole by every rank):
-  --validation SOURCE            the validation channel (repeat for several); chooses the
-                                 model, the threshold and when to stop early
-  --test SOURCE                  the test channel (repeat for several); metrics only
-Prediction:
-  --predict MODEL                read SOURCEs with the model.json MODEL and write one JSON line
-                                 a record: {"score": S, "predicted_label": L}
-  --output FILE                  where the predictions go (default: standard output)
+Under mpirun each rank reads a shard of the SOURCEs and the ranks add their gradients; the
+validation and test channels are read whole by every rank. The validation channel chooses the
+model, the threshold and when to stop early; the test channel gives metrics only. Writes
+MODEL_DIR/model.json and MODEL_DIR/metrics.json and prints "#metric CHANNEL:METRIC=VALUE"
+lines (" epoch=E" after the per-epoch objective_loss). --predict writes one JSON line a
+record: {"score": S, "predicted_label": L} (binary), {"score": [S...], "predicted_label": K}
+(multiclass) or {"score": V} (regressor).
 
 Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparameters.json):
   --predictor_type T             binary_classifier, multiclass_classifier or regressor (required)
@@ -118,9 +113,6 @@ struct settings {
     double target_recall = 0.8, target_precision = 0.8, f_beta = 1.0;
     std::optional<double> positive_weight = 1.0;  // empty: balanced
     std::size_t top_k = 3;
-    // Channels and prediction mode (command line only).
-    std::vector<pipemode::tools::source_arg> validation, test;
-    std::string predict_model, output;
 };
 
 std::size_t positive(const std::string& name, std::string_view v)
@@ -249,14 +241,6 @@ bool set_hyperparameter(settings& s, const std::string& name, std::string_view v
     }
     else if (name == "top_k")
         s.top_k = positive(name, v);
-    else if (name == "validation")
-        s.validation.push_back({std::string(v)});
-    else if (name == "test")
-        s.test.push_back({std::string(v)});
-    else if (name == "predict")
-        s.predict_model = std::string(v);
-    else if (name == "output")
-        s.output = std::string(v);
     else
         return false;
     return true;
@@ -325,59 +309,25 @@ std::string_view to_string(optimizer_type o)
     return o == optimizer_type::adam ? "adam" : (o == optimizer_type::sgd ? "sgd" : "rmsprop");
 }
 
-// --- channel I/O: the part that moves to the common training library -------------------------
+// --- channel I/O -------------------------------------------------------------------------------
 
-/// One epoch's reader of a channel: the training SOURCEs sharded over the ranks (`sources`
-/// empty), or another channel's SOURCEs read whole by every rank (SageMaker's
-/// FullyReplicated, so every rank computes the same validation metrics without a collective).
-/// Nothing when this rank has no data.
-std::optional<pipemode::reader> open_channel(const training_input& in, const std::vector<pipemode::tools::source_arg>& sources,
-                                             std::uint64_t epoch, std::size_t batch_size, const mpi_context& mpi)
-{
-    std::unique_ptr<pipemode::source_provider> provider;
-    if (sources.empty()) {
-        provider = epoch_sources(in, epoch, mpi, program);
-    }
-    else {
-        pipemode::data_set_options d;
-        d.plan.shard = {.rank = 0, .world_size = 1, .mode = pipemode::shard_mode::replicated};
-        d.epochs = epoch + 1;
-        d.first_epoch = epoch;
-        provider = pipemode::planned_epochs(pipemode::tools::make_store(sources, in.source, program), std::move(d));
-    }
-    if (!provider)
-        return std::nullopt;
-    return std::optional<pipemode::reader>(std::in_place, std::move(provider),
-                                           pipemode::reader_options{
-                                               .batch_size = batch_size,
-                                               .memory_budget = in.memory_budget,
-                                               .read_size = in.source.read_size,
-                                           });
-}
+/// Opens the replicated passes of a run in order: in Pipe mode each pass over a channel is the
+/// next FIFO (`validation_0`, `validation_1`, ...), so the passes of each channel are counted.
+/// A channel every rank reads whole: `validation` or `test`, or the training SOURCEs for choosing
+/// a model when there is no validation channel.
+class channel_passes {
+public:
+    explicit channel_passes(const training_job& job) : job_(job) {}
 
-/// Prints `channel:name=value` on stdout (rank 0 only), the form a SageMaker metric
-/// definition's regex (e.g. `validation:binary_classification_accuracy=(\S+)`) picks up, and
-/// keeps it for metrics.json.
-struct metric_log {
-    bool print = true;
-    std::vector<std::pair<std::string, double>> last;  // name -> value, latest wins
-
-    void operator()(std::string_view channel, std::string_view name, double value)
+    channel_reader open(channel c, std::size_t batch_size)
     {
-        const std::string key = std::string(channel) + ":" + std::string(name);
-        if (print) {
-            std::string line = key + "=";
-            append_json_number(line, value);
-            std::puts(line.c_str());
-            std::fflush(stdout);
-        }
-        for (auto& [k, v] : last)
-            if (k == key) {
-                v = value;
-                return;
-            }
-        last.emplace_back(key, value);
+        auto& n = next_[static_cast<std::size_t>(c)];
+        return channel_reader::whole(job_, c, n++, batch_size);
     }
+
+private:
+    const training_job& job_;
+    std::array<std::uint64_t, 3> next_{};
 };
 
 /// A batch's rows as Eigen matrices, with their labels.
@@ -436,12 +386,6 @@ void read_rows(const pipemode::batch& b, std::size_t d, batch_rows& out, bool ne
         out.y[i] = label_of(*label, static_cast<std::size_t>(i));
 }
 
-/// Writes `text` to `dir/name` (atomically).
-std::filesystem::path write_json_file(const training_input& in, const std::string& name, const std::string& text)
-{
-    return write_model_file(model_directory(in), name, text);
-}
-
 // --- training --------------------------------------------------------------------------------
 
 struct label_scaler {
@@ -467,12 +411,12 @@ struct training_state {
 
 /// Calls `f(x, y)` with every batch of `reader` (scaled by `st.features`), x dense or sparse.
 template <class F>
-std::uint64_t for_each_batch(pipemode::reader& reader, const training_state& st, batch_rows& rows, bool need_labels,
+std::uint64_t for_each_batch(channel_reader& reader, const training_state& st, batch_rows& rows, bool need_labels,
                              F&& f, std::uint64_t limit = UINT64_MAX)
 {
     std::uint64_t seen = 0;
-    for (auto& b : reader) {
-        read_rows(b, st.d, rows, need_labels);
+    while (const auto b = reader.next()) {
+        read_rows(*b, st.d, rows, need_labels);
         if (rows.sparse) {
             st.features.apply(rows.sparse_x);
             f(rows.sparse_x, rows.y);
@@ -496,13 +440,12 @@ Eigen::VectorXd scaled_labels(const training_state& st, const Eigen::VectorXd& y
 }
 
 /// Per-model mean loss over a replicated channel (every rank reads it whole).
-std::vector<double> channel_losses(const training_input& in, const std::vector<pipemode::tools::source_arg>& sources,
-                                   const training_state& st, std::size_t batch, const mpi_context& mpi)
+std::vector<double> channel_losses(channel_passes& passes, channel c, const training_state& st, std::size_t batch)
 {
-    auto reader = open_channel(in, sources, 0, batch, mpi);
+    auto reader = passes.open(c, batch);
     std::vector<double> sums(st.t->models(), 0.0);
     batch_rows rows;
-    const auto n = for_each_batch(*reader, st, rows, true, [&](const auto& x, const Eigen::VectorXd& y) {
+    const auto n = for_each_batch(reader, st, rows, true, [&](const auto& x, const Eigen::VectorXd& y) {
         const auto s = st.t->loss_sums(x, scaled_labels(st, y));
         for (std::size_t m = 0; m < sums.size(); ++m)
             sums[m] += s[m];
@@ -512,8 +455,8 @@ std::vector<double> channel_losses(const training_input& in, const std::vector<p
     return sums;
 }
 
-void train(const training_input& in, const settings& s, training_state& st, const mpi_context& mpi,
-           progress_line& progress, metric_log& log)
+void train(const training_job& job, channel_passes& passes, const settings& s, training_state& st,
+           const mpi_context& mpi, progress_line& progress, metrics_log& lines)
 {
     const std::size_t ranks = mpi.size();
     const std::size_t rank_batch = (s.mini_batch_size + ranks - 1) / ranks;
@@ -524,11 +467,11 @@ void train(const training_input& in, const settings& s, training_state& st, cons
 
     // Epoch 0 starts with the batches that hold the first num_point_for_scaler records (each
     // rank's share): they set the dimension, the scalers and the balanced positive weight.
-    auto reader = open_channel(in, {}, 0, rank_batch, mpi);
+    std::optional<channel_reader> reader(std::in_place, job, channel::train, 0, mpi, rank_batch);
     std::deque<pipemode::batch> held;
     std::uint64_t sampled = 0;
     const std::uint64_t sample_target = (s.num_point_for_scaler + ranks - 1) / ranks;
-    while (reader && sampled < sample_target) {
+    while (sampled < sample_target) {
         auto b = reader->next();
         if (!b)
             break;
@@ -595,7 +538,7 @@ void train(const training_input& in, const settings& s, training_state& st, cons
     for (std::uint64_t epoch = 0; epoch < s.epochs; ++epoch) {
         progress.start_epoch(epoch, s.epochs);
         if (epoch > 0)
-            reader = open_channel(in, {}, epoch, rank_batch, mpi);
+            reader.emplace(job, channel::train, epoch, mpi, rank_batch);
         std::vector<double> epoch_losses(t.models(), 0.0);
         double epoch_rows = 0;
         std::uint64_t records = 0;
@@ -639,9 +582,9 @@ void train(const training_input& in, const settings& s, training_state& st, cons
             epoch_rows += t.pending_rows();
             t.step();
             if (reader)
-                progress.update(records * ranks, reader->stats().bytes * ranks);
+                progress.update(records * ranks, reader->bytes() * ranks);
         }
-        const std::uint64_t epoch_bytes = mpi.sum(reader ? reader->stats().bytes : 0);
+        const std::uint64_t epoch_bytes = mpi.sum(reader ? reader->bytes() : 0);
         progress.end_epoch(static_cast<std::uint64_t>(epoch_rows), epoch_bytes);
         st.bytes += epoch_bytes;
         st.records = static_cast<std::uint64_t>(epoch_rows);
@@ -651,12 +594,12 @@ void train(const training_input& in, const settings& s, training_state& st, cons
         // The training loss is the running one (each batch before its update), of the best model.
         for (auto& l : epoch_losses)
             l /= std::max(1.0, epoch_rows);
-        log("train", "objective_loss", *std::min_element(epoch_losses.begin(), epoch_losses.end()));
         double loss = *std::min_element(epoch_losses.begin(), epoch_losses.end());
-        if (!s.validation.empty()) {
-            const auto v = channel_losses(in, s.validation, st, rank_batch * ranks, mpi);
+        lines.report("train", "objective_loss", loss, epoch + 1);
+        if (job.has(channel::validation)) {
+            const auto v = channel_losses(passes, channel::validation, st, rank_batch * ranks);
             loss = *std::min_element(v.begin(), v.end());
-            log("validation", "objective_loss", loss);
+            lines.report("validation", "objective_loss", loss, epoch + 1);
         }
         // Early stopping: patience epochs in a row without a relative improvement of tolerance.
         if (loss < best_loss * (1 - s.early_stopping_tolerance) || best_loss == HUGE_VAL)
@@ -678,16 +621,18 @@ double default_threshold(const ll::loss_function& loss) { return loss.type == lo
 /// Chooses the model (and a binary classifier's threshold): on the validation channel, or the
 /// training data when there is none, every rank reading it whole (at most
 /// num_calibration_samples records for the threshold).
-void choose_model(const training_input& in, const settings& s, training_state& st, const mpi_context& mpi)
+void choose_model(const training_job& job, channel_passes& passes, const settings& s, training_state& st)
 {
     auto& t = *st.t;
-    const auto& sources = s.validation.empty() ? in.sources : s.validation;
-    if (sources.empty()) {
-        st.chosen = 0;  // a Pipe-mode channel cannot be read again: the model as given
+    const channel c = job.has(channel::validation) ? channel::validation : channel::train;
+    if (c == channel::train && job.sources(channel::train).empty()) {
+        // In Pipe mode a rank's train FIFO is its own shard, which would choose different
+        // models on different ranks: the model as given.
+        st.chosen = 0;
         st.threshold = default_threshold(st.loss);
         return;
     }
-    const auto losses = channel_losses(in, sources, st, s.mini_batch_size, mpi);
+    const auto losses = channel_losses(passes, c, st, s.mini_batch_size);
     st.chosen = static_cast<std::size_t>(std::min_element(losses.begin(), losses.end()) - losses.begin());
     if (*s.predictor != predictor_type::binary_classifier || s.criterion == selection_criterion::loss_function) {
         st.threshold = default_threshold(st.loss);
@@ -695,10 +640,10 @@ void choose_model(const training_input& in, const settings& s, training_state& s
     }
     std::vector<std::vector<double>> scores(t.models());
     std::vector<double> labels;
-    auto reader = open_channel(in, sources, 0, s.mini_batch_size, mpi);
+    auto reader = passes.open(c, s.mini_batch_size);
     batch_rows rows;
     for_each_batch(
-        *reader, st, rows, true,
+        reader, st, rows, true,
         [&](const auto& x, const Eigen::VectorXd& y) {
             const ll::dense_rows z = t.scores(x);
             for (Eigen::Index i = 0; i < z.rows() && labels.size() < s.num_calibration_samples; ++i) {
@@ -792,8 +737,9 @@ model chosen_model(const settings& s, const training_state& st)
 
 /// The metrics of a channel's predictions, as SageMaker names them.
 void channel_metrics(std::string_view channel, const model& m, const predictions& p, const std::vector<double>& labels,
-                     double objective, std::size_t top_k, double beta, metric_log& log)
+                     double objective, std::size_t top_k, double beta, metrics_log& lines)
 {
+    auto log = [&](std::string_view c, std::string_view name, double v) { lines.report(c, name, v); };
     log(channel, "objective_loss", objective);
     switch (m.predictor) {
     case predictor_type::regressor:
@@ -822,16 +768,16 @@ void channel_metrics(std::string_view channel, const model& m, const predictions
 }
 
 /// Predictions of `m` for a channel, read whole, with the labels and the mean objective loss.
-void evaluate(const training_input& in, const std::vector<pipemode::tools::source_arg>& sources, const model& m,
-              std::size_t batch, const mpi_context& mpi, predictions& p, std::vector<double>& labels, double& loss)
+void evaluate(channel_passes& passes, channel c, const model& m, std::size_t batch, predictions& p,
+              std::vector<double>& labels, double& loss)
 {
-    auto reader = open_channel(in, sources, 0, batch, mpi);
+    auto reader = passes.open(c, batch);
     batch_rows rows;
     double sum = 0;
     std::vector<double> dz(m.outputs);
     const double label_scale = m.label.scale, label_mean = m.label.mean;
-    for (auto& b : *reader) {
-        read_rows(b, m.d, rows, true);
+    while (const auto b = reader.next()) {
+        read_rows(*b, m.d, rows, true);
         ll::dense_rows z;
         if (rows.sparse) {
             m.features.apply(rows.sparse_x);
@@ -870,7 +816,9 @@ std::string model_json(const settings& s, const training_state& st, const model&
     out += ",\n  \"positive_example_weight_mult\": ";
     append_json_number(out, m.loss.positive_weight);
     out += ",\n  \"threshold\": ";
-    append_json_number(out, m.threshold);
+    // Every score below it (a classifier that best says 0 to all) is +inf, which JSON cannot
+    // hold: the largest double keeps every score below it when read back.
+    append_json_number(out, std::min(m.threshold, std::numeric_limits<double>::max()));
     out += ",\n  \"use_bias\": " + std::string(s.use_bias ? "true" : "false") + ",\n";
     out += "  \"optimizer\": \"" + std::string(to_string(s.optimizer)) + "\",\n";
     out += "  \"num_models\": " + std::to_string(st.models.size()) + ",\n";
@@ -902,143 +850,109 @@ std::string model_json(const settings& s, const training_state& st, const model&
     return out;
 }
 
-std::string metrics_json(const metric_log& log)
+model read_model(const std::filesystem::path& path)
 {
-    std::string out = "{\n";
-    for (std::size_t i = 0; i < log.last.size(); ++i) {
-        out += "  \"" + log.last[i].first + "\": ";
-        append_json_number(out, log.last[i].second);
-        out += i + 1 < log.last.size() ? ",\n" : "\n";
-    }
-    out += "}\n";
-    return out;
-}
-
-model read_model(const std::string& path)
-{
-    std::ifstream f(path, std::ios::binary);
-    if (!f)
-        throw std::runtime_error("cannot open the model " + path);
-    std::stringstream text;
-    text << f.rdbuf();
-    const std::string doc = text.str();
-    pipemode::detail::parse_error err;
-    const auto root = pipemode::detail::json::parse(doc, err);
-    if (!root || !root->is_object())
-        throw std::runtime_error(path + ": not a JSON object (byte " + std::to_string(err.offset) + ")");
-    auto field = [&](std::string_view name) -> const pipemode::detail::json::value& {
-        const auto* v = root->find(name);
-        if (!v)
-            throw std::runtime_error(path + ": no \"" + std::string(name) + "\"");
-        return *v;
-    };
-    auto number = [](const pipemode::detail::json::value& v) { return v.is_null() ? 0.0 : v.as_number().as_double(); };
+    const auto file = model_file::read(path);
+    file.expect("linear_learner", 1);
     auto vector = [&](std::string_view name) {
-        const auto& a = field(name).as_array();
-        Eigen::RowVectorXd out(static_cast<Eigen::Index>(a.size()));
-        for (std::size_t i = 0; i < a.size(); ++i)
-            out[static_cast<Eigen::Index>(i)] = number(a[i]);
-        return out;
+        const auto v = file.numbers(name);
+        return Eigen::RowVectorXd(Eigen::Map<const Eigen::RowVectorXd>(v.data(), static_cast<Eigen::Index>(v.size())));
     };
     model m;
-    const auto& p = field("predictor_type").as_string();
-    m.predictor = p == "binary_classifier" ? predictor_type::binary_classifier
-                  : p == "multiclass_classifier" ? predictor_type::multiclass_classifier
-                                                 : predictor_type::regressor;
-    const auto& l = field("loss").as_string();
+    const auto p = file.string("predictor_type");
+    if (p == "binary_classifier")
+        m.predictor = predictor_type::binary_classifier;
+    else if (p == "multiclass_classifier")
+        m.predictor = predictor_type::multiclass_classifier;
+    else if (p == "regressor")
+        m.predictor = predictor_type::regressor;
+    else
+        throw std::runtime_error(path.string() + ": unknown predictor_type \"" + p + "\"");
+    const auto l = file.string("loss");
+    bool known = false;
     for (auto t : {loss_type::logistic, loss_type::softmax, loss_type::squared_loss, loss_type::absolute_loss,
                    loss_type::hinge_loss, loss_type::eps_insensitive_squared_loss,
                    loss_type::eps_insensitive_absolute_loss, loss_type::quantile_loss, loss_type::huber_loss})
-        if (to_string(t) == l)
+        if (to_string(t) == l) {
             m.loss.type = t;
-    m.loss.insensitivity = number(field("loss_insensitivity"));
-    m.loss.quantile = number(field("quantile"));
-    m.loss.huber_delta = number(field("huber_delta"));
-    m.loss.positive_weight = number(field("positive_example_weight_mult"));
-    m.threshold = number(field("threshold"));
-    m.d = static_cast<std::size_t>(number(field("feature_dim")));
+            known = true;
+        }
+    if (!known)
+        throw std::runtime_error(path.string() + ": unknown loss \"" + l + "\"");
+    m.loss.insensitivity = file.number("loss_insensitivity");
+    m.loss.quantile = file.number("quantile");
+    m.loss.huber_delta = file.number("huber_delta");
+    m.loss.positive_weight = file.number("positive_example_weight_mult");
+    m.threshold = file.number("threshold");
+    m.d = file.count("feature_dim");
     m.b = vector("bias");
     m.outputs = static_cast<std::size_t>(m.b.size());
     m.features.mean = vector("feature_mean");
     m.features.scale = vector("feature_scale");
-    m.label.mean = number(field("label_mean"));
-    m.label.scale = number(field("label_scale"));
-    const auto& rows = field("weights").as_array();
-    if (rows.size() != m.d)
-        throw std::runtime_error(path + ": \"weights\" has " + std::to_string(rows.size()) + " rows, not feature_dim");
-    m.w.resize(static_cast<Eigen::Index>(m.d), static_cast<Eigen::Index>(m.outputs));
-    for (std::size_t j = 0; j < m.d; ++j) {
-        const auto& r = rows[j].as_array();
-        if (r.size() != m.outputs)
-            throw std::runtime_error(path + ": a row of \"weights\" has the wrong length");
-        for (std::size_t c = 0; c < m.outputs; ++c)
-            m.w(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(c)) = number(r[c]);
-    }
+    m.label.mean = file.number("label_mean");
+    m.label.scale = file.number("label_scale");
+    // weights[j][c] multiplies feature j for output c: d rows of `outputs`, row-major.
+    const auto w = file.matrix("weights", m.outputs);
+    if (w.size() != m.d * m.outputs)
+        throw std::runtime_error(path.string() + ": \"weights\" has " + std::to_string(w.size() / std::max<std::size_t>(1, m.outputs))
+                                 + " rows, not feature_dim");
+    m.w = Eigen::Map<const ll::dense_rows>(w.data(), static_cast<Eigen::Index>(m.d), static_cast<Eigen::Index>(m.outputs));
     return m;
 }
 
-/// Prediction mode (a single process: under mpirun every rank would write every line): one
-/// JSON line a record, as SageMaker's Linear Learner answers batch transform: {"score": p, "predicted_label": l} (binary), {"score": [p...],
-/// "predicted_label": k} (multiclass), {"score": v} (regressor).
-int predict(const training_input& in, const settings& s, const mpi_context& mpi)
+/// Prediction mode (rank 0 alone: under mpirun every rank would write every line): one JSON
+/// line a record, as SageMaker's Linear Learner answers batch transform: {"score": p,
+/// "predicted_label": l} (binary), {"score": [p...], "predicted_label": k} (multiclass),
+/// {"score": v} (regressor).
+int predict(const training_job& job, const settings& s, const mpi_context& mpi)
 {
-    const model m = read_model(s.predict_model);
-    std::FILE* out = stdout;
-    if (!s.output.empty()) {
-        out = std::fopen(s.output.c_str(), "wb");
-        if (!out)
-            throw std::runtime_error("cannot write " + s.output);
-    }
-    auto reader = open_channel(in, in.sources, 0, s.mini_batch_size, mpi);
+    const model m = read_model(job.predict_model());
     batch_rows rows;
-    std::string line;
-    if (reader)
-        for (auto& b : *reader) {
-            read_rows(b, m.d, rows, false);
-            ll::dense_rows z;
-            if (rows.sparse) {
-                m.features.apply(rows.sparse_x);
-                z = m.scores(rows.sparse_x);
-            }
-            else {
-                m.features.apply(rows.dense);
-                z = m.scores(rows.dense);
-            }
-            predictions p;
-            m.predict(z, p);
-            for (std::size_t i = 0; i < p.labels.size(); ++i) {
-                line = "{\"score\": ";
-                if (m.predictor == predictor_type::multiclass_classifier)
-                    append_json_array(line, std::span<const double>(p.scores).subspan(i * m.outputs, m.outputs));
-                else
-                    append_json_number(line, p.scores[i]);
-                if (m.predictor != predictor_type::regressor) {
-                    line += ", \"predicted_label\": ";
-                    append_json_number(line, p.labels[i]);
-                }
-                line += "}\n";
-                std::fwrite(line.data(), 1, line.size(), out);
-            }
+    const auto records = run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& out) {
+        read_rows(b, m.d, rows, false);
+        ll::dense_rows z;
+        if (rows.sparse) {
+            m.features.apply(rows.sparse_x);
+            z = m.scores(rows.sparse_x);
         }
-    if (out != stdout && std::fclose(out) != 0)
-        throw std::runtime_error("cannot write " + s.output);
+        else {
+            m.features.apply(rows.dense);
+            z = m.scores(rows.dense);
+        }
+        predictions p;
+        m.predict(z, p);
+        std::string line;
+        for (std::size_t i = 0; i < p.labels.size(); ++i) {
+            line = "{\"score\": ";
+            if (m.predictor == predictor_type::multiclass_classifier)
+                append_json_array(line, std::span<const double>(p.scores).subspan(i * m.outputs, m.outputs));
+            else
+                append_json_number(line, p.scores[i]);
+            if (m.predictor != predictor_type::regressor) {
+                line += ", \"predicted_label\": ";
+                append_json_number(line, p.labels[i]);
+            }
+            line += "}";
+            out.push_back(line);
+        }
+    });
+    if (mpi.rank() == 0 && !job.quiet())
+        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 
 int run(int argc, char** argv, const mpi_context& mpi)
 {
     settings s;
-    const auto in = parse_training_command_line(
+    const auto job = training_job::parse(
         argc, argv, [&](const std::string& name, std::string_view value) { return set_hyperparameter(s, name, value); },
         program);
-    if (in.help) {
-        if (mpi.rank() == 0)
-            for (const auto part : {usage_head, input_options_help, pipemode::tools::source_options_help, usage_tail})
-                std::fwrite(part.data(), 1, part.size(), stdout);
+    if (job.help()) {
+        print_help(mpi, usage_head, usage_tail);
         return 0;
     }
-    if (!s.predict_model.empty())
-        return predict(in, s, mpi);
+    if (job.predicting())
+        return predict(job, s, mpi);
     if (!s.predictor)
         throw usage_error("predictor_type is required");
     if (*s.predictor == predictor_type::multiclass_classifier && s.num_classes < 2)
@@ -1046,27 +960,27 @@ int run(int argc, char** argv, const mpi_context& mpi)
     (void)resolve_loss(s);
 
     const auto start = std::chrono::steady_clock::now();
-    progress_line progress(mpi.rank() == 0 && !in.quiet, std::string(program));
-    metric_log log;
-    log.print = mpi.rank() == 0;
+    progress_line progress(mpi.rank() == 0 && !job.quiet(), std::string(program));
+    metrics_log metrics(mpi.rank() == 0);
+    channel_passes passes(job);
     training_state st;
-    train(in, s, st, mpi, progress, log);
-    choose_model(in, s, st, mpi);
+    train(job, passes, s, st, mpi, progress, metrics);
+    choose_model(job, passes, s, st);
     const model m = chosen_model(s, st);
-    for (const auto& [channel, sources] : {std::pair{"validation", &s.validation}, std::pair{"test", &s.test}}) {
-        if (sources->empty())
+    for (const auto c : {channel::validation, channel::test}) {
+        if (!job.has(c))
             continue;
         predictions p;
         std::vector<double> labels;
         double loss = 0;
-        evaluate(in, *sources, m, s.mini_batch_size, mpi, p, labels, loss);
-        channel_metrics(channel, m, p, labels, loss, s.top_k, s.f_beta, log);
+        evaluate(passes, c, m, s.mini_batch_size, p, labels, loss);
+        channel_metrics(to_string(c), m, p, labels, loss, s.top_k, s.f_beta, metrics);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (mpi.rank() == 0) {
-        const auto path = write_json_file(in, "model.json", model_json(s, st, m));
-        write_json_file(in, "metrics.json", metrics_json(log));
+        const auto path = write_model_file(job.model_dir(), "model.json", model_json(s, st, m));
+        metrics.write(job.model_dir());
         std::string out;
         using pipemode::tools::append_field;
         using pipemode::tools::format;
@@ -1084,16 +998,4 @@ int run(int argc, char** argv, const mpi_context& mpi)
 
 } // namespace
 
-int main(int argc, char** argv)
-{
-    mpi_context mpi(&argc, &argv);
-    try {
-        return run(argc, argv, mpi);
-    } catch (const usage_error& e) {
-        std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program.data(), e.what(), program.data());
-        return mpi.abort(2);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", program.data(), e.what());
-        return mpi.abort(1);
-    }
-}
+int main(int argc, char** argv) { return run_trainer(argc, argv, program, run); }

@@ -103,10 +103,18 @@ for launcher in "${launchers[@]}"; do
             --test s3://bucket/validation.rec "${keys[@]}"
         check_same "$layout, $launcher, http://" "local_$name" "http_$name"
         check_same "$layout, $launcher, s3://" "local_$name" "s3_$name"
-        if grep -q '^validation:binary_f_beta=' "local_$name.out"; then
-            pass "$layout, $launcher: validation:binary_f_beta printed on its own line"
+        # The line a SageMaker metric definition's regex picks up, with the value metrics.json holds.
+        printed=$(sed -n 's/^#metric validation:binary_f_beta=\([^[:space:]]*\)$/\1/p' "local_$name.out")
+        stored=$(sed -n 's/^ *"validation:binary_f_beta": \([^,]*\),\{0,1\}$/\1/p' "local_$name/metrics.json")
+        if [[ -n $printed && $printed == "$stored" ]]; then
+            pass "$layout, $launcher: #metric validation:binary_f_beta=$printed on its own line, as in metrics.json"
         else
-            fail "$layout, $launcher: no validation:binary_f_beta line in $(cat "local_$name.out")"
+            fail "$layout, $launcher: no #metric validation:binary_f_beta line equal to metrics.json's ($stored) in $(cat "local_$name.out")"
+        fi
+        if grep -q '^#metric validation:objective_loss=[^[:space:]]* epoch=3$' "local_$name.out"; then
+            pass "$layout, $launcher: the third epoch's validation:objective_loss printed with epoch=3"
+        else
+            fail "$layout, $launcher: no '#metric validation:objective_loss=... epoch=3' line"
         fi
     done
 done

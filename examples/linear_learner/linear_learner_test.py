@@ -22,7 +22,9 @@ Exit status 0 when every check passes, 1 otherwise, 77 (CTest's skip) without Nu
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,17 @@ def train(args, work, name, files, hyper, extra=(), mpi=None):
         model = json.load(f)
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
+    # Every metric of metrics.json is the last value printed under its name on a
+    # "#metric channel:name=value[ epoch=E]" line (the form a SageMaker metric definition's
+    # regex picks up), and nothing is printed that metrics.json does not hold.
+    printed = {}
+    for line in out.splitlines():
+        m = re.fullmatch(r"#metric ([a-z_]+:[a-z_]+)=(\S+)( epoch=[1-9][0-9]*)?", line)
+        if m:
+            printed[m.group(1)] = float(m.group(2))
+    check(printed.keys() == metrics.keys()
+          and all(printed[k] == v or (v is None and not math.isfinite(printed[k])) for k, v in metrics.items()),
+          "%s: the #metric lines' last values are metrics.json's (%d metrics)" % (name, len(metrics)))
     return model, metrics, out
 
 
@@ -435,6 +448,58 @@ def check_mpi(args, work):
         check(one[0]["records"] == three[0]["records"] == x.shape[0], "3 MPI ranks vs 1: every record once an epoch")
 
 
+def check_pipe_mode(args, work):
+    """--pipe-mode as SageMaker lays it out: a train FIFO an epoch, and a validation FIFO a pass
+    over the channel (one an epoch, two to choose a model and calibrate its threshold, one for
+    the final metrics), then test_0: the same model.json and metrics.json as from files, and
+    every FIFO read, no more."""
+    rng = np.random.default_rng(11)
+    n, d, epochs = 600, 7, 3
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x.astype(np.float64) @ rng.normal(size=d) + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
+    train_path, valid_path = os.path.join(work, "pipe-train.rec"), os.path.join(work, "pipe-valid.rec")
+    rp.write_dense(train_path, x[:450], labels=y[:450])
+    rp.write_dense(valid_path, x[450:], labels=y[450:])
+    hyper = {"predictor_type": "binary_classifier", "num_models": 4, "epochs": epochs, "mini_batch_size": 50,
+             "early_stopping_patience": epochs, "binary_classifier_model_selection_criteria": "accuracy"}
+    files = train(args, work, "pipe-files", [train_path], hyper, ["--validation", valid_path, "--test", valid_path])
+
+    root = os.path.join(work, "pipe-sagemaker")
+    os.makedirs(os.path.join(root, "data"))
+    os.makedirs(os.path.join(root, "config"))
+    with open(os.path.join(root, "config", "inputdataconfig.json"), "w") as f:
+        json.dump({c: {"TrainingInputMode": "Pipe"} for c in ("train", "validation", "test")}, f)
+    fifos = [("train_%d" % e, train_path) for e in range(epochs)]
+    fifos += [("validation_%d" % i, valid_path) for i in range(epochs + 3)] + [("test_0", valid_path)]
+    for name, _ in fifos:
+        os.mkfifo(os.path.join(root, "data", name))
+    # One writer a FIFO, so that the order the program opens them in does not matter; a FIFO the
+    # program never opens keeps its writer waiting, which the timeout below catches.
+    feeder = subprocess.Popen([sys.executable, "-c", """
+import json, shutil, sys, threading
+def feed(name, path):
+    with open(sys.argv[1] + '/' + name, 'wb') as f, open(path, 'rb') as src:
+        shutil.copyfileobj(src, f)
+threads = [threading.Thread(target=feed, args=p) for p in json.loads(sys.argv[2])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+""", os.path.join(root, "data"), json.dumps(fifos)])
+    pipe = train(args, work, "pipe-mode", [], hyper, ["--pipe-mode", "--data-dir", os.path.join(root, "data")])
+    try:
+        feeder.wait(timeout=10)
+        all_read = True
+    except subprocess.TimeoutExpired:
+        feeder.kill()
+        feeder.wait()
+        all_read = False
+    check(all_read, "--pipe-mode: every FIFO (%d train, %d validation, test_0) was read" % (epochs, epochs + 3))
+    if files and pipe:
+        check(pipe[0] == files[0] and pipe[1] == files[1],
+              "--pipe-mode: the same model.json and metrics.json as --validation and --test files")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--program", required=True)
@@ -449,6 +514,7 @@ def main():
         check_mpi(args, args.work)
     else:
         check_one_epoch(args, args.work)
+        check_pipe_mode(args, args.work)
         check_sklearn(args, args.work)
     print("%d failure(s) in %.1f s" % (len(failures), time.monotonic() - start))
     return 1 if failures else 0

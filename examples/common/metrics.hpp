@@ -1,7 +1,7 @@
 // Metrics of supervised trainers computed from predictions, named as SageMaker names them
 // (binary_classification_accuracy, roc_auc_score, macro_f_beta, mse, ...), and the threshold
-// calibration of a binary classifier. No I/O and no Eigen, so that other trainers (Factorization
-// Machines) can reuse the binary ones; meant to move to examples/common once it exists there.
+// calibration of a binary classifier. No I/O and no Eigen, so that every supervised trainer
+// (Linear Learner, Factorization Machines, ...) reports the same metrics the same way.
 #pragma once
 
 #include <algorithm>
