@@ -16,6 +16,10 @@
 #include <thread>
 #include <vector>
 
+// This file's names stay its own: the files of tests/support/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace fault_server_test {
+
 using pipemode::test::fault;
 using pipemode::test::fault_kind;
 using pipemode::test::fault_server;
@@ -902,3 +906,5 @@ TEST_CASE("fault_server can answer without a Content-Range total, or ignore rang
     r = fetch("-r 100-199 " + url);
     CHECK(r.header("content-range") == "bytes 100-199/1000");
 }
+
+} // namespace fault_server_test

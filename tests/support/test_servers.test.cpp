@@ -19,6 +19,10 @@
 #include <string_view>
 #include <vector>
 
+// This file's names stay its own: the files of tests/support/ are compiled as one translation
+// unit (tests/CMakeLists.txt).
+namespace test_servers_test {
+
 namespace {
 
 using namespace pipemode::test;
@@ -235,3 +239,5 @@ TEST_CASE("moto_server says how to install it when it is not on the PATH")
     ::setenv("PATH", saved.c_str(), 1);
     CHECK(threw);
 }
+
+} // namespace test_servers_test
