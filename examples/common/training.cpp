@@ -330,6 +330,8 @@ std::uint64_t run_prediction(const training_job& job, const mpi_context& mpi, st
     }
     else
         std::fflush(stdout);
+    if (!s.train.quiet)
+        std::fprintf(stderr, "%s: %llu predictions\n", s.program.c_str(), static_cast<unsigned long long>(records));
     return records;
 }
 

@@ -253,7 +253,8 @@ using predict_function = std::function<void(const batch& b, std::vector<std::str
 /// Prediction mode's loop and writer: reads the train channel's SOURCEs (or FIFO) whole and in
 /// order, and writes one JSON Lines row per record to --output FILE (atomically: a temporary
 /// file renamed at the end) or to stdout, as batch transform would. Under MPI only rank 0 reads
-/// and writes; the others return 0 at once. Returns the number of records. Throws when `predict`
+/// and writes; the others return 0 at once. Returns the number of records, which it also
+/// reports on stderr ("PROGRAM: N predictions") unless --quiet was given. Throws when `predict`
 /// gives another number of rows than the batch has records.
 std::uint64_t run_prediction(const training_job& job, const mpi_context& mpi, std::size_t batch_size,
                              const predict_function& predict);

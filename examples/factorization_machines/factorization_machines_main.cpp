@@ -421,7 +421,7 @@ int predict(const training_job& job, const fm_settings& s, const mpi_context& mp
 {
     const fm_model m = read_model(job.predict_model());
     std::vector<double> values, scores(m.num_factors), dense(m.feature_dim);
-    const auto records = run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+    run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
         const feature_rows fr(b, "values", m.feature_dim);
         for (std::size_t i = 0; i < fr.size(); ++i) {
             double yhat;
@@ -442,8 +442,6 @@ int predict(const training_job& job, const fm_settings& s, const mpi_context& mp
             rows.push_back(std::move(line));
         }
     });
-    if (mpi.rank() == 0 && !job.quiet())
-        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 

@@ -382,7 +382,7 @@ int predict(const training_job& job, const mpi_context& mpi)
         throw std::runtime_error(job.predict_model().string() + ": \"centers\" has " + std::to_string(centres.size() / d)
                                  + " rows, not k = " + std::to_string(k));
     std::vector<double> row(d), scratch;
-    const auto records = run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+    run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
         const feature_rows fr(b, "values", d);
         for (std::size_t i = 0; i < fr.size(); ++i) {
             fr.densify(i, row, scratch);
@@ -393,8 +393,6 @@ int predict(const training_job& job, const mpi_context& mpi)
             rows.push_back(std::move(r));
         }
     });
-    if (mpi.rank() == 0 && !job.quiet())
-        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 

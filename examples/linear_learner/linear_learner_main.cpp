@@ -908,7 +908,7 @@ int predict(const training_job& job, const settings& s, const mpi_context& mpi)
 {
     const model m = read_model(job.predict_model());
     batch_rows rows;
-    const auto records = run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& out) {
+    run_prediction(job, mpi, s.mini_batch_size, [&](const pipemode::batch& b, std::vector<std::string>& out) {
         read_rows(b, m.d, rows, false);
         ll::dense_rows z;
         if (rows.sparse) {
@@ -936,8 +936,6 @@ int predict(const training_job& job, const settings& s, const mpi_context& mpi)
             out.push_back(line);
         }
     });
-    if (mpi.rank() == 0 && !job.quiet())
-        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 

@@ -239,7 +239,7 @@ int predict(const training_job& job, const mpi_context& mpi)
     const Eigen::Map<const Eigen::VectorXd> mu(mean.data(), static_cast<Eigen::Index>(d));
     Eigen::VectorXd x(static_cast<Eigen::Index>(d));
     std::vector<double> scratch;
-    const auto records = run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+    run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
         const feature_rows fr(b, "values", d);
         for (std::size_t i = 0; i < fr.size(); ++i) {
             fr.densify(i, std::span<double>(x.data(), d), scratch);
@@ -256,8 +256,6 @@ int predict(const training_job& job, const mpi_context& mpi)
             rows.push_back(std::move(r));
         }
     });
-    if (mpi.rank() == 0 && !job.quiet())
-        std::fprintf(stderr, "%s: %llu predictions\n", program.data(), static_cast<unsigned long long>(records));
     return 0;
 }
 
