@@ -31,6 +31,8 @@ PIPEMODE_DEPS_UPCOMING=(
 # 1.74's dev package): pipemode_fetch_python_reference unpacks them into the build tree instead.
 PIPEMODE_DEPS_REFERENCE=(
     liblbfgsb0 libgfortran5 libblas3 liblapack3 python3-joblib python3-threadpoolctl
+    python3-torch           # autograd as the Neural Topic Model's gradient oracle; installs
+                            # with apt (no Boost dev package), ~50 MB to fetch, a minute
 )
 
 # What the benchmark scripts run beside pipemode (scripts/bench_link.sh; bench_http.sh and
