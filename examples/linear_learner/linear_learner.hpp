@@ -212,7 +212,7 @@ public:
             throw std::invalid_argument("linear learner: dim, outputs and the model count must be positive");
         const auto cols = static_cast<Eigen::Index>(columns());
         const auto d = static_cast<Eigen::Index>(o_.dim);
-        w_ = Eigen::MatrixXd::Zero(d, cols);
+        w_ = dense_rows::Zero(d, cols);
         b_ = Eigen::RowVectorXd::Zero(cols);
         w1_ = w_;
         w2_ = w_;
@@ -242,8 +242,10 @@ public:
     /// The options.
     const trainer_options& options() const noexcept { return o_; }
 
-    /// Weights, d x columns().
-    const Eigen::MatrixXd& weights() const noexcept { return w_; }
+    /// Weights, d x columns(), row-major: a feature's weights for every model side by side, so
+    /// that a sparse row's score reads one contiguous row of W per non-zero (column-major, each
+    /// non-zero cost one cache and TLB miss per column: 74 % of a sparse epoch with 32 models).
+    const dense_rows& weights() const noexcept { return w_; }
 
     /// Biases, one per column (zero when use_bias is false).
     const Eigen::RowVectorXd& bias() const noexcept { return b_; }
@@ -305,7 +307,7 @@ public:
         pending_.back() += static_cast<double>(z.rows());
     }
 
-    /// The buffer `accumulate` adds into and `step` consumes: W's gradient sums (column-major,
+    /// The buffer `accumulate` adds into and `step` consumes: W's gradient sums (row-major,
     /// d x columns()), the bias's (columns()), the loss sums (models()) and the row count.
     /// Sum it element-wise over MPI ranks between the two.
     std::span<double> pending() noexcept { return pending_; }
@@ -329,16 +331,19 @@ public:
             return;
         ++t_;
         const Eigen::RowVectorXd lr = current_learning_rates();
-        Eigen::MatrixXd g = pending_gradient() / n;
-        g += w_ * wd_.asDiagonal();
-        Eigen::RowVectorXd gb = pending_bias() / n;
+        // In place in the pending buffer, which is cleared below anyway: W is d x columns(),
+        // 25 MB for 100,000 sparse features and 32 models, and a fresh temporary of that size
+        // every batch cost more in page faults than the update's arithmetic.
+        auto g = pending_gradient();
+        g /= n;
+        g.array() += w_.array().rowwise() * wd_.array();
+        const Eigen::RowVectorXd gb = pending_bias() / n;
         update(w_, w1_, w2_, g, lr);
         if (o_.use_bias)
             update(b_, b1_, b2_, gb, lr);
         if ((l1_.array() > 0).any()) {
             const Eigen::RowVectorXd shrink = lr.cwiseProduct(l1_);
-            for (Eigen::Index c = 0; c < w_.cols(); ++c)
-                w_.col(c) = w_.col(c).array().sign() * (w_.col(c).array().abs() - shrink[c]).max(0.0);
+            w_ = (w_.array().sign() * (w_.array().abs().rowwise() - shrink.array()).max(0.0)).matrix();
         }
         std::fill(pending_.begin(), pending_.end(), 0.0);
     }
@@ -366,7 +371,7 @@ public:
 private:
     std::size_t pending_size() const { return o_.dim * columns() + columns() + models() + 1; }
 
-    Eigen::Map<Eigen::MatrixXd> pending_gradient()
+    Eigen::Map<dense_rows> pending_gradient()
     {
         return {pending_.data(), static_cast<Eigen::Index>(o_.dim), static_cast<Eigen::Index>(columns())};
     }
@@ -382,35 +387,34 @@ private:
     }
 
     // One optimizer update of parameters p (their columns scaled by the column's rate) with
-    // gradient g and the optimizer's state s1, s2.
+    // gradient g and the optimizer's state s1, s2. Array expressions throughout, so that no
+    // parameter-sized temporary is made.
     template <class P, class G>
     void update(P& p, P& s1, P& s2, const G& g, const Eigen::RowVectorXd& lr) const
     {
+        const auto rate = lr.array();
         switch (o_.optimizer) {
         case optimizer_type::sgd:
-            s1 = o_.momentum * s1 + g;
-            p -= s1 * lr.asDiagonal();
+            s1.array() = o_.momentum * s1.array() + g.array();
+            p.array() -= s1.array().rowwise() * rate;
             break;
         case optimizer_type::adam: {
-            s1 = o_.beta_1 * s1 + (1 - o_.beta_1) * g;
-            s2 = o_.beta_2 * s2 + (1 - o_.beta_2) * g.cwiseProduct(g);
+            s1.array() = o_.beta_1 * s1.array() + (1 - o_.beta_1) * g.array();
+            s2.array() = o_.beta_2 * s2.array() + (1 - o_.beta_2) * g.array().square();
             const double c1 = 1 - std::pow(o_.beta_1, static_cast<double>(t_));
             const double c2 = 1 - std::pow(o_.beta_2, static_cast<double>(t_));
-            P step = ((s1.array() / c1) / ((s2.array() / c2).sqrt() + o_.epsilon)).matrix();
-            p -= step * lr.asDiagonal();
+            p.array() -= ((s1.array() / c1) / ((s2.array() / c2).sqrt() + o_.epsilon)).rowwise() * rate;
             break;
         }
-        case optimizer_type::rmsprop: {
-            s2 = o_.beta_2 * s2 + (1 - o_.beta_2) * g.cwiseProduct(g);
-            P step = (g.array() / (s2.array().sqrt() + o_.epsilon)).matrix();
-            p -= step * lr.asDiagonal();
+        case optimizer_type::rmsprop:
+            s2.array() = o_.beta_2 * s2.array() + (1 - o_.beta_2) * g.array().square();
+            p.array() -= (g.array() / (s2.array().sqrt() + o_.epsilon)).rowwise() * rate;
             break;
-        }
         }
     }
 
     trainer_options o_;
-    Eigen::MatrixXd w_, w1_, w2_;    // weights and the optimizer's two states
+    dense_rows w_, w1_, w2_;         // weights and the optimizer's two states (row-major)
     Eigen::RowVectorXd b_, b1_, b2_; // biases and theirs
     Eigen::RowVectorXd lr_, wd_, l1_;
     std::vector<double> pending_;
