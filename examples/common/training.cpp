@@ -6,12 +6,14 @@
 #include "data_sources.hpp"
 #include "training_program.hpp"
 
+#include <pipemode/core/content_type.hpp>
 #include <pipemode/detail/json.hpp>
 #include <pipemode/pipeline/data_set.hpp>
 #include <pipemode/pipeline/reader.hpp>
 #include <pipemode/sagemaker/hyperparameters.hpp>
 #include <pipemode/sagemaker/pipe_channel.hpp>
 
+#include <array>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -38,6 +40,11 @@ struct training_job::state {
     bool pipe_mode = false;                    // --pipe-mode: every channel from its FIFOs
     bool pipe_validation = false;              // in Pipe mode, whether the channel exists
     bool pipe_test = false;
+    // Each channel's content type, by channel (train, validation, test): --content-type,
+    // --validation-content-type, --test-content-type, or in Pipe mode the channel's ContentType
+    // in inputdataconfig.json; RecordIO-protobuf when none is given.
+    std::array<std::optional<std::string>, 3> content_types;
+    std::array<content_format, 3> formats;
     std::filesystem::path predict;             // --predict MODEL_FILE
     std::string output;                        // --output FILE; empty: stdout
     std::string program;
@@ -45,21 +52,64 @@ struct training_job::state {
 
 namespace {
 
-// Whether SageMaker configured `name` for this job, in Pipe mode: inputdataconfig.json (next to
-// the data directory, as SageMaker lays it out) has a member of that name, or, without that
-// file, the channel's first FIFO is there.
-bool pipe_channel_configured(const std::string& data_dir, std::string_view name)
+// What SageMaker configured for channel `name` in Pipe mode.
+struct pipe_channel_config {
+    bool present = false;
+    std::optional<std::string> content_type;  // the channel's ContentType, when given
+};
+
+// Reads channel `name`'s entry of inputdataconfig.json (next to the data directory, as SageMaker
+// lays it out); without that file, the channel is there when its first FIFO is.
+pipe_channel_config read_pipe_channel_config(const std::string& data_dir, std::string_view name)
 {
     const auto config = std::filesystem::path(data_dir).parent_path() / "config" / "inputdataconfig.json";
     std::ifstream f(config, std::ios::binary);
     if (f) {
         const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
         detail::parse_error err;
-        if (auto doc = detail::json::parse(text, err); doc && doc->is_object())
-            return doc->find(name) != nullptr;
+        if (auto doc = detail::json::parse(text, err); doc && doc->is_object()) {
+            pipe_channel_config c;
+            if (const auto* entry = doc->find(name)) {
+                c.present = true;
+                if (const auto* type = entry->is_object() ? entry->find("ContentType") : nullptr;
+                    type != nullptr && type->is_string())
+                    c.content_type = type->as_string();
+            }
+            return c;
+        }
     }
     std::error_code ec;
-    return std::filesystem::exists(std::filesystem::path(data_dir) / (std::string(name) + "_0"), ec);
+    return {std::filesystem::exists(std::filesystem::path(data_dir) / (std::string(name) + "_0"), ec), {}};
+}
+
+// The reader format of a channel's content type. A trainer's batches are a feature "values"
+// and a label "values": RecordIO-protobuf records, or CSV rows (label columns first, as
+// SageMaker's built-in algorithms read them); the other formats carry no tensors.
+content_format trainer_format(const std::string& text, std::string_view channel)
+{
+    content_format f;
+    try {
+        f = content_format_of(parse_content_type(text));
+    } catch (const std::exception& e) {
+        throw usage_error("the " + std::string(channel) + " channel's content type: " + e.what());
+    }
+    if (f.format != data_format::recordio_protobuf && f.format != data_format::csv)
+        throw usage_error("the " + std::string(channel) + " channel's content type is '" + text
+                          + "'; a trainer reads application/x-recordio-protobuf or text/csv[;label_size=N]");
+    return f;
+}
+
+// The reader options of one channel's reader.
+reader_options channel_options(const training_job::state& s, channel c, std::size_t batch_size)
+{
+    const auto& f = s.formats[static_cast<std::size_t>(c)];
+    return reader_options{
+        .batch_size = batch_size,
+        .format = f.format,
+        .csv_label_size = f.csv_label_size,
+        .memory_budget = s.train.memory_budget,
+        .read_size = s.train.source.read_size,
+    };
 }
 
 } // namespace
@@ -87,6 +137,12 @@ training_job training_job::parse(int argc, char** argv, const hyperparameter_set
         }
         else if (name == "--output")
             s->output = c.value();
+        else if (name == "--content-type")
+            s->content_types[static_cast<std::size_t>(channel::train)] = std::string(c.value());
+        else if (name == "--validation-content-type")
+            s->content_types[static_cast<std::size_t>(channel::validation)] = std::string(c.value());
+        else if (name == "--test-content-type")
+            s->content_types[static_cast<std::size_t>(channel::test)] = std::string(c.value());
         else if (!parse_input_option(c, in))
             given.emplace_back(std::string(name), std::string(c.value()));
     }
@@ -121,9 +177,20 @@ training_job training_job::parse(int argc, char** argv, const hyperparameter_set
             throw usage_error("--pipe-mode reads FIFOs; give SOURCEs (and --validation, --test) or --pipe-mode, "
                               "not both");
         in.pipe_channel = "train";
-        s->pipe_validation = pipe_channel_configured(in.data_dir, "validation");
-        s->pipe_test = pipe_channel_configured(in.data_dir, "test");
+        for (const auto c : {channel::train, channel::validation, channel::test}) {
+            const auto config = read_pipe_channel_config(in.data_dir, to_string(c));
+            if (c == channel::validation)
+                s->pipe_validation = config.present;
+            if (c == channel::test)
+                s->pipe_test = config.present;
+            auto& type = s->content_types[static_cast<std::size_t>(c)];
+            if (!type)
+                type = config.content_type;
+        }
     }
+    for (const auto c : {channel::train, channel::validation, channel::test})
+        if (const auto& type = s->content_types[static_cast<std::size_t>(c)])
+            s->formats[static_cast<std::size_t>(c)] = trainer_format(*type, to_string(c));
     if (in.sources.empty() && in.pipe_channel.empty())
         throw usage_error("no SOURCE given (or --pipe-channel NAME, or --pipe-mode)");
     if (!in.sources.empty() && !in.pipe_channel.empty())
@@ -182,6 +249,12 @@ Prediction (batch transform):
   --predict MODEL_FILE   read SOURCEs (or the train FIFO) with this trained model.json and
                          write one JSON Lines prediction per record, in record order
   --output FILE          write the predictions to FILE (default: stdout)
+Content types (SageMaker's ContentType of a channel; in Pipe mode inputdataconfig.json's):
+  --content-type TYPE    the train channel's (and what --predict reads):
+                         application/x-recordio-protobuf (the default) or
+                         text/csv[;label_size=N] (N leading label columns, default 1)
+  --validation-content-type TYPE, --test-content-type TYPE
+                         the validation and test channels' (default: RecordIO-protobuf)
 )";
     s += input_options_help;
     s += tools::source_options_help;
@@ -231,11 +304,7 @@ channel_reader::channel_reader(const training_job& job, channel c, std::uint64_t
                                        : replicated_sources(s, c, epoch);
     if (!sources)
         return;
-    impl_->reader.emplace(std::move(sources), reader_options{
-                                                  .batch_size = batch_size,
-                                                  .memory_budget = s.train.memory_budget,
-                                                  .read_size = s.train.source.read_size,
-                                              });
+    impl_->reader.emplace(std::move(sources), channel_options(s, c, batch_size));
 }
 
 channel_reader::channel_reader() : impl_(std::make_unique<impl>()) {}
@@ -246,11 +315,7 @@ channel_reader channel_reader::whole(const training_job& job, channel c, std::ui
     if (c != channel::train && !job.has(c))
         throw std::logic_error("channel_reader: the job has no " + std::string(to_string(c)) + " channel");
     channel_reader r;
-    r.impl_->reader.emplace(replicated_sources(s, c, epoch), reader_options{
-                                                                 .batch_size = batch_size,
-                                                                 .memory_budget = s.train.memory_budget,
-                                                                 .read_size = s.train.source.read_size,
-                                                             });
+    r.impl_->reader.emplace(replicated_sources(s, c, epoch), channel_options(s, c, batch_size));
     return r;
 }
 
@@ -282,11 +347,7 @@ std::uint64_t run_prediction(const training_job& job, const mpi_context& mpi, st
     if (mpi.rank() != 0)
         return 0;
     const auto& s = job.get();
-    pipemode::reader reader(replicated_sources(s, channel::train, 0), reader_options{
-                                                                          .batch_size = batch_size,
-                                                                          .memory_budget = s.train.memory_budget,
-                                                                          .read_size = s.train.source.read_size,
-                                                                      });
+    pipemode::reader reader(replicated_sources(s, channel::train, 0), channel_options(s, channel::train, batch_size));
     std::filesystem::path temp;
     std::FILE* out = stdout;
     if (!s.output.empty()) {

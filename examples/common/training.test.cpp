@@ -208,3 +208,51 @@ TEST_CASE("append_json_shortest: the shortest text that reads back, null when no
     append_json_shortest(s, std::numeric_limits<double>::infinity());
     CHECK(s == "0.1 3 null");
 }
+
+TEST_CASE("training_job: each channel's content type, and a CSV channel read through the library's reader")
+{
+    const auto dir = fresh_dir("content_types");
+    std::ofstream(dir / "test.csv") << "1,0.5,2\n0,-1,3.25\n";
+    const auto test = (dir / "test.csv").string();
+
+    const auto job = parse({"a.rec", "--test", test, "--test-content-type", "text/csv;label_size=1"});
+    auto r = channel_reader::whole(job, channel::test, 0, 10);
+    const auto b = r.next();
+    REQUIRE(b);
+    REQUIRE(b->size() == 2);
+    const auto& x = b->feature("values");
+    const auto& y = b->label("values");
+    CHECK(x.row_size() == 2);
+    CHECK(std::vector<float>(x.values<float>().begin(), x.values<float>().end())
+          == std::vector<float>{0.5f, 2.0f, -1.0f, 3.25f});
+    CHECK(std::vector<float>(y.values<float>().begin(), y.values<float>().end()) == std::vector<float>{1.0f, 0.0f});
+    CHECK_FALSE(r.next());
+
+    // The same file read as the default RecordIO-protobuf is an error of the data, not a silent
+    // misreading.
+    const auto protobuf = parse({"a.rec", "--test", test});
+    auto wrong = channel_reader::whole(protobuf, channel::test, 0, 10);
+    CHECK_THROWS(wrong.next());
+
+    CHECK_THROWS_WITH(parse({"a.rec", "--content-type", "image/jpeg"}),
+                      Catch::Contains("train channel's content type is 'image/jpeg'"));
+    CHECK_THROWS_AS(parse({"a.rec", "--validation-content-type", "text/csv;label_size=x"}), usage_error);
+}
+
+TEST_CASE("training_job: in Pipe mode a channel's ContentType comes from inputdataconfig.json, unless given")
+{
+    const auto root = fresh_dir("pipe_content_types");
+    std::filesystem::create_directories(root / "data");
+    std::filesystem::create_directories(root / "config");
+    std::ofstream(root / "config" / "inputdataconfig.json")
+        << R"({"train": {"ContentType": "application/x-recordio-protobuf"},)"
+        << R"( "test": {"ContentType": "text/csv;label_size=1"}, "validation": {"ContentType": "video/mp4"}})";
+    // The validation channel's type is refused, which shows the file's types are read; given on
+    // the command line, it wins over the file.
+    CHECK_THROWS_WITH(parse({"--pipe-mode", "--data-dir", (root / "data").string()}),
+                      Catch::Contains("validation channel's content type is 'video/mp4'"));
+    const auto job = parse({"--pipe-mode", "--data-dir", (root / "data").string(), "--validation-content-type",
+                            "text/csv"});
+    CHECK(job.has(channel::validation));
+    CHECK(job.has(channel::test));
+}
