@@ -99,7 +99,7 @@ def train(args, work, name, files, hyper, test_csv=None, mpi=None):
         model = json.load(f)
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    return model, metrics, printed_metrics(out)
+    return model, metrics, printed_metrics(out), out
 
 
 def predict(args, work, model, files):
@@ -339,7 +339,7 @@ def sklearn_isolation_forest(args):
 
 
 def check_test_metrics(name, r, scores, labels):
-    _, metrics_json, printed = r
+    _, metrics_json, printed, _ = r
     mine = three_sigma_f1(scores, labels)
     worst = max(abs(printed.get(k, float("nan")) - v) for k, v in mine.items())
     check(worst < 1e-12, "%s: printed test:f1 %.4f, precision %.4f, recall %.4f, accuracy %.4f equal the ones "
@@ -455,6 +455,8 @@ def check_uniform(args, work, mpi=None):
     if r is None:
         return
     model = r[0]
+    if mpi:
+        check("ranks: %d" % mpi in r[3], "%s: the program ran as %d ranks" % (name, mpi))
     ids = np.array([row[0] for row in model["samples"]], dtype=int).reshape(trees, k)
     check(model["records"] == n and all(len(set(row)) == k for row in ids.tolist()),
           "%s: %d records; each of %d trees holds %d distinct records" % (name, model["records"], trees, k))
