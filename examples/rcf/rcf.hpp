@@ -347,7 +347,7 @@ private:
         std::size_t operator[](std::size_t k) const { return k < local_.size() ? local_[k] : more_[k - local_.size()]; }
 
     private:
-        std::array<std::size_t, 64> local_{};
+        std::array<std::size_t, 64> local_;  // not zeroed: only the first n_ are read
         std::vector<std::size_t> more_;
         std::size_t n_ = 0;
     };
@@ -464,6 +464,24 @@ public:
         for (const auto& t : trees_)
             sum += t.score(x);
         return trees_.empty() ? 0.0 : sum / static_cast<double>(trees_.size());
+    }
+
+    /// The scores of `n` points (row-major `points`, `dim` values each) into `out` (`n`
+    /// values): the same doubles as `score` point by point (each point's sum still runs over
+    /// the trees in order), computed tree by tree so that a tree's nodes stay in cache while
+    /// every point of the batch walks it, instead of each point walking the whole forest.
+    void score(std::span<const double> points, std::span<double> out) const
+    {
+        const std::size_t n = out.size();
+        if (points.size() != n * dim_)
+            throw std::invalid_argument("random_cut_forest::score: points and out differ in length");
+        std::fill(out.begin(), out.end(), 0.0);
+        for (const auto& t : trees_)
+            for (std::size_t i = 0; i < n; ++i)
+                out[i] += t.score(points.subspan(i * dim_, dim_));
+        if (!trees_.empty())
+            for (auto& s : out)
+                s /= static_cast<double>(trees_.size());
     }
 
 private:

@@ -287,6 +287,7 @@ test_result evaluate_test(const training_job& job, const rcf_model& m, const ran
     point_maker points(m.feature_dim, m.shingle_size);
     std::vector<double> recent;  // the labels of the last shingle_size records
     std::uint64_t seen = 0;
+    std::vector<double> batch_points;
     read_csv_channel(job.sources(channel::test), 1000, [&](const pipemode::batch& b) {
         const pipemode::column* c = b.find_label("values");
         if (c == nullptr || c->is_sparse() || c->type() != pipemode::tensor_type::float32)
@@ -297,13 +298,18 @@ test_result evaluate_test(const training_job& job, const rcf_model& m, const ran
             recent[seen++ % m.shingle_size] = y;
             return *std::max_element(recent.begin(), recent.end());
         };
+        // The batch's points scored together (random_cut_forest::score's tree-major order).
+        batch_points.clear();
         points.feed(
             b, [] { return true; },
             [&](std::size_t i, std::span<const double> x) {
                 r.labels.push_back(label_of(i));
-                r.scores.push_back(forest.score(x));
+                batch_points.insert(batch_points.end(), x.begin(), x.end());
             },
             [](std::size_t) {}, [&](std::size_t i) { label_of(i); });
+        const std::size_t first = r.scores.size();
+        r.scores.resize(first + batch_points.size() / m.point_dim());
+        forest.score(batch_points, std::span<double>(r.scores).subspan(first));
     });
     r.threshold = three_sigma_threshold(r.scores);
     std::vector<double> predicted(r.scores.size());
@@ -363,16 +369,28 @@ int predict(const training_job& job, const mpi_context& mpi)
     const rcf_model m = read_model(job.predict_model());
     const random_cut_forest forest(m.sample, m.seed);
     point_maker points(m.feature_dim, m.shingle_size);
+    std::vector<double> batch_points, scores;
+    std::vector<std::size_t> scored_rows;  // the row of each point of the batch
     run_prediction(job, mpi, 1000, [&](const pipemode::batch& b, std::vector<std::string>& rows) {
+        batch_points.clear();
+        scored_rows.clear();
         points.feed(
             b, [] { return true; },
             [&](std::size_t, std::span<const double> x) {
-                std::string line = "{\"score\": ";
-                append_json_shortest(line, forest.score(x));
-                line += '}';
-                rows.push_back(std::move(line));
+                batch_points.insert(batch_points.end(), x.begin(), x.end());
+                scored_rows.push_back(rows.size());
+                rows.emplace_back();
             },
             [](std::size_t) {}, [&](std::size_t) { rows.emplace_back("{\"score\": null}"); });
+        // Scored together, tree by tree (random_cut_forest::score), then written in order.
+        scores.resize(scored_rows.size());
+        forest.score(batch_points, scores);
+        for (std::size_t k = 0; k < scores.size(); ++k) {
+            std::string& line = rows[scored_rows[k]];
+            line = "{\"score\": ";
+            append_json_shortest(line, scores[k]);
+            line += '}';
+        }
     });
     return 0;
 }
