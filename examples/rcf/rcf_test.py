@@ -1,13 +1,13 @@
 """Reference checks of pipemode-rcf (run by CTest; see examples/common/training_example.cmake).
 
-Writes small data sets as RecordIO-protobuf (dense float32 records, by
+Writes small data sets as RecordIO-protobuf (float32 records, dense and once sparse, by
 examples/common/recordio_protobuf.py) for the train channel and as CSV (label first, as
 SageMaker's text/csv;label_size=1) for the test channel, runs the program on them and checks:
 - exactness: a re-implementation in Python of the documented model (splitmix64 draws, the cut
   rule, AWS's depth-based score) rebuilds, from the samples and the seed in model.json, the
   very trees the program wrote (every dimension, cut and mass equal) and the very scores
   --predict gives (equal as doubles), on points seen and unseen, duplicates included, and on
-  shingles of a series;
+  shingles of a series; sparse records give the dense records' model;
 - anomalies: on Gaussian clusters with scattered outliers, and on a periodic series with spikes
   (shingled), the ROC AUC of the program's scores is at least scikit-learn's IsolationForest's
   minus 0.02 (skipped, with a message, without scikit-learn from --python-path); the printed
@@ -318,6 +318,13 @@ def check_exact(args, work):
     check(all(tuple(s) in rows for s in model["samples"]), "exact: every sampled point is a record of the data")
     trees = forest_from_model(model)
     check_model_trees("exact", model, trees)
+    # The same records as sparse ones (the feature_rows densify path): the same model.
+    spath = os.path.join(work, "exact-sparse.rec")
+    rp.write_sparse(spath, x)
+    rs = train(args, work, "exact-sparse", [spath], {"num_trees": 20, "num_samples_per_tree": 64, "seed": 7})
+    if rs is not None:
+        check(all(rs[0][key] == model[key] for key in ("samples", "trees", "records")),
+              "exact: the records written sparse give the same samples and trees as dense")
     # Seen points (the data, duplicates included) and unseen ones (a grid beyond the data).
     queries = np.concatenate([x, rng.uniform(-12, 12, (100, 3)).astype(np.float32)])
     qpath = os.path.join(work, "exact-queries.rec")
