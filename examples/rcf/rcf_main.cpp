@@ -54,8 +54,7 @@ record); with shingle_size S > 1 the first S - 1 records have no whole shingle a
 Hyperparameters (SageMaker's names; --name value, --name=value, or in hyperparameters.json):
   --feature_dim D                features a record (default: from the first record)
   --num_trees T                  trees (default 100; SageMaker allows 50-1000)
-  --num_samples_per_tree K       points sampled for each tree (default 256; SageMaker allows
-                                 1-2048)
+  --num_samples_per_tree K       points sampled for each tree (default 256, at most 2048)
   --eval_metrics LIST            test metrics besides f1: accuracy, precision_recall_fscore, or
                                  both as ["accuracy","precision_recall_fscore"] (the default)
 Not SageMaker's:
@@ -120,9 +119,10 @@ bool set_hyperparameter(rcf_settings& s, const std::string& name, std::string_vi
         s.num_trees = positive(name, v);
     else if (name == "num_samples_per_tree") {
         s.num_samples_per_tree = positive(name, v);
-        // The nodes count their points in 32 bits and the trees recurse once a level.
-        if (s.num_samples_per_tree > 100000)
-            throw usage_error("num_samples_per_tree must be at most 100000 (SageMaker allows 2048)");
+        // SageMaker's limit, kept because a tree is built by one recursion a level and its
+        // depth can reach the sample's size (points spaced geometrically along a line).
+        if (s.num_samples_per_tree > 2048)
+            throw usage_error("num_samples_per_tree must be at most 2048, as in SageMaker");
     }
     else if (name == "eval_metrics")
         set_eval_metrics(s, v);
