@@ -236,3 +236,29 @@ TEST_CASE("the threshold is the mean plus three population standard deviations",
     CHECK(three_sigma_threshold(s) == Approx(2.5 + 3 * std::sqrt(1.25)).epsilon(1e-15));
     CHECK(three_sigma_threshold({}) == 0.0);
 }
+
+TEST_CASE("a tree as deep as its sample: points spaced geometrically on a line", "[rcf]")
+{
+    // A uniform cut of [1, 2^k] almost always separates only the largest point, so the tree is a
+    // chain about k deep: past the 64 levels the scorer keeps on its stack.
+    std::vector<double> points;
+    for (int i = 0; i < 200; ++i)
+        points.push_back(std::ldexp(1.0, i));
+    const random_cut_tree tree(points, 1, 3);
+    // The depth of the leaf of the smallest point: the left-most path.
+    std::size_t depth = 0, i = 0;
+    while (tree.nodes()[i].dim >= 0) {
+        i = i + 1;
+        ++depth;
+    }
+    CHECK(depth > 64);
+    CHECK(tree.nodes().size() == 399);
+    // Seen at depth D with mass 1 of 200: (1 - 1/400) / (D + 1) x log2(201); nothing to climb,
+    // since every ancestor's box holds the point.
+    const double one = 1.0;
+    const double expected = (1.0 - 1.0 / 400.0) / (static_cast<double>(depth) + 1.0) * std::log2(201.0);
+    CHECK(tree.score(std::span<const double>(&one, 1)) == Approx(expected).epsilon(1e-14));
+    // Unseen, beyond the largest: separated at the root with probability near 1.
+    const double beyond = std::ldexp(1.0, 201);
+    CHECK(tree.score(std::span<const double>(&beyond, 1)) > 0.7 * std::log2(201.0));
+}
