@@ -177,7 +177,7 @@ TEST_CASE("the optimizers' first two steps follow their formulas")
     }
 }
 
-TEST_CASE("encoder_layers: auto is 3k,2k; sizes are comma-separated positive numbers")
+TEST_CASE("encoder_layers is auto (3k then 2k) or positive sizes separated by commas")
 {
     CHECK(parse_encoder_layers("auto", 10) == std::vector<std::size_t>{30, 20});
     CHECK(parse_encoder_layers("100,50", 10) == std::vector<std::size_t>{100, 50});

@@ -285,7 +285,7 @@ def main():
     train_paths = rp.write_parts(w("bars_train"), train.astype(np.float32), 4, sparse=True)
     valid_path = rp.write_parts(w("bars_valid"), valid.astype(np.float32), 1, sparse=True)[0]
     test_path = rp.write_parts(w("bars_test"), test.astype(np.float32), 1, sparse=True)[0]
-    epochs = 50
+    epochs = 40
     seconds = run([prog, "--quiet", "--num_topics", "10", "--encoder_layers", "50", "--optimizer", "adam",
                    "--learning_rate", "0.02", "--mini_batch_size", "50", "--epochs", str(epochs),
                    "--num_patience_epochs", str(epochs), "--model-dir", w("bars"), "--validation", valid_path,
@@ -293,11 +293,13 @@ def main():
     if seconds is not None:
         stdout = last_stdout[0]
         perplexity = epoch_metrics(stdout, "validation:perplexity")
+        # It falls every epoch at first, then levels off near 17 with the noise of adam's steps.
         falls = sum(b < a for a, b in zip(perplexity, perplexity[1:]))
-        check(len(perplexity) == epochs and perplexity[-1] < 0.9 * perplexity[0] and falls >= 0.7 * (epochs - 1),
-              "bars: validation:perplexity falls over %d epochs, %.2f -> %.2f (falls in %d of %d epochs; %.2f s)"
-              % (len(perplexity), perplexity[0] if perplexity else 0, perplexity[-1] if perplexity else 0, falls,
-                 epochs - 1, seconds))
+        first = all(b < a for a, b in zip(perplexity[:8], perplexity[1:8]))
+        check(len(perplexity) == epochs and first and perplexity[-1] < 0.8 * perplexity[0],
+              "bars: validation:perplexity falls over %d epochs, %.2f -> %.2f (in each of the first 8, in %d of "
+              "%d in all; %.2f s)" % (len(perplexity), perplexity[0] if perplexity else 0,
+                                     perplexity[-1] if perplexity else 0, falls, epochs - 1, seconds))
         model = load_json(w("bars", "model.json"))
         metrics = load_json(w("bars", "metrics.json"))
         expected = float(np.mean(numpy_loss(model, test)))
