@@ -16,6 +16,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <Eigen/SparseCore>
 
 #include <algorithm>
 #include <cmath>
@@ -238,16 +239,21 @@ inline batch_result evaluate(const ntm_model& m, const matrix& counts, const mat
     const std::size_t layers = dims.encoder_layers.size();
     const auto name = [](const char* base, std::size_t l) { return base + std::to_string(l + 1); };
 
-    // Forward, keeping what the backward pass needs.
+    // Forward, keeping what the backward pass needs. The input is sparse (a document holds few
+    // of the vocabulary's words): the first layer's product and its weights' gradient then cost
+    // O(non-zeros x h_1) instead of O(N V h_1). a[0] stays empty; x stands for it.
+    Eigen::SparseMatrix<double, Eigen::RowMajor> x = counts.sparseView();
+    for (Eigen::Index row = 0; row < x.outerSize(); ++row)
+        for (decltype(x)::InnerIterator it(x, row); it; ++it)
+            it.valueRef() = std::log1p(it.value());
     std::vector<matrix> a(layers + 1), xhat(layers);
     std::vector<Eigen::VectorXd> inv_std(layers);
-    a[0] = counts.array().log1p().matrix();
     r.batch_mean.resize(dims.batch_norm ? layers : 0);
     r.batch_var.resize(dims.batch_norm ? layers : 0);
     for (std::size_t l = 0; l < layers; ++l) {
         const auto& w = m.get(name("encoder_W", l));
         const auto& c = m.get(name("encoder_c", l));
-        matrix q = a[l] * w.transpose();
+        matrix q = l == 0 ? matrix(x * w.transpose()) : matrix(a[l] * w.transpose());
         q.rowwise() += c.col(0).transpose();
         if (dims.batch_norm) {
             Eigen::VectorXd mean, var;
@@ -336,7 +342,10 @@ inline batch_result evaluate(const ntm_model& m, const matrix& counts, const mat
             d_q = ((d_xhat.rowwise() - mean_d).array() - xhat[l].array().rowwise() * mean_dx.array()).matrix();
             d_q.array().rowwise() *= inv_std[l].transpose().array();
         }
-        grad(name("encoder_W", l)) = d_q.transpose() * a[l];
+        if (l == 0)
+            grad(name("encoder_W", l)) = d_q.transpose() * x;
+        else
+            grad(name("encoder_W", l)) = d_q.transpose() * a[l];
         grad(name("encoder_c", l)) = d_q.colwise().sum().transpose();
         if (l > 0)
             d_a = d_q * m.get(name("encoder_W", l));
