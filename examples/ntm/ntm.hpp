@@ -114,6 +114,7 @@ inline constexpr double batch_norm_momentum = 0.9;
 /// `decoder_b` (d, V).
 class ntm_model {
 public:
+    /// An empty model: no shape, no parameters (what a model read later replaces).
     ntm_model() = default;
 
     /// A model of the given shape with every parameter 0 (gamma and running variance 1).
@@ -161,8 +162,13 @@ public:
         return m;
     }
 
+    /// The model's shape.
     const dimensions& dims() const noexcept { return dims_; }
+
+    /// Every parameter, in the order above (the gradients' and the model file's).
     std::vector<parameter>& params() noexcept { return params_; }
+
+    /// Every parameter, in the order above.
     const std::vector<parameter>& params() const noexcept { return params_; }
 
     /// The parameter called `name`; throws `std::out_of_range` when there is none.
@@ -459,6 +465,7 @@ inline constexpr double adadelta_rho = 0.9, adadelta_epsilon = 1e-5;
 /// All state starts at 0.
 class optimizer {
 public:
+    /// An optimizer with no state yet (it is sized at the first step).
     explicit optimizer(optimizer_settings s = {}) : s_(s) {}
 
     /// One step of `m`'s trained parameters with `gradients` (in `params()`'s order).
@@ -539,6 +546,7 @@ inline void update_running_statistics(ntm_model& m, const std::vector<Eigen::Vec
 /// stops after `patience` epochs in a row without improvement.
 class early_stopping {
 public:
+    /// Stops after `patience` epochs without a relative improvement of `tolerance`.
     early_stopping(std::uint64_t patience, double tolerance) : patience_(patience), tolerance_(tolerance) {}
 
     /// Records an epoch's loss; returns true when training should stop.
@@ -552,6 +560,7 @@ public:
         return ++stale_ >= patience_;
     }
 
+    /// The lowest loss of an improving epoch so far (infinity before the first).
     double best() const noexcept { return best_; }
 
 private:
