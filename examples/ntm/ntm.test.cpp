@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 using namespace pipemode::examples::ntm;
@@ -53,8 +54,10 @@ ntm_model random_model(const dimensions& d, std::uint64_t seed)
 TEST_CASE("every gradient equals central finite differences of the mean loss")
 {
     std::mt19937_64 rng(16);
-    for (auto act : {activation::sigmoid, activation::tanh, activation::relu})
-        for (bool bn : {false, true}) {
+    // each activation, and batch norm under two of them: 7.7 s under ASan for all six pairs
+    for (auto [act, bn] : {std::pair{activation::sigmoid, false}, std::pair{activation::tanh, true},
+                           std::pair{activation::relu, false}, std::pair{activation::relu, true}}) {
+        {
             CAPTURE(to_string(act), bn);
             // small, as each parameter costs two passes: some 80 parameters, two hidden layers
             const dimensions d{.feature_dim = 7, .num_topics = 2, .encoder_layers = {4, 3}, .act = act, .batch_norm = bn};
@@ -86,6 +89,7 @@ TEST_CASE("every gradient equals central finite differences of the mean loss")
             }
             CHECK(worst < 1e-5);
         }
+    }
 }
 
 TEST_CASE("the loss is the reconstruction plus the KL term, written out for one document")
