@@ -11,7 +11,6 @@
 #include "../common/mpi_context.hpp"
 #include "../common/training.hpp"
 #include "rcf.hpp"
-#include "test_channel.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -288,10 +287,13 @@ test_result evaluate_test(const training_job& job, const rcf_model& m, const ran
     std::vector<double> recent;  // the labels of the last shingle_size records
     std::uint64_t seen = 0;
     std::vector<double> batch_points;
-    read_csv_channel(job.sources(channel::test), 1000, [&](const pipemode::batch& b) {
+    auto reader = channel_reader::whole(job, channel::test, 0, 1000);
+    while (const auto next = reader.next()) {
+        const pipemode::batch& b = *next;
         const pipemode::column* c = b.find_label("values");
         if (c == nullptr || c->is_sparse() || c->type() != pipemode::tensor_type::float32)
-            throw std::runtime_error("the test channel's rows have no label column (text/csv;label_size=1)");
+            throw std::runtime_error("the test channel's records have no float32 label \"values\" (give "
+                                     "--test-content-type text/csv;label_size=1 for SageMaker's CSV test channel)");
         auto label_of = [&](std::size_t i) {
             const double y = c->row<float>(i)[0];
             recent.resize(m.shingle_size, 0.0);
@@ -310,7 +312,7 @@ test_result evaluate_test(const training_job& job, const rcf_model& m, const ran
         const std::size_t first = r.scores.size();
         r.scores.resize(first + batch_points.size() / m.point_dim());
         forest.score(batch_points, std::span<double>(r.scores).subspan(first));
-    });
+    }
     r.threshold = three_sigma_threshold(r.scores);
     std::vector<double> predicted(r.scores.size());
     for (std::size_t i = 0; i < r.scores.size(); ++i)
@@ -419,20 +421,15 @@ int run(int argc, char** argv, const mpi_context& mpi)
     metrics_log metrics(true);
     std::optional<test_result> test;
     if (job.has(channel::test)) {
-        if (job.sources(channel::test).empty())
-            std::fprintf(stderr, "%s: the test channel is read from --test CSV files only, not in Pipe mode; "
-                                 "no test metrics\n", std::string(program).c_str());
-        else {
-            test = evaluate_test(job, r.model, forest);
-            if (s.accuracy)
-                metrics.report("test", "accuracy", test->counts.accuracy());
-            if (s.precision_recall_fscore) {
-                metrics.report("test", "precision", test->counts.precision());
-                metrics.report("test", "recall", test->counts.recall());
-            }
-            // The objective metric SageMaker's tuning uses; printed whatever eval_metrics says.
-            metrics.report("test", "f1", test->counts.f_beta(1.0));
+        test = evaluate_test(job, r.model, forest);
+        if (s.accuracy)
+            metrics.report("test", "accuracy", test->counts.accuracy());
+        if (s.precision_recall_fscore) {
+            metrics.report("test", "precision", test->counts.precision());
+            metrics.report("test", "recall", test->counts.recall());
         }
+        // The objective metric SageMaker's tuning uses; printed whatever eval_metrics says.
+        metrics.report("test", "f1", test->counts.f_beta(1.0));
     }
     const auto dir = job.model_dir();
     const auto path = write_model_file(dir, "model.json", model_json(r.model, forest));

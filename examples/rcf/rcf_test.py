@@ -88,7 +88,7 @@ def train(args, work, name, files, hyper, test_csv=None, mpi=None):
     for k, v in hyper.items():
         cmd += ["--" + k, str(v)]
     if test_csv:
-        cmd += ["--test", test_csv]
+        cmd += ["--test", test_csv, "--test-content-type", "text/csv;label_size=1"]
     cmd += list(files)
     if mpi:
         cmd = [args.mpirun, "--allow-run-as-root", "--oversubscribe", "-np", str(mpi)] + cmd
