@@ -40,11 +40,15 @@ struct document {
 
 /// The vocabulary size up to which the second moment is formed densely (V x V doubles, 32 MB at
 /// 2000); above it, only its product with a V x (k + oversampling) matrix is (randomized range
-/// finder), at the price of a second pass over the data.
+/// finder), at the price of more passes over the data.
 inline constexpr std::size_t default_dense_limit = 2000;
 
 /// Columns added to num_topics in the randomized range finder's test matrix.
 inline constexpr std::size_t default_oversampling = 10;
+
+/// The randomized range finder's power iterations (Q <- orth(M2 Q), a pass over the data each):
+/// one brings the topics of a noisy sample moment close to the dense moment's.
+inline constexpr std::size_t default_power_iterations = 1;
 
 /// The sums of the first and second moments' passes over the documents.
 ///

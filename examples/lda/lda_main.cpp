@@ -37,8 +37,8 @@ Latent Dirichlet Allocation by the method of moments (spectral decomposition, as
 built-in LDA) over RecordIO-protobuf records whose feature "values" holds a document's word
 counts (sparse: keys are word ids; or dense: one count a vocabulary word). A SOURCE is a local
 file or FIFO, an http(s):// URL, an S3 object s3://BUCKET/KEY or prefix s3://BUCKET/PREFIX/.
-Passes over the train channel: the first and second moments (and, above --dense_limit words, a
-second pass for the randomized range finder), then the whitened third moment; under mpirun each
+Passes over the train channel: the first and second moments (and, above --dense_limit words,
+power_iterations + 1 more for the randomized range finder), then the whitened third moment; under mpirun each
 rank reads its shard and the ranks add their sums. Writes MODEL_DIR/model.json and
 MODEL_DIR/metrics.json; with a test channel prints #metric test:pwll=... (per-word
 log-likelihood, each document's topic mixture inferred with the topics fixed). --predict writes
@@ -57,6 +57,7 @@ Not SageMaker's:
   --dense_limit V                form the second moment densely up to V words (default 2000);
                                  above, multiply it by a random V x (K + 10) matrix instead
   --oversampling P               the test matrix's columns beyond K (default 10)
+  --power_iterations Q           the range finder's power iterations, a pass each (default 1)
   --moments_file FILE            also write the accumulated moments (M1, M2 or its products,
                                  W, the whitened third moment) as JSON, for checks
 Dashes may replace underscores (--num-topics).
@@ -78,6 +79,7 @@ struct lda_settings {
     std::uint64_t seed = 1;
     std::size_t dense_limit = default_dense_limit;
     std::size_t oversampling = default_oversampling;
+    std::size_t power_iterations = default_power_iterations;
     std::string moments_file;
 };
 
@@ -119,6 +121,8 @@ bool set_hyperparameter(lda_settings& s, const std::string& name, std::string_vi
         s.dense_limit = parse_count(name, v);
     else if (name == "oversampling")
         s.oversampling = parse_count(name, v);
+    else if (name == "power_iterations")
+        s.power_iterations = parse_count(name, v);
     else if (name == "moments_file")
         s.moments_file = v;
     else
@@ -316,7 +320,8 @@ int run(int argc, char** argv, const mpi_context& mpi)
     const Eigen::VectorXd m1 = first->first_moment();
     const row_matrix m2 = first->second_moment(s.alpha0);
 
-    // Pass 2 (randomized only): M2 times the orthonormal basis of M2 X.
+    // Randomized only: M2 times an orthonormal basis Q of the last product, power_iterations + 1
+    // passes; the last one's Q^T M2 Q is decomposed.
     whitening wh;
     std::optional<row_matrix> basis, m2_basis;
     if (first->dense()) {
@@ -324,13 +329,18 @@ int run(int argc, char** argv, const mpi_context& mpi)
     }
     else {
         basis = orthonormal_basis(m2);
-        std::optional<moment_sums> second;
-        auto [r2, b2] = pass(
-            job, mpi, number++, s.mini_batch_size, v, progress, "pass 2 (M2 Q)",
-            [&](std::size_t) { second.emplace(v, *basis); }, [&](const document& d) { second->add(d); });
-        bytes += b2;
-        mpi.sum(second->sums());
-        m2_basis = second->second_moment(s.alpha0);
+        for (std::size_t it = 0; it <= s.power_iterations; ++it) {
+            if (it > 0)
+                basis = orthonormal_basis(*m2_basis);
+            std::optional<moment_sums> product;
+            const std::string label = "pass " + std::to_string(number + 1) + " (M2 Q)";
+            auto [r2, b2] = pass(
+                job, mpi, number++, s.mini_batch_size, v, progress, label.c_str(),
+                [&](std::size_t) { product.emplace(v, *basis); }, [&](const document& d) { product->add(d); });
+            bytes += b2;
+            mpi.sum(product->sums());
+            m2_basis = product->second_moment(s.alpha0);
+        }
         wh = whiten_projected(*basis, *m2_basis, k);
     }
 

@@ -5,7 +5,8 @@ runs the program on the files and checks:
 - the moments it accumulated (--moments_file) equal NumPy's computation from the same documents
   to 1e-10: M1, M2 (dense) or M2 times the test matrix and times the basis (randomized range
   finder), and the whitened third moment T for the program's own whitening W; on a small corpus
-  whose documents have 0 to 20 words, so that the estimators' length cuts are crossed;
+  whose documents have 0 to 20 words, so that the estimators' length cuts are crossed; the same
+  documents as dense records give the same moments;
 - on the bars topics (25 words on a 5x5 grid, 5 row bars and 5 column bars, 10,000 documents of
   50-100 words, alpha 0.1 each), the recovered topics are within a mean L1 distance of 0.1 of the
   true ones after scipy.optimize.linear_sum_assignment's matching; the bars are not uniform along
@@ -245,6 +246,16 @@ def check_moments(args, work):
               % (layout, ", ".join("%s %.1e" % kv for kv in err.items())))
         # W whitens M2 on its top-k subspace
         check(relative_error(w.T @ m2 @ w, np.eye(k)) < 1e-8, "%s: W^T M2 W = I" % layout)
+    # the same documents as dense records (one count a vocabulary word) give the same moments
+    dense_path = os.path.join(work, "moments_dense_records.rec")
+    rp.write_dense(dense_path, x)
+    out = os.path.join(work, "moments_dense_records")
+    if run([args.program, "--quiet", "--num_topics", str(k), "--alpha0", str(alpha0), "--model-dir", out,
+            "--moments_file", os.path.join(out, "moments.json"), dense_path]) is not None:
+        a = load_json(os.path.join(out, "moments.json"))
+        b = load_json(os.path.join(work, "moments_dense", "moments.json"))
+        check(all(a[name] == b[name] for name in ("documents", "m1", "m2", "t")),
+              "dense records: the same moments as sparse ones")
 
 
 def write_bars(work, rng, train_docs, test_docs, parts):
