@@ -18,6 +18,8 @@ runs the program on the files and checks:
 - trained on the same 2,500 documents as scikit-learn's LatentDirichletAllocation (from
   --python-path; batch variational EM, 10 iterations) and scored by the same inference, the
   program's held-out pwll is within 3 % of scikit-learn's;
+- --pipe-mode reads a train FIFO a pass and test_0, and gives the files' model.json and
+  metrics.json;
 - with --mpirun, 3 ranks accumulate the moments of 1 rank to 1e-12 (randomized range finder, the
   test matrix from the shared seed) and give the same topics.
 
@@ -258,6 +260,53 @@ def check_moments(args, work):
               "dense records: the same moments as sparse ones")
 
 
+def check_pipe_mode(args, work):
+    """--pipe-mode as SageMaker lays it out: a train FIFO a pass (4 for the randomized range
+    finder: M1 and M2 X, two M2 Q, T), then test_0: the same model.json and metrics.json as from
+    files, and every FIFO read."""
+    path = os.path.join(work, "moments.rec")
+    opts = ["--quiet", "--num_topics", "4", "--alpha0", "0.8", "--dense_limit", "0"]
+    files_dir = os.path.join(work, "pipe_files")
+    if run([args.program] + opts + ["--model-dir", files_dir, "--test", path, path]) is None:
+        return
+    root = os.path.join(work, "pipe_sagemaker")
+    os.makedirs(os.path.join(root, "data"))
+    os.makedirs(os.path.join(root, "config"))
+    with open(os.path.join(root, "config", "inputdataconfig.json"), "w") as f:
+        json.dump({c: {"TrainingInputMode": "Pipe"} for c in ("train", "test")}, f)
+    fifos = [("train_%d" % e, path) for e in range(4)] + [("test_0", path)]
+    for name, _ in fifos:
+        os.mkfifo(os.path.join(root, "data", name))
+    # One writer a FIFO, so that the order the program opens them in does not matter; a FIFO the
+    # program never opens keeps its writer waiting, which the timeout below catches.
+    feeder = subprocess.Popen([sys.executable, "-c", """
+import json, shutil, sys, threading
+def feed(name, path):
+    with open(sys.argv[1] + '/' + name, 'wb') as f, open(path, 'rb') as src:
+        shutil.copyfileobj(src, f)
+threads = [threading.Thread(target=feed, args=p) for p in json.loads(sys.argv[2])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+""", os.path.join(root, "data"), json.dumps(fifos)])
+    pipe_dir = os.path.join(work, "pipe_model")
+    ok = run([args.program] + opts + ["--model-dir", pipe_dir, "--pipe-mode", "--data-dir",
+                                      os.path.join(root, "data")]) is not None
+    try:
+        feeder.wait(timeout=10)
+        all_read = True
+    except subprocess.TimeoutExpired:
+        feeder.kill()
+        feeder.wait()
+        all_read = False
+    check(all_read, "--pipe-mode: every FIFO (train_0 to train_3, test_0) was read")
+    if ok:
+        same = all(open(os.path.join(pipe_dir, n)).read() == open(os.path.join(files_dir, n)).read()
+                   for n in ("model.json", "metrics.json"))
+        check(same, "--pipe-mode: the same model.json and metrics.json as from files")
+
+
 def write_bars(work, rng, train_docs, test_docs, parts):
     truth = bars()
     alpha = np.full(10, 0.1)
@@ -385,6 +434,7 @@ def main():
         check_mpi(args, args.work)
     else:
         check_moments(args, args.work)
+        check_pipe_mode(args, args.work)
         check_bars(args, args.work)
     print("%d failure(s) in %.1f s" % (len(failures), time.monotonic() - start))
     return 1 if failures else 0
