@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, then configures, builds and tests pipemode under each preset
 # (asan, tsan, fuzz by default; fuzz runs each libFuzzer target for 10 seconds, see
-# docs/fuzzing.md), reusing the build trees under build/. The asan preset is every test, the
-# examples and the build checks with warnings as errors, so the dev preset would build and run
-# the same tests again without the sanitizers; --quick runs dev alone, for a fast first answer. Runs every preset even after one
+# docs/fuzzing.md, and the header check with clang), reusing the build trees under build/. The
+# asan preset is every test, the examples and the layering and consumer checks with warnings as
+# errors, so the dev preset would build and run the same tests again without the sanitizers;
+# --quick runs dev alone, for a fast first answer. Runs every preset even after one
 # fails, prints one summary line per preset, and exits non-zero if any failed.
 #
 # Usage: scripts/test.sh [--quick] [--preset NAME]... [--long] [--jobs N]
