@@ -737,14 +737,18 @@ TEST_CASE("Clients on two threads share one DNS and TLS session cache", "[http][
     other.join();
     if (other_failed)
         std::rethrow_exception(other_failed);
+    // Every answer is one of the three addresses, none an error. How many of the three a thread
+    // reached is not checked: a connection that went idle before the next transfer started is
+    // reused rather than a new one opened, so on a slow (sanitized, loaded) run a thread can keep
+    // to two; the spreading itself is the test "New connections spread over a host's addresses".
+    const std::set<std::string> addresses{"127.0.0.1", "127.0.0.2", "127.0.0.3"};
     for (auto* answered : {&a, &b}) {
         int total = 0;
-        for (const auto& [address, count] : *answered)
+        for (const auto& [address, count] : *answered) {
             total += count;
+            CHECK(addresses.contains(address));
+        }
         CHECK(total == 60);
-        CHECK(answered->size() == 3);  // every answer is one of the three addresses, none an error
-        for (const auto& [address, count] : *answered)
-            CHECK(address.starts_with("127.0.0."));
     }
     CHECK(share.use_count() == 2);  // `share` and `o`: the clients let go of theirs
 }
